@@ -1,0 +1,117 @@
+"""The connector protocol and the error kinds every connector speaks.
+
+The engine (``sync/``) only sees these: it hands a connector a batch of
+delivery requests and gets one result per request. What an error *means* for
+the delivery is decided here, once, by its kind:
+
+- ``TransientError``: retry later with backoff (5xx, timeouts, connection loss).
+- ``RateLimited``: the provider said stop until ``reset_at``; pause the whole
+  connection until then, and do not count it as a failed attempt.
+- ``AuthExpired``: refresh the token and retry; if refreshing fails the
+  connection needs the tenant admin to reconnect (nothing is dropped).
+- ``Rejected``: the provider refused this record for good (4xx); dead-letter
+  it with the provider's reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+
+class DeliveryError(Exception):
+    """Base of the error kinds; ``str()`` is the reason shown to people."""
+
+    kind: ClassVar[str] = "error"
+
+
+class TransientError(DeliveryError):
+    kind = "transient"
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class RateLimited(DeliveryError):
+    kind = "rate_limited"
+
+    def __init__(self, reason: str, reset_at: datetime) -> None:
+        super().__init__(reason)
+        self.reset_at = reset_at
+
+
+class AuthExpired(DeliveryError):
+    kind = "auth_expired"
+
+
+class Rejected(DeliveryError):
+    kind = "rejected"
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """What a connector needs to know about its connection; secrets decrypted."""
+
+    id: str
+    tenant_id: str
+    name: str
+    provider: str
+    settings: dict[str, Any]
+    credentials: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DeliveryRequest:
+    delivery_id: str
+    idempotency_key: str
+    action: str  # e.g. "message.created"
+    payload: dict[str, Any] = field(repr=False)  # carries message bodies: never log it
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    delivery_id: str
+    external_id: str | None = None
+    error: DeliveryError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Connector(Protocol):
+    """One instance per connection, reused for a batch, then closed."""
+
+    provider: ClassVar[str]
+    max_batch: ClassVar[int]
+
+    def deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
+        """One result per request, same order. Never raises for one bad record."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def deliver_each(
+    batch: Sequence[DeliveryRequest],
+    one: Callable[[DeliveryRequest], DeliveryResult],
+) -> list[DeliveryResult]:
+    """Deliver one request at a time; after a rate limit, send nothing more.
+
+    The rest of the batch gets the same ``RateLimited`` so the engine pauses the
+    connection instead of hammering a provider that already said stop.
+    """
+    results: list[DeliveryResult] = []
+    for position, request in enumerate(batch):
+        result = one(request)
+        results.append(result)
+        if isinstance(result.error, RateLimited):
+            results.extend(
+                DeliveryResult(r.delivery_id, error=result.error) for r in batch[position + 1 :]
+            )
+            break
+    return results

@@ -1,0 +1,36 @@
+"""The HTTP API (FastAPI): ``relais.api:create_app``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from relais.api import admin, errors, messages, ops
+from relais.settings import get_settings
+
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Relais",
+        version="1",
+        description="Integration hub of a telephone answering service.",
+    )
+    errors.install(app)
+
+    @app.middleware("http")
+    async def _size_guard(request: Request, call_next):  # type: ignore[no-untyped-def]
+        # Refuse oversized bodies before reading them; routes check exact limits.
+        length = request.headers.get("content-length")
+        limit = max(MAX_REQUEST_BYTES, get_settings().max_message_bytes * 4)
+        if length and length.isdigit() and int(length) > limit:
+            return JSONResponse(
+                errors.error_body("too_large", f"body is {length} bytes; the limit is {limit}"),
+                status_code=413,
+            )
+        return await call_next(request)
+
+    for module in (messages, admin, ops):
+        app.include_router(module.router)
+    return app

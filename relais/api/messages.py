@@ -1,0 +1,131 @@
+"""Messages: accept a qualified call, show it with its deliveries' history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from relais.api.deps import DB, Caller, json_body, tenant_for
+from relais.api.errors import ApiError, error_body, field_errors, not_found, summary
+from relais.db import session_scope
+from relais.domain import CallMessage, as_utc_iso
+from relais.models import AuditEvent, Connection, Delivery, Message
+from relais.queue import enqueue_connections
+from relais.tenants import parsed_config
+from sync.outbox import MessageRejected, accept_message
+
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["messages"])
+
+
+def delivery_view(delivery: Delivery, connection: Connection | None) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "connection": connection.name if connection else None,
+        "provider": connection.provider if connection else None,
+        "rule": delivery.rule,
+        "action": delivery.action,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": as_utc_iso(delivery.next_attempt_at)
+        if delivery.status == "pending"
+        else None,
+        "last_error": delivery.last_error,
+        "external_id": delivery.external_id,
+        "delivered_at": as_utc_iso(delivery.delivered_at) if delivery.delivered_at else None,
+    }
+
+
+@router.post("/messages", status_code=202, responses={202: {}, 200: {}})
+def post_message(
+    tenant_id: str,
+    who: Caller,
+    response: Response,
+    data: Annotated[Any, Depends(json_body)],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    with session_scope() as session:
+        tenant = tenant_for(session, who, tenant_id, "secretary")
+        config = parsed_config(tenant)
+        if not isinstance(data, dict):
+            raise ApiError(400, "invalid_json", "body must be a JSON object")
+        try:
+            msg = CallMessage.model_validate(data, context={"region": config.phone_region})
+        except ValidationError as exc:
+            details = field_errors(exc)
+            raise ApiError(422, "invalid_message", summary(details), details) from None
+        try:
+            accepted = accept_message(session, tenant_id, config, msg, idempotency_key)
+        except MessageRejected as exc:
+            detail = {"field": exc.field, "problem": str(exc), "hint": exc.hint}
+            raise ApiError(422, "invalid_message", f"{exc.field}: {exc}", [detail]) from None
+        connections = {
+            c.id: c
+            for c in session.scalars(select(Connection).where(Connection.tenant_id == tenant_id))
+        }
+        body = {
+            "id": accepted.message.id,
+            "status": accepted.message.status,
+            "deliveries": [
+                delivery_view(d, connections.get(d.connection_id)) for d in accepted.deliveries
+            ],
+        }
+    if accepted.created:
+        enqueue_connections(accepted.connection_ids)  # after commit: the outbox rule
+    else:
+        response.status_code = 200  # same Idempotency-Key: the original answer
+    return body
+
+
+@router.get("/messages/{message_id}")
+def get_message(tenant_id: str, message_id: str, who: Caller, session: DB) -> dict[str, Any]:
+    tenant_for(session, who, tenant_id, "secretary")
+    message = session.get(Message, message_id)
+    if message is None or message.tenant_id != tenant_id:
+        raise not_found(f"message {message_id!r}")
+    deliveries = list(
+        session.scalars(
+            select(Delivery).where(Delivery.message_id == message.id).order_by(Delivery.id)
+        )
+    )
+    connections = {
+        c.id: c
+        for c in session.scalars(select(Connection).where(Connection.tenant_id == tenant_id))
+    }
+    events = session.scalars(
+        select(AuditEvent)
+        .where(
+            AuditEvent.subject_type == "delivery",
+            AuditEvent.subject_id.in_([d.id for d in deliveries]),
+        )
+        .order_by(AuditEvent.id)
+    )
+    history: dict[str, list[dict[str, Any]]] = {d.id: [] for d in deliveries}
+    for event in events:
+        history[event.subject_id].append(
+            {"at": as_utc_iso(event.at), "event": event.kind, **event.detail}
+        )
+    return {
+        "id": message.id,
+        "status": message.status,
+        "call_type": message.call_type,
+        "urgency": message.urgency,
+        "caller": message.caller,
+        "subject": message.subject,
+        "body": message.body,
+        "taken_by": message.taken_by,
+        "taken_at": as_utc_iso(message.taken_at),
+        "staff_id": message.staff_id,
+        "callback_requested": message.callback_requested,
+        "intake": message.intake,
+        "received_at": as_utc_iso(message.created_at),
+        "deliveries": [
+            {**delivery_view(d, connections.get(d.connection_id)), "history": history[d.id]}
+            for d in deliveries
+        ],
+    }
+
+
+__all__ = ["router", "error_body"]

@@ -1,0 +1,94 @@
+"""API keys: ``rls_<id>_<secret>``, stored as id + SHA-256 of the secret.
+
+Secrets are 256 random bits, so a plain hash is enough (no password KDF); the
+id lets us find the row without scanning. Each key is scoped to one tenant
+(role secretary or admin) or to the operator (every tenant).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from relais.models import ApiKey, AuditEvent, utcnow
+
+ROLES = ("secretary", "admin", "operator")
+# What each role may do, from least to most.
+RANK = {"secretary": 1, "admin": 2, "operator": 3}
+
+
+class BadKey(PermissionError):
+    pass
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    tenant_id: str | None
+    role: str
+
+    def can_see(self, tenant_id: str) -> bool:
+        return self.role == "operator" or self.tenant_id == tenant_id
+
+    def at_least(self, role: str) -> bool:
+        return RANK[self.role] >= RANK[role]
+
+    @property
+    def label(self) -> str:
+        return f"key {self.key_id} ({self.role})"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(session: Session, role: str, tenant_id: str | None, name: str = "") -> str:
+    """Store a new key and return it in full; it is shown once and never again."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if (role == "operator") != (tenant_id is None):
+        raise ValueError("an operator key has no tenant; secretary and admin keys need one")
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    session.add(
+        ApiKey(id=key_id, secret_hash=_hash(secret), tenant_id=tenant_id, role=role, name=name)
+    )
+    session.add(
+        AuditEvent(
+            tenant_id=tenant_id,
+            kind="api_key.created",
+            subject_type="api_key",
+            subject_id=key_id,
+            detail={"role": role, "name": name},
+        )
+    )
+    return f"rls_{key_id}_{secret}"
+
+
+def authenticate(session: Session, token: str) -> Principal:
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != "rls":
+        raise BadKey("malformed API key: expected 'Bearer rls_<id>_<secret>'")
+    _, key_id, secret = parts
+    row = session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        raise BadKey("unknown or revoked API key")
+    if not hmac.compare_digest(row.secret_hash, _hash(secret)):
+        raise BadKey("unknown or revoked API key")
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
+        row.last_used_at = now  # at most one write a minute per key
+    return Principal(key_id=row.id, tenant_id=row.tenant_id, role=row.role)
+
+
+def revoke_key(session: Session, key_id: str) -> bool:
+    row = session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    return True

@@ -1,0 +1,282 @@
+"""The ``relais`` command line (typer + rich).
+
+Bad input exits 2 with one readable line per problem, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from mappings.config import load_tenant_file
+from mappings.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+tenants_app = typer.Typer(no_args_is_help=True, help="Tenant configuration files.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+deliveries_app = typer.Typer(no_args_is_help=True, help="Deliveries: inspect and replay.")
+app.add_typer(db_app, name="db")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+app.add_typer(deliveries_app, name="deliveries")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _upgrade() -> None:
+    from relais.migrate import upgrade
+
+    upgrade()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (idempotent)."""
+    from relais.settings import get_settings
+
+    _upgrade()
+    out.print(f"database at head: {_redact(get_settings().resolved_database_url)}")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@tenants_app.command("validate")
+def tenants_validate(files: Annotated[list[Path], typer.Argument(exists=False)]) -> None:
+    """Check tenant YAML files; print every problem with file and line."""
+    problems = 0
+    for path in files:
+        try:
+            config = load_tenant_file(path)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                err.print(str(issue), highlight=False, soft_wrap=True)
+            problems += len(exc.issues)
+        except OSError as exc:
+            err.print(f"{path}: cannot read: {exc.strerror}", highlight=False)
+            problems += 1
+        else:
+            out.print(f"{path}: ok — tenant {config.id} ({config.name})", highlight=False)
+    if problems:
+        raise typer.Exit(2)
+
+
+@tenants_app.command("apply")
+def tenants_apply(files: Annotated[list[Path], typer.Argument()]) -> None:
+    """Validate and store tenant YAML files (creates or updates the tenants)."""
+    from relais.db import session_scope
+    from relais.tenants import apply_config
+
+    _upgrade()
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"{path}: cannot read: {exc.strerror}")
+        try:
+            with session_scope() as session:
+                result = apply_config(session, text, str(path), actor="cli")
+        except ConfigError as exc:
+            for issue in exc.issues:
+                err.print(str(issue), highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        verb = "created" if result.created else "updated"
+        out.print(f"{path}: tenant {result.tenant_id} {verb} (version {result.version})")
+        for name, secret in result.new_secrets.items():
+            out.print(f"  webhook {name}: signing secret {secret} (shown once)")
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """The tenants and their configuration versions."""
+    from relais.db import session_scope
+    from relais.models import Tenant
+
+    _upgrade()
+    table = Table("tenant", "name", "time zone", "version", "updated")
+    with session_scope() as session:
+        for t in session.scalars(select(Tenant).order_by(Tenant.id)):
+            table.add_row(
+                t.id,
+                t.name,
+                t.timezone,
+                str(t.config_version),
+                t.updated_at.strftime("%Y-%m-%d %H:%M"),
+            )
+    out.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="secretary, admin or operator")],
+    tenant: Annotated[str | None, typer.Option(help="tenant id (not for operator keys)")] = None,
+    name: Annotated[str, typer.Option(help="who or what uses the key")] = "",
+) -> None:
+    """Create an API key; it is printed once."""
+    from relais.auth import create_key
+    from relais.db import session_scope
+    from relais.models import Tenant
+
+    _upgrade()
+    with session_scope() as session:
+        if tenant and session.get(Tenant, tenant) is None:
+            fail(f"no tenant {tenant!r}; apply its configuration first (relais tenants apply)")
+        try:
+            key = create_key(session, role, tenant, name)
+        except ValueError as exc:
+            fail(str(exc))
+    out.print(key, highlight=False)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id (the part after ``rls_``)."""
+    from relais.auth import revoke_key
+    from relais.db import session_scope
+
+    with session_scope() as session:
+        if not revoke_key(session, key_id):
+            fail(f"no active key {key_id!r}")
+    out.print(f"key {key_id} revoked")
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    status: Annotated[
+        str | None, typer.Option(help="pending, in_flight, delivered or dead")
+    ] = None,
+    tenant: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+) -> None:
+    """Deliveries, newest first, with the reason of the last failure."""
+    from relais.db import session_scope
+    from relais.models import Connection, Delivery
+
+    if status and status not in ("pending", "in_flight", "delivered", "dead"):
+        fail(f"--status {status!r}: use pending, in_flight, delivered or dead")
+    _upgrade()
+    table = Table("delivery", "tenant", "connection", "status", "attempts", "last error")
+    with session_scope() as session:
+        query = select(Delivery, Connection.name).join(
+            Connection, Connection.id == Delivery.connection_id
+        )
+        if status:
+            query = query.where(Delivery.status == status)
+        if tenant:
+            query = query.where(Delivery.tenant_id == tenant)
+        rows = session.execute(query.order_by(Delivery.created_at.desc()).limit(limit)).all()
+        for d, conn_name in rows:
+            table.add_row(
+                d.id, d.tenant_id, conn_name, d.status, str(d.attempts), (d.last_error or "")[:80]
+            )
+    out.print(table)
+    out.print(f"{len(rows)} deliveries")
+
+
+@deliveries_app.command("replay")
+def deliveries_replay(delivery_id: str) -> None:
+    """Send a dead delivery again (same idempotency key: no duplicate downstream)."""
+    from relais.db import session_scope
+    from relais.models import Delivery
+    from relais.queue import enqueue_connections
+    from sync.delivery import ReplayRefused, replay
+
+    _upgrade()
+    with session_scope() as session:
+        delivery = session.get(Delivery, delivery_id, with_for_update=True)
+        if delivery is None:
+            fail(f"no delivery {delivery_id!r}; list them with: relais deliveries list")
+        try:
+            replay(session, delivery, actor="cli")
+        except ReplayRefused as exc:
+            fail(str(exc))
+        connection_id = delivery.connection_id
+    enqueue_connections([connection_id])
+    out.print(f"delivery {delivery_id} queued again")
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    _upgrade()
+    uvicorn.run(
+        "relais.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 2,
+    loglevel: str = "INFO",
+) -> None:
+    """Run a Celery worker that delivers."""
+    _upgrade()
+    from worker import app as celery
+
+    celery.worker_main(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--loglevel={loglevel}",
+            "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command()
+def beat(loglevel: str = "INFO") -> None:
+    """Run the Celery beat scheduler (the sweep that re-enqueues lost work)."""
+    _upgrade()
+    from worker import app as celery
+
+    celery.start(["beat", f"--loglevel={loglevel}"])
+
+
+@app.command()
+def demo(
+    calls: Annotated[int, typer.Option(min=1, max=5000, help="qualified calls to post")] = 60,
+    workers: Annotated[int, typer.Option(min=1, max=8)] = 2,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for every delivery")] = 180,
+) -> None:
+    """The main job: API, worker and beat as real processes, a day of calls, every
+    delivery settled. Exits non-zero if anything was lost or duplicated."""
+    from relais.demo import run_demo
+
+    raise typer.Exit(run_demo(calls=calls, workers=workers, timeout=timeout, console=out))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

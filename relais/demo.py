@@ -1,0 +1,443 @@
+"""``relais demo``: the whole hub on the embedded default, end to end.
+
+It starts the API, a Celery worker and beat as real processes, applies the
+sample tenants of ``examples/``, posts a realistic day of qualified calls,
+waits until every delivery has settled and checks, against what the
+receiving side counted, that nothing was lost or delivered twice.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from mappings.config import TenantConfig
+from relais.settings import get_settings, reset_settings
+from sandbox.webhook_receiver import WebhookReceiver
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+FIRST = [
+    "Camille",
+    "Léa",
+    "Hugo",
+    "Louis",
+    "Chloé",
+    "Manon",
+    "Jules",
+    "Inès",
+    "Nathan",
+    "Zoé",
+    "Gabriel",
+    "Sarah",
+    "Théo",
+    "Emma",
+    "Lucas",
+    "Jeanne",
+    "Arthur",
+    "Louise",
+    "Raphaël",
+]
+LAST = [
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Thomas",
+    "Robert",
+    "Richard",
+    "Petit",
+    "Durand",
+    "Leroy",
+    "Moreau",
+    "Simon",
+    "Laurent",
+    "Lefèvre",
+    "Michel",
+    "Garcia",
+    "Fournier",
+    "Girard",
+    "Bonnet",
+    "Dupont",
+    "Lambert",
+    "Fontaine",
+    "Rousseau",
+    "Vincent",
+    "Muller",
+]
+COMPANIES = [
+    "SARL Boulangerie du Marché",
+    "Cabinet Moreau",
+    "Garage des Lilas",
+    None,
+    None,
+    "SCI Les Tilleuls",
+    "Menuiserie Fontaine",
+    None,
+    "Pharmacie Centrale",
+]
+SECRETARIES = ["Sophie (permanence)", "Nadia (permanence)", "Karim (permanence)"]
+PHRASES = [
+    "Souhaite être rappelé(e) dans la journée.",
+    "Demande un devis pour des travaux dans sa cuisine.",
+    "Rappelle au sujet de son dossier, ne peut pas joindre le cabinet.",
+    "Appel urgent : dégât des eaux dans l'appartement du dessous.",
+    "Demande un rendez-vous la semaine prochaine, plutôt le matin.",
+    "Fournisseur : livraison décalée à jeudi.",
+    "Client mécontent du délai d'intervention, souhaite parler au responsable.",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _phone(rng: random.Random) -> str:
+    if rng.random() < 0.7:
+        return (
+            f"06 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)} "
+            f"{rng.randint(10, 99)}"
+        )
+    return (
+        f"+33 1 {rng.randint(40, 49)} {rng.randint(10, 99)} {rng.randint(10, 99)} "
+        f"{rng.randint(10, 99)}"
+    )
+
+
+def _intake_value(kind: str, choices: list[str] | None, rng: random.Random) -> Any:
+    if kind == "choice" and choices:
+        return rng.choice(choices)
+    return {
+        "number": rng.randint(1, 5),
+        "bool": True,
+        "date": (datetime.now(UTC) + timedelta(days=3)).date().isoformat(),
+    }.get(kind, "Précisé à l'appel")
+
+
+def day_of_calls(configs: list[TenantConfig], count: int, seed: int = 2026) -> list[tuple]:
+    """``count`` (tenant id, message JSON) pairs spread over today's office hours."""
+    rng = random.Random(seed)  # noqa: S311 - sample data
+    calls = []
+    for n in range(count):
+        config = configs[n % len(configs)]
+        call_type = rng.choice(config.call_types)
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        zone = ZoneInfo(config.timezone)
+        taken = datetime.now(zone).replace(hour=8, minute=30, second=0, microsecond=0) + timedelta(
+            minutes=rng.randint(0, 600)
+        )
+        caller: dict[str, Any] = {"name": f"{first} {last}", "phone": _phone(rng)}
+        if rng.random() < 0.5:
+            caller["email"] = (
+                f"{first}.{last}@exemple.fr".lower()
+                .replace("é", "e")
+                .replace("è", "e")
+                .replace("ë", "e")
+                .replace("ï", "i")
+            )
+        company = rng.choice(COMPANIES)
+        if company:
+            caller["company"] = company
+        staff = rng.choice(config.staff) if config.staff and rng.random() < 0.7 else None
+        message: dict[str, Any] = {
+            "call_type": call_type.id,
+            "caller": caller,
+            "subject": f"{call_type.label} — {first} {last}",
+            "body": rng.choice(PHRASES),
+            "taken_by": rng.choice(SECRETARIES),
+            "taken_at": taken.isoformat(),
+            "callback_requested": rng.random() < 0.6,
+            "intake": {
+                f.name: _intake_value(
+                    str(getattr(f.type, "value", f.type)), getattr(f, "choices", None), rng
+                )
+                for f in call_type.intake_fields
+                if f.required or rng.random() < 0.5
+            },
+        }
+        if staff:
+            message["staff_id"] = staff.id
+        calls.append((config.id, message))
+    return calls
+
+
+class Processes:
+    def __init__(self, logs: Path, env: dict[str, str]) -> None:
+        self.logs, self.env, self.procs = logs, env, {}
+
+    def start(self, name: str, *args: str) -> None:
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "relais", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def check(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}; see {self.logs}/{name}.log"
+                )
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _prepare_home() -> Path:
+    """A fresh data folder for this run, unless the operator pointed at a database."""
+    settings = get_settings()
+    if settings.database_url:
+        return settings.resolved_home
+    home = settings.home.expanduser().resolve() / "demo"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    os.environ["RELAIS_HOME"] = str(home)
+    reset_settings()
+    return home
+
+
+def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
+    from relais.auth import create_key
+    from relais.db import dispose_engines, session_scope
+    from relais.migrate import upgrade
+    from relais.models import Connection, Delivery, Message
+    from relais.tenants import apply_config, parsed_config
+
+    home = _prepare_home()
+    logs = home / "logs"
+    logs.mkdir(exist_ok=True)
+    receiver = WebhookReceiver(fail_first=0.1)
+    os.environ["RELAIS_DEMO_WEBHOOK_BASE"] = receiver.start() + "/hooks"
+    console.print(f"[bold]Relais demo[/] — data in {home}")
+
+    upgrade()
+    configs, keys = [], {}
+    with session_scope() as session:
+        for path in sorted(EXAMPLES.glob("*.yaml")):
+            result = apply_config(
+                session, path.read_text(encoding="utf-8"), str(path), actor="demo"
+            )
+            keys[result.tenant_id] = create_key(session, "secretary", result.tenant_id, "demo")
+        session.flush()
+        for conn in session.scalars(select(Connection).where(Connection.provider == "webhook")):
+            from relais.crypto import decrypt_json
+
+            receiver.secrets[urlparse(conn.settings["url"]).path] = decrypt_json(conn.credentials)[
+                "signing_secret"
+            ]
+        from relais.models import Tenant
+
+        configs = [parsed_config(t) for t in session.scalars(select(Tenant).order_by(Tenant.id))]
+    console.print(
+        f"applied {len(configs)} sample tenants: "
+        + ", ".join(f"{c.name} ({c.id})" for c in configs)
+    )
+    dispose_engines()
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "RELAIS_SWEEP_INTERVAL_SECONDS": "5",
+        "RELAIS_DELIVERY_BACKOFF_BASE": "1",
+        "RELAIS_DELIVERY_STALE_SECONDS": "10",
+    }
+    procs = Processes(logs, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        procs.start("api", "serve", "--port", str(port))
+        procs.start("worker", "worker", "--concurrency", str(workers))
+        procs.start("beat", "beat")
+        _wait_healthy(base, procs)
+        posted = _post_calls(base, keys, day_of_calls(configs, calls), console, procs)
+        return _settle_and_report(
+            posted,
+            receiver,
+            timeout,
+            console,
+            procs,
+            (Connection, Delivery, Message, session_scope),
+        )
+    finally:
+        procs.stop()
+        receiver.stop()
+
+
+def _wait_healthy(base: str, procs: Processes) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        procs.check()
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the API did not become healthy within 60 s")
+
+
+def _post_calls(
+    base: str, keys: dict[str, str], calls: list[tuple], console: Console, procs: Processes
+) -> list[str]:
+    posted = []
+    with httpx.Client(base_url=base, timeout=30) as client, _progress(console) as progress:
+        task = progress.add_task("posting calls", total=len(calls))
+        for n, (tenant, message) in enumerate(calls):
+            response = client.post(
+                f"/v1/tenants/{tenant}/messages",
+                json=message,
+                headers={
+                    "Authorization": f"Bearer {keys[tenant]}",
+                    "Idempotency-Key": f"demo-call-{n}",
+                },
+            )
+            if response.status_code != 202:
+                procs.check()
+                raise RuntimeError(f"call {n} refused: {response.status_code} {response.text}")
+            posted.append(response.json()["id"])
+            progress.advance(task)
+    return posted
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _settle_and_report(
+    posted: list[str],
+    receiver: WebhookReceiver,
+    timeout: float,
+    console: Console,
+    procs: Processes,
+    store: tuple,
+) -> int:
+    Connection, Delivery, Message, session_scope = store
+    with session_scope() as session:
+        total = session.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.message_id.in_(posted))
+        )
+    deadline = time.monotonic() + timeout
+    with _progress(console) as progress:
+        task = progress.add_task("delivering", total=total)
+        while True:
+            with session_scope() as session:
+                settled = session.scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(
+                        Delivery.message_id.in_(posted), Delivery.status.in_(["delivered", "dead"])
+                    )
+                )
+            progress.update(task, completed=settled)
+            if settled == total or time.monotonic() > deadline:
+                break
+            procs.check()
+            time.sleep(0.3)
+
+    with session_scope() as session:
+        rows = session.execute(
+            select(Delivery, Connection, Message)
+            .join(Connection, Connection.id == Delivery.connection_id)
+            .join(Message, Message.id == Delivery.message_id)
+            .where(Delivery.message_id.in_(posted))
+            .order_by(Message.taken_at)
+        ).all()
+        dropped = session.scalar(
+            select(func.count())
+            .select_from(Message)
+            .where(Message.id.in_(posted), Message.status == "dropped")
+        )
+
+    landed = Table(title="Last calls and where they landed")
+    for col in ("taken", "tenant", "call type", "caller", "destination", "status", "attempts"):
+        landed.add_column(col)
+    for d, c, m in rows[-12:]:
+        landed.add_row(
+            m.taken_at.strftime("%H:%M"),
+            m.tenant_id,
+            m.call_type,
+            m.caller.get("name", ""),
+            c.name,
+            d.status,
+            str(d.attempts),
+        )
+    console.print(landed)
+
+    by_dest: dict[tuple[str, str], Counter[str]] = {}
+    for d, c, _m in rows:
+        by_dest.setdefault((c.tenant_id, c.name), Counter())[d.status] += 1
+    summary = Table(title="Deliveries by destination")
+    for col in ("tenant", "destination", "delivered", "dead", "unsettled"):
+        summary.add_column(col)
+    for (tenant, name), counts in sorted(by_dest.items()):
+        unsettled = counts["pending"] + counts["in_flight"]
+        summary.add_row(tenant, name, str(counts["delivered"]), str(counts["dead"]), str(unsettled))
+    console.print(summary)
+
+    delivered_keys = {d.idempotency_key for d, _c, _m in rows if d.status == "delivered"}
+    received_keys = set(receiver.first)
+    lost = delivered_keys - received_keys
+    unexpected = received_keys - delivered_keys
+    unsettled = [d for d, _c, _m in rows if d.status not in ("delivered", "dead")]
+    dead = [d for d, _c, _m in rows if d.status == "dead"]
+    console.print(
+        f"{len(posted)} calls posted ({dropped} dropped by rule), {len(rows)} deliveries: "
+        f"{len(delivered_keys)} delivered, {len(dead)} dead, {len(unsettled)} unsettled. "
+        f"Receiver: {len(received_keys)} distinct deliveries, {receiver.failures_sent} "
+        f"injected failures retried, {receiver.duplicates} repeated posts de-duplicated by key, "
+        f"{receiver.rejected_signatures} bad signatures."
+    )
+    for d in dead:
+        console.print(f"[red]dead[/] {d.id}: {d.last_error}")
+    problems = []
+    if unsettled:
+        problems.append(f"{len(unsettled)} deliveries did not settle within {timeout:.0f} s")
+    if lost:
+        problems.append(f"{len(lost)} deliveries marked delivered never reached the receiver")
+    if unexpected:
+        problems.append(f"{len(unexpected)} receipts match no delivery")
+    if dead:
+        problems.append(f"{len(dead)} deliveries dead")
+    if receiver.rejected_signatures:
+        problems.append("signatures were rejected")
+    for problem in problems:
+        console.print(f"[bold red]FAILED:[/] {problem}")
+    if not problems:
+        console.print("[bold green]OK:[/] every delivery landed exactly once.")
+    return 1 if problems else 0

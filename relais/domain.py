@@ -1,0 +1,109 @@
+"""Domain records exchanged with the API and the engine (pydantic).
+
+Phone numbers are normalised to E.164 with the tenant's default region, which
+is passed as validation context: ``CallMessage.model_validate(data,
+context={"region": "FR"})``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import phonenumbers
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+
+class Urgency(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    urgent = "urgent"
+
+
+def normalize_phone(raw: str, region: str | None) -> str:
+    """E.164 form of ``raw``; ValueError with what to write instead."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(
+            f"{raw!r} is not a phone number ({exc}); write it as +33612345678 or in the "
+            f"national format of region {region or '?'}"
+        ) from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(
+            f"{raw!r} is not a valid phone number for region {region or '?'}; "
+            "write it in international form, e.g. +33612345678"
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _region(info: ValidationInfo) -> str | None:
+    ctx = info.context or {}
+    return ctx.get("region")
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Caller(Record):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    phone: str | None = None
+    email: EmailStr | None = None
+    company: Annotated[str | None, Field(max_length=200)] = None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return normalize_phone(value, _region(info)) if value else None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Caller:
+        if not self.phone and not self.email:
+            raise ValueError("a caller needs a phone or an email so someone can call back")
+        return self
+
+
+class CallMessage(Record):
+    """A qualified call, as a secretary or the telephony system submits it."""
+
+    call_type: Annotated[str, Field(min_length=1, max_length=64)]
+    urgency: Urgency | None = None  # None: the call type's default
+    caller: Caller
+    subject: Annotated[str, Field(min_length=1, max_length=300)]
+    body: Annotated[str, Field(max_length=20_000)] = ""
+    taken_by: Annotated[str, Field(min_length=1, max_length=200)]
+    taken_at: AwareDatetime
+    staff_id: Annotated[str | None, Field(max_length=64)] = None
+    callback_requested: bool = False
+    intake: dict[str, Any] = Field(default_factory=dict)
+
+
+class AppointmentRequest(Record):
+    staff_id: Annotated[str, Field(min_length=1, max_length=64)]
+    start: AwareDatetime
+    end: AwareDatetime
+    caller: Caller
+    subject: Annotated[str, Field(min_length=1, max_length=300)]
+    notes: Annotated[str, Field(max_length=5000)] = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AppointmentRequest:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+def as_utc_iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")

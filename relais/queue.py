@@ -1,0 +1,91 @@
+"""The Celery application and how the shell enqueues work.
+
+Tasks are sent by name so the API never imports the worker module. A failure
+to enqueue is logged and ignored on purpose: the rows are already committed,
+and the beat sweep re-enqueues what waits too long (transactional outbox).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from celery import Celery
+
+from relais.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DELIVER_TASK = "relais.deliver_connection"
+SWEEP_TASK = "relais.sweep"
+
+_app: Celery | None = None
+
+
+def broker_options(settings: Settings) -> dict[str, object]:
+    url = settings.resolved_broker_url
+    if url.startswith("filesystem"):
+        folder = settings.broker_folder
+        return {
+            "data_folder_in": str(folder / "in"),
+            "data_folder_out": str(folder / "in"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+            "polling_interval": settings.broker_polling_interval,
+        }
+    if url.startswith("redis"):
+        # Unacked messages come back after this long if a worker died holding them.
+        return {"visibility_timeout": 3600}
+    return {}
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("relais", broker=settings.resolved_broker_url)
+    app.conf.update(
+        broker_transport_options=broker_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=settings.queue,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_seconds},
+        },
+        beat_schedule_filename=str(settings.resolved_home / "celerybeat-schedule"),
+        broker_pool_limit=4,
+        # Publishing must not hang an API request when the broker is down.
+        broker_connection_timeout=3,
+    )
+    return app
+
+
+def celery_app() -> Celery:
+    global _app
+    if _app is None:
+        _app = make_celery()
+    return _app
+
+
+def reset_celery() -> None:
+    global _app
+    _app = None
+
+
+def enqueue_connections(connection_ids: Iterable[str], countdown: float = 0.0) -> None:
+    app = celery_app()
+    for connection_id in sorted(set(connection_ids)):
+        try:
+            app.send_task(
+                DELIVER_TASK,
+                args=[connection_id],
+                countdown=countdown or None,
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.5},
+            )
+        except Exception as exc:  # noqa: BLE001 - the sweep recovers; see module doc
+            log.warning("could not enqueue delivery of %s: %s", connection_id, exc)

@@ -1,0 +1,94 @@
+"""Settings from the environment (prefix ``RELAIS_``), with embedded defaults.
+
+The defaults run the whole hub on a laptop: a SQLite file and a filesystem
+broker under ``RELAIS_HOME``. Production sets the URLs to PostgreSQL and
+Redis or RabbitMQ; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAIS_", extra="ignore")
+
+    home: Path = Field(default=Path("./var"), description="Data folder of the embedded default.")
+    database_url: str | None = None
+    broker_url: str | None = None
+    # Comma-separated Fernet keys, newest first: MultiFernet decrypts with any and
+    # encrypts with the first, so a key can rotate without re-encrypting at once.
+    secret_keys: str | None = None
+    # Base URL of the web console, used in signed links sent to people.
+    public_url: str = "http://127.0.0.1:8000"
+
+    max_message_bytes: int = 64 * 1024
+    delivery_max_attempts: int = 8
+    delivery_backoff_base: float = 2.0
+    delivery_backoff_max: float = 600.0
+    # An in-flight delivery whose worker vanished is taken back after this lease.
+    delivery_lease_seconds: float = 120.0
+    # Pending deliveries older than this without a live broker message are re-enqueued.
+    delivery_stale_seconds: float = 30.0
+    sweep_interval_seconds: float = 15.0
+    delivery_batch_size: int = 50
+    broker_polling_interval: float = 0.1
+    # Celery queue; separate deployments (or test runs) on one broker use distinct names.
+    queue: str = "relais"
+
+    @property
+    def resolved_home(self) -> Path:
+        home = self.home.expanduser().resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        return home
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_home / 'relais.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        folder = self.resolved_home / "broker"
+        for sub in ("in", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def fernet_keys(self) -> list[bytes]:
+        if self.secret_keys:
+            return [k.strip().encode() for k in self.secret_keys.split(",") if k.strip()]
+        key_file = self.resolved_home / "secret.key"
+        if not key_file.exists():
+            log.warning(
+                "RELAIS_SECRET_KEYS is not set: generated %s. Production must set "
+                "RELAIS_SECRET_KEYS so credentials stay readable across machines.",
+                key_file,
+            )
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(Fernet.generate_key())
+        return [key_file.read_bytes().strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the demo change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,141 @@
+"""Tenant configuration in the store: apply a YAML file, read it back parsed."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mappings.config import TenantConfig, load_tenant_config
+from mappings.errors import ConfigError, ConfigIssue
+from mappings.yamlpos import public_environment
+from relais.crypto import decrypt_json, encrypt_json
+from relais.models import AuditEvent, Connection, Tenant
+
+
+class UnknownTenant(LookupError):
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(f"no tenant {tenant_id!r}")
+        self.tenant_id = tenant_id
+
+
+@dataclass
+class ApplyResult:
+    tenant_id: str
+    created: bool
+    version: int
+    connections_added: list[str] = field(default_factory=list)
+    connections_disabled: list[str] = field(default_factory=list)
+    # New webhook signing secrets, shown once to whoever applied the config.
+    new_secrets: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@lru_cache(maxsize=256)
+def _parse(text: str, filename: str, env: tuple[tuple[str, str], ...]) -> TenantConfig:
+    return load_tenant_config(text, filename, env=dict(env))
+
+
+def parsed_config(tenant: Tenant) -> TenantConfig:
+    """The tenant's stored YAML, parsed once per version (it was valid when applied)."""
+    env = tuple(sorted(tenant.config_env.items()))
+    return _parse(tenant.config_yaml, f"tenant {tenant.id} v{tenant.config_version}", env)
+
+
+def _used_variables(text: str) -> dict[str, str]:
+    names = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text))
+    return {k: v for k, v in public_environment().items() if k in names}
+
+
+def apply_config(
+    session: Session, text: str, filename: str, *, expect_tenant: str | None = None, actor: str
+) -> ApplyResult:
+    """Validate and store a tenant's YAML; create, update or disable its connections.
+
+    ``expect_tenant`` guards the HTTP route: the file must describe the tenant of
+    the URL. Raises ``mappings.config.ConfigError`` with file and line.
+    """
+    env = _used_variables(text)
+    config = load_tenant_config(text, filename, env=env)
+    if expect_tenant is not None and config.id != expect_tenant:
+        issue = ConfigIssue(
+            filename,
+            1,
+            1,
+            "id",
+            f"the file describes tenant {config.id!r}, not {expect_tenant!r}",
+            f"write id: {expect_tenant}, or PUT it to /v1/tenants/{config.id}/config",
+        )
+        raise ConfigError([issue])
+    tenant = session.get(Tenant, config.id, with_for_update=True)
+    created = tenant is None
+    if tenant is None:
+        tenant = Tenant(id=config.id, name=config.name, timezone=config.timezone, config_yaml=text)
+        session.add(tenant)
+        version = 1
+    else:
+        unchanged = tenant.config_yaml == text and tenant.config_env == env
+        version = tenant.config_version if unchanged else tenant.config_version + 1
+        tenant.name, tenant.timezone, tenant.config_yaml = config.name, config.timezone, text
+        tenant.config_version = version
+    tenant.config_env = env
+    result = ApplyResult(tenant_id=config.id, created=created, version=version)
+    session.flush()
+
+    existing = {
+        c.name: c
+        for c in session.scalars(select(Connection).where(Connection.tenant_id == config.id))
+    }
+    for name, spec in config.connections.items():
+        row = existing.pop(name, None)
+        if row is None:
+            row = Connection(tenant_id=config.id, name=name, provider=spec.provider)
+            session.add(row)
+            result.connections_added.append(name)
+        row.provider, row.role = spec.provider, spec.role
+        row.settings = spec.connector_settings()
+        if row.status == "disabled":
+            row.status = "active"
+        creds = decrypt_json(row.credentials)
+        if spec.provider == "webhook" and "signing_secret" not in creds:
+            creds["signing_secret"] = "whsec_" + secrets.token_urlsafe(32)
+            row.credentials = encrypt_json(creds)
+            result.new_secrets[name] = creds["signing_secret"]
+    for name, row in existing.items():
+        if row.status != "disabled":
+            row.status = "disabled"
+            result.connections_disabled.append(name)
+    session.add(
+        AuditEvent(
+            tenant_id=config.id,
+            kind="config.applied",
+            subject_type="tenant",
+            subject_id=config.id,
+            detail={
+                "actor": actor,
+                "version": version,
+                "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                "added": result.connections_added,
+                "disabled": result.connections_disabled,
+            },
+        )
+    )
+    return result
+
+
+def get_tenant(session: Session, tenant_id: str) -> Tenant:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise UnknownTenant(tenant_id)
+    return tenant
+
+
+def connection_secret(session: Session, tenant_id: str, name: str) -> str | None:
+    row = session.scalar(
+        select(Connection).where(Connection.tenant_id == tenant_id, Connection.name == name)
+    )
+    return decrypt_json(row.credentials).get("signing_secret") if row else None

@@ -1,0 +1,115 @@
+"""A tenant's webhook endpoint, for the demo and the tests.
+
+It checks each request's Relais signature, counts deliveries by
+``Idempotency-Key`` (what a careful receiver de-duplicates on), and can answer
+with injected failures so retries are exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from connectors.webhook import verify
+
+
+@dataclass
+class Received:
+    key: str
+    path: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class WebhookReceiver:
+    """``secrets`` maps a path such as ``/hooks/t/conn`` to its signing secret.
+
+    ``fail_first`` is the share of keys whose first attempt gets a 503.
+    """
+
+    secrets: dict[str, str] = field(default_factory=dict)
+    fail_first: float = 0.0
+    status_override: int | None = None
+    seed: int = 7
+    first: dict[str, Received] = field(default_factory=dict)
+    hits: Counter[str] = field(default_factory=Counter)
+    rejected_signatures: int = 0
+    failures_sent: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(self.seed)  # noqa: S311 - test fault injection
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def unique(self) -> int:
+        return len(self.first)
+
+    @property
+    def duplicates(self) -> int:
+        """Repeated posts of one key: allowed (at-least-once), never a second record."""
+        return sum(self.hits.values()) - len(self.hits)
+
+    def handle(self, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
+        secret = self.secrets.get(path)
+        if secret is None:
+            return 404, {"error": f"no endpoint {path}"}
+        if not verify(
+            secret, headers.get("Relais-Timestamp", ""), body, headers.get("Relais-Signature", "")
+        ):
+            with self._lock:
+                self.rejected_signatures += 1
+            return 401, {"error": "bad signature"}
+        key = headers.get("Idempotency-Key", "")
+        with self._lock:
+            if self.status_override:
+                return self.status_override, {"error": "configured failure"}
+            seen = key in self.hits
+            if not seen and self._rng.random() < self.fail_first:
+                self.hits[key] += 0  # remember the key without counting a delivery
+                self.failures_sent += 1
+                return 503, {"error": "temporarily unavailable"}
+            self.hits[key] += 1
+            if key not in self.first:
+                self.first[key] = Received(key, path, json.loads(body))
+        return 200, {"id": f"rcv-{key[-12:]}", "duplicate": key in self.first and seen}
+
+    def start(self, port: int = 0) -> str:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+                length = int(self.headers.get("Content-Length", 0))
+                status, answer = receiver.handle(self.path, self.headers, self.rfile.read(length))
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args: Any) -> None:  # bodies never reach logs
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self.url
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -1,0 +1,304 @@
+"""The delivery engine: claim a batch for one connection, hand it to the
+connector, record each result; sweep what was lost; replay what died.
+
+Claims are atomic: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so workers take
+disjoint batches, ``BEGIN IMMEDIATE`` on SQLite so they take turns. A claimed
+delivery carries a lease; if its worker dies the sweep takes it back. Every
+send carries the delivery's idempotency key, so a send repeated after a crash
+is recognised by the destination.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from connectors.base import (
+    AuthExpired,
+    ConnectionInfo,
+    DeliveryError,
+    DeliveryRequest,
+    DeliveryResult,
+    RateLimited,
+    Rejected,
+    TransientError,
+)
+from connectors.registry import build_connector
+from relais.crypto import decrypt_json
+from relais.db import session_scope
+from relais.models import AuditEvent, Connection, Delivery, Message, Tenant, utcnow
+from relais.settings import Settings, get_settings
+from relais.tenants import parsed_config
+from sync.payloads import message_payload
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchOutcome:
+    connection_id: str
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    # Seconds until this connection should be looked at again, or None.
+    run_again_in: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def backoff_seconds(attempt: int, settings: Settings, rng: random.Random | None = None) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random."""
+    rng = rng or random.Random()  # noqa: S311 - jitter, not security
+    exponential = settings.delivery_backoff_base * 2 ** (attempt - 1)
+    ceiling = min(settings.delivery_backoff_max, exponential)
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+def _event(session: Session, delivery: Delivery, kind: str, **detail: Any) -> None:
+    session.add(
+        AuditEvent(
+            tenant_id=delivery.tenant_id,
+            kind=kind,
+            subject_type="delivery",
+            subject_id=delivery.id,
+            detail=detail,
+        )
+    )
+
+
+def _claim(
+    session: Session, connection: Connection, now: datetime, settings: Settings, limit: int
+) -> list[Delivery]:
+    query = (
+        select(Delivery)
+        .where(
+            Delivery.connection_id == connection.id,
+            Delivery.status == "pending",
+            Delivery.next_attempt_at <= now,
+        )
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = list(session.scalars(query))
+    lease = now + timedelta(seconds=settings.delivery_lease_seconds)
+    for delivery in claimed:
+        delivery.status = "in_flight"
+        delivery.attempts += 1
+        delivery.leased_until = lease
+        _event(session, delivery, "delivery.attempt", attempt=delivery.attempts)
+    return claimed
+
+
+def _requests(session: Session, deliveries: list[Delivery]) -> list[DeliveryRequest]:
+    requests = []
+    for delivery in deliveries:
+        tenant = session.get(Tenant, delivery.tenant_id)
+        message = session.get(Message, delivery.message_id) if delivery.message_id else None
+        assert tenant is not None and message is not None
+        config = parsed_config(tenant)
+        call_type = config.call_type(message.call_type)
+        staff = config.staff_member(message.staff_id) if message.staff_id else None
+        labels = {
+            "call_type_label": call_type.label if call_type else message.call_type,
+            "staff": {"id": staff.id, "name": staff.name, "email": staff.email}
+            if staff
+            else None,
+        }
+        requests.append(
+            DeliveryRequest(
+                delivery_id=delivery.id,
+                idempotency_key=delivery.idempotency_key,
+                action=delivery.action,
+                payload=message_payload(tenant, message, delivery, labels),
+                attempt=delivery.attempts,
+            )
+        )
+    return requests
+
+
+def process_connection(connection_id: str, settings: Settings | None = None) -> BatchOutcome:
+    """Deliver one batch of due deliveries of one connection."""
+    settings = settings or get_settings()
+    outcome = BatchOutcome(connection_id)
+    with session_scope() as session:
+        connection = session.get(Connection, connection_id)
+        if connection is None or connection.status != "active":
+            outcome.notes.append(f"connection {connection.status if connection else 'gone'}")
+            return outcome
+        now = utcnow()
+        if connection.paused_until and connection.paused_until > now:
+            outcome.run_again_in = (connection.paused_until - now).total_seconds()
+            outcome.notes.append("paused by provider limit")
+            return outcome
+        info = ConnectionInfo(
+            id=connection.id,
+            tenant_id=connection.tenant_id,
+            name=connection.name,
+            provider=connection.provider,
+            settings=dict(connection.settings),
+            credentials=decrypt_json(connection.credentials),
+        )
+        connector = build_connector(info)
+        limit = min(settings.delivery_batch_size, connector.max_batch)
+        claimed = _claim(session, connection, now, settings, limit)
+        requests = _requests(session, claimed)
+    outcome.claimed = len(claimed)
+    if not claimed:
+        connector.close()
+        return outcome
+
+    try:
+        results = connector.deliver(requests)
+    except Exception as exc:  # a connector bug must not strand the batch
+        log.exception("connector %s crashed on a batch", info.provider)
+        error = TransientError(f"internal error in the {info.provider} connector: {exc!r}")
+        results = [DeliveryResult(r.delivery_id, error=error) for r in requests]
+    finally:
+        connector.close()
+    if len(results) != len(requests):
+        raise RuntimeError(f"{info.provider} connector returned {len(results)} results")
+
+    for result in results:
+        _record(result, info, settings, outcome)
+    if outcome.claimed >= limit:
+        outcome.run_again_in = 0.0
+    return outcome
+
+
+def _record(
+    result: DeliveryResult, info: ConnectionInfo, settings: Settings, outcome: BatchOutcome
+) -> None:
+    """Store one result in its own transaction, so each success is durable at once."""
+    with session_scope() as session:
+        delivery = session.get(Delivery, result.delivery_id, with_for_update=True)
+        assert delivery is not None
+        now = utcnow()
+        if delivery.status == "delivered":
+            return  # a duplicate run after a lease expiry; the first one recorded it
+        if result.ok:
+            delivery.status, delivery.delivered_at = "delivered", now
+            delivery.external_id, delivery.last_error = result.external_id, None
+            delivery.leased_until = None
+            _event(session, delivery, "delivery.delivered", external_id=result.external_id)
+            outcome.delivered += 1
+            return
+        error = result.error
+        assert error is not None
+        _fail(session, delivery, error, info, settings, outcome, now)
+
+
+def _fail(
+    session: Session,
+    delivery: Delivery,
+    error: DeliveryError,
+    info: ConnectionInfo,
+    settings: Settings,
+    outcome: BatchOutcome,
+    now: datetime,
+) -> None:
+    reason = str(error)
+    delivery.last_error, delivery.leased_until = reason, None
+    if isinstance(error, Rejected):
+        delivery.status = "dead"
+        _event(session, delivery, "delivery.dead", reason=reason)
+        outcome.dead += 1
+        return
+    if isinstance(error, RateLimited):
+        # The provider's limit, not this record's fault: no attempt is spent.
+        delivery.attempts = max(0, delivery.attempts - 1)
+        delivery.status, delivery.next_attempt_at = "pending", error.reset_at
+        session.execute(
+            update(Connection)
+            .where(Connection.id == info.id)
+            .values(paused_until=error.reset_at)
+        )
+        _event(session, delivery, "delivery.rate_limited", resume_at=error.reset_at.isoformat())
+        _again(outcome, (error.reset_at - now).total_seconds())
+        outcome.retried += 1
+        return
+    if isinstance(error, AuthExpired):
+        delivery.attempts = max(0, delivery.attempts - 1)
+        delivery.status = "pending"
+        session.execute(
+            update(Connection).where(Connection.id == info.id).values(status="needs_reauth")
+        )
+        _event(session, delivery, "delivery.waiting_for_reauth", reason=reason)
+        outcome.retried += 1
+        return
+    if delivery.attempts >= settings.delivery_max_attempts:
+        delivery.status = "dead"
+        delivery.last_error = f"gave up after {delivery.attempts} attempts: {reason}"
+        _event(session, delivery, "delivery.dead", reason=delivery.last_error)
+        outcome.dead += 1
+        return
+    wait = backoff_seconds(delivery.attempts, settings)
+    if isinstance(error, TransientError) and error.retry_after:
+        wait = max(wait, error.retry_after)
+    delivery.status = "pending"
+    delivery.next_attempt_at = now + timedelta(seconds=wait)
+    _event(session, delivery, "delivery.retry_scheduled", reason=reason, in_seconds=round(wait, 1))
+    _again(outcome, wait)
+    outcome.retried += 1
+
+
+def _again(outcome: BatchOutcome, seconds: float) -> None:
+    seconds = max(0.0, seconds)
+    if outcome.run_again_in is None or seconds < outcome.run_again_in:
+        outcome.run_again_in = seconds
+
+
+def sweep(settings: Settings | None = None) -> list[str]:
+    """Take back expired leases; return connections with deliveries waiting too long.
+
+    Run by beat. A broker message lost to a crash or restart only delays a
+    delivery by at most the stale delay plus one sweep interval.
+    """
+    settings = settings or get_settings()
+    now = utcnow()
+    with session_scope() as session:
+        expired = list(
+            session.scalars(
+                select(Delivery)
+                .where(Delivery.status == "in_flight", Delivery.leased_until < now)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for delivery in expired:
+            delivery.status, delivery.leased_until = "pending", None
+            delivery.next_attempt_at = now
+            _event(session, delivery, "delivery.lease_expired", attempt=delivery.attempts)
+        stale_before = now - timedelta(seconds=settings.delivery_stale_seconds)
+        waiting = session.scalars(
+            select(Delivery.connection_id)
+            .join(Connection, Connection.id == Delivery.connection_id)
+            .where(
+                Delivery.status == "pending",
+                Delivery.next_attempt_at <= stale_before,
+                Connection.status == "active",
+            )
+            .distinct()
+        )
+        connection_ids = set(waiting) | {d.connection_id for d in expired}
+    return sorted(connection_ids)
+
+
+class ReplayRefused(ValueError):
+    pass
+
+
+def replay(session: Session, delivery: Delivery, actor: str) -> Delivery:
+    """Send a dead (or delivered) delivery again, with the same idempotency key."""
+    if delivery.status in ("pending", "in_flight"):
+        raise ReplayRefused(f"delivery {delivery.id} is {delivery.status}: it is already queued")
+    previous = delivery.status
+    delivery.status, delivery.attempts = "pending", 0
+    delivery.next_attempt_at, delivery.leased_until = utcnow(), None
+    _event(session, delivery, "delivery.replayed", actor=actor, previous=previous)
+    return delivery
