@@ -1,0 +1,476 @@
+"""Load and validate one tenant's YAML configuration.
+
+    config = load_tenant_file("examples/cabinet-durand.yaml")
+    plan = plan_deliveries(config, "urgence-garde-a-vue", "urgent")
+
+Three passes, each reporting every problem it finds as a file:line:column
+issue with a hint (:class:`mappings.errors.ConfigError`):
+
+1. YAML (:mod:`mappings.yamlpos`): syntax, duplicate keys, ``${VAR}``;
+2. shape (:mod:`mappings.schema`): unknown keys, types, zones, phones, hours…;
+3. references across the file: rules naming unknown call types or
+   connections, duplicate ids, staff calendars on a non-calendar connection…
+
+Pure: no I/O besides reading the file given to :func:`load_tenant_file`.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import phonenumbers
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from mappings.errors import ConfigError, ConfigIssue, Path, format_path
+from mappings.schema import (
+    PROVIDERS,
+    Action,
+    DefaultRule,
+    ProviderConnection,
+    TenantConfig,
+    did_you_mean,
+)
+from mappings.yamlpos import YamlDocument, load_yaml
+
+
+def load_tenant_config(
+    text: str, filename: str = "<config>", *, env: Mapping[str, str] | None = None
+) -> TenantConfig:
+    """Parse and validate a tenant file's text; raise ConfigError listing every issue.
+
+    ``env`` is the mapping ``${NAME}`` reads from; by default the process
+    environment restricted to ``RELAIS_DEMO_*`` and ``RELAIS_TENANT_*``.
+    """
+    document = load_yaml(text, filename, env)
+    if not isinstance(document.data, dict):
+        raise ConfigError(
+            [
+                document.issue(
+                    (),
+                    "a tenant file must be a mapping of `key: value` lines",
+                    "start with `id: my-company` on the first line; see examples/",
+                    "not_a_mapping",
+                )
+            ]
+        )
+    # Top-level keys starting with "x-" are free: a place for YAML anchors (&name).
+    data = {k: v for k, v in document.data.items() if not k.startswith("x-")}
+    region = data.get("phone_region")
+    region = region.strip().upper() if isinstance(region, str) else None
+    context = {
+        "phone_region": region,
+        "phone_region_invalid": region not in phonenumbers.SUPPORTED_REGIONS,
+    }
+    try:
+        config = TenantConfig.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise ConfigError(_translate(e, document) for e in exc.errors()) from None
+    issues = check_references(config, document)
+    if issues:
+        raise ConfigError(issues)
+    return config
+
+
+def load_tenant_file(
+    path: str | PathLike[str], *, env: Mapping[str, str] | None = None
+) -> TenantConfig:
+    """Read ``path`` (UTF-8) and :func:`load_tenant_config` it, naming the file in errors."""
+    filename = str(path)
+    raw = FsPath(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    filename,
+                    line,
+                    1,
+                    "",
+                    "the file is not valid UTF-8",
+                    "save it as UTF-8 (most editors offer it in 'Save as')",
+                    "encoding",
+                )
+            ]
+        ) from None
+    return load_tenant_config(text, filename, env=env)
+
+
+# --------------------------------------------------------------------------- pydantic errors
+
+_MISSING_EXAMPLES = {
+    "id": "id: cabinet-durand",
+    "name": "name: Cabinet Durand Avocats",
+    "timezone": "timezone: Europe/Paris",
+    "phone_region": "phone_region: FR",
+    "call_types": "call_types: with at least one `- id: … label: …` item",
+    "label": "label: Nouveau client",
+    "url": "url: https://crm.example.fr/hooks/relais",
+    "provider": "provider: webhook (or " + ", ".join(PROVIDERS[1:]) + ")",
+    "then": "then: with a list of actions such as `- connection: crm`",
+    "connection": "connection: <one of the names under connections>",
+}
+
+_EXTRA_HINTS: dict[tuple[type[BaseModel], str], str] = {
+    (DefaultRule, "when"): "the default rule applies when no other rule matched; "
+    "it has no `when` (move this rule into `rules:` instead)",
+}
+
+_TYPE_HINTS = {
+    "string": "write text on the same line as the key; quote it if it contains ': ' or '#'",
+    "bool": "write true or false",
+    "int": "write a whole number such as 10",
+    "float": "write a number such as 10 or 2.5",
+    "list": "write one `- item` per line under the key, or [a, b] on one line",
+    "dict": "write `key: value` lines indented under the key",
+    "date": "write dates as YYYY-MM-DD, e.g. 2025-12-25",
+    "time": "write times as HH:MM",
+}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (true/false)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return repr(value)
+
+
+def _expected(error_type: str) -> str | None:
+    for prefix, family in (
+        ("string", "string"),
+        ("bool", "bool"),
+        ("int", "int"),
+        ("float", "float"),
+        ("list", "list"),
+        ("dict", "dict"),
+        ("model", "dict"),
+        ("date", "date"),
+        ("time", "time"),
+    ):
+        if error_type.startswith(prefix) and error_type != "string_pattern_mismatch":
+            return family
+    return None
+
+
+_BOUNDS = {
+    "less_than_equal": ("above the maximum of", "le"),
+    "greater_than_equal": ("below the minimum of", "ge"),
+    "less_than": ("not less than", "lt"),
+    "greater_than": ("not more than", "gt"),
+}
+
+_NOUNS = {
+    "string": "text",
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a number",
+    "list": "a list",
+    "dict": "a mapping",
+    "date": "a date",
+    "time": "a time",
+}
+
+
+def _resolve(loc: tuple[int | str, ...], data: Any, error_type: str) -> tuple[Path, bool]:
+    """The data path of a pydantic ``loc`` (internal union tags dropped), and whether
+    the error is about a mapping key (``[key]`` parts)."""
+    path: list[str | int] = []
+    current: Any = data
+    on_key = False
+    for index, part in enumerate(loc):
+        if part == "[key]":
+            on_key = True
+            continue
+        if isinstance(current, dict) and isinstance(part, str) and part in current:
+            current = current[part]
+            path.append(part)
+        elif (
+            isinstance(current, list)
+            and isinstance(part, int)
+            and not isinstance(part, bool)
+            and 0 <= part < len(current)
+        ):
+            current = current[part]
+            path.append(part)
+        elif index == len(loc) - 1 and error_type == "missing":
+            path.append(part)
+    return tuple(path), on_key
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class validating the value at ``loc`` (to list its allowed keys)."""
+    tp: Any = TenantConfig
+    for part in loc:
+        tp = _unwrap(tp)
+        origin = get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(part))
+            if field is None:
+                return None
+            tp = field.annotation
+        elif origin is list:
+            tp = get_args(tp)[0]
+        elif origin is dict:
+            tp = get_args(tp)[1]
+        elif origin in (Union, types.UnionType):  # a tagged union: ``part`` is the tag
+            tp = next(
+                (m for m in get_args(tp) if _has_tag(m, part)),
+                None,
+            )
+            if tp is None:
+                return None
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _has_tag(member: Any, tag: int | str) -> bool:
+    if not (isinstance(member, type) and issubclass(member, BaseModel)):
+        return False
+    for field in member.model_fields.values():
+        if get_origin(field.annotation) is Literal and tag in get_args(field.annotation):
+            return True
+    return False
+
+
+def _translate(error: ErrorDetails, document: YamlDocument) -> ConfigIssue:
+    error_type = error["type"]
+    loc = tuple(error["loc"])
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    value = error.get("input")
+    path, on_key = _resolve(loc, document.data, error_type)
+    field = next((p for p in reversed(path) if isinstance(p, str)), "value")
+
+    if "message" in ctx and "hint" in ctx:  # our own validators (schema.fail)
+        message, hint, code = str(ctx["message"]), str(ctx["hint"]), error_type
+    elif error_type == "extra_forbidden":
+        key = str(loc[-1])
+        model = _model_at(loc[:-1])
+        allowed = sorted(model.model_fields) if model is not None else []
+        message, code = f"unknown key {key!r}", "unknown_key"
+        if model is not None and (model, key) in _EXTRA_HINTS:
+            hint = _EXTRA_HINTS[(model, key)]
+        elif model is ProviderConnection:
+            hint = "provider settings go under `settings:`; allowed keys here: " + ", ".join(
+                allowed
+            )
+        else:
+            hint = did_you_mean(key, allowed) + "allowed keys here: " + ", ".join(allowed)
+            if model is TenantConfig:
+                hint += " (top-level keys starting with x- are ignored, e.g. for anchors)"
+        return document.issue(path, message, hint, code, key=True)
+    elif error_type == "missing":
+        name = str(loc[-1])
+        message, code = f"missing required key {name!r}", "missing_key"
+        hint = f"add `{_MISSING_EXAMPLES.get(name, name + ': …')}`"
+        parent = path[:-1]
+        if parent:
+            hint += f" under {format_path(parent)}"
+    elif error_type == "union_tag_invalid":
+        tag = str(ctx.get("tag"))
+        message, code = f"unknown provider {tag!r}", "unknown_provider"
+        hint = did_you_mean(tag, PROVIDERS) + "use one of: " + ", ".join(PROVIDERS)
+        path = (*path, "provider")
+    elif error_type == "union_tag_not_found":
+        message, code = "missing required key 'provider'", "missing_key"
+        hint = f"add `{_MISSING_EXAMPLES['provider']}`"
+    elif error_type == "literal_error":
+        expected = str(ctx.get("expected", ""))
+        options = [o.strip().strip("'") for o in expected.replace(" or ", ", ").split(",")]
+        message, code = f"{value!r} is not a valid {field}", "invalid_choice"
+        hint = did_you_mean(str(value), options) + f"use one of {expected}"
+    elif error_type == "string_pattern_mismatch" and field == "language":
+        message, code = f"{value!r} is not a language code", "invalid_language"
+        hint = "use a lowercase ISO 639 code such as fr, en or nl, optionally with a region: fr-BE"
+    elif error_type == "too_short" and isinstance(value, list):
+        needed = ctx.get("min_length", 1)
+        message, code = f"needs at least {needed} item(s)", "too_short"
+        hint = f"add an item to {field}"
+    elif error_type in _BOUNDS:
+        word, key = _BOUNDS[error_type]
+        message, code = f"{value!r} is {word} {ctx.get(key)}", "out_of_range"
+        hint = {
+            "less_than_equal": f"write at most {ctx.get(key)}",
+            "greater_than_equal": f"write at least {ctx.get(key)}",
+            "less_than": f"write less than {ctx.get(key)}",
+            "greater_than": f"write more than {ctx.get(key)}",
+        }[error_type]
+    elif error_type == "string_too_short":
+        message, code = "must not be empty", "empty"
+        hint = f"write a value for {field}, or remove the key if it is optional"
+    elif (family := _expected(error_type)) is not None:
+        noun = _NOUNS[family]
+        if value is None:
+            message = f"no value given, expected {noun}"
+        else:
+            message = f"expected {noun}, got {_kind(value)}"
+        code = "wrong_type"
+        hint = _TYPE_HINTS[family]
+        if family == "string" and isinstance(value, bool):
+            hint = f"quote it: {field}: '{str(value).lower()}'"
+    else:
+        message, code = f"{error['msg']} (got {_kind(value)})", error_type
+        hint = ""
+    return document.issue(path, message, hint, code, key=on_key)
+
+
+# --------------------------------------------------------------------------- references
+
+
+def check_references(config: TenantConfig, document: YamlDocument) -> list[ConfigIssue]:
+    """Problems that need the whole file: unknown names, duplicates, unreachable rules."""
+    issues: list[ConfigIssue] = []
+    call_type_ids = list(dict.fromkeys(c.id for c in config.call_types))
+    connection_names = list(config.connections)
+
+    def duplicates(section: str, ids: list[str], attr: str, what: str) -> None:
+        first: dict[str, int] = {}
+        for index, item_id in enumerate(ids):
+            if item_id in first:
+                line, _ = document.locate((section, first[item_id], attr))
+                issues.append(
+                    document.issue(
+                        (section, index, attr),
+                        f"duplicate {what} {item_id!r}",
+                        f"{section}[{first[item_id]}] (line {line}) already uses it; "
+                        "give each one its own id",
+                        "duplicate_id",
+                    )
+                )
+            else:
+                first[item_id] = index
+
+    duplicates("staff", [s.id for s in config.staff], "id", "staff id")
+    duplicates("call_types", [c.id for c in config.call_types], "id", "call type id")
+
+    for c_index, call_type in enumerate(config.call_types):
+        seen: set[str] = set()
+        for f_index, intake in enumerate(call_type.intake_fields):
+            if intake.name in seen:
+                issues.append(
+                    document.issue(
+                        ("call_types", c_index, "intake_fields", f_index, "name"),
+                        f"duplicate intake field {intake.name!r} in call type {call_type.id!r}",
+                        "give each field its own name",
+                        "duplicate_id",
+                    )
+                )
+            seen.add(intake.name)
+
+    def unknown_connection(path: Path, name: str) -> ConfigIssue:
+        known = ", ".join(connection_names) if connection_names else "none yet"
+        return document.issue(
+            path,
+            f"unknown connection {name!r}",
+            did_you_mean(name, connection_names)
+            + f"known connections: {known} (declare it under `connections:`)",
+            "unknown_connection",
+        )
+
+    for s_index, member in enumerate(config.staff):
+        if member.calendar is None:
+            continue
+        name = member.calendar.connection
+        path: Path = ("staff", s_index, "calendar", "connection")
+        connection = config.connections.get(name)
+        if connection is None:
+            issues.append(unknown_connection(path, name))
+        elif connection.role != "calendar":
+            calendars = [n for n, c in config.connections.items() if c.role == "calendar"]
+            issues.append(
+                document.issue(
+                    path,
+                    f"connection {name!r} is a {connection.role} connection, not a calendar",
+                    "use a connection with role calendar"
+                    + (f": {', '.join(calendars)}" if calendars else " (none declared yet)"),
+                    "not_a_calendar",
+                )
+            )
+
+    rules = config.rules
+    first_rule: dict[str, int] = {}
+    for r_index, rule in enumerate(rules.rules):
+        base: Path = ("rules", "rules", r_index)
+        if rule.name in first_rule:
+            issues.append(
+                document.issue(
+                    (*base, "name"),
+                    f"duplicate rule name {rule.name!r}",
+                    "give each rule its own name: the name shows in delivery history",
+                    "duplicate_id",
+                )
+            )
+        first_rule.setdefault(rule.name, r_index)
+        for t_index, call_type_id in enumerate(rule.when.call_types or []):
+            if call_type_id not in call_type_ids:
+                issues.append(
+                    document.issue(
+                        (*base, "when", "call_types", t_index),
+                        f"unknown call type {call_type_id!r}",
+                        did_you_mean(call_type_id, call_type_ids)
+                        + "known call types: "
+                        + ", ".join(call_type_ids),
+                        "unknown_call_type",
+                    )
+                )
+        if rules.mode == "first" and rule.when.is_empty() and r_index < len(rules.rules) - 1:
+            issues.append(
+                document.issue(
+                    (*base, "name"),
+                    f"rule {rule.name!r} matches every call, so the rules after it never apply",
+                    "move it last, make it the `default:` rule, or add a `when:`",
+                    "unreachable_rule",
+                )
+            )
+    actions: list[tuple[Path, list[Action]]] = [
+        (("rules", "rules", i), r.then) for i, r in enumerate(rules.rules)
+    ]
+    if rules.default is not None:
+        actions.append((("rules", "default"), rules.default.then))
+    for base, then in actions:
+        named: set[str] = set()
+        for a_index, action in enumerate(then):
+            if action.connection is None:
+                continue
+            action_path: Path = (*base, "then", a_index, "connection")
+            if action.connection not in config.connections:
+                issues.append(unknown_connection(action_path, action.connection))
+            elif action.connection in named:
+                issues.append(
+                    document.issue(
+                        action_path,
+                        f"connection {action.connection!r} is listed twice in this rule",
+                        "list it once",
+                        "duplicate_action",
+                    )
+                )
+            named.add(action.connection)
+    return issues
