@@ -271,7 +271,12 @@ def demo(
     delivery settled. Exits non-zero if anything was lost or duplicated."""
     from relais.demo import run_demo
 
-    raise typer.Exit(run_demo(calls=calls, workers=workers, timeout=timeout, console=out))
+    try:
+        code = run_demo(calls=calls, workers=workers, timeout=timeout, console=out)
+    except RuntimeError as exc:
+        err.print(f"[bold red]demo failed:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -113,8 +113,9 @@ def _free_port() -> int:
 
 def _phone(rng: random.Random) -> str:
     if rng.random() < 0.7:
+        # 06 10 … 06 59 only: some 06 9x ranges belong to overseas regions, not FR.
         return (
-            f"06 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)} "
+            f"06 {rng.randint(10, 59)} {rng.randint(10, 99)} {rng.randint(10, 99)} "
             f"{rng.randint(10, 99)}"
         )
     return (

@@ -11,7 +11,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-import phonenumbers
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -23,29 +22,14 @@ from pydantic import (
     model_validator,
 )
 
+from mappings.schema import normalize_phone
+
 
 class Urgency(StrEnum):
     low = "low"
     normal = "normal"
     high = "high"
     urgent = "urgent"
-
-
-def normalize_phone(raw: str, region: str | None) -> str:
-    """E.164 form of ``raw``; ValueError with what to write instead."""
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(
-            f"{raw!r} is not a phone number ({exc}); write it as +33612345678 or in the "
-            f"national format of region {region or '?'}"
-        ) from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError(
-            f"{raw!r} is not a valid phone number for region {region or '?'}; "
-            "write it in international form, e.g. +33612345678"
-        )
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _region(info: ValidationInfo) -> str | None:
