@@ -1,0 +1,33 @@
+"""Wire-faithful local emulators of the providers Relais talks to.
+
+The real SDKs talk to them over real sockets. Shared pieces:
+``SandboxServer`` (uvicorn in a thread), ``Emulator`` (clock, knobs,
+control endpoints under ``/__sandbox__/``), ``Knobs`` (latency, faults,
+counters), the test CA (``shared_tls``). CRM emulators:
+``SalesforceEmulator``, ``HubSpotEmulator``, ``start_crm_sandboxes()``.
+Run them in the foreground with ``python -m sandbox``.
+"""
+
+from sandbox.crm import CrmSandboxes, start_crm_sandboxes
+from sandbox.hubspot import HubSpotConfig, HubSpotEmulator
+from sandbox.knobs import Clock, Fault, Knobs
+from sandbox.salesforce import SalesforceConfig, SalesforceEmulator
+from sandbox.server import Emulator, SandboxServer
+from sandbox.tls import TLSMaterial, create_tls, shared_tls
+
+__all__ = [
+    "Clock",
+    "CrmSandboxes",
+    "Emulator",
+    "Fault",
+    "HubSpotConfig",
+    "HubSpotEmulator",
+    "Knobs",
+    "SalesforceConfig",
+    "SalesforceEmulator",
+    "SandboxServer",
+    "TLSMaterial",
+    "create_tls",
+    "shared_tls",
+    "start_crm_sandboxes",
+]
