@@ -24,9 +24,13 @@ def _fresh_pools(**_kwargs: object) -> None:
     dispose_engines()
 
 
+def _wake(connection_id: str) -> None:
+    enqueue_connections([connection_id])
+
+
 @app.task(name=DELIVER_TASK)
 def deliver_connection(connection_id: str) -> dict[str, object]:
-    outcome = process_connection(connection_id)
+    outcome = process_connection(connection_id, wake=_wake)
     if outcome.run_again_in is not None:
         enqueue_connections([connection_id], countdown=outcome.run_again_in)
     log.info(

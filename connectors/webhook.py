@@ -20,7 +20,7 @@ import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from connectors.base import ConnectionInfo, DeliveryRequest, DeliveryResult, deliver_each
-from connectors.http import error_for_exception, error_for_status
+from connectors.http import error_for_exception, error_for_status, make_client
 from connectors.registry import register
 
 USER_AGENT = "Relais-Webhook/1"
@@ -52,7 +52,7 @@ class WebhookConnector:
         self.secret: str = info.credentials.get("signing_secret", "")
         timeout = float(info.settings.get("timeout_seconds", 10))
         headers = {"User-Agent": USER_AGENT, **info.settings.get("headers", {})}
-        self.client = httpx.Client(timeout=httpx.Timeout(timeout), headers=headers)
+        self.client = make_client(timeout, headers)
 
     def deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
         return deliver_each(batch, self._deliver_one)

@@ -70,7 +70,11 @@ def create_key(session: Session, role: str, tenant_id: str | None, name: str = "
     return f"rls_{key_id}_{secret}"
 
 
-def authenticate(session: Session, token: str) -> Principal:
+def authenticate(session: Session, token: str) -> tuple[Principal, bool]:
+    """The key's principal, and whether its last use is stale enough to record.
+
+    Only reads, so it runs in a read-only transaction; ``touch_key`` writes.
+    """
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != "rls":
         raise BadKey("malformed API key: expected 'Bearer rls_<id>_<secret>'")
@@ -80,10 +84,15 @@ def authenticate(session: Session, token: str) -> Principal:
         raise BadKey("unknown or revoked API key")
     if not hmac.compare_digest(row.secret_hash, _hash(secret)):
         raise BadKey("unknown or revoked API key")
-    now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
-        row.last_used_at = now  # at most one write a minute per key
-    return Principal(key_id=row.id, tenant_id=row.tenant_id, role=row.role)
+    stale = row.last_used_at is None or utcnow() - row.last_used_at > timedelta(minutes=1)
+    return Principal(key_id=row.id, tenant_id=row.tenant_id, role=row.role), stale
+
+
+def touch_key(session: Session, key_id: str) -> None:
+    """Record a key's use: at most one write a minute per key."""
+    row = session.get(ApiKey, key_id)
+    if row is not None:
+        row.last_used_at = utcnow()
 
 
 def revoke_key(session: Session, key_id: str) -> bool:

@@ -1,9 +1,12 @@
 """Database engine and sessions: the same code on SQLite and PostgreSQL.
 
-SQLite runs every transaction as ``BEGIN IMMEDIATE``: with several processes
-(API, workers, beat) a deferred transaction that reads then writes fails with
-"database is locked" instead of waiting, so we take the write lock up front and
-let ``busy_timeout`` queue writers.
+SQLite runs every writing transaction as ``BEGIN IMMEDIATE``: with several
+processes (API, workers, beat) a deferred transaction that reads then writes
+fails with "database is locked" instead of waiting, so we take the write lock
+up front and let ``busy_timeout`` queue writers. Read-only work goes through a
+second engine with plain ``BEGIN``: under WAL it never waits for, nor blocks,
+a writer (SQLite's busy handler sleeps in coarse steps, so every avoided wait
+counts).
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from relais.settings import get_settings
 
-_engines: dict[str, Engine] = {}
+_engines: dict[tuple[str, bool], Engine] = {}
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, readonly: bool) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
@@ -33,19 +36,21 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
-def get_engine(url: str | None = None) -> Engine:
+def get_engine(url: str | None = None, *, readonly: bool = False) -> Engine:
     url = url or get_settings().resolved_database_url
-    engine = _engines.get(url)
+    sqlite = url.startswith("sqlite")
+    key = (url, readonly and sqlite)  # PostgreSQL needs no separate reader
+    engine = _engines.get(key)
     if engine is None:
-        if url.startswith("sqlite"):
+        if sqlite:
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-            _sqlite_setup(engine)
+            _sqlite_setup(engine, readonly)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
-        _engines[url] = engine
+        _engines[key] = engine
     return engine
 
 
@@ -60,14 +65,18 @@ def dispose_engines() -> None:
     _engines.clear()
 
 
-def session_factory(url: str | None = None) -> sessionmaker[Session]:
-    return sessionmaker(get_engine(url), expire_on_commit=False)
+def session_factory(url: str | None = None, *, readonly: bool = False) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(url, readonly=readonly), expire_on_commit=False)
 
 
 @contextlib.contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on error."""
-    session = session_factory(url)()
+def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on error.
+
+    ``readonly=True`` for work that only reads (it must not write: on SQLite a
+    write there would fail with "database is locked" under contention).
+    """
+    session = session_factory(url, readonly=readonly)()
     try:
         with session.begin():
             yield session

@@ -357,7 +357,7 @@ def _settle_and_report(
     with _progress(console) as progress:
         task = progress.add_task("delivering", total=total)
         while True:
-            with session_scope() as session:
+            with session_scope(readonly=True) as session:
                 settled = session.scalar(
                     select(func.count())
                     .select_from(Delivery)

@@ -87,6 +87,9 @@ class Connection(Base):
     token_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # Set on 429 / limit errors: no delivery leaves before this instant.
     paused_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    # True while a delivery task for this connection waits in the broker: new
+    # messages then need no task of their own (one task per batch, not per message).
+    wake_queued: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,7 @@ class WebhookReceiver:
     secrets: dict[str, str] = field(default_factory=dict)
     fail_first: float = 0.0
     status_override: int | None = None
+    latency: float = 0.0  # seconds to wait before answering, like a slow endpoint
     seed: int = 7
     first: dict[str, Received] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
@@ -66,6 +68,8 @@ class WebhookReceiver:
                 self.rejected_signatures += 1
             return 401, {"error": "bad signature"}
         key = headers.get("Idempotency-Key", "")
+        if self.latency:
+            time.sleep(self.latency)
         with self._lock:
             if self.status_override:
                 return self.status_override, {"error": "configured failure"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -123,12 +124,22 @@ def _requests(session: Session, deliveries: list[Delivery]) -> list[DeliveryRequ
     return requests
 
 
-def process_connection(connection_id: str, settings: Settings | None = None) -> BatchOutcome:
-    """Deliver one batch of due deliveries of one connection."""
+def process_connection(
+    connection_id: str,
+    settings: Settings | None = None,
+    wake: Callable[[str], None] | None = None,
+) -> BatchOutcome:
+    """Deliver one batch of due deliveries of one connection.
+
+    When the batch is full, ``wake`` enqueues the next task *before* this batch
+    is sent, so another worker process claims the next batch meanwhile.
+    """
     settings = settings or get_settings()
     outcome = BatchOutcome(connection_id)
     with session_scope() as session:
-        connection = session.get(Connection, connection_id)
+        connection = session.get(
+            Connection, connection_id, with_for_update=True, populate_existing=True
+        )
         if connection is None or connection.status != "active":
             outcome.notes.append(f"connection {connection.status if connection else 'gone'}")
             return outcome
@@ -147,12 +158,23 @@ def process_connection(connection_id: str, settings: Settings | None = None) -> 
         )
         connector = build_connector(info)
         limit = min(settings.delivery_batch_size, connector.max_batch)
+        connection.wake_queued = False  # see sync.outbox.mark_wake
         claimed = _claim(session, connection, now, settings, limit)
-        requests = _requests(session, claimed)
+        full = len(claimed) >= limit
+        if full:
+            connection.wake_queued = True
+    if full:
+        if wake is not None:
+            wake(connection_id)
+        else:
+            outcome.run_again_in = 0.0
     outcome.claimed = len(claimed)
     if not claimed:
         connector.close()
         return outcome
+    # Build the payloads outside the claim: the write lock is held only to claim.
+    with session_scope(readonly=True) as session:
+        requests = _requests(session, claimed)
 
     try:
         results = connector.deliver(requests)
@@ -165,33 +187,37 @@ def process_connection(connection_id: str, settings: Settings | None = None) -> 
     if len(results) != len(requests):
         raise RuntimeError(f"{info.provider} connector returned {len(results)} results")
 
-    for result in results:
-        _record(result, info, settings, outcome)
-    if outcome.claimed >= limit:
-        outcome.run_again_in = 0.0
+    with session_scope() as session:
+        for result in results:
+            _record(session, result, info, settings, outcome)
     return outcome
 
 
 def _record(
-    result: DeliveryResult, info: ConnectionInfo, settings: Settings, outcome: BatchOutcome
+    session: Session,
+    result: DeliveryResult,
+    info: ConnectionInfo,
+    settings: Settings,
+    outcome: BatchOutcome,
 ) -> None:
-    """Store one result in its own transaction, so each success is durable at once."""
-    with session_scope() as session:
-        delivery = session.get(Delivery, result.delivery_id, with_for_update=True)
-        assert delivery is not None
-        now = utcnow()
-        if delivery.status == "delivered":
-            return  # a duplicate run after a lease expiry; the first one recorded it
-        if result.ok:
-            delivery.status, delivery.delivered_at = "delivered", now
-            delivery.external_id, delivery.last_error = result.external_id, None
-            delivery.leased_until = None
-            _event(session, delivery, "delivery.delivered", external_id=result.external_id)
-            outcome.delivered += 1
-            return
-        error = result.error
-        assert error is not None
-        _fail(session, delivery, error, info, settings, outcome, now)
+    """Store one result. A whole batch is recorded in one transaction: if the
+    worker dies before it commits, the batch is sent again under the same
+    idempotency keys, which destinations de-duplicate on."""
+    delivery = session.get(Delivery, result.delivery_id, with_for_update=True)
+    assert delivery is not None
+    now = utcnow()
+    if delivery.status == "delivered":
+        return  # a duplicate run after a lease expiry; the first one recorded it
+    if result.ok:
+        delivery.status, delivery.delivered_at = "delivered", now
+        delivery.external_id, delivery.last_error = result.external_id, None
+        delivery.leased_until = None
+        _event(session, delivery, "delivery.delivered", external_id=result.external_id)
+        outcome.delivered += 1
+        return
+    error = result.error
+    assert error is not None
+    _fail(session, delivery, error, info, settings, outcome, now)
 
 
 def _fail(

@@ -4,7 +4,7 @@ outbox). Enqueuing happens after commit, in the caller."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,10 +28,30 @@ class Accepted:
     message: Message
     deliveries: list[Delivery]
     created: bool  # False when an Idempotency-Key replay returned the original
+    # Connections that need a delivery task enqueued after commit.
+    to_wake: list[str] = field(default_factory=list)
 
     @property
     def connection_ids(self) -> list[str]:
         return sorted({d.connection_id for d in self.deliveries})
+
+
+def mark_wake(session: Session, connection_ids: list[str]) -> list[str]:
+    """Flag connections as having a task queued; return those not flagged yet.
+
+    The row lock orders this against the worker's claim, which clears the flag
+    in the same transaction as it claims: a delivery committed before the claim
+    is claimed by it, one committed after finds the flag clear and enqueues.
+    """
+    to_wake = []
+    for connection_id in sorted(set(connection_ids)):
+        row = session.get(
+            Connection, connection_id, with_for_update=True, populate_existing=True
+        )
+        if row is not None and not row.wake_queued:
+            row.wake_queued = True
+            to_wake.append(connection_id)
+    return to_wake
 
 
 def _check(config: TenantConfig, msg: CallMessage) -> None:
@@ -141,4 +161,6 @@ def accept_message(
         )
     )
     session.flush()
-    return Accepted(message, deliveries, created=True)
+    accepted = Accepted(message, deliveries, created=True)
+    accepted.to_wake = mark_wake(session, accepted.connection_ids)
+    return accepted

@@ -10,14 +10,15 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from relais.api.errors import ApiError, not_found
-from relais.auth import BadKey, Principal, authenticate
+from relais.auth import BadKey, Principal, authenticate, touch_key
 from relais.db import session_factory, session_scope
 from relais.models import Tenant
 from relais.settings import get_settings
 
 
 def db() -> Iterator[Session]:
-    session = session_factory()()
+    """A read-only session for routes that only read (writes use session_scope)."""
+    session = session_factory(readonly=True)()
     try:
         with session.begin():
             yield session
@@ -37,10 +38,14 @@ def principal(session: DB, authorization: Annotated[str | None, Header()] = None
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthenticated", "use 'Authorization: Bearer rls_…'")
     try:
-        with session_scope() as session:
-            return authenticate(session, token.strip())
+        with session_scope(readonly=True) as session:
+            who, stale = authenticate(session, token.strip())
     except BadKey as exc:
         raise ApiError(401, "unauthenticated", str(exc)) from None
+    if stale:
+        with session_scope() as session:
+            touch_key(session, who.key_id)
+    return who
 
 
 Caller = Annotated[Principal, Depends(principal)]

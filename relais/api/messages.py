@@ -73,7 +73,7 @@ def post_message(
             ],
         }
     if accepted.created:
-        enqueue_connections(accepted.connection_ids)  # after commit: the outbox rule
+        enqueue_connections(accepted.to_wake)  # after commit: the outbox rule
     else:
         response.status_code = 200  # same Idempotency-Key: the original answer
     return body

@@ -15,7 +15,7 @@ router = APIRouter(tags=["operations"])
 @router.get("/healthz")
 def healthz() -> JSONResponse:
     try:
-        with session_scope() as session:
+        with session_scope(readonly=True) as session:
             session.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
         return JSONResponse({"status": "error", "database": type(exc).__name__}, status_code=503)
@@ -25,7 +25,7 @@ def healthz() -> JSONResponse:
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics() -> str:
     """Prometheus text format: counts only, no tenant data beyond ids."""
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         by_status = session.execute(
             select(Delivery.tenant_id, Delivery.status, func.count()).group_by(
                 Delivery.tenant_id, Delivery.status

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-27 03:21:26.478790
+Create Date: 2026-11-27 03:38:16.460987
 """
 
 from collections.abc import Sequence
@@ -71,6 +71,7 @@ def upgrade() -> None:
         sa.Column("credentials", sa.LargeBinary(), nullable=True),
         sa.Column("token_expires_at", relais.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("paused_until", relais.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("wake_queued", sa.Boolean(), nullable=False),
         sa.Column("created_at", relais.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", relais.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
