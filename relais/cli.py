@@ -28,8 +28,8 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(deliveries_app, name="deliveries")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # keys, secrets and file:line errors stay on one line
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str) -> NoReturn:
