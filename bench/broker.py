@@ -20,9 +20,10 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 def transport(kind: str, folder: Path) -> tuple[str, dict]:
     if kind == "filesystem":
-        for sub in ("in", "processed"):
+        for sub in ("in", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return "filesystem://", {"data_folder_in": str(folder / "in"),
+                                 "control_folder": str(folder / "control"),
                                  "data_folder_out": str(folder / "in"),
                                  "processed_folder": str(folder / "processed"),
                                  "polling_interval": 0.1}

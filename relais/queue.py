@@ -30,6 +30,7 @@ def broker_options(settings: Settings) -> dict[str, object]:
             "data_folder_in": str(folder / "in"),
             "data_folder_out": str(folder / "in"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),  # default is ./control in the cwd
             "store_processed": False,
             "polling_interval": settings.broker_polling_interval,
         }

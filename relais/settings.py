@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     @property
     def broker_folder(self) -> Path:
         folder = self.resolved_home / "broker"
-        for sub in ("in", "processed"):
+        for sub in ("in", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return folder
 
