@@ -61,6 +61,8 @@ class ConnectionInfo:
     provider: str
     settings: dict[str, Any]
     credentials: dict[str, Any] = field(repr=False)
+    # The tenant's field mapping for this connection (mappings.fieldmap), if any.
+    mapping: Any = None
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,56 @@ class DeliveryResult:
         return self.error is None
 
 
+class Pacer(Protocol):
+    """The connection's shared rate limiter: call before every request."""
+
+    def wait(self, cost: int = 1) -> None: ...
+
+
+class LinkStore(Protocol):
+    """Our record <-> the provider's record, for this connection.
+
+    Connectors look up before they create (a second create is a duplicate) and
+    record what they created; the engine persists the records with the results.
+    """
+
+    def get_many(
+        self, local_type: str, local_ids: Sequence[str], remote_type: str
+    ) -> dict[str, str]: ...
+
+    def put(self, local_type: str, local_id: str, remote_type: str, remote_id: str) -> None: ...
+
+
+class _NoPacing:
+    def wait(self, cost: int = 1) -> None:
+        return None
+
+
+class _NoLinks:
+    def get_many(
+        self, local_type: str, local_ids: Sequence[str], remote_type: str
+    ) -> dict[str, str]:
+        return {}
+
+    def put(self, local_type: str, local_id: str, remote_type: str, remote_id: str) -> None:
+        return None
+
+
+@dataclass
+class Runtime:
+    """What the engine lends a connector for one batch."""
+
+    pacer: Pacer = field(default_factory=_NoPacing)
+    links: LinkStore = field(default_factory=_NoLinks)
+
+
 class Connector(Protocol):
     """One instance per connection, reused for a batch, then closed."""
 
     provider: ClassVar[str]
     max_batch: ClassVar[int]
+    # Wait up to this long for a batch to fill before sending a partial one.
+    linger_seconds: ClassVar[float]
 
     def deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
         """One result per request, same order. Never raises for one bad record."""

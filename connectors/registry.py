@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from connectors.base import ConnectionInfo, Connector
+from connectors.base import ConnectionInfo, Connector, Runtime
 
-ConnectorFactory = Callable[[ConnectionInfo], Connector]
+ConnectorFactory = Callable[[ConnectionInfo, Runtime], Connector]
 
 _FACTORIES: dict[str, ConnectorFactory] = {}
 
@@ -19,12 +19,19 @@ def register(provider: str) -> Callable[[ConnectorFactory], ConnectorFactory]:
     return wrap
 
 
-def build_connector(info: ConnectionInfo) -> Connector:
-    # Import for the side effect of registering the built-in connectors.
+def connector_class(provider: str) -> ConnectorFactory:
+    _load_builtins()
+    try:
+        return _FACTORIES[provider]
+    except KeyError:
+        raise LookupError(f"no connector for provider {provider!r}") from None
+
+
+def _load_builtins() -> None:
+    # Imported for the side effect of registering the built-in connectors.
+    import connectors.hubspot  # noqa: F401
     import connectors.webhook  # noqa: F401
 
-    try:
-        factory = _FACTORIES[info.provider]
-    except KeyError:
-        raise LookupError(f"no connector for provider {info.provider!r}") from None
-    return factory(info)
+
+def build_connector(info: ConnectionInfo, runtime: Runtime | None = None) -> Connector:
+    return connector_class(info.provider)(info, runtime or Runtime())

@@ -19,7 +19,13 @@ from typing import ClassVar
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from connectors.base import ConnectionInfo, DeliveryRequest, DeliveryResult, deliver_each
+from connectors.base import (
+    ConnectionInfo,
+    DeliveryRequest,
+    DeliveryResult,
+    Runtime,
+    deliver_each,
+)
 from connectors.http import error_for_exception, error_for_status, make_client
 from connectors.registry import register
 
@@ -45,8 +51,9 @@ def verify(
 class WebhookConnector:
     provider: ClassVar[str] = "webhook"
     max_batch: ClassVar[int] = 50
+    linger_seconds: ClassVar[float] = 0.0  # each message leaves at once
 
-    def __init__(self, info: ConnectionInfo) -> None:
+    def __init__(self, info: ConnectionInfo, runtime: Runtime | None = None) -> None:
         self.info = info
         self.url: str = info.settings["url"]
         self.secret: str = info.credentials.get("signing_secret", "")

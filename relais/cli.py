@@ -213,6 +213,57 @@ def deliveries_replay(delivery_id: str) -> None:
 
 
 @app.command()
+def connect(
+    tenant: str,
+    connection: str,
+    client_id: Annotated[str | None, typer.Option(help="OAuth app client id")] = None,
+    client_secret: Annotated[
+        str | None,
+        typer.Option(
+            help="OAuth app client secret (or set RELAIS_CLIENT_SECRET)",
+            envvar="RELAIS_CLIENT_SECRET",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="private-app / API token (HubSpot private app)", envvar="RELAIS_CONNECTION_TOKEN"
+        ),
+    ] = None,
+    authorize: Annotated[bool, typer.Option(help="print the OAuth URL to open")] = False,
+) -> None:
+    """Set a connection's credentials: an OAuth app (then --authorize) or a private token."""
+    from relais.connections import ConnectError, set_credentials, start_authorization
+    from relais.db import session_scope
+    from relais.queue import enqueue_connections
+
+    _upgrade()
+    if not (client_id or client_secret or token or authorize):
+        fail("give --client-id and --client-secret, or --token, and/or --authorize")
+    try:
+        with session_scope() as session:
+            connection_id = None
+            if client_id or client_secret or token:
+                connection_id = set_credentials(
+                    session,
+                    tenant,
+                    connection,
+                    {"client_id": client_id, "client_secret": client_secret, "access_token": token},
+                )
+            started = start_authorization(session, tenant, connection) if authorize else None
+    except ConnectError as exc:
+        fail(str(exc))
+    if token and connection_id:
+        enqueue_connections([connection_id])
+        out.print(f"{tenant}/{connection}: token stored; connection active")
+    elif client_id or client_secret:
+        out.print(f"{tenant}/{connection}: OAuth app credentials stored")
+    if started:
+        out.print(f"open this URL to connect (valid until {started.expires_at:%H:%M} UTC):")
+        out.print(started.url, highlight=False)
+
+
+@app.command()
 def serve(
     host: str = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,

@@ -208,6 +208,27 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class OAuthState(Base):
+    """An authorization started by a tenant admin, waiting for the provider's callback."""
+
+    __tablename__ = "oauth_states"
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    code_verifier: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    redirect_uri: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class RateWindow(Base):
+    """Send times reserved in a connection's rolling window (database rate limiter)."""
+
+    __tablename__ = "rate_windows"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stamps: Mapped[list[float]] = mapped_column(JSON, default=list)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public prefix of the key

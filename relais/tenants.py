@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from mappings.config import TenantConfig, load_tenant_config
 from mappings.errors import ConfigError, ConfigIssue
 from mappings.yamlpos import public_environment
+from relais.connections import OAUTH_PROVIDERS
 from relais.crypto import decrypt_json, encrypt_json
 from relais.models import AuditEvent, Connection, Tenant
 
@@ -93,13 +94,17 @@ def apply_config(
     for name, spec in config.connections.items():
         row = existing.pop(name, None)
         if row is None:
-            row = Connection(tenant_id=config.id, name=name, provider=spec.provider)
+            # An account reached with OAuth waits for its admin to connect it.
+            status = "not_connected" if spec.provider in OAUTH_PROVIDERS else "active"
+            row = Connection(tenant_id=config.id, name=name, provider=spec.provider, status=status)
             session.add(row)
             result.connections_added.append(name)
         row.provider, row.role = spec.provider, spec.role
         row.settings = spec.connector_settings()
         if row.status == "disabled":
-            row.status = "active"
+            row.status = (
+                "active" if row.credentials or spec.provider == "webhook" else ("not_connected")
+            )
         creds = decrypt_json(row.credentials)
         if spec.provider == "webhook" and "signing_secret" not in creds:
             creds["signing_secret"] = "whsec_" + secrets.token_urlsafe(32)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import (
@@ -28,15 +28,21 @@ from connectors.base import (
     DeliveryResult,
     RateLimited,
     Rejected,
+    Runtime,
     TransientError,
 )
-from connectors.registry import build_connector
-from relais.crypto import decrypt_json
+from connectors.base import (
+    Pacer as PacerProtocol,
+)
+from connectors.registry import build_connector, connector_class
 from relais.db import session_scope
 from relais.models import AuditEvent, Connection, Delivery, Message, Tenant, utcnow
 from relais.settings import Settings, get_settings
 from relais.tenants import parsed_config
+from sync.credentials import NeedsReauth, connection_info, ensure_fresh
+from sync.links import ConnectionLinks
 from sync.payloads import message_payload
+from sync.ratelimit import Pacer, default_store
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +114,15 @@ def _requests(session: Session, deliveries: list[Delivery]) -> list[DeliveryRequ
         staff = config.staff_member(message.staff_id) if message.staff_id else None
         labels = {
             "call_type_label": call_type.label if call_type else message.call_type,
-            "staff": {"id": staff.id, "name": staff.name, "email": staff.email}
+            "staff": {
+                "id": staff.id,
+                "name": staff.name,
+                "email": staff.email,
+                "crm_owner_id": staff.crm_owner_id,
+            }
             if staff
             else None,
+            "tenant": {"timezone": config.timezone, "phone_region": config.phone_region},
         }
         requests.append(
             DeliveryRequest(
@@ -132,10 +144,16 @@ def process_connection(
     """Deliver one batch of due deliveries of one connection.
 
     When the batch is full, ``wake`` enqueues the next task *before* this batch
-    is sent, so another worker process claims the next batch meanwhile.
+    is sent, so another worker process claims the next batch meanwhile. A
+    connector with a linger waits for its batch to fill, up to that long.
     """
     settings = settings or get_settings()
     outcome = BatchOutcome(connection_id)
+    try:
+        ensure_fresh(connection_id)
+    except NeedsReauth as exc:
+        outcome.notes.append(f"needs re-authorization: {exc}")
+        return outcome
     with session_scope() as session:
         connection = session.get(
             Connection, connection_id, with_for_update=True, populate_existing=True
@@ -148,16 +166,19 @@ def process_connection(
             outcome.run_again_in = (connection.paused_until - now).total_seconds()
             outcome.notes.append("paused by provider limit")
             return outcome
-        info = ConnectionInfo(
-            id=connection.id,
-            tenant_id=connection.tenant_id,
-            name=connection.name,
-            provider=connection.provider,
-            settings=dict(connection.settings),
-            credentials=decrypt_json(connection.credentials),
-        )
-        connector = build_connector(info)
-        limit = min(settings.delivery_batch_size, connector.max_batch)
+        info = connection_info(connection)
+        tenant = session.get(Tenant, connection.tenant_id)
+        assert tenant is not None
+        spec = parsed_config(tenant).connections.get(connection.name)
+        if spec is not None and hasattr(spec, "resolved_mapping"):
+            info = replace(info, mapping=spec.resolved_mapping())
+        kind = connector_class(info.provider)
+        limit = int(getattr(kind, "max_batch", 50))
+        linger = _linger_left(session, kind, connection.id, now, limit)
+        if linger:
+            outcome.run_again_in = linger  # the wake flag stays set: one task waits
+            outcome.notes.append("waiting for the batch to fill")
+            return outcome
         connection.wake_queued = False  # see sync.outbox.mark_wake
         claimed = _claim(session, connection, now, settings, limit)
         full = len(claimed) >= limit
@@ -170,12 +191,13 @@ def process_connection(
             outcome.run_again_in = 0.0
     outcome.claimed = len(claimed)
     if not claimed:
-        connector.close()
         return outcome
     # Build the payloads outside the claim: the write lock is held only to claim.
     with session_scope(readonly=True) as session:
         requests = _requests(session, claimed)
 
+    links = ConnectionLinks(info.tenant_id, info.id)
+    connector = build_connector(info, Runtime(pacer=pacer_for(kind, info), links=links))
     try:
         results = connector.deliver(requests)
     except Exception as exc:  # a connector bug must not strand the batch
@@ -188,9 +210,41 @@ def process_connection(
         raise RuntimeError(f"{info.provider} connector returned {len(results)} results")
 
     with session_scope() as session:
+        links.flush(session)
         for result in results:
             _record(session, result, info, settings, outcome)
     return outcome
+
+
+def _linger_left(
+    session: Session, kind: Any, connection_id: str, now: datetime, limit: int
+) -> float:
+    """Seconds to wait for more deliveries before sending a partial batch (0: send)."""
+    linger = float(getattr(kind, "linger_seconds", 0.0))
+    if linger <= 0:
+        return 0.0
+    count, oldest = session.execute(
+        select(func.count(), func.min(Delivery.next_attempt_at)).where(
+            Delivery.connection_id == connection_id,
+            Delivery.status == "pending",
+            Delivery.next_attempt_at <= now,
+        )
+    ).one()
+    if not count or count >= limit or oldest is None:
+        return 0.0
+    if oldest.tzinfo is None:  # an aggregate skips the column type on SQLite
+        oldest = oldest.replace(tzinfo=UTC)
+    return max(0.0, linger - (now - oldest).total_seconds())
+
+
+def pacer_for(kind: Any, info: ConnectionInfo) -> PacerProtocol:
+    """The connection's shared limiter, if its connector declares a limit."""
+    declared = getattr(kind, "rate_limit", None)
+    spec = declared(info) if declared else None
+    if spec is None:
+        return Runtime().pacer
+    limit, window = spec
+    return Pacer(key=f"{info.id}:requests", limit=limit, window=window, store=default_store())
 
 
 def _record(
@@ -241,21 +295,24 @@ def _fail(
         delivery.attempts = max(0, delivery.attempts - 1)
         delivery.status, delivery.next_attempt_at = "pending", error.reset_at
         session.execute(
-            update(Connection)
-            .where(Connection.id == info.id)
-            .values(paused_until=error.reset_at)
+            update(Connection).where(Connection.id == info.id).values(paused_until=error.reset_at)
         )
         _event(session, delivery, "delivery.rate_limited", resume_at=error.reset_at.isoformat())
         _again(outcome, (error.reset_at - now).total_seconds())
         outcome.retried += 1
         return
     if isinstance(error, AuthExpired):
+        # The token died early (revoked session, clock skew): refresh, then retry.
+        # A refresh that is refused parks the connection in needs_reauth.
         delivery.attempts = max(0, delivery.attempts - 1)
-        delivery.status = "pending"
+        delivery.status, delivery.next_attempt_at = "pending", now
         session.execute(
-            update(Connection).where(Connection.id == info.id).values(status="needs_reauth")
+            update(Connection)
+            .where(Connection.id == info.id, Connection.token_expires_at.is_not(None))
+            .values(token_expires_at=now - timedelta(minutes=10))
         )
-        _event(session, delivery, "delivery.waiting_for_reauth", reason=reason)
+        _event(session, delivery, "delivery.token_expired", reason=reason)
+        _again(outcome, 1.0)
         outcome.retried += 1
         return
     if delivery.attempts >= settings.delivery_max_attempts:

@@ -45,9 +45,7 @@ def mark_wake(session: Session, connection_ids: list[str]) -> list[str]:
     """
     to_wake = []
     for connection_id in sorted(set(connection_ids)):
-        row = session.get(
-            Connection, connection_id, with_for_update=True, populate_existing=True
-        )
+        row = session.get(Connection, connection_id, with_for_update=True, populate_existing=True)
         if row is not None and not row.wake_queued:
             row.wake_queued = True
             to_wake.append(connection_id)

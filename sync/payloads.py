@@ -18,7 +18,7 @@ def message_payload(
     return {
         "event": delivery.action,
         "delivery_id": delivery.id,
-        "tenant": {"id": tenant.id, "name": tenant.name},
+        "tenant": {"id": tenant.id, "name": tenant.name, **labels.get("tenant", {})},
         "rule": delivery.rule,
         "message": {
             "id": message.id,

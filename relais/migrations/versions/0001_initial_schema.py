@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-27 03:38:16.460987
+Create Date: 2026-11-27 03:44:10.343666
 """
 
 from collections.abc import Sequence
@@ -34,6 +34,12 @@ def upgrade() -> None:
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.create_index("ix_audit_subject", ["subject_type", "subject_id"], unique=False)
 
+    op.create_table(
+        "rate_windows",
+        sa.Column("key", sa.String(length=128), nullable=False),
+        sa.Column("stamps", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
     op.create_table(
         "tenants",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -157,6 +163,19 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "oauth_states",
+        sa.Column("state", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("connection_id", sa.String(length=64), nullable=False),
+        sa.Column("code_verifier", sa.String(length=128), nullable=True),
+        sa.Column("redirect_uri", sa.String(length=500), nullable=False),
+        sa.Column("created_at", relais.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", relais.models.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["connection_id"], ["connections.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("state"),
+    )
+    op.create_table(
         "sync_cursors",
         sa.Column("connection_id", sa.String(length=64), nullable=False),
         sa.Column("stream", sa.String(length=64), nullable=False),
@@ -221,6 +240,7 @@ def downgrade() -> None:
 
     op.drop_table("deliveries")
     op.drop_table("sync_cursors")
+    op.drop_table("oauth_states")
     with op.batch_alter_table("external_links", schema=None) as batch_op:
         batch_op.drop_index("ix_external_links_remote")
 
@@ -236,6 +256,7 @@ def downgrade() -> None:
     op.drop_table("connections")
     op.drop_table("api_keys")
     op.drop_table("tenants")
+    op.drop_table("rate_windows")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_subject")
 

@@ -1,0 +1,53 @@
+"""What the CRM connectors share: who the caller is, and the tenant's field
+mapping applied to a delivery's payload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.base import ConnectionInfo, Rejected
+
+
+@dataclass(frozen=True)
+class CallerKey:
+    """A caller's identity for de-duplication: E.164 phone first, else email."""
+
+    id: str  # "tel:+33612345678" or "mail:jeanne@exemple.fr": stored as relais_id
+    phone: str | None
+    email: str | None
+
+
+def caller_key(payload: dict[str, Any]) -> CallerKey:
+    caller = payload["message"]["caller"]
+    phone = caller.get("phone") or None
+    email = (caller.get("email") or "").strip().lower() or None
+    return CallerKey(id=f"tel:{phone}" if phone else f"mail:{email}", phone=phone, email=email)
+
+
+def render_context(payload: dict[str, Any]) -> Any:
+    from mappings.fieldmap import RenderContext
+
+    message = payload.get("message")
+    return RenderContext(
+        caller=(message or {}).get("caller") or payload.get("caller") or {},
+        message=message,
+        staff=(message or {}).get("staff") or payload.get("staff"),
+        appointment=payload.get("appointment"),
+        tenant=payload["tenant"],
+    )
+
+
+def render_section(info: ConnectionInfo, section: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The CRM fields of ``section`` for this payload; a mapping error rejects the
+    delivery with a reason that names the field to fix in the tenant's YAML."""
+    from mappings.fieldmap import MappingRenderError, effective_mapping
+
+    mapping = info.mapping or effective_mapping(info.provider, None)
+    part = mapping.section(section)
+    if part is None:
+        raise Rejected(f"the {info.provider} mapping has no {section!r} section")
+    try:
+        return part.render(render_context(payload))
+    except MappingRenderError as exc:
+        raise Rejected(f"mapping of {section}.{exc.field}: {exc}") from None

@@ -1,0 +1,373 @@
+"""HubSpot CRM through hubspot-api-client: every qualified call lands as a
+contact (found or created), a logged call or note, and a callback task when
+one was requested, in as few API calls as HubSpot's batch endpoints allow.
+
+Per batch of up to 100 messages, the happy path costs:
+1. one contact search (phone and email), skipped when every caller is linked;
+2. one batch upsert of the contacts still missing, keyed by ``relais_id``;
+3. one batch create of the call logs, associated inline with their contacts;
+4. one batch create of the callback tasks, if any.
+
+Exactly once: every record carries ``relais_id`` (a unique custom property):
+the contact's caller key, or the delivery's idempotency key. Creates carry an
+``objectWriteTraceId`` so one conflict does not sink the batch; a conflict on
+``relais_id`` means an earlier attempt already wrote the record (its answer
+was lost), so we read it back by ``relais_id`` and make sure it is associated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from hubspot import HubSpot
+from hubspot.crm.associations.v4.models import (
+    BatchInputPublicDefaultAssociationMultiPost,
+    PublicDefaultAssociationMultiPost,
+)
+from hubspot.crm.associations.v4.models import PublicObjectId as AssocObjectId
+from hubspot.crm.contacts.models import (
+    BatchInputSimplePublicObjectBatchInputUpsert,
+    Filter,
+    FilterGroup,
+    PublicObjectSearchRequest,
+    SimplePublicObjectBatchInputUpsert,
+)
+from hubspot.crm.objects.models import (
+    AssociationSpec,
+    BatchInputSimplePublicObjectBatchInputForCreate,
+    BatchReadInputSimplePublicObjectId,
+    PublicAssociationsForObject,
+    PublicObjectId,
+    SimplePublicObjectBatchInputForCreate,
+    SimplePublicObjectId,
+)
+
+from connectors.base import (
+    AuthExpired,
+    ConnectionInfo,
+    DeliveryError,
+    DeliveryRequest,
+    DeliveryResult,
+    RateLimited,
+    Rejected,
+    Runtime,
+    TransientError,
+)
+from connectors.crm import CallerKey, caller_key, render_section
+from connectors.registry import register
+
+DEFAULT_HOST = "https://api.hubapi.com"
+# HUBSPOT_DEFINED association type ids, engagement -> contact.
+ASSOCIATION_TO_CONTACT = {"calls": 194, "notes": 202, "tasks": 204, "meetings": 200}
+_EXISTING_ID = re.compile(r"Existing ID: ?(\d+)")
+
+
+def _is_api_exception(exc: BaseException) -> bool:
+    # Each sub-package of the SDK has its own ApiException class.
+    return any(cls.__name__ == "ApiException" for cls in type(exc).__mro__)
+
+
+def error_from(exc: BaseException, what: str) -> DeliveryError:
+    """An SDK exception as one of our error kinds, with HubSpot's own message."""
+    if not _is_api_exception(exc):
+        return TransientError(f"HubSpot {what}: {type(exc).__name__}: {exc}")
+    status = int(getattr(exc, "status", 0) or 0)
+    try:
+        body = json.loads(getattr(exc, "body", None) or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    message = body.get("message") or getattr(exc, "reason", "") or "no message"
+    reason = f"HubSpot {what} answered {status}: {message}"
+    headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
+    if status == 429:
+        return RateLimited(reason, datetime.now(UTC) + _reset_after(body, headers))
+    if status == 401:
+        return AuthExpired(reason)
+    if status >= 500 or status == 0:
+        return TransientError(reason)
+    return Rejected(reason)
+
+
+def _reset_after(body: dict[str, Any], headers: dict[str, str]) -> timedelta:
+    if body.get("policyName") == "DAILY":  # the daily cap resets at midnight (unverified: UTC)
+        now = datetime.now(UTC)
+        return datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1) - now
+    if "retry-after" in headers:
+        return timedelta(seconds=float(headers["retry-after"]))
+    interval = float(headers.get("x-hubspot-ratelimit-interval-milliseconds", 10_000))
+    return timedelta(milliseconds=interval)
+
+
+@dataclass
+class _Work:
+    """One message in flight through the steps of a batch."""
+
+    request: DeliveryRequest
+    key: CallerKey
+    contact_id: str | None = None
+    error: DeliveryError | None = None
+    record_id: str | None = None
+
+
+@register("hubspot")
+class HubSpotConnector:
+    provider: ClassVar[str] = "hubspot"
+    max_batch: ClassVar[int] = 100  # HubSpot batch endpoints take at most 100 inputs
+    linger_seconds: ClassVar[float] = 0.5  # a lone urgent message still leaves at once
+
+    @staticmethod
+    def rate_limit(info: ConnectionInfo) -> tuple[int, float]:
+        """Requests per window for this app: 100/10 s on Free/Starter, 190 on Pro."""
+        return int(info.settings.get("rate_limit", 100)), float(
+            info.settings.get("rate_limit_window_seconds", 10)
+        )
+
+    def __init__(self, info: ConnectionInfo, runtime: Runtime) -> None:
+        self.info, self.runtime = info, runtime
+        token = info.credentials.get("access_token") or info.credentials.get("private_app_token")
+        host = str(info.settings.get("api_base_url", DEFAULT_HOST)).rstrip("/")
+        self.client = HubSpot(access_token=token, host=host)
+        self.id_property = str(info.settings.get("id_property", "relais_id"))
+        self.calls = 0  # API calls made, for benchmarks
+
+    # ------------------------------------------------------------------ plumbing
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        self.runtime.pacer.wait()
+        self.calls += 1
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - mapped to an error kind right here
+            raise error_from(exc, what) from exc
+
+    def close(self) -> None:
+        return None
+
+    # ------------------------------------------------------------------ deliver
+    def deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
+        work = [_Work(r, caller_key(r.payload)) for r in batch]
+        try:
+            live = [w for w in work if w.request.action == "message.created"]
+            for w in work:
+                if w.request.action != "message.created":
+                    w.error = Rejected(f"HubSpot connector cannot do {w.request.action!r} yet")
+            self._resolve_contacts([w for w in live if w.error is None])
+            self._create_engagements("call_log", [w for w in live if w.error is None])
+            callbacks = [
+                w
+                for w in live
+                if w.error is None and w.request.payload["message"].get("callback_requested")
+            ]
+            self._create_engagements(
+                "callback_task", callbacks, suffix=":callback", keep_record_id=False
+            )
+        except DeliveryError as exc:  # the whole batch: 429, 401, 5xx, unreachable
+            return [DeliveryResult(w.request.delivery_id, error=exc) for w in work]
+        return [
+            DeliveryResult(w.request.delivery_id, external_id=w.record_id, error=w.error)
+            for w in work
+        ]
+
+    # ------------------------------------------------------------------ contacts
+    def _resolve_contacts(self, work: list[_Work]) -> None:
+        links = self.runtime.links
+        known = links.get_many("caller", sorted({w.key.id for w in work}), "contacts")
+        for w in work:
+            w.contact_id = known.get(w.key.id)
+        missing = [w for w in work if w.contact_id is None]
+        if not missing:
+            return
+        found = self._search_contacts(missing)
+        for w in missing:
+            w.contact_id = found.get(("phone", w.key.phone)) or found.get(("email", w.key.email))
+        to_create: dict[str, _Work] = {}
+        for w in missing:
+            if w.contact_id is None:
+                to_create.setdefault(w.key.id, w)
+        if to_create:
+            created = self._upsert_contacts(list(to_create.values()))
+            for w in missing:
+                if w.contact_id is None:
+                    outcome = created.get(w.key.id)
+                    if isinstance(outcome, DeliveryError):
+                        w.error = outcome
+                    else:
+                        w.contact_id = outcome
+        for w in missing:
+            if w.contact_id:
+                links.put("caller", w.key.id, "contacts", w.contact_id)
+
+    def _search_contacts(self, work: list[_Work]) -> dict[tuple[str, str], str]:
+        phones = sorted({w.key.phone for w in work if w.key.phone})
+        emails = sorted({w.key.email for w in work if w.key.email})
+        groups = [
+            FilterGroup(filters=[Filter(property_name=prop, operator="IN", values=values)])
+            for prop, values in (("phone", phones), ("email", emails))
+            if values
+        ]
+        request = PublicObjectSearchRequest(
+            filter_groups=groups,
+            properties=["phone", "email"],
+            limit=200,
+            sorts=["createdate"],  # the oldest record wins when a caller exists twice
+        )
+        page = self._call(
+            "contact search",
+            lambda: self.client.crm.contacts.search_api.do_search(
+                public_object_search_request=request
+            ),
+        )
+        found: dict[tuple[str, str], str] = {}
+        for contact in page.results or []:
+            props = contact.properties or {}
+            for prop in ("phone", "email"):
+                value = (props.get(prop) or "").strip()
+                if value:
+                    found.setdefault(
+                        (prop, value.lower() if prop == "email" else value), contact.id
+                    )
+        return found
+
+    def _upsert_contacts(self, work: list[_Work]) -> dict[str, str | DeliveryError]:
+        inputs, outcome = [], {}
+        for w in work:
+            try:
+                props = render_section(self.info, "contact", w.request.payload)
+            except Rejected as exc:
+                outcome[w.key.id] = exc
+                continue
+            props[self.id_property] = w.key.id
+            inputs.append(
+                SimplePublicObjectBatchInputUpsert(
+                    id_property=self.id_property, id=w.key.id, properties=props
+                )
+            )
+        if not inputs:
+            return outcome
+        response = self._call(
+            "contact upsert",
+            lambda: self.client.crm.contacts.batch_api.upsert(
+                BatchInputSimplePublicObjectBatchInputUpsert(inputs=inputs)
+            ),
+        )
+        for result in response.results or []:
+            key = (result.properties or {}).get(self.id_property)
+            if key:
+                outcome[key] = result.id
+        for error in getattr(response, "errors", None) or []:
+            ids = (error.context or {}).get("ids") or []
+            existing = _EXISTING_ID.search(error.message or "")
+            for key in ids:
+                # Someone else owns this email already: that contact is the caller.
+                outcome[key] = (
+                    existing.group(1)
+                    if existing
+                    else Rejected(f"HubSpot refused contact {key}: {error.message}")
+                )
+        return outcome
+
+    # ------------------------------------------------------------------ engagements
+    def _create_engagements(
+        self, section: str, work: list[_Work], suffix: str = "", keep_record_id: bool = True
+    ) -> None:
+        if not work:
+            return
+        object_type = self._object_type(section)
+        api = getattr(self.client.crm.objects, object_type).batch_api
+        inputs, by_trace = [], {}
+        for w in work:
+            trace = w.request.idempotency_key + suffix
+            try:
+                props = render_section(self.info, section, w.request.payload)
+            except Rejected as exc:
+                w.error = exc
+                continue
+            props[self.id_property] = trace
+            association = PublicAssociationsForObject(
+                to=PublicObjectId(id=w.contact_id),
+                types=[
+                    AssociationSpec(
+                        association_category="HUBSPOT_DEFINED",
+                        association_type_id=ASSOCIATION_TO_CONTACT[object_type],
+                    )
+                ],
+            )
+            inputs.append(
+                SimplePublicObjectBatchInputForCreate(
+                    properties=props, associations=[association], object_write_trace_id=trace
+                )
+            )
+            by_trace[trace] = w
+        if not inputs:
+            return
+        response = self._call(
+            f"{object_type} create",
+            lambda: api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)),
+        )
+        done: dict[str, str] = {}
+        for result in response.results or []:
+            trace = getattr(result, "object_write_trace_id", None) or (result.properties or {}).get(
+                self.id_property
+            )
+            done[trace] = result.id
+        conflicts = []
+        for error in getattr(response, "errors", None) or []:
+            traces = (error.context or {}).get("objectWriteTraceId") or []
+            for trace in traces:
+                if error.category == "CONFLICT" or "already exists" in (error.message or ""):
+                    conflicts.append(trace)
+                elif trace in by_trace:
+                    by_trace[trace].error = Rejected(
+                        f"HubSpot refused the {object_type} record: {error.message}"
+                    )
+        if conflicts:
+            done |= self._recover(object_type, api, [by_trace[t] for t in conflicts], suffix)
+        for trace, w in by_trace.items():
+            if trace in done and keep_record_id:
+                w.record_id = f"{object_type}/{done[trace]}"
+            elif trace not in done and w.error is None:
+                w.error = TransientError(f"HubSpot did not confirm the {object_type} record")
+
+    def _recover(
+        self, object_type: str, api: Any, work: list[_Work], suffix: str
+    ) -> dict[str, str]:
+        """Records an earlier attempt wrote but never heard back about: read them by
+        ``relais_id`` and (re)associate them; associating twice changes nothing."""
+        traces = [w.request.idempotency_key + suffix for w in work]
+        read = self._call(
+            f"{object_type} read",
+            lambda: api.read(
+                BatchReadInputSimplePublicObjectId(
+                    id_property=self.id_property,
+                    properties=[self.id_property],
+                    inputs=[SimplePublicObjectId(id=t) for t in traces],
+                )
+            ),
+        )
+        found = {(r.properties or {}).get(self.id_property): r.id for r in read.results or []}
+        pairs = [
+            PublicDefaultAssociationMultiPost(
+                _from=AssocObjectId(id=found[t]), to=AssocObjectId(id=w.contact_id)
+            )
+            for t, w in zip(traces, work, strict=True)
+            if t in found
+        ]
+        if pairs:
+            self._call(
+                "association",
+                lambda: self.client.crm.associations.v4.batch_api.create_default(
+                    object_type,
+                    "contacts",
+                    BatchInputPublicDefaultAssociationMultiPost(inputs=pairs),
+                ),
+            )
+        return {t: found[t] for t in traces if t in found}
+
+    def _object_type(self, section: str) -> str:
+        mapped = self.info.mapping.section(section) if self.info.mapping else None
+        default = {"call_log": "calls", "callback_task": "tasks", "appointment": "meetings"}
+        return str(getattr(mapped, "object", None) or default[section]).lower()

@@ -1,0 +1,150 @@
+"""Connecting a tenant's accounts: OAuth authorization code with state (and
+PKCE where the provider supports it), private-app tokens and client
+credentials. Tokens are stored encrypted; nothing here logs a secret."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.catalog import provider
+from connectors.oauth import TokenSet, authorize_url, exchange_code, pkce_pair
+from relais.crypto import decrypt_json, encrypt_json
+from relais.models import AuditEvent, Connection, OAuthState, utcnow
+from relais.settings import get_settings
+
+STATE_LIFETIME = timedelta(minutes=15)
+OAUTH_PROVIDERS = ("salesforce", "hubspot", "google_calendar", "outlook")
+
+
+class ConnectError(ValueError):
+    """A request to connect that cannot be honoured; the message says why and what to do."""
+
+    def __init__(self, message: str, status: int = 422, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.field = status, field
+
+
+def find_connection(session: Session, tenant_id: str, name: str) -> Connection:
+    row = session.scalar(
+        select(Connection).where(Connection.tenant_id == tenant_id, Connection.name == name)
+    )
+    if row is None or row.status == "disabled":
+        raise ConnectError(f"tenant {tenant_id} has no connection {name!r}", status=404)
+    return row
+
+
+def _client(row: Connection) -> dict[str, str]:
+    creds = decrypt_json(row.credentials)
+    if not creds.get("client_id") or not creds.get("client_secret"):
+        raise ConnectError(
+            f"connection {row.name!r} has no OAuth app credentials; run "
+            f"`relais connect {row.tenant_id} {row.name} --client-id … --client-secret …`",
+            field="client_id",
+        )
+    return {"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
+
+
+@dataclass
+class Authorization:
+    url: str
+    state: str
+    expires_at: datetime
+
+
+def start_authorization(
+    session: Session, tenant_id: str, name: str, redirect_uri: str | None = None
+) -> Authorization:
+    row = find_connection(session, tenant_id, name)
+    if row.provider not in OAUTH_PROVIDERS:
+        raise ConnectError(f"a {row.provider} connection is not connected with OAuth")
+    spec = provider(row.provider)
+    client = _client(row)
+    redirect_uri = redirect_uri or get_settings().public_url.rstrip("/") + "/oauth/callback"
+    verifier, challenge = pkce_pair() if spec.pkce else (None, None)
+    state = secrets.token_urlsafe(32)
+    expires_at = utcnow() + STATE_LIFETIME
+    session.add(
+        OAuthState(
+            state=state,
+            tenant_id=tenant_id,
+            connection_id=row.id,
+            code_verifier=verifier,
+            redirect_uri=redirect_uri,
+            expires_at=expires_at,
+        )
+    )
+    url = authorize_url(
+        spec, dict(row.settings), client["client_id"], redirect_uri, state, challenge
+    )
+    return Authorization(url=url, state=state, expires_at=expires_at)
+
+
+def store_tokens(session: Session, row: Connection, tokens: TokenSet, how: str) -> None:
+    creds = decrypt_json(row.credentials) | tokens.as_credentials()
+    row.credentials = encrypt_json(creds)
+    row.token_expires_at = tokens.expires_at
+    reconnected = row.status == "needs_reauth"
+    row.status = "active"
+    session.add(
+        AuditEvent(
+            tenant_id=row.tenant_id,
+            kind="connection.connected",
+            subject_type="connection",
+            subject_id=row.id,
+            detail={"how": how, "reconnected": reconnected},
+        )
+    )
+
+
+def complete_authorization(session: Session, state: str, code: str) -> Connection:
+    """The provider's redirect: check the state, exchange the code, store the tokens."""
+    pending = session.get(OAuthState, state, with_for_update=True)
+    if pending is None:
+        raise ConnectError(
+            "unknown or already used OAuth state; start the connection again",
+            status=400,
+            field="state",
+        )
+    session.delete(pending)  # single use: gone once the tokens are stored
+    if pending.expires_at < utcnow():
+        raise ConnectError(
+            "this authorization link expired; start the connection again", status=400, field="state"
+        )
+    row = session.get(Connection, pending.connection_id, with_for_update=True)
+    assert row is not None
+    tokens = exchange_code(
+        provider(row.provider),
+        dict(row.settings),
+        _client(row),
+        code,
+        pending.redirect_uri,
+        pending.code_verifier,
+    )
+    store_tokens(session, row, tokens, "authorization_code")
+    return row
+
+
+def set_credentials(session: Session, tenant_id: str, name: str, values: dict[str, Any]) -> str:
+    """Store app credentials or a private-app token given by an operator (CLI)."""
+    row = find_connection(session, tenant_id, name)
+    creds = decrypt_json(row.credentials) | {k: v for k, v in values.items() if v}
+    row.credentials = encrypt_json(creds)
+    if values.get("access_token"):  # a private-app token does not expire
+        row.token_expires_at = None
+        row.status = "active"
+    session.add(
+        AuditEvent(
+            tenant_id=tenant_id,
+            kind="connection.credentials_set",
+            subject_type="connection",
+            subject_id=row.id,
+            detail={"fields": sorted(k for k, v in values.items() if v)},  # names, not values
+        )
+    )
+    return row.id

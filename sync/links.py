@@ -1,0 +1,72 @@
+"""The engine's LinkStore: external_links rows of one connection.
+
+Reads go to the database at once (read-only); writes are buffered and saved
+with the batch's results, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from relais.db import session_scope
+from relais.models import ExternalLink
+
+
+class ConnectionLinks:
+    def __init__(self, tenant_id: str, connection_id: str) -> None:
+        self.tenant_id, self.connection_id = tenant_id, connection_id
+        self.pending: dict[tuple[str, str, str], str] = {}
+
+    def get_many(
+        self, local_type: str, local_ids: Sequence[str], remote_type: str
+    ) -> dict[str, str]:
+        wanted = set(local_ids)
+        found = {
+            lid: rid
+            for (lt, lid, rt), rid in self.pending.items()
+            if lt == local_type and rt == remote_type and lid in wanted
+        }
+        missing = sorted(wanted - set(found))
+        if missing:
+            with session_scope(readonly=True) as session:
+                rows = session.execute(
+                    select(ExternalLink.local_id, ExternalLink.remote_id).where(
+                        ExternalLink.connection_id == self.connection_id,
+                        ExternalLink.local_type == local_type,
+                        ExternalLink.remote_type == remote_type,
+                        ExternalLink.local_id.in_(missing),
+                    )
+                )
+                found.update(dict(rows.tuples().all()))
+        return found
+
+    def put(self, local_type: str, local_id: str, remote_type: str, remote_id: str) -> None:
+        self.pending[(local_type, local_id, remote_type)] = remote_id
+
+    def flush(self, session: Session) -> None:
+        for (local_type, local_id, remote_type), remote_id in sorted(self.pending.items()):
+            row = session.scalar(
+                select(ExternalLink).where(
+                    ExternalLink.connection_id == self.connection_id,
+                    ExternalLink.local_type == local_type,
+                    ExternalLink.local_id == local_id,
+                    ExternalLink.remote_type == remote_type,
+                )
+            )
+            if row is None:
+                session.add(
+                    ExternalLink(
+                        tenant_id=self.tenant_id,
+                        connection_id=self.connection_id,
+                        local_type=local_type,
+                        local_id=local_id,
+                        remote_type=remote_type,
+                        remote_id=remote_id,
+                    )
+                )
+            else:
+                row.remote_id = remote_id
+        self.pending.clear()
