@@ -30,6 +30,7 @@ def connector_class(provider: str) -> ConnectorFactory:
 def _load_builtins() -> None:
     # Imported for the side effect of registering the built-in connectors.
     import connectors.hubspot  # noqa: F401
+    import connectors.salesforce  # noqa: F401
     import connectors.webhook  # noqa: F401
 
 

@@ -1,12 +1,26 @@
-"""Per-tenant configuration: call types, staff, connections, transmission rules.
+"""Per-tenant configuration: call types, staff, connections, transmission rules, CRM mappings.
 
 Pure (no database, no network): :func:`load_tenant_config` turns a tenant's
 YAML text into a validated :class:`TenantConfig` or raises :class:`ConfigError`
-with file:line:column issues; :func:`plan_deliveries` says where a message goes.
+with file:line:column issues; :func:`plan_deliveries` says where a message goes;
+:func:`effective_mapping` (or ``connection.resolved_mapping()``) says which CRM
+field gets what, and ``section.render(RenderContext(...))`` builds the record.
 """
 
 from mappings.config import check_references, load_tenant_config, load_tenant_file
 from mappings.errors import ConfigError, ConfigIssue
+from mappings.fieldmap import (
+    Expression,
+    FieldMapping,
+    HubSpotMapping,
+    MappingRenderError,
+    RenderContext,
+    ResolvedMapping,
+    SalesforceMapping,
+    Section,
+    effective_mapping,
+    tenant_info,
+)
 from mappings.plan import (
     DeliveryPlan,
     MatchContext,
@@ -20,11 +34,14 @@ from mappings.schema import (
     Action,
     BusinessHours,
     CallType,
+    CrmConnection,
     DefaultRule,
+    HubSpotConnection,
     IntakeField,
     ProviderConnection,
     Rule,
     RuleSet,
+    SalesforceConnection,
     StaffCalendar,
     StaffMember,
     TenantConfig,
@@ -43,16 +60,27 @@ __all__ = [
     "CallType",
     "ConfigError",
     "ConfigIssue",
+    "CrmConnection",
     "DefaultRule",
     "DeliveryPlan",
+    "Expression",
+    "FieldMapping",
+    "HubSpotConnection",
+    "HubSpotMapping",
     "IntakeField",
+    "MappingRenderError",
     "MatchContext",
     "PlanError",
     "PlannedDelivery",
     "ProviderConnection",
+    "RenderContext",
+    "ResolvedMapping",
     "Rule",
     "RuleSet",
     "RuleTrace",
+    "SalesforceConnection",
+    "SalesforceMapping",
+    "Section",
     "StaffCalendar",
     "StaffMember",
     "TenantConfig",
@@ -60,9 +88,11 @@ __all__ = [
     "WebhookConnection",
     "When",
     "check_references",
+    "effective_mapping",
     "load_tenant_config",
     "load_tenant_file",
     "normalize_phone",
     "plan_deliveries",
     "public_environment",
+    "tenant_info",
 ]

@@ -9,7 +9,8 @@ issue with a hint (:class:`mappings.errors.ConfigError`):
 1. YAML (:mod:`mappings.yamlpos`): syntax, duplicate keys, ``${VAR}``;
 2. shape (:mod:`mappings.schema`): unknown keys, types, zones, phones, hours…;
 3. references across the file: rules naming unknown call types or
-   connections, duplicate ids, staff calendars on a non-calendar connection…
+   connections, duplicate ids, staff calendars on a non-calendar connection,
+   CRM field mappings reading intake fields no call type has…
 
 Pure: no I/O besides reading the file given to :func:`load_tenant_file`.
 """
@@ -27,9 +28,11 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from mappings.errors import ConfigError, ConfigIssue, Path, format_path
+from mappings.fieldmap import check_mapping_references
 from mappings.schema import (
     PROVIDERS,
     Action,
+    CrmConnection,
     DefaultRule,
     ProviderConnection,
     TenantConfig,
@@ -271,16 +274,31 @@ def _translate(error: ErrorDetails, document: YamlDocument) -> ConfigIssue:
 
     if "message" in ctx and "hint" in ctx:  # our own validators (schema.fail)
         message, hint, code = str(ctx["message"]), str(ctx["hint"]), error_type
+        if "template_line" in ctx:  # a template: point at its line inside the YAML value
+            line, column = document.locate_in_scalar(path, int(ctx["template_line"]))
+            return ConfigIssue(
+                document.filename, line, column, format_path(path), message, hint, code
+            )
     elif error_type == "extra_forbidden":
         key = str(loc[-1])
         model = _model_at(loc[:-1])
-        allowed = sorted(model.model_fields) if model is not None else []
+        allowed = (
+            sorted(f.alias or name for name, f in model.model_fields.items())
+            if model is not None
+            else []
+        )
         message, code = f"unknown key {key!r}", "unknown_key"
         if model is not None and (model, key) in _EXTRA_HINTS:
             hint = _EXTRA_HINTS[(model, key)]
         elif model is ProviderConnection:
             hint = "provider settings go under `settings:`; allowed keys here: " + ", ".join(
                 allowed
+            )
+        elif model is not None and issubclass(model, CrmConnection):
+            hint = (
+                did_you_mean(key, allowed)
+                + "provider settings go under `settings:` and field mappings under "
+                "`mapping:`; allowed keys here: " + ", ".join(allowed)
             )
         else:
             hint = did_you_mean(key, allowed) + "allowed keys here: " + ", ".join(allowed)
@@ -473,4 +491,5 @@ def check_references(config: TenantConfig, document: YamlDocument) -> list[Confi
                     )
                 )
             named.add(action.connection)
+    issues.extend(check_mapping_references(config, document))
     return issues

@@ -34,6 +34,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from mappings.fieldmap import (
+    FieldMapping,
+    HubSpotMapping,
+    ResolvedMapping,
+    SalesforceMapping,
+    effective_mapping,
+)
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -518,17 +526,44 @@ class WebhookConnection(_ConnectionBase):
         return {"url": self.url, "timeout_seconds": self.timeout_seconds, "headers": self.headers}
 
 
-class ProviderConnection(_ConnectionBase):
-    """Salesforce, HubSpot, Google Calendar, Outlook, email, SMS: free-form settings for now."""
-
-    provider: Literal["salesforce", "hubspot", "google_calendar", "outlook", "email", "sms"]
+class _SettingsConnection(_ConnectionBase):
     settings: Annotated[dict[str, Any], BeforeValidator(_empty_dict)] = {}
 
     def connector_settings(self) -> dict[str, Any]:
         return dict(self.settings)
 
 
-Connection = Annotated[WebhookConnection | ProviderConnection, Field(discriminator="provider")]
+class ProviderConnection(_SettingsConnection):
+    """Google Calendar, Outlook, email, SMS: free-form settings for now."""
+
+    provider: Literal["google_calendar", "outlook", "email", "sms"]
+
+
+class CrmConnection(_SettingsConnection):
+    """A CRM (Salesforce, HubSpot): free-form ``settings`` and an optional field ``mapping``.
+
+    ``mapping`` is what the tenant wrote (see :mod:`mappings.fieldmap`);
+    :meth:`resolved_mapping` merges it with the built-in defaults.
+    """
+
+    mapping: FieldMapping | None = None
+
+    def resolved_mapping(self) -> ResolvedMapping:
+        return effective_mapping(self.provider, self.mapping)
+
+
+class SalesforceConnection(CrmConnection):
+    provider: Literal["salesforce"]
+    mapping: SalesforceMapping | None = None
+
+
+class HubSpotConnection(CrmConnection):
+    provider: Literal["hubspot"]
+    mapping: HubSpotMapping | None = None
+
+
+AnyConnection = WebhookConnection | SalesforceConnection | HubSpotConnection | ProviderConnection
+Connection = Annotated[AnyConnection, Field(discriminator="provider")]
 ConnectionName = Annotated[str, AfterValidator(_connection_name)]
 
 
@@ -653,7 +688,7 @@ class TenantConfig(Model):
     def staff_member(self, staff_id: str) -> StaffMember | None:
         return next((s for s in self.staff if s.id == staff_id), None)
 
-    def connection(self, name: str) -> WebhookConnection | ProviderConnection | None:
+    def connection(self, name: str) -> AnyConnection | None:
         return self.connections.get(name)
 
     def is_sensitive(self, call_type_id: str) -> bool:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -107,6 +107,7 @@ class YamlDocument:
     filename: str
     data: Any
     positions: dict[Path, Position]
+    lines: list[str] = field(default_factory=list)  # the source text, to point inside values
 
     def nearest(self, path: Path) -> tuple[Path, Position]:
         """The longest prefix of ``path`` that exists in the file, and its position."""
@@ -122,6 +123,28 @@ class YamlDocument:
         if found != tuple(path):
             return position.at(key=True)  # a missing key: point at the parent's key
         return position.at(key=key)
+
+    def locate_in_scalar(self, path: Path, lineno: int) -> tuple[int, int]:
+        """Line and column of line ``lineno`` (1-based) of the text value at ``path``.
+
+        A block scalar (``|`` or ``>``) starts on the line after its indicator; a
+        ``>`` folded value is mapped line for line, which is approximate.
+        """
+        found, position = self.nearest(path)
+        if found != tuple(path) or not position.scalar or lineno < 1:
+            return self.locate(path)
+        line, column = position.line, position.column
+        source = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        if source[column - 1 : column] in ("|", ">"):
+            target = line + lineno
+        elif lineno == 1:
+            return line, column
+        else:
+            target = line + lineno - 1
+        if target > len(self.lines):
+            return line, column
+        text = self.lines[target - 1]
+        return target, len(text) - len(text.lstrip()) + 1
 
     def issue(
         self,
@@ -471,4 +494,4 @@ def load_yaml(
         loader.dispose()
     if builder.issues:
         raise ConfigError(builder.issues)
-    return YamlDocument(filename, data, builder.positions)
+    return YamlDocument(filename, data, builder.positions, builder.lines)

@@ -312,6 +312,18 @@ def beat(loglevel: str = "INFO") -> None:
     celery.start(["beat", f"--loglevel={loglevel}"])
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def sandbox(ctx: typer.Context) -> None:
+    """Run the provider emulators in the foreground; prints their URLs and credentials.
+
+    Options are those of ``python -m sandbox`` (e.g. --seed, --json, --only hubspot)."""
+    from sandbox.__main__ import main as sandbox_main
+
+    raise typer.Exit(sandbox_main(list(ctx.args)))
+
+
 @app.command()
 def demo(
     calls: Annotated[int, typer.Option(min=1, max=5000, help="qualified calls to post")] = 60,

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from connectors.base import ConnectionInfo
 from connectors.catalog import provider
-from connectors.oauth import InvalidGrant, refresh
+from connectors.oauth import InvalidGrant, TokenSet, refresh
 from relais.crypto import decrypt_json, encrypt_json
 from relais.db import session_scope
 from relais.models import AuditEvent, Connection, utcnow
@@ -58,6 +61,7 @@ def ensure_fresh(connection_id: str) -> None:
         try:
             tokens = refresh(provider(row.provider), dict(row.settings), credentials)
         except InvalidGrant as exc:
+            refused = str(exc)
             row.status = "needs_reauth"
             session.add(
                 AuditEvent(
@@ -65,28 +69,29 @@ def ensure_fresh(connection_id: str) -> None:
                     kind="connection.needs_reauth",
                     subject_type="connection",
                     subject_id=row.id,
-                    detail={"reason": str(exc), "connection": row.name},
+                    detail={"reason": refused, "connection": row.name},
                 )
             )
             log.warning("connection %s of %s needs re-authorization", row.name, row.tenant_id)
-            raise NeedsReauth(str(exc)) from None
-        credentials |= tokens.as_credentials()
-        row.credentials = encrypt_json(credentials)
-        row.token_expires_at = tokens.expires_at
-        session.add(
-            AuditEvent(
-                tenant_id=row.tenant_id,
-                kind="connection.token_refreshed",
-                subject_type="connection",
-                subject_id=row.id,
-                detail={"expires_at": tokens.expires_at.isoformat()},
-            )
+        else:
+            refused = None
+            _store(session, row, credentials, tokens)
+    if refused is not None:  # raised after the commit: the new status must stick
+        raise NeedsReauth(refused)
+
+
+def _store(
+    session: Session, row: Connection, credentials: dict[str, Any], tokens: TokenSet
+) -> None:
+    credentials |= tokens.as_credentials()
+    row.credentials = encrypt_json(credentials)
+    row.token_expires_at = tokens.expires_at
+    session.add(
+        AuditEvent(
+            tenant_id=row.tenant_id,
+            kind="connection.token_refreshed",
+            subject_type="connection",
+            subject_id=row.id,
+            detail={"expires_at": tokens.expires_at.isoformat()},
         )
-
-
-def force_refresh(connection_id: str) -> None:
-    """The provider said the token is no longer valid: refresh before the next call."""
-    with session_scope() as session:
-        row = session.get(Connection, connection_id, with_for_update=True)
-        if row is not None and row.token_expires_at is not None:
-            row.token_expires_at = utcnow() - REFRESH_MARGIN
+    )

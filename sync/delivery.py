@@ -154,6 +154,10 @@ def process_connection(
     except NeedsReauth as exc:
         outcome.notes.append(f"needs re-authorization: {exc}")
         return outcome
+    except TransientError as exc:  # the token endpoint is down: try again shortly
+        outcome.notes.append(str(exc))
+        outcome.run_again_in = 30.0
+        return outcome
     with session_scope() as session:
         connection = session.get(
             Connection, connection_id, with_for_update=True, populate_existing=True

@@ -40,7 +40,7 @@ class ConnectionLinks:
                         ExternalLink.local_id.in_(missing),
                     )
                 )
-                found.update(dict(rows.tuples().all()))
+                found.update({lid: rid for lid, rid in rows})
         return found
 
     def put(self, local_type: str, local_id: str, remote_type: str, remote_id: str) -> None:

@@ -43,7 +43,7 @@ def statuses(tenant: str) -> dict[str, int]:
     with session_scope(readonly=True) as session:
         return dict(session.execute(
             select(Delivery.status, func.count()).where(Delivery.tenant_id == tenant)
-            .group_by(Delivery.status)).tuples().all())
+            .group_by(Delivery.status)).all())
 
 
 def drain(conn: str, tenant: str, timeout: float = 30, until=None) -> dict[str, int]:

@@ -1,0 +1,201 @@
+"""HubSpot connector against the HubSpot sandbox, through hubspot-api-client."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from conftest import FIXTURES
+from crm_helpers import accept, call, connection_id, drain, force_due, statuses
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from relais.api import create_app
+from relais.auth import create_key
+from relais.connections import set_credentials
+from relais.db import session_scope
+from relais.models import AuditEvent, Connection, Delivery
+from relais.tenants import apply_config
+from sandbox.testing import hubspot_emulator, hubspot_server  # noqa: F401
+
+T = "crmco"
+
+
+@pytest.fixture
+def hs(env, hubspot_emulator, monkeypatch):
+    monkeypatch.setenv("RELAIS_TENANT_HS_URL", hubspot_emulator.url)
+    with session_scope() as session:
+        apply_config(session, (FIXTURES / "crm.yaml").read_text(), "crm.yaml", actor="test")
+    return hubspot_emulator
+
+
+def private_app(hs) -> str:
+    with session_scope() as session:
+        set_credentials(session, T, "hubspot", {"access_token": hs.private_app_token})
+    return connection_id(T, "hubspot")
+
+
+def objects(hs, kind: str) -> list[dict]:
+    return hs.objects(kind)
+
+
+def props(obj: dict) -> dict:
+    return obj["properties"]
+
+
+def associated(hs, kind: str) -> int:
+    """How many ``kind`` records are associated with exactly one contact."""
+    return sum(len(hs.associations(kind, o["id"], "contacts")) == 1 for o in hs.objects(kind))
+
+
+def test_new_connection_waits_until_connected(hs):
+    accept(T, call(1))
+    conn = connection_id(T, "hubspot")
+    with session_scope(readonly=True) as session:
+        assert session.get(Connection, conn).status == "not_connected"
+    from sync.delivery import process_connection
+
+    assert process_connection(conn).claimed == 0
+    assert statuses(T) == {"pending": 1}
+
+
+def test_messages_land_as_contacts_calls_and_tasks(hs):
+    conn = private_app(hs)
+    for n in range(5):
+        accept(T, call(n, callback_requested=(n % 2 == 0)))
+    accept(T, call(0, subject="Deuxième appel"))  # same caller again
+    assert drain(conn, T) == {"delivered": 6}
+    contacts = objects(hs, "contacts")
+    assert len(contacts) == 5  # the repeated caller is one contact
+    by_phone = {props(c)["phone"]: c for c in contacts}
+    assert props(by_phone["+33612340000"])["firstname"] == "Camille"
+    calls = objects(hs, "calls")
+    assert len(calls) == 6
+    titles = sorted(props(c)["hs_call_title"] for c in calls)
+    assert any("Deuxième appel" in t for t in titles) and any("Demande 4" in t for t in titles)
+    assert len(objects(hs, "tasks")) == 3
+    assert associated(hs, "calls") == 6 and associated(hs, "tasks") == 3
+    with session_scope(readonly=True) as session:
+        ext = sorted(session.scalars(select(Delivery.external_id)))
+    assert all(e.startswith("calls/") for e in ext)
+
+
+def test_batches_use_few_calls(hs):
+    conn = private_app(hs)
+    for n in range(100):
+        accept(T, call(n, callback_requested=True))
+    before = hs.knobs.calls("POST", "/crm")
+    drain(conn, T)
+    used = hs.knobs.calls("POST", "/crm") - before
+    # search + contact upsert + calls create + tasks create, for 100 messages
+    assert used == 4, hs.knobs.counters()
+
+
+def test_existing_contact_is_reused(hs):
+    hs.insert("contacts", {"firstname": "Camille", "lastname": "Martin7",
+                           "phone": "+33612340007"})
+    conn = private_app(hs)
+    accept(T, call(7))
+    drain(conn, T)
+    assert len(objects(hs, "contacts")) == 1
+
+
+def test_write_applied_then_connection_dropped_creates_no_duplicate(hs):
+    conn = private_app(hs)
+    for n in range(3):
+        accept(T, call(n))
+    hs.knobs.drop_after_write(method="POST", path="/crm/v3/objects/calls/batch/create")
+    counts = drain(conn, T, until=lambda c: c.get("delivered") == 3 or c.get("pending") == 3)
+    if counts.get("pending"):
+        force_due(T)
+        counts = drain(conn, T)
+    assert counts == {"delivered": 3}
+    assert len(objects(hs, "calls")) == 3  # written once, although sent twice
+    assert associated(hs, "calls") == 3
+
+
+def test_429_storm_pauses_and_nothing_is_dropped(hs):
+    hs.configure(rate_limit_max=2, rate_limit_interval_ms=1000)  # below what one batch needs
+    conn = private_app(hs)
+    for n in range(30):
+        accept(T, call(n))
+    counts = drain(conn, T, timeout=60)
+    assert counts == {"delivered": 30}
+    assert len(objects(hs, "calls")) == 30
+    with session_scope(readonly=True) as session:
+        kinds = set(session.scalars(select(AuditEvent.kind)))
+    assert "delivery.rate_limited" in kinds
+
+
+def test_token_expiry_mid_run_refreshes_once(hs):
+    code = hs.issue_auth_code()
+    with session_scope() as session:
+        set_credentials(session, T, "hubspot", {"client_id": hs.client_id,
+                                                "client_secret": hs.client_secret})
+        key = create_key(session, "admin", T, "admin")
+    client = TestClient(create_app())
+    started = client.post(f"/v1/tenants/{T}/connections/hubspot/authorize",
+                          headers={"Authorization": f"Bearer {key}"})
+    assert started.status_code == 200, started.text
+    query = parse_qs(urlparse(started.json()["authorize_url"]).query)
+    assert query["client_id"] == [hs.client_id] and query["state"]
+    done = client.get("/oauth/callback", params={"state": query["state"][0], "code": code})
+    assert done.status_code == 200, done.text
+    reused = client.get("/oauth/callback", params={"state": query["state"][0], "code": code})
+    assert reused.status_code == 400
+    conn = connection_id(T, "hubspot")
+    accept(T, call(1))
+    drain(conn, T)
+    hs.expire_access_tokens()
+    accept(T, call(2))
+    assert drain(conn, T) == {"delivered": 2}
+    with session_scope(readonly=True) as session:
+        refreshes = session.scalars(select(AuditEvent).where(
+            AuditEvent.kind == "connection.token_refreshed")).all()
+    assert len(refreshes) == 1
+
+
+def test_invalid_grant_parks_connection_and_keeps_deliveries(hs):
+    code = hs.issue_auth_code()
+    with session_scope() as session:
+        set_credentials(session, T, "hubspot", {"client_id": hs.client_id,
+                                                "client_secret": hs.client_secret})
+    from relais.connections import start_authorization
+
+    with session_scope() as session:
+        state = start_authorization(session, T, "hubspot").state
+    client = TestClient(create_app())
+    assert client.get("/oauth/callback", params={"state": state, "code": code}).status_code == 200
+    conn = connection_id(T, "hubspot")
+    from relais.crypto import decrypt_json
+
+    with session_scope(readonly=True) as session:
+        stored = decrypt_json(session.get(Connection, conn).credentials)
+    assert stored["refresh_token"] and stored["access_token"]
+    hs.revoke_refresh_token(stored["refresh_token"])
+    hs.expire_access_tokens()
+    accept(T, call(3))
+    from sync.delivery import process_connection
+
+    import time
+
+    def status() -> str:
+        with session_scope(readonly=True) as session:
+            return session.get(Connection, conn).status
+
+    deadline = time.monotonic() + 10
+    while status() != "needs_reauth" and time.monotonic() < deadline:
+        outcome = process_connection(conn)  # 401, then a refused refresh
+        time.sleep(min(outcome.run_again_in or 0.05, 0.5))
+    with session_scope(readonly=True) as session:
+        row = session.get(Connection, conn)
+        assert row.status == "needs_reauth"
+        kinds = list(session.scalars(select(AuditEvent.kind)))
+    assert "connection.needs_reauth" in kinds
+    assert statuses(T) == {"pending": 1}  # waiting, not dropped
+    # The admin reconnects: the waiting delivery goes out.
+    code = hs.issue_auth_code()
+    with session_scope() as session:
+        state = start_authorization(session, T, "hubspot").state
+    assert client.get("/oauth/callback", params={"state": state, "code": code}).status_code == 200
+    assert drain(conn, T) == {"delivered": 1}
