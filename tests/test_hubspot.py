@@ -175,9 +175,9 @@ def test_invalid_grant_parks_connection_and_keeps_deliveries(hs):
     hs.revoke_refresh_token(stored["refresh_token"])
     hs.expire_access_tokens()
     accept(T, call(3))
-    from sync.delivery import process_connection
-
     import time
+
+    from sync.delivery import process_connection
 
     def status() -> str:
         with session_scope(readonly=True) as session:
