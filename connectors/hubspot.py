@@ -2,11 +2,12 @@
 contact (found or created), a logged call or note, and a callback task when
 one was requested, in as few API calls as HubSpot's batch endpoints allow.
 
-Per batch of up to 100 messages, the happy path costs:
+A batch holds up to 300 messages; each step goes out in chunks of 100 (what
+HubSpot's batch endpoints take), so per 100 messages the happy path costs:
 1. one contact search (phone and email), skipped when every caller is linked;
 2. one batch upsert of the contacts still missing, keyed by ``relais_id``;
 3. one batch create of the call logs, associated inline with their contacts;
-4. one batch create of the callback tasks, if any.
+and one batch create per 100 callback tasks, which are rarer than calls.
 
 Exactly once: every record carries ``relais_id`` (a unique custom property):
 the contact's caller key, or the delivery's idempotency key. Creates carry an
@@ -25,27 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from hubspot import HubSpot
-from hubspot.crm.associations.v4.models import (
-    BatchInputPublicDefaultAssociationMultiPost,
-    PublicDefaultAssociationMultiPost,
-)
-from hubspot.crm.associations.v4.models import PublicObjectId as AssocObjectId
-from hubspot.crm.contacts.models import (
-    BatchInputSimplePublicObjectBatchInputUpsert,
-    Filter,
-    FilterGroup,
-    PublicObjectSearchRequest,
-    SimplePublicObjectBatchInputUpsert,
-)
-from hubspot.crm.objects.models import (
-    AssociationSpec,
-    BatchInputSimplePublicObjectBatchInputForCreate,
-    BatchReadInputSimplePublicObjectId,
-    PublicAssociationsForObject,
-    PublicObjectId,
-    SimplePublicObjectBatchInputForCreate,
-    SimplePublicObjectId,
-)
 
 from connectors.base import (
     AuthExpired,
@@ -103,6 +83,10 @@ def _reset_after(body: dict[str, Any], headers: dict[str, str]) -> timedelta:
     return timedelta(milliseconds=interval)
 
 
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 @dataclass
 class _Work:
     """One message in flight through the steps of a batch."""
@@ -117,7 +101,8 @@ class _Work:
 @register("hubspot")
 class HubSpotConnector:
     provider: ClassVar[str] = "hubspot"
-    max_batch: ClassVar[int] = 100  # HubSpot batch endpoints take at most 100 inputs
+    max_batch: ClassVar[int] = 300  # claimed at once; sent in chunks of CHUNK
+    chunk: ClassVar[int] = 100  # HubSpot batch endpoints take at most 100 inputs
     linger_seconds: ClassVar[float] = 0.5  # a lone urgent message still leaves at once
 
     @staticmethod
@@ -136,13 +121,18 @@ class HubSpotConnector:
         self.calls = 0  # API calls made, for benchmarks
 
     # ------------------------------------------------------------------ plumbing
-    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+    def _call(self, what: str, fn: Callable[[], Any]) -> dict[str, Any]:
+        """One paced SDK call. Bodies go as plain JSON and answers come back raw
+        (``_preload_content=False``): the SDK's models copy a configuration per
+        object and parse every date, which costs more than the request."""
         self.runtime.pacer.wait()
         self.calls += 1
         try:
-            return fn()
+            response = fn()
         except Exception as exc:  # noqa: BLE001 - mapped to an error kind right here
             raise error_from(exc, what) from exc
+        data = response.data
+        return json.loads(data) if data else {}
 
     def close(self) -> None:
         return None
@@ -181,7 +171,9 @@ class HubSpotConnector:
         missing = [w for w in work if w.contact_id is None]
         if not missing:
             return
-        found = self._search_contacts(missing)
+        found: dict[tuple[str, str], str] = {}
+        for part in _chunks(missing, self.chunk):
+            found |= self._search_contacts(part)
         for w in missing:
             w.contact_id = found.get(("phone", w.key.phone)) or found.get(("email", w.key.email))
         to_create: dict[str, _Work] = {}
@@ -189,7 +181,9 @@ class HubSpotConnector:
             if w.contact_id is None:
                 to_create.setdefault(w.key.id, w)
         if to_create:
-            created = self._upsert_contacts(list(to_create.values()))
+            created: dict[str, str | DeliveryError] = {}
+            for part in _chunks(list(to_create.values()), self.chunk):
+                created |= self._upsert_contacts(part)
             for w in missing:
                 if w.contact_id is None:
                     outcome = created.get(w.key.id)
@@ -205,32 +199,36 @@ class HubSpotConnector:
         phones = sorted({w.key.phone for w in work if w.key.phone})
         emails = sorted({w.key.email for w in work if w.key.email})
         groups = [
-            FilterGroup(filters=[Filter(property_name=prop, operator="IN", values=values)])
+            {"filters": [{"propertyName": prop, "operator": "IN", "values": values}]}
             for prop, values in (("phone", phones), ("email", emails))
             if values
         ]
-        request = PublicObjectSearchRequest(
-            filter_groups=groups,
-            properties=["phone", "email"],
-            limit=200,
-            sorts=["createdate"],  # the oldest record wins when a caller exists twice
-        )
-        page = self._call(
-            "contact search",
-            lambda: self.client.crm.contacts.search_api.do_search(
-                public_object_search_request=request
-            ),
-        )
         found: dict[tuple[str, str], str] = {}
-        for contact in page.results or []:
-            props = contact.properties or {}
-            for prop in ("phone", "email"):
-                value = (props.get(prop) or "").strip()
-                if value:
-                    found.setdefault(
-                        (prop, value.lower() if prop == "email" else value), contact.id
-                    )
-        return found
+        after: str | None = None
+        while True:  # one page unless callers exist in many copies
+            request = {
+                "filterGroups": groups,
+                "properties": ["phone", "email"],
+                "limit": 200,
+                "sorts": ["createdate"],  # the oldest record wins when a caller exists twice
+                **({"after": after} if after else {}),
+            }
+            page = self._call(
+                "contact search",
+                lambda r=request: self.client.crm.contacts.search_api.do_search(
+                    public_object_search_request=r, _preload_content=False
+                ),
+            )
+            for contact in page.get("results") or []:
+                props = contact.get("properties") or {}
+                for prop in ("phone", "email"):
+                    value = (props.get(prop) or "").strip()
+                    if value:
+                        key = (prop, value.lower() if prop == "email" else value)
+                        found.setdefault(key, str(contact["id"]))
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return found
 
     def _upsert_contacts(self, work: list[_Work]) -> dict[str, str | DeliveryError]:
         inputs, outcome = [], {}
@@ -241,32 +239,28 @@ class HubSpotConnector:
                 outcome[w.key.id] = exc
                 continue
             props[self.id_property] = w.key.id
-            inputs.append(
-                SimplePublicObjectBatchInputUpsert(
-                    id_property=self.id_property, id=w.key.id, properties=props
-                )
-            )
+            inputs.append({"idProperty": self.id_property, "id": w.key.id, "properties": props})
         if not inputs:
             return outcome
         response = self._call(
             "contact upsert",
             lambda: self.client.crm.contacts.batch_api.upsert(
-                BatchInputSimplePublicObjectBatchInputUpsert(inputs=inputs)
+                {"inputs": inputs}, _preload_content=False
             ),
         )
-        for result in response.results or []:
-            key = (result.properties or {}).get(self.id_property)
+        for result in response.get("results") or []:
+            key = (result.get("properties") or {}).get(self.id_property)
             if key:
-                outcome[key] = result.id
-        for error in getattr(response, "errors", None) or []:
-            ids = (error.context or {}).get("ids") or []
-            existing = _EXISTING_ID.search(error.message or "")
+                outcome[key] = str(result["id"])
+        for error in response.get("errors") or []:
+            ids = (error.get("context") or {}).get("ids") or []
+            existing = _EXISTING_ID.search(error.get("message") or "")
             for key in ids:
                 # Someone else owns this email already: that contact is the caller.
                 outcome[key] = (
                     existing.group(1)
                     if existing
-                    else Rejected(f"HubSpot refused contact {key}: {error.message}")
+                    else Rejected(f"HubSpot refused contact {key}: {error.get('message')}")
                 )
         return outcome
 
@@ -274,8 +268,12 @@ class HubSpotConnector:
     def _create_engagements(
         self, section: str, work: list[_Work], suffix: str = "", keep_record_id: bool = True
     ) -> None:
-        if not work:
-            return
+        for part in _chunks(work, self.chunk):
+            self._create_chunk(section, part, suffix, keep_record_id)
+
+    def _create_chunk(
+        self, section: str, work: list[_Work], suffix: str, keep_record_id: bool
+    ) -> None:
         object_type = self._object_type(section)
         api = getattr(self.client.crm.objects, object_type).batch_api
         inputs, by_trace = [], {}
@@ -287,42 +285,41 @@ class HubSpotConnector:
                 w.error = exc
                 continue
             props[self.id_property] = trace
-            association = PublicAssociationsForObject(
-                to=PublicObjectId(id=w.contact_id),
-                types=[
-                    AssociationSpec(
-                        association_category="HUBSPOT_DEFINED",
-                        association_type_id=ASSOCIATION_TO_CONTACT[object_type],
-                    )
+            association = {
+                "to": {"id": w.contact_id},
+                "types": [
+                    {
+                        "associationCategory": "HUBSPOT_DEFINED",
+                        "associationTypeId": ASSOCIATION_TO_CONTACT[object_type],
+                    }
                 ],
-            )
+            }
             inputs.append(
-                SimplePublicObjectBatchInputForCreate(
-                    properties=props, associations=[association], object_write_trace_id=trace
-                )
+                {"properties": props, "associations": [association], "objectWriteTraceId": trace}
             )
             by_trace[trace] = w
         if not inputs:
             return
         response = self._call(
             f"{object_type} create",
-            lambda: api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)),
+            lambda: api.create({"inputs": inputs}, _preload_content=False),
         )
         done: dict[str, str] = {}
-        for result in response.results or []:
-            trace = getattr(result, "object_write_trace_id", None) or (result.properties or {}).get(
+        for result in response.get("results") or []:
+            trace = result.get("objectWriteTraceId") or (result.get("properties") or {}).get(
                 self.id_property
             )
-            done[trace] = result.id
+            done[trace] = str(result["id"])
         conflicts = []
-        for error in getattr(response, "errors", None) or []:
-            traces = (error.context or {}).get("objectWriteTraceId") or []
+        for error in response.get("errors") or []:
+            traces = (error.get("context") or {}).get("objectWriteTraceId") or []
+            message = error.get("message") or ""
             for trace in traces:
-                if error.category == "CONFLICT" or "already exists" in (error.message or ""):
+                if error.get("category") == "CONFLICT" or "already exists" in message:
                     conflicts.append(trace)
                 elif trace in by_trace:
                     by_trace[trace].error = Rejected(
-                        f"HubSpot refused the {object_type} record: {error.message}"
+                        f"HubSpot refused the {object_type} record: {message}"
                     )
         if conflicts:
             done |= self._recover(object_type, api, [by_trace[t] for t in conflicts], suffix)
@@ -341,18 +338,20 @@ class HubSpotConnector:
         read = self._call(
             f"{object_type} read",
             lambda: api.read(
-                BatchReadInputSimplePublicObjectId(
-                    id_property=self.id_property,
-                    properties=[self.id_property],
-                    inputs=[SimplePublicObjectId(id=t) for t in traces],
-                )
+                {
+                    "idProperty": self.id_property,
+                    "properties": [self.id_property],
+                    "inputs": [{"id": t} for t in traces],
+                },
+                _preload_content=False,
             ),
         )
-        found = {(r.properties or {}).get(self.id_property): r.id for r in read.results or []}
+        found = {
+            (r.get("properties") or {}).get(self.id_property): str(r["id"])
+            for r in read.get("results") or []
+        }
         pairs = [
-            PublicDefaultAssociationMultiPost(
-                _from=AssocObjectId(id=found[t]), to=AssocObjectId(id=w.contact_id)
-            )
+            {"from": {"id": found[t]}, "to": {"id": w.contact_id}}
             for t, w in zip(traces, work, strict=True)
             if t in found
         ]
@@ -362,7 +361,8 @@ class HubSpotConnector:
                 lambda: self.client.crm.associations.v4.batch_api.create_default(
                     object_type,
                     "contacts",
-                    BatchInputPublicDefaultAssociationMultiPost(inputs=pairs),
+                    {"inputs": pairs},
+                    _preload_content=False,
                 ),
             )
         return {t: found[t] for t in traces if t in found}

@@ -104,6 +104,14 @@ def _claim(
 
 
 def _requests(session: Session, deliveries: list[Delivery]) -> list[DeliveryRequest]:
+    # One query per table for the whole batch (the session then serves them by id).
+    list(
+        session.scalars(
+            select(Message).where(
+                Message.id.in_({d.message_id for d in deliveries if d.message_id})
+            )
+        )
+    )
     requests = []
     for delivery in deliveries:
         tenant = session.get(Tenant, delivery.tenant_id)
@@ -215,8 +223,17 @@ def process_connection(
 
     with session_scope() as session:
         links.flush(session)
-        for result in results:
-            _record(session, result, info, settings, outcome)
+        rows = {
+            d.id: d
+            for d in session.scalars(
+                select(Delivery)
+                .where(Delivery.id.in_([r.delivery_id for r in results]))
+                .with_for_update()
+            )
+        }
+        with session.no_autoflush:
+            for result in results:
+                _record(session, rows[result.delivery_id], result, info, settings, outcome)
     return outcome
 
 
@@ -253,6 +270,7 @@ def pacer_for(kind: Any, info: ConnectionInfo) -> PacerProtocol:
 
 def _record(
     session: Session,
+    delivery: Delivery,
     result: DeliveryResult,
     info: ConnectionInfo,
     settings: Settings,
@@ -261,8 +279,6 @@ def _record(
     """Store one result. A whole batch is recorded in one transaction: if the
     worker dies before it commits, the batch is sent again under the same
     idempotency keys, which destinations de-duplicate on."""
-    delivery = session.get(Delivery, result.delivery_id, with_for_update=True)
-    assert delivery is not None
     now = utcnow()
     if delivery.status == "delivered":
         return  # a duplicate run after a lease expiry; the first one recorded it

@@ -47,16 +47,21 @@ class ConnectionLinks:
         self.pending[(local_type, local_id, remote_type)] = remote_id
 
     def flush(self, session: Session) -> None:
-        for (local_type, local_id, remote_type), remote_id in sorted(self.pending.items()):
-            row = session.scalar(
+        if not self.pending:
+            return
+        existing = {
+            (row.local_type, row.local_id, row.remote_type): row
+            for row in session.scalars(
                 select(ExternalLink).where(
                     ExternalLink.connection_id == self.connection_id,
-                    ExternalLink.local_type == local_type,
-                    ExternalLink.local_id == local_id,
-                    ExternalLink.remote_type == remote_type,
+                    ExternalLink.local_id.in_({lid for _lt, lid, _rt in self.pending}),
                 )
             )
+        }
+        for key, remote_id in sorted(self.pending.items()):
+            row = existing.get(key)
             if row is None:
+                local_type, local_id, remote_type = key
                 session.add(
                     ExternalLink(
                         tenant_id=self.tenant_id,
