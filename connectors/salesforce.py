@@ -52,7 +52,8 @@ the Event by default. If the tenant's ``appointment`` mapping reads
 so that field records the cancellation. Cancelling an Event that is already
 gone succeeds.
 
-Connection settings: ``instance_url`` (the credentials' ``instance_url``, from
+The org needs the external id field (Text, External ID, Unique) on Contact,
+Lead, Task and Event. Connection settings: ``instance_url`` (the credentials' ``instance_url``, from
 the token response, wins), ``api_version``, ``ca_file`` (sandbox CA),
 ``external_id_field`` (default ``Relais_Id__c``), ``daily_limit``,
 ``limit_pause_seconds``, ``timeout_seconds``, ``token_url`` and
@@ -93,8 +94,7 @@ LIMIT_PAUSE = timedelta(hours=1)  # no Retry-After exists; the 24 h window rolls
 QUERY_BUDGET = 4000  # characters of URL-encoded SOQL per query (URI limit: 16,384 bytes)
 COLLECTION_SIZE = 200  # sObject Collections take at most 200 records
 COMPOSITE_SIZE = 25  # Composite takes at most 25 subrequests
-# Per-record status codes worth retrying (locks, rollbacks, a concurrent upsert
-# of the same external id that a retry will turn into an update).
+# Per-record status codes worth retrying (locks, rollbacks, server trouble).
 TRANSIENT_CODES = frozenset(
     {
         "UNABLE_TO_LOCK_ROW",
@@ -174,7 +174,9 @@ def error_from(exc: BaseException, what: str, pause: timedelta = LIMIT_PAUSE) ->
     return TransientError(f"Salesforce {what}: unexpected answer ({type(exc).__name__})")
 
 
-def record_error(sobject: str, what: str, result: dict[str, Any]) -> DeliveryError:
+def record_error(
+    sobject: str, what: str, result: dict[str, Any], external_id: str = DEFAULT_EXTERNAL_ID
+) -> DeliveryError:
     """One refused record of a Collections answer."""
     errors = _errors_of(result.get("errors"))
     first = errors[0] if errors else {}
@@ -183,6 +185,9 @@ def record_error(sobject: str, what: str, result: dict[str, Any]) -> DeliveryErr
         _describe(first) if first else "no reason given"
     )
     if code in TRANSIENT_CODES:
+        return TransientError(reason)
+    if code == "DUPLICATE_VALUE" and external_id in (first.get("fields") or []):
+        # Two upserts of one external id raced; retried, it is an update.
         return TransientError(reason)
     if code == "REQUEST_LIMIT_EXCEEDED":
         return RateLimited(reason, datetime.now(UTC) + LIMIT_PAUSE)
@@ -583,7 +588,7 @@ class SalesforceConnector:
                 else:
                     again.append((key, record))
             else:
-                outcome[key] = record_error(sobject, "caller", result)
+                outcome[key] = record_error(sobject, "caller", result, self.external_id)
         for key, record in again:
             outcome[key] = self._upsert_one(sobject, key, record)
         return outcome
@@ -677,7 +682,7 @@ class SalesforceConnector:
             elif retry_stale and w.linked and _code(result) in STALE_REFERENCE:
                 stale.append(w)  # the linked contact was merged or deleted
             else:
-                w.error = record_error(sobject, section.replace("_", " "), result)
+                w.error = record_error(sobject, section.replace("_", " "), result, self.external_id)
         if stale:
             self._resolve_people(stale, use_links=False)
             self._write_activities(

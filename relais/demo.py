@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from mappings.config import TenantConfig
+from relais.demo_crm import CrmSandboxes
 from relais.settings import get_settings, reset_settings
 from sandbox.webhook_receiver import WebhookReceiver
 
@@ -240,6 +242,7 @@ def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
     logs.mkdir(exist_ok=True)
     receiver = WebhookReceiver(fail_first=0.1)
     os.environ["RELAIS_DEMO_WEBHOOK_BASE"] = receiver.start() + "/hooks"
+    crm = CrmSandboxes.start()
     console.print(f"[bold]Relais demo[/] — data in {home}")
 
     upgrade()
@@ -260,6 +263,7 @@ def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
         from relais.models import Tenant
 
         configs = [parsed_config(t) for t in session.scalars(select(Tenant).order_by(Tenant.id))]
+        crm.connect_all(session)
     console.print(
         f"applied {len(configs)} sample tenants: "
         + ", ".join(f"{c.name} ({c.id})" for c in configs)
@@ -283,6 +287,7 @@ def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
         posted = _post_calls(base, keys, day_of_calls(configs, calls), console, procs)
         return _settle_and_report(
             posted,
+            {"webhook": receiver.landed, **crm.landings()},
             receiver,
             timeout,
             console,
@@ -292,6 +297,7 @@ def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
     finally:
         procs.stop()
         receiver.stop()
+        crm.stop()
 
 
 def _wait_healthy(base: str, procs: Processes) -> None:
@@ -342,6 +348,7 @@ def _progress(console: Console) -> Progress:
 
 def _settle_and_report(
     posted: list[str],
+    landings: dict[str, Callable[[], Counter[str]]],
     receiver: WebhookReceiver,
     timeout: float,
     console: Console,
@@ -411,17 +418,27 @@ def _settle_and_report(
         summary.add_row(tenant, name, str(counts["delivered"]), str(counts["dead"]), str(unsettled))
     console.print(summary)
 
-    delivered_keys = {d.idempotency_key for d, _c, _m in rows if d.status == "delivered"}
-    received_keys = set(receiver.first)
-    lost = delivered_keys - received_keys
-    unexpected = received_keys - delivered_keys
+    delivered: dict[str, set[str]] = {}
+    for d, c, _m in rows:
+        if d.status == "delivered":
+            delivered.setdefault(c.provider, set()).add(d.idempotency_key)
+    lost, unexpected, doubled = 0, 0, 0
+    for provider, keys in delivered.items():
+        landed = landings[provider]()  # key -> records found at the destination
+        lost += len(keys - set(landed))
+        unexpected += len(set(landed) - keys)
+        doubled += sum(1 for n in landed.values() if n > 1)
+        console.print(
+            f"{provider}: {len(keys)} delivered, {len(landed)} found at the "
+            f"destination, {sum(landed.values())} records"
+        )
     unsettled = [d for d, _c, _m in rows if d.status not in ("delivered", "dead")]
     dead = [d for d, _c, _m in rows if d.status == "dead"]
     console.print(
         f"{len(posted)} calls posted ({dropped} dropped by rule), {len(rows)} deliveries: "
-        f"{len(delivered_keys)} delivered, {len(dead)} dead, {len(unsettled)} unsettled. "
-        f"Receiver: {len(received_keys)} distinct deliveries, {receiver.failures_sent} "
-        f"injected failures retried, {receiver.duplicates} repeated posts de-duplicated by key, "
+        f"{sum(map(len, delivered.values()))} delivered, {len(dead)} dead, "
+        f"{len(unsettled)} unsettled. Webhook receiver: {receiver.failures_sent} injected "
+        f"failures retried, {receiver.duplicates} repeated posts de-duplicated by key, "
         f"{receiver.rejected_signatures} bad signatures."
     )
     for d in dead:
@@ -430,9 +447,11 @@ def _settle_and_report(
     if unsettled:
         problems.append(f"{len(unsettled)} deliveries did not settle within {timeout:.0f} s")
     if lost:
-        problems.append(f"{len(lost)} deliveries marked delivered never reached the receiver")
+        problems.append(f"{lost} deliveries marked delivered are not at their destination")
     if unexpected:
-        problems.append(f"{len(unexpected)} receipts match no delivery")
+        problems.append(f"{unexpected} records at a destination match no delivery")
+    if doubled:
+        problems.append(f"{doubled} deliveries landed more than once")
     if dead:
         problems.append(f"{len(dead)} deliveries dead")
     if receiver.rejected_signatures:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from celery import Celery
 
+from relais import broker_fs
 from relais.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def broker_options(settings: Settings) -> dict[str, object]:
 
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
+    broker_fs.install()
     app = Celery("relais", broker=settings.resolved_broker_url)
     app.conf.update(
         broker_transport_options=broker_options(settings),

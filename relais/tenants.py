@@ -48,7 +48,7 @@ def parsed_config(tenant: Tenant) -> TenantConfig:
 
 
 def _used_variables(text: str) -> dict[str, str]:
-    names = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text))
+    names = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}", text))
     return {k: v for k, v in public_environment().items() if k in names}
 
 

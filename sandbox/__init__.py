@@ -5,10 +5,16 @@ The real SDKs talk to them over real sockets. Shared pieces:
 control endpoints under ``/__sandbox__/``), ``Knobs`` (latency, faults,
 counters), the test CA (``shared_tls``). CRM emulators:
 ``SalesforceEmulator``, ``HubSpotEmulator``, ``start_crm_sandboxes()``.
-Run them in the foreground with ``python -m sandbox``.
+Calendar emulators: ``GoogleCalendarEmulator`` (Calendar v3 + Google OAuth),
+``GraphEmulator`` (Microsoft Graph v1.0 + identity platform, HTTPS),
+``start_calendar_sandboxes()``. Run them all in the foreground with
+``python -m sandbox``.
 """
 
+from sandbox.calendars import CalendarSandboxes, start_calendar_sandboxes
 from sandbox.crm import CrmSandboxes, start_crm_sandboxes
+from sandbox.google_calendar import GoogleCalendarConfig, GoogleCalendarEmulator
+from sandbox.graph import GraphConfig, GraphEmulator
 from sandbox.hubspot import HubSpotConfig, HubSpotEmulator
 from sandbox.knobs import Clock, Fault, Knobs
 from sandbox.salesforce import SalesforceConfig, SalesforceEmulator
@@ -16,10 +22,15 @@ from sandbox.server import Emulator, SandboxServer
 from sandbox.tls import TLSMaterial, create_tls, shared_tls
 
 __all__ = [
+    "CalendarSandboxes",
     "Clock",
     "CrmSandboxes",
     "Emulator",
     "Fault",
+    "GoogleCalendarConfig",
+    "GoogleCalendarEmulator",
+    "GraphConfig",
+    "GraphEmulator",
     "HubSpotConfig",
     "HubSpotEmulator",
     "Knobs",
@@ -29,5 +40,6 @@ __all__ = [
     "TLSMaterial",
     "create_tls",
     "shared_tls",
+    "start_calendar_sandboxes",
     "start_crm_sandboxes",
 ]

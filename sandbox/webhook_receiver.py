@@ -52,6 +52,10 @@ class WebhookReceiver:
     def unique(self) -> int:
         return len(self.first)
 
+    def landed(self) -> Counter[str]:
+        """Records per idempotency key, as a careful receiver stores them: one."""
+        return Counter(dict.fromkeys(self.first, 1))
+
     @property
     def duplicates(self) -> int:
         """Repeated posts of one key: allowed (at-least-once), never a second record."""

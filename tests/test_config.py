@@ -108,6 +108,17 @@ def replace(old: str, new: str, text: str = BASE) -> str:
 # --------------------------------------------------------------------------- examples
 
 
+def test_examples_crm_defaults_to_the_real_provider() -> None:
+    config = load_tenant_file(EXAMPLES / "plomberie-martin.yaml", env=DEMO_ENV)
+    crm = config.connections["crm"]
+    assert crm.provider == "hubspot" and crm.role == "crm"
+    assert crm.connector_settings()["api_base_url"] == "https://api.hubapi.com"
+    demo = load_tenant_file(EXAMPLES / "plomberie-martin.yaml",
+                            env={**DEMO_ENV, "RELAIS_DEMO_HUBSPOT_URL": "http://127.0.0.1:9"})
+    assert demo.connections["crm"].connector_settings()["token_url"] == (
+        "http://127.0.0.1:9/oauth/v1/token")
+
+
 @pytest.mark.parametrize("name", ["cabinet-durand", "plomberie-martin"])
 def test_examples_load(name: str) -> None:
     config = load_tenant_file(EXAMPLES / f"{name}.yaml", env=DEMO_ENV)
@@ -115,6 +126,8 @@ def test_examples_load(name: str) -> None:
     assert config.timezone == "Europe/Paris"
     assert config.zone == ZoneInfo("Europe/Paris")
     for conn_name, connection in config.connections.items():
+        if connection.provider in ("hubspot", "salesforce"):
+            continue  # CRM accounts: checked in test_examples_crm
         assert connection.provider == "webhook"
         assert connection.connector_settings()["url"] == (
             f"http://127.0.0.1:8765/hooks/{name}/{conn_name}"
@@ -148,9 +161,10 @@ def test_cabinet_durand_details() -> None:
 def test_plomberie_martin_merge_keys_and_mode_all() -> None:
     config = load_tenant_file(EXAMPLES / "plomberie-martin.yaml", env=DEMO_ENV)
     assert {
-        n: c.connector_settings()["timeout_seconds"] for n, c in config.connections.items()
+        n: c.connector_settings()["timeout_seconds"]
+        for n, c in config.connections.items()
+        if c.provider == "webhook"
     } == {
-        "crm": 10,
         "sms-astreinte": 5,
         "email-bureau": 10,
     }
@@ -169,8 +183,8 @@ def test_examples_read_the_demo_variable_from_the_environment(
 ) -> None:
     monkeypatch.setenv("RELAIS_DEMO_WEBHOOK_BASE", "http://demo:9000/in")
     config = load_tenant_file(EXAMPLES / "plomberie-martin.yaml")
-    assert config.connections["crm"].connector_settings()["url"] == (
-        "http://demo:9000/in/plomberie-martin/crm"
+    assert config.connections["email-bureau"].connector_settings()["url"] == (
+        "http://demo:9000/in/plomberie-martin/email-bureau"
     )
     monkeypatch.delenv("RELAIS_DEMO_WEBHOOK_BASE")
     with pytest.raises(ConfigError) as caught:
@@ -178,7 +192,7 @@ def test_examples_read_the_demo_variable_from_the_environment(
     first = caught.value.issues[0]
     text = (EXAMPLES / "plomberie-martin.yaml").read_text()
     assert first.file == str(EXAMPLES / "plomberie-martin.yaml")
-    assert first.line == line_of(text, "/plomberie-martin/crm")
+    assert first.line == line_of(text, "/plomberie-martin/sms-astreinte")
     assert first.code == "env_unset"
     assert "RELAIS_DEMO_WEBHOOK_BASE" in first.message
 

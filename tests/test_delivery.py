@@ -78,7 +78,8 @@ def test_delivered_signed_with_history(acme):
     assert got["message"]["id"] == message_id
     assert got["message"]["caller"]["phone"] == "+33612345678"
     assert got["message"]["taken_at"] == "2026-11-27T09:15:00Z"
-    assert got["tenant"] == {"id": "acme", "name": "ACME Dépannage"}
+    assert got["tenant"] == {"id": "acme", "name": "ACME Dépannage",
+                             "timezone": "Europe/Paris", "phone_region": "FR"}
     assert acme.rejected_signatures == 0
     assert history(dlv) == ["delivery.attempt", "delivery.delivered"]
 
