@@ -1,0 +1,79 @@
+"""The calendar connector protocol: busy times, and events written exactly once.
+
+Google Calendar and Microsoft Graph implement it (``connectors/google_calendar.py``,
+``connectors/outlook.py``); the availability and booking engine (``sync/``)
+only sees this. Every datetime is aware; busy blocks come back in UTC.
+Errors are the kinds of ``connectors.base`` (TransientError, RateLimited,
+AuthExpired, Rejected).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar, Protocol
+
+
+@dataclass(frozen=True)
+class BusyBlock:
+    start: datetime  # aware, UTC
+    end: datetime
+    status: str = "busy"  # busy | tentative | oof | workingElsewhere
+
+
+@dataclass(frozen=True)
+class CalendarBusy:
+    """One calendar's busy time over the asked range.
+
+    ``error`` set means the busy state is *unknown* (calendar not found, no
+    access, provider error for that calendar): never treat it as free.
+    """
+
+    calendar_id: str
+    busy: tuple[BusyBlock, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    subject: str
+    start: datetime  # aware
+    end: datetime
+    time_zone: str  # IANA zone the event is shown in (the staff member's)
+    description: str = ""
+    attendees: tuple[str, ...] = ()  # email addresses
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class EventRef:
+    calendar_id: str
+    event_id: str
+    etag: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class CalendarConnector(Protocol):
+    provider: ClassVar[str]
+    # How many calendars one busy-time request may ask about (freeBusy: 50, getSchedule: 20).
+    max_calendars_per_query: ClassVar[int]
+
+    def free_busy(
+        self, calendar_ids: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, CalendarBusy]:
+        """Busy time of every calendar, in as few provider calls as the API allows
+        (chunked and concurrent); one entry per asked id, errors included."""
+        ...
+
+    def create_event(self, calendar_id: str, event: EventSpec, idempotency_key: str) -> EventRef:
+        """Create once: a retry with the same key returns the same event, never a second."""
+        ...
+
+    def update_event(self, ref: EventRef, event: EventSpec) -> EventRef: ...
+
+    def delete_event(self, ref: EventRef) -> None:
+        """Delete; an event already gone counts as deleted."""
+        ...
+
+    def close(self) -> None: ...
