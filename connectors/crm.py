@@ -51,3 +51,38 @@ def render_section(info: ConnectionInfo, section: str, payload: dict[str, Any]) 
         return part.render(render_context(payload))
     except MappingRenderError as exc:
         raise Rejected(f"mapping of {section}.{exc.field}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """A mapped field the CRM does not have or will not let us write."""
+
+    object: str
+    field: str
+    problem: str
+
+
+def check_fields(
+    described: dict[str, dict[str, bool]],
+    wanted: dict[str, list[str]],
+    id_field: str,
+) -> list[FieldProblem]:
+    """Compare the mapping with what the CRM described.
+
+    ``described`` maps object -> {field name (lower case) -> writable}. The
+    idempotency field must exist on every object we write.
+    """
+    problems = []
+    for obj, fields in sorted(wanted.items()):
+        known = described.get(obj)
+        if known is None:
+            problems.append(FieldProblem(obj, "", f"the CRM has no object {obj!r}"))
+            continue
+        for name in [*fields, id_field]:
+            writable = known.get(name.lower())
+            if writable is None:
+                hint = " (create it: Text, unique, External ID)" if name == id_field else ""
+                problems.append(FieldProblem(obj, name, f"{obj} has no field {name!r}{hint}"))
+            elif not writable:
+                problems.append(FieldProblem(obj, name, f"{obj}.{name} is read-only"))
+    return problems

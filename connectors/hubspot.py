@@ -38,7 +38,7 @@ from connectors.base import (
     Runtime,
     TransientError,
 )
-from connectors.crm import CallerKey, caller_key, render_section
+from connectors.crm import CallerKey, FieldProblem, caller_key, check_fields, render_section
 from connectors.registry import register
 
 DEFAULT_HOST = "https://api.hubapi.com"
@@ -136,6 +136,27 @@ class HubSpotConnector:
 
     def close(self) -> None:
         return None
+
+    def check_fields(self, wanted: dict[str, list[str]]) -> list[FieldProblem]:
+        """Every mapped property exists and is writable, per the properties API."""
+        described: dict[str, dict[str, bool]] = {}
+        for obj in sorted(wanted):
+            try:
+                page = self._call(
+                    f"{obj} properties",
+                    lambda o=obj: self.client.crm.properties.core_api.get_all(
+                        o, _preload_content=False
+                    ),
+                )
+            except Rejected:
+                continue
+            described[obj] = {
+                p["name"].lower(): not (p.get("modificationMetadata") or {}).get(
+                    "readOnlyValue", False
+                )
+                for p in page.get("results") or []
+            }
+        return check_fields(described, wanted, self.id_property)
 
     # ------------------------------------------------------------------ deliver
     def deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:

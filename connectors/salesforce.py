@@ -85,7 +85,7 @@ from connectors.base import (
     TransientError,
 )
 from connectors.catalog import provider
-from connectors.crm import CallerKey, caller_key, render_section
+from connectors.crm import CallerKey, FieldProblem, caller_key, check_fields, render_section
 from connectors.registry import register
 
 DEFAULT_EXTERNAL_ID = "Relais_Id__c"
@@ -389,6 +389,23 @@ class SalesforceConnector:
         part = self._section(section)
         default = {"contact": "Contact", "call_log": "Task", "callback_task": "Task"}
         return str(getattr(part, "object", None) or default.get(section, "Event"))
+
+    # ------------------------------------------------------------------ live check
+    def check_fields(self, wanted: dict[str, list[str]]) -> list[FieldProblem]:
+        """Every mapped field exists and is writable, per the org's describe."""
+        if self.problem is not None:
+            raise self.problem
+        described: dict[str, dict[str, bool]] = {}
+        for obj in sorted(wanted):
+            try:
+                meta = self._call(f"{obj} describe", lambda o=obj: getattr(self.sf, o).describe())
+            except Rejected:
+                continue  # an unknown object: reported by check_fields below
+            described[obj] = {
+                f["name"].lower(): bool(f.get("createable") or f.get("updateable"))
+                for f in meta.get("fields", [])
+            }
+        return check_fields(described, wanted, self.external_id)
 
     # ------------------------------------------------------------------ deliver
     def deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:

@@ -59,7 +59,12 @@ def _redact(url: str) -> str:
 
 
 @tenants_app.command("validate")
-def tenants_validate(files: Annotated[list[Path], typer.Argument(exists=False)]) -> None:
+def tenants_validate(
+    files: Annotated[list[Path], typer.Argument(exists=False)],
+    live: Annotated[
+        bool, typer.Option("--live", help="also ask each connected CRM about the mapped fields")
+    ] = False,
+) -> None:
     """Check tenant YAML files; print every problem with file and line."""
     problems = 0
     for path in files:
@@ -73,9 +78,24 @@ def tenants_validate(files: Annotated[list[Path], typer.Argument(exists=False)])
             err.print(f"{path}: cannot read: {exc.strerror}", highlight=False)
             problems += 1
         else:
-            out.print(f"{path}: ok — tenant {config.id} ({config.name})", highlight=False)
+            found = _live(config) if live else []
+            for line in found:
+                err.print(f"{path}: {line}", highlight=False, soft_wrap=True)
+            problems += len(found)
+            if not found:
+                checked = " (fields checked with the CRM)" if live else ""
+                out.print(
+                    f"{path}: ok — tenant {config.id} ({config.name}){checked}", highlight=False
+                )
     if problems:
         raise typer.Exit(2)
+
+
+def _live(config: object) -> list[str]:
+    from relais.livecheck import live_problems
+
+    _upgrade()
+    return live_problems(config)  # type: ignore[arg-type]
 
 
 @tenants_app.command("apply")

@@ -136,8 +136,31 @@ class Appointment(Base):
     subject: Mapped[str] = mapped_column(String(300), default="")
     notes: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
+    # The tenant config's appointment type id (its buffers apply around this booking).
+    appointment_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The calendar event written for it (sync.booking): connection, calendar, event id, etag.
+    calendar_connection_id: Mapped[str | None] = mapped_column(
+        ForeignKey("connections.id"), nullable=True
+    )
+    calendar_id: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    event_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    event_etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Why the calendar write failed (status failed), shown to the secretary.
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    booked_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StaffLock(Base):
+    """One row per (tenant, staff member): booking takes it ``FOR UPDATE`` on PostgreSQL,
+    so two bookings for the same person run one after the other (sync.booking)."""
+
+    __tablename__ = "staff_locks"
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    staff_id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class Delivery(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from relais.api import admin, connections, errors, messages, ops
+from relais.api import admin, appointments, availability, connections, errors, messages, ops
 from relais.settings import get_settings
 
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -31,6 +31,6 @@ def create_app() -> FastAPI:
             )
         return await call_next(request)
 
-    for module in (messages, admin, connections, ops):
+    for module in (messages, availability, appointments, admin, connections, ops):
         app.include_router(module.router)
     return app

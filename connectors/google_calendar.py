@@ -1,0 +1,355 @@
+"""Google Calendar v3 through google-api-python-client: busy times of many
+calendars at once, and events written exactly once.
+
+Busy times: ``POST /freeBusy`` asks about up to 50 calendars per call
+(``freebusy_max_calendars``) over at most ~90 days (``freebusy_max_days``,
+unverified: Google answers ``timeRangeTooLong`` past about three months), so
+60 calendars over a week cost 2 calls, run concurrently. A calendar answered
+with ``errors`` (not found, no access, too many calendars) is *unknown*, never
+free. Busy blocks come back merged, clipped to the range, in UTC.
+
+Exactly once: an event's id is chosen by us, derived from the idempotency key
+(base32hex of its SHA-256: 52 chars of ``[a-v0-9]``). Google refuses a second
+insert with that id (409 ``duplicate``, deleted events included), which means
+an earlier attempt landed: we read that event back and return it.
+
+Auth: the connection's ``access_token`` only. The engine refreshes tokens
+before calling (``sync.credentials.ensure_fresh``); the connector never
+refreshes on its own, so a 401 is ``AuthExpired``.
+
+Threads: httplib2 (under the SDK) is not thread-safe. The discovery service
+is built once per connector; requests are built in the calling thread and
+executed with one ``httplib2.Http`` per thread (kept per process, so
+keep-alive connections survive from one query to the next).
+
+Settings: ``api_base_url`` (default https://www.googleapis.com), ``timeout_seconds``
+(10), ``ca_file`` (a CA bundle for a TLS emulator), ``send_updates`` (``none``:
+Google's default; ``all`` mails invitations to attendees), ``max_concurrency``
+(8 concurrent freeBusy calls), ``freebusy_max_calendars`` (50),
+``freebusy_max_days`` (90), ``rate_limit`` / ``rate_limit_window_seconds``
+(600 per 60 s: Google's default per-user quota), ``rate_limited_seconds`` (15).
+Credentials: ``access_token`` (``refresh_token``, ``client_id``,
+``client_secret`` and the ``token_url`` setting serve the engine's refresh).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from http.client import HTTPException
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+import google_auth_httplib2
+import httplib2
+from google.oauth2.credentials import Credentials
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from googleapiclient.http import HttpRequest
+
+from connectors.base import (
+    AuthExpired,
+    ConnectionInfo,
+    DeliveryError,
+    RateLimited,
+    Rejected,
+    Runtime,
+    TransientError,
+)
+from connectors.calendar import BusyBlock, CalendarBusy, EventRef, EventSpec
+from connectors.calendar_common import (
+    CallMeter,
+    JobAnswer,
+    check_event,
+    gather_free_busy,
+    rfc3339,
+)
+from connectors.http import retry_after_seconds
+from connectors.registry import register_calendar
+
+DEFAULT_BASE = "https://www.googleapis.com"
+_REASON_LIMIT = 300
+# usageLimits reasons -> seconds to wait when Google sends no Retry-After (it
+# usually does not). The per-user and per-project quotas are per minute,
+# counted on a rolling window: a pause of a few seconds frees part of it.
+# quotaExceeded ("Calendar usage limits exceeded": too many events created)
+# and the daily limit last much longer (unverified: hours; we retry after 5 min / 1 h).
+_RATE_REASONS = {
+    "rateLimitExceeded": None,  # -> settings rate_limited_seconds (15 s)
+    "userRateLimitExceeded": None,
+    "quotaExceeded": 300.0,
+    "dailyLimitExceeded": 3600.0,
+}
+
+
+def event_id_for(idempotency_key: str) -> str:
+    """The event id Google will hold for this key: base32hex ``[a-v0-9]``, 52 chars."""
+    digest = hashlib.sha256(idempotency_key.encode()).digest()
+    return base64.b32hexencode(digest).decode().rstrip("=").lower()
+
+
+# ----------------------------------------------------------------- transport
+
+_local = threading.local()
+
+
+def _thread_http(timeout: float, ca_file: str | None) -> httplib2.Http:
+    """This thread's ``httplib2.Http`` for (timeout, CA): never shared between threads."""
+    pid = os.getpid()
+    if getattr(_local, "pid", None) != pid:
+        _local.pid, _local.https = pid, {}
+    key = (timeout, ca_file)
+    client = _local.https.get(key)
+    if client is None:
+        client = httplib2.Http(timeout=timeout, ca_certs=ca_file)
+        _local.https[key] = client
+    return client
+
+
+def _details(exc: HttpError) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    try:
+        body = json.loads(exc.content or b"{}")
+    except (TypeError, ValueError):
+        body = {}
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return {}, []
+    return error, [e for e in error.get("errors") or [] if isinstance(e, dict)]
+
+
+@register_calendar("google_calendar")
+class GoogleCalendarConnector:
+    provider: ClassVar[str] = "google_calendar"
+    max_calendars_per_query: ClassVar[int] = 50
+
+    @staticmethod
+    def rate_limit(info: ConnectionInfo) -> tuple[int, float]:
+        """Google's default quota: 600 requests per minute per user (per project)."""
+        return int(info.settings.get("rate_limit", 600)), float(
+            info.settings.get("rate_limit_window_seconds", 60)
+        )
+
+    def __init__(self, info: ConnectionInfo, runtime: Runtime | None = None) -> None:
+        self.info = info
+        self.runtime = runtime or Runtime()
+        settings = info.settings
+        self.base_url = str(settings.get("api_base_url") or DEFAULT_BASE).rstrip("/")
+        self.timeout = float(settings.get("timeout_seconds", 10))
+        self.ca_file = settings.get("ca_file") or None
+        self.send_updates = str(settings.get("send_updates", "none"))
+        self.concurrency = int(settings.get("max_concurrency", 8))
+        self.per_query = min(
+            int(settings.get("freebusy_max_calendars", self.max_calendars_per_query)), 50
+        )
+        self.max_span = timedelta(days=float(settings.get("freebusy_max_days", 90)))
+        self.rate_limited_seconds = float(settings.get("rate_limited_seconds", 15))
+        self.credentials = Credentials(token=info.credentials.get("access_token"))
+        self._meter = CallMeter(self.runtime)
+        self._service: Any = None
+
+    @property
+    def calls(self) -> int:
+        """API calls made by this connector (for benchmarks)."""
+        return self._meter.calls
+
+    @property
+    def service(self) -> Any:
+        if self._service is None:  # built once per connector: the discovery document is big
+            self._service = build(
+                "calendar",
+                "v3",
+                credentials=self.credentials,
+                static_discovery=True,
+                cache_discovery=False,
+                client_options={"api_endpoint": f"{self.base_url}/calendar/v3/"},
+            )
+        return self._service
+
+    def close(self) -> None:
+        self._service = None
+
+    # ------------------------------------------------------------- plumbing
+    def _send(self, request: HttpRequest, what: str) -> tuple[int, Any, HttpError | None]:
+        """Execute one paced request: (status, body, HttpError or None).
+
+        Transport failures (connection lost, timeout) raise ``TransientError``."""
+        if not self.credentials.token:
+            raise AuthExpired(f"Google Calendar {what}: the connection has no access token")
+        self._meter()
+        authed = google_auth_httplib2.AuthorizedHttp(
+            self.credentials,
+            http=_thread_http(self.timeout, self.ca_file),
+            refresh_status_codes=(),  # the engine refreshes, never the connector
+        )
+        try:
+            body = request.execute(http=authed, num_retries=0)
+        except HttpError as exc:
+            return int(exc.resp.status), None, exc
+        except (OSError, httplib2.HttpLib2Error, HTTPException) as exc:
+            raise TransientError(
+                f"Google Calendar {what}: connection failed ({type(exc).__name__}: {exc})"
+            ) from None
+        return 200, body, None
+
+    def _error(self, exc: HttpError, what: str) -> DeliveryError:
+        status = int(exc.resp.status)
+        error, items = _details(exc)
+        reasons = [str(e.get("reason")) for e in items if e.get("reason")]
+        domains = {str(e.get("domain")) for e in items}
+        message = str(error.get("message") or exc.reason or "")[:_REASON_LIMIT]
+        reason = f"Google Calendar {what} answered {status}"
+        if reasons:
+            reason += f" {','.join(reasons)}"
+        if message:
+            reason += f": {message}"
+        wait = retry_after_seconds(exc.resp.get("retry-after"))
+        rate = "usageLimits" in domains or any(r in _RATE_REASONS for r in reasons)
+        if status == 429 or (status == 403 and rate):
+            if wait is None:
+                waits = [_RATE_REASONS.get(r) for r in reasons if r in _RATE_REASONS]
+                wait = max([w for w in waits if w is not None], default=self.rate_limited_seconds)
+            return RateLimited(reason, datetime.now(UTC) + timedelta(seconds=wait))
+        if status == 401:
+            return AuthExpired(reason)
+        if status == 408 or status >= 500:
+            return TransientError(reason, retry_after=wait)
+        return Rejected(reason)
+
+    def _call(self, request: HttpRequest, what: str, ok: Sequence[int] = ()) -> tuple[int, Any]:
+        status, body, exc = self._send(request, what)
+        if exc is not None and status not in ok:
+            raise self._error(exc, what)
+        return status, body
+
+    # ------------------------------------------------------------- busy time
+    def free_busy(
+        self, calendar_ids: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, CalendarBusy]:
+        return gather_free_busy(
+            calendar_ids,
+            start,
+            end,
+            per_query=self.per_query,
+            span=self.max_span,
+            prepare=self._prepare_free_busy,
+            concurrency=self.concurrency,
+        )
+
+    def _prepare_free_busy(
+        self, ids: list[str], lo: datetime, hi: datetime
+    ) -> Callable[[], JobAnswer]:
+        request = self.service.freebusy().query(
+            body={
+                "timeMin": rfc3339(lo),
+                "timeMax": rfc3339(hi),
+                "timeZone": "UTC",
+                "calendarExpansionMax": len(ids),
+                "items": [{"id": cid} for cid in ids],
+            }
+        )
+        return lambda: self._parse_free_busy(ids, self._call(request, "freeBusy")[1])
+
+    @staticmethod
+    def _parse_free_busy(ids: list[str], answer: dict[str, Any]) -> JobAnswer:
+        calendars = answer.get("calendars") or {}
+        lowered = {str(k).lower(): v for k, v in calendars.items()}
+        out: JobAnswer = {}
+        for cid in ids:
+            entry = calendars.get(cid) or lowered.get(cid.lower())
+            if not isinstance(entry, dict):
+                out[cid] = ([], "Google freeBusy did not answer for this calendar")
+                continue
+            errors = entry.get("errors") or []
+            if errors:
+                reasons = ", ".join(
+                    f"{e.get('domain', 'global')}/{e.get('reason', 'unknown')}" for e in errors
+                )
+                out[cid] = ([], f"Google freeBusy: {reasons}")
+                continue
+            try:
+                blocks = [
+                    BusyBlock(
+                        datetime.fromisoformat(b["start"]).astimezone(UTC),
+                        datetime.fromisoformat(b["end"]).astimezone(UTC),
+                    )
+                    for b in entry.get("busy") or []
+                ]
+            except (KeyError, TypeError, ValueError) as exc:
+                out[cid] = ([], f"Google freeBusy: unreadable busy block ({exc})")
+                continue
+            out[cid] = (blocks, None)
+        return out
+
+    # ---------------------------------------------------------------- events
+    def _body(self, event: EventSpec, *, for_patch: bool = False) -> dict[str, Any]:
+        check_event(event)
+        zone = ZoneInfo(event.time_zone)
+        body: dict[str, Any] = {
+            "summary": event.subject,
+            "description": event.description,
+            "start": {
+                "dateTime": event.start.astimezone(zone).isoformat(),
+                "timeZone": event.time_zone,
+            },
+            "end": {
+                "dateTime": event.end.astimezone(zone).isoformat(),
+                "timeZone": event.time_zone,
+            },
+            "attendees": [{"email": address} for address in event.attendees],
+        }
+        if event.location is not None or for_patch:
+            body["location"] = event.location or ""
+        return body
+
+    @staticmethod
+    def _ref(calendar_id: str, res: dict[str, Any]) -> EventRef:
+        return EventRef(calendar_id, str(res["id"]), res.get("etag"))
+
+    def create_event(self, calendar_id: str, event: EventSpec, idempotency_key: str) -> EventRef:
+        event_id = event_id_for(idempotency_key)
+        body = self._body(event) | {"id": event_id}
+        events = self.service.events()
+        status, res = self._call(
+            events.insert(calendarId=calendar_id, body=body, sendUpdates=self.send_updates),
+            "event create",
+            ok=(409,),
+        )
+        if status == 409:  # an earlier attempt with this key landed: that is our event
+            _, res = self._call(events.get(calendarId=calendar_id, eventId=event_id), "event read")
+            if res.get("status") == "cancelled":
+                raise Rejected(
+                    f"Google Calendar: the event of this idempotency key ({event_id}) was "
+                    "created then deleted; a new booking needs a new key"
+                )
+        return self._ref(calendar_id, res)
+
+    def update_event(self, ref: EventRef, event: EventSpec) -> EventRef:
+        _, res = self._call(
+            self.service.events().patch(
+                calendarId=ref.calendar_id,
+                eventId=ref.event_id,
+                body=self._body(event, for_patch=True),
+                sendUpdates=self.send_updates,
+            ),
+            "event update",
+        )
+        if res.get("status") == "cancelled":  # Google patches deleted events without a word
+            raise Rejected(
+                f"Google Calendar: event {ref.event_id} was deleted from the calendar; "
+                "it cannot be moved"
+            )
+        return self._ref(ref.calendar_id, res)
+
+    def delete_event(self, ref: EventRef) -> None:
+        self._call(
+            self.service.events().delete(
+                calendarId=ref.calendar_id, eventId=ref.event_id, sendUpdates=self.send_updates
+            ),
+            "event delete",
+            ok=(404, 410),  # already gone: deleted
+        )
