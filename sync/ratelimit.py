@@ -13,6 +13,7 @@ is Redis, the database otherwise (one row per key, locked for the reservation).
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,7 +34,9 @@ class WindowStore(Protocol):
 
 
 def earliest_slot(stamps: list[float], limit: int, window: float, now: float) -> float:
-    """The earliest t >= now with fewer than ``limit`` stamps in (t - window, t]."""
+    """The earliest t >= now such that no window of ``window`` seconds holds more
+    than ``limit`` stamps once t is added. Stamps may lie in the future (other
+    callers' reservations): all those after ``now - window`` count."""
     live = sorted(s for s in stamps if s > now - window)
     if len(live) < limit:
         return now
@@ -45,7 +48,9 @@ class DatabaseWindows:
         with session_scope() as session:
             row = self._row(session, key)
             slot = earliest_slot(row.stamps, limit, window, now)
-            keep = [s for s in row.stamps if s > slot - window]
+            # Keep what is still inside a window ending now or later: reservations
+            # are in the future, and a caller whose clock reads `now` counts them.
+            keep = [s for s in row.stamps if s > now - window]
             row.stamps = sorted([*keep, slot])
             return slot
 
@@ -67,7 +72,6 @@ local n = redis.call('ZCARD', key)
 if n >= limit then
   local nth = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
   slot = math.max(now, tonumber(nth[2]) + window)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', slot - window)
 end
 redis.call('ZADD', key, slot, string.format('%.6f:%s', slot, ARGV[4]))
 redis.call('PEXPIRE', key, math.ceil((slot - now + window) * 1000) + 1000)
@@ -81,11 +85,9 @@ class RedisWindows:
 
         self.client = redis.Redis.from_url(url)
         self.script = self.client.register_script(_RESERVE)
-        self.counter = 0
 
     def reserve(self, key: str, limit: int, window: float, now: float) -> float:
-        self.counter += 1
-        token = f"{id(self)}-{self.counter}"
+        token = uuid.uuid4().hex  # unique across forked processes (ids and counters are not)
         return float(self.script(keys=[f"relais:rate:{key}"], args=[limit, window, now, token]))
 
 
