@@ -20,7 +20,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -170,7 +170,6 @@ class _Job:
     run: Callable[[], JobAnswer]
     answer: JobAnswer | None = None
     error: DeliveryError | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def gather_free_busy(

@@ -19,7 +19,8 @@ class CallerKey:
 
 
 def caller_key(payload: dict[str, Any]) -> CallerKey:
-    caller = payload["message"]["caller"]
+    """The caller of a message, or of an appointment (whose payload has no message)."""
+    caller = (payload.get("message") or {}).get("caller") or payload.get("caller") or {}
     phone = caller.get("phone") or None
     email = (caller.get("email") or "").strip().lower() or None
     return CallerKey(id=f"tel:{phone}" if phone else f"mail:{email}", phone=phone, email=email)

@@ -45,6 +45,8 @@ DEFAULT_HOST = "https://api.hubapi.com"
 # HUBSPOT_DEFINED association type ids, engagement -> contact.
 ASSOCIATION_TO_CONTACT = {"calls": 194, "notes": 202, "tasks": 204, "meetings": 200}
 _EXISTING_ID = re.compile(r"Existing ID: ?(\d+)")
+APPOINTMENT_ACTIONS = ("appointment.created", "appointment.updated", "appointment.cancelled")
+ACTIONS = ("message.created", *APPOINTMENT_ACTIONS)
 
 
 def _is_api_exception(exc: BaseException) -> bool:
@@ -162,11 +164,11 @@ class HubSpotConnector:
     def deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
         work = [_Work(r, caller_key(r.payload)) for r in batch]
         try:
-            live = [w for w in work if w.request.action == "message.created"]
             for w in work:
-                if w.request.action != "message.created":
-                    w.error = Rejected(f"HubSpot connector cannot do {w.request.action!r} yet")
-            self._resolve_contacts([w for w in live if w.error is None])
+                if w.request.action not in ACTIONS:
+                    w.error = Rejected(f"the HubSpot connector does not do {w.request.action!r}")
+            self._resolve_contacts([w for w in work if w.error is None])
+            live = [w for w in work if w.request.action == "message.created"]
             self._create_engagements("call_log", [w for w in live if w.error is None])
             callbacks = [
                 w
@@ -175,6 +177,9 @@ class HubSpotConnector:
             ]
             self._create_engagements(
                 "callback_task", callbacks, suffix=":callback", keep_record_id=False
+            )
+            self._upsert_meetings(
+                [w for w in work if w.error is None and w.request.action in APPOINTMENT_ACTIONS]
             )
         except DeliveryError as exc:  # the whole batch: 429, 401, 5xx, unreachable
             return [DeliveryResult(w.request.delivery_id, error=exc) for w in work]
@@ -387,6 +392,63 @@ class HubSpotConnector:
                 ),
             )
         return {t: found[t] for t in traces if t in found}
+
+    # ------------------------------------------------------------------ meetings
+    def _upsert_meetings(self, work: list[_Work]) -> None:
+        """Appointments as meetings, keyed by ``relais_id`` = ``apt:<appointment id>``:
+        creating, moving and cancelling are the same idempotent upsert (a cancel
+        sets the outcome to CANCELED, as HubSpot users do), then an association."""
+        latest: dict[str, _Work] = {}
+        for w in work:  # two changes to one appointment in a batch: the last one wins
+            latest["apt:" + str(w.request.payload["appointment"]["id"])] = w
+        api = self.client.crm.objects.meetings.batch_api
+        for part in _chunks(list(latest.items()), self.chunk):
+            inputs = []
+            for key, w in part:
+                try:
+                    props = render_section(self.info, "appointment", w.request.payload)
+                except Rejected as exc:
+                    w.error = exc
+                    continue
+                props[self.id_property] = key
+                inputs.append({"idProperty": self.id_property, "id": key, "properties": props})
+            if not inputs:
+                continue
+            response = self._call(
+                "meetings upsert",
+                lambda i=inputs: api.upsert({"inputs": i}, _preload_content=False),
+            )
+            ids = {
+                (r.get("properties") or {}).get(self.id_property): str(r["id"])
+                for r in response.get("results") or []
+            }
+            for error in response.get("errors") or []:
+                for key in (error.get("context") or {}).get("ids") or []:
+                    if key in latest:
+                        latest[key].error = Rejected(
+                            f"HubSpot refused the meeting: {error.get('message')}"
+                        )
+            pairs = [
+                {"from": {"id": ids[key]}, "to": {"id": w.contact_id}}
+                for key, w in part
+                if key in ids and w.contact_id and w.error is None
+            ]
+            if pairs:
+                self._call(
+                    "meeting association",
+                    lambda p=pairs: self.client.crm.associations.v4.batch_api.create_default(
+                        "meetings", "contacts", {"inputs": p}, _preload_content=False
+                    ),
+                )
+            for key, w in part:
+                if key in ids:
+                    w.record_id = f"meetings/{ids[key]}"
+                elif w.error is None:
+                    w.error = TransientError("HubSpot did not confirm the meeting")
+        for w in work:  # earlier changes superseded in this batch share the outcome
+            final = latest["apt:" + str(w.request.payload["appointment"]["id"])]
+            if w is not final:
+                w.record_id, w.error = final.record_id, final.error
 
     def _object_type(self, section: str) -> str:
         mapped = self.info.mapping.section(section) if self.info.mapping else None

@@ -200,3 +200,57 @@ def test_invalid_grant_parks_connection_and_keeps_deliveries(hs):
         state = start_authorization(session, T, "hubspot").state
     assert client.get("/oauth/callback", params={"state": state, "code": code}).status_code == 200
     assert drain(conn, T) == {"delivered": 1}
+
+
+def appointment_request(n: int, action: str, start: str, status: str = "confirmed"):
+    from connectors.base import DeliveryRequest
+
+    payload = {
+        "event": action,
+        "tenant": {"id": T, "name": "Cabinet Test CRM", "timezone": "Europe/Paris",
+                   "phone_region": "FR"},
+        "caller": {"name": "Jeanne Dupont", "phone": "+33612345678"},
+        "staff": None,
+        "appointment": {"id": "apt_1", "start": start, "end": start.replace(":00:00", ":30:00"),
+                        "subject": "Premier rendez-vous", "notes": "", "status": status},
+    }
+    return DeliveryRequest(delivery_id=f"dlv_{n}", idempotency_key=f"relais-dlv_{n}",
+                           action=action, payload=payload)
+
+
+def test_appointments_become_one_meeting_moved_then_cancelled(hs):
+    from connectors.base import Runtime
+    from connectors.registry import build_connector
+    from relais.models import Connection as Row
+    from sync.credentials import connection_info
+    from sync.links import ConnectionLinks
+
+    conn = private_app(hs)
+    with session_scope(readonly=True) as session:
+        info = connection_info(session.get(Row, conn))
+
+    def send(*requests):
+        links = ConnectionLinks(T, conn)
+        results = build_connector(info, Runtime(links=links)).deliver(list(requests))
+        with session_scope() as session:
+            links.flush(session)
+        return results
+
+    first = send(appointment_request(1, "appointment.created", "2026-12-01T09:00:00+00:00"))
+    assert first[0].ok and first[0].external_id.startswith("meetings/")
+    again = send(appointment_request(1, "appointment.created", "2026-12-01T09:00:00+00:00"))
+    assert again[0].external_id == first[0].external_id
+    moved = send(appointment_request(2, "appointment.updated", "2026-12-02T10:00:00+00:00"))
+    assert moved[0].external_id == first[0].external_id
+    meetings = objects(hs, "meetings")
+    assert len(meetings) == 1
+    assert props(meetings[0])["hs_meeting_outcome"] == "SCHEDULED"
+    assert props(meetings[0])["hs_meeting_start_time"] in (
+        "2026-12-02T10:00:00Z", "2026-12-02T10:00:00.000Z", "1764669600000")
+    assert associated(hs, "meetings") == 1
+    cancelled = send(appointment_request(3, "appointment.cancelled",
+                                         "2026-12-02T10:00:00+00:00", status="cancelled"))
+    assert cancelled[0].ok
+    meetings = objects(hs, "meetings")
+    assert len(meetings) == 1 and props(meetings[0])["hs_meeting_outcome"] == "CANCELED"
+    assert len(objects(hs, "contacts")) == 1
