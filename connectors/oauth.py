@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,7 +76,8 @@ def _token_request(
     verify = settings.get("ca_file")  # the sandbox CA; None: the system trust store
     try:
         if verify:
-            with httpx.Client(timeout=15, verify=verify) as client:
+            context = ssl.create_default_context(cafile=verify)
+            with httpx.Client(timeout=15, verify=context) as client:
                 response = client.post(url, data=form, headers={"Accept": "application/json"})
         else:
             with make_client(15) as client:
