@@ -146,3 +146,18 @@ def refresh(spec: ProviderSpec, settings: dict[str, Any], credentials: dict[str,
     if not tokens.refresh_token:  # most providers keep the old one valid
         tokens.refresh_token = credentials["refresh_token"]
     return tokens
+
+
+def client_credentials(
+    spec: ProviderSpec, settings: dict[str, Any], client: dict[str, str]
+) -> TokenSet:
+    """Server-to-server tokens (Salesforce client credentials flow): no person, no
+    refresh token; the engine asks again when the token expires."""
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": client["client_id"],
+        "client_secret": client["client_secret"],
+    }
+    if settings.get("scopes"):
+        form["scope"] = " ".join(settings["scopes"])
+    return _token_request(spec, settings, form, datetime.now(UTC))

@@ -251,15 +251,27 @@ def connect(
         ),
     ] = None,
     authorize: Annotated[bool, typer.Option(help="print the OAuth URL to open")] = False,
+    client_credentials: Annotated[
+        bool, typer.Option(help="get a server-to-server token (Salesforce client credentials)")
+    ] = False,
 ) -> None:
     """Set a connection's credentials: an OAuth app (then --authorize) or a private token."""
-    from relais.connections import ConnectError, set_credentials, start_authorization
+    from connectors.base import DeliveryError
+    from relais.connections import (
+        ConnectError,
+        connect_client_credentials,
+        set_credentials,
+        start_authorization,
+    )
     from relais.db import session_scope
     from relais.queue import enqueue_connections
 
     _upgrade()
-    if not (client_id or client_secret or token or authorize):
-        fail("give --client-id and --client-secret, or --token, and/or --authorize")
+    if not (client_id or client_secret or token or authorize or client_credentials):
+        fail(
+            "give --client-id and --client-secret, or --token, and/or --authorize "
+            "or --client-credentials"
+        )
     try:
         with session_scope() as session:
             connection_id = None
@@ -271,9 +283,11 @@ def connect(
                     {"client_id": client_id, "client_secret": client_secret, "access_token": token},
                 )
             started = start_authorization(session, tenant, connection) if authorize else None
-    except ConnectError as exc:
+            if client_credentials:
+                connection_id = connect_client_credentials(session, tenant, connection).id
+    except (ConnectError, DeliveryError) as exc:
         fail(str(exc))
-    if token and connection_id:
+    if (token or client_credentials) and connection_id:
         enqueue_connections([connection_id])
         out.print(f"{tenant}/{connection}: token stored; connection active")
     elif client_id or client_secret:

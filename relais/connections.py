@@ -13,7 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.catalog import provider
-from connectors.oauth import TokenSet, authorize_url, exchange_code, pkce_pair
+from connectors.oauth import (
+    TokenSet,
+    authorize_url,
+    client_credentials,
+    exchange_code,
+    pkce_pair,
+)
 from relais.crypto import decrypt_json, encrypt_json
 from relais.models import AuditEvent, Connection, OAuthState, utcnow
 from relais.settings import get_settings
@@ -31,12 +37,25 @@ class ConnectError(ValueError):
 
 
 def find_connection(session: Session, tenant_id: str, name: str) -> Connection:
-    row = session.scalar(
-        select(Connection).where(Connection.tenant_id == tenant_id, Connection.name == name)
-    )
-    if row is None or row.status == "disabled":
-        raise ConnectError(f"tenant {tenant_id} has no connection {name!r}", status=404)
-    return row
+    """A connection by its name, or by its provider when the tenant has only one."""
+    rows = [
+        r
+        for r in session.scalars(select(Connection).where(Connection.tenant_id == tenant_id))
+        if r.status != "disabled"
+    ]
+    named = [r for r in rows if r.name == name]
+    by_provider = [r for r in rows if r.provider == name]
+    if named:
+        return named[0]
+    if len(by_provider) == 1:
+        return by_provider[0]
+    if by_provider:
+        names = ", ".join(sorted(r.name for r in by_provider))
+        raise ConnectError(
+            f"tenant {tenant_id} has several {name} connections ({names}): name the one to connect",
+            status=409,
+        )
+    raise ConnectError(f"tenant {tenant_id} has no connection {name!r}", status=404)
 
 
 def _client(row: Connection) -> dict[str, str]:
@@ -127,6 +146,14 @@ def complete_authorization(session: Session, state: str, code: str) -> Connectio
         pending.code_verifier,
     )
     store_tokens(session, row, tokens, "authorization_code")
+    return row
+
+
+def connect_client_credentials(session: Session, tenant_id: str, name: str) -> Connection:
+    """Fetch a server-to-server token with the stored app credentials."""
+    row = find_connection(session, tenant_id, name)
+    tokens = client_credentials(provider(row.provider), dict(row.settings), _client(row))
+    store_tokens(session, row, tokens, "client_credentials")
     return row
 
 
