@@ -25,6 +25,12 @@ from relais.models import RateWindow
 from relais.settings import get_settings
 
 MARGIN_SECONDS = 0.5
+MARGIN_SHARE = 0.05  # of the window: a request queued behind a busy CPU arrives late
+
+
+def margin(window: float) -> float:
+    """How much longer than the provider's window we keep our own."""
+    return max(MARGIN_SECONDS, MARGIN_SHARE * window)
 
 
 class WindowStore(Protocol):
@@ -58,9 +64,20 @@ class DatabaseWindows:
     def _row(session: Session, key: str) -> RateWindow:
         row = session.get(RateWindow, key, with_for_update=True)
         if row is None:
-            row = RateWindow(key=key, stamps=[])
-            session.add(row)
-            session.flush()
+            # Two processes may create the key's row at once: the loser's insert
+            # must not fail its transaction (PostgreSQL: ON CONFLICT DO NOTHING;
+            # SQLite: BEGIN IMMEDIATE already serialises writers).
+            if session.get_bind().dialect.name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+
+                session.execute(
+                    insert(RateWindow).values(key=key, stamps=[]).on_conflict_do_nothing()
+                )
+            else:
+                session.add(RateWindow(key=key, stamps=[]))
+                session.flush()
+            row = session.get(RateWindow, key, with_for_update=True, populate_existing=True)
+            assert row is not None
         return row
 
 
@@ -106,7 +123,7 @@ class Pacer:
     def wait(self, cost: int = 1) -> None:
         for _ in range(cost):
             now = self.clock()
-            slot = self.store.reserve(self.key, self.limit, self.window + MARGIN_SECONDS, now)
+            slot = self.store.reserve(self.key, self.limit, self.window + margin(self.window), now)
             if slot > now:
                 self.waited += slot - now
                 self.sleep(slot - now)
