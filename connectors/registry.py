@@ -37,8 +37,10 @@ def connector_class(provider: str) -> ConnectorFactory:
 
 def _load_builtins() -> None:
     # Imported for the side effect of registering the built-in connectors.
+    import connectors.email  # noqa: F401
     import connectors.hubspot  # noqa: F401
     import connectors.salesforce  # noqa: F401
+    import connectors.sms  # noqa: F401
     import connectors.webhook  # noqa: F401
 
 

@@ -8,7 +8,10 @@ counters), the test CA (``shared_tls``). CRM emulators:
 Calendar emulators: ``GoogleCalendarEmulator`` (Calendar v3 + Google OAuth),
 ``GraphEmulator`` (Microsoft Graph v1.0 + identity platform, HTTPS),
 ``start_calendar_sandboxes()``. Run them all in the foreground with
-``python -m sandbox``.
+``python -m sandbox``. Email and SMS (not started by ``python -m sandbox``
+yet): ``SmtpSandbox`` (aiosmtpd, STARTTLS or implicit TLS, AUTH) and
+``SmsGatewayEmulator`` (Sinch SMS REST API, signed delivery reports and
+inbound replies).
 """
 
 from sandbox.calendars import CalendarSandboxes, start_calendar_sandboxes
@@ -19,6 +22,8 @@ from sandbox.hubspot import HubSpotConfig, HubSpotEmulator
 from sandbox.knobs import Clock, Fault, Knobs
 from sandbox.salesforce import SalesforceConfig, SalesforceEmulator
 from sandbox.server import Emulator, SandboxServer
+from sandbox.sms_gateway import SmsGatewayConfig, SmsGatewayEmulator
+from sandbox.smtp import ReceivedMail, SmtpSandbox
 from sandbox.tls import TLSMaterial, create_tls, shared_tls
 
 __all__ = [
@@ -34,9 +39,13 @@ __all__ = [
     "HubSpotConfig",
     "HubSpotEmulator",
     "Knobs",
+    "ReceivedMail",
     "SalesforceConfig",
     "SalesforceEmulator",
     "SandboxServer",
+    "SmsGatewayConfig",
+    "SmsGatewayEmulator",
+    "SmtpSandbox",
     "TLSMaterial",
     "create_tls",
     "shared_tls",

@@ -18,6 +18,12 @@ Calendars, the same way: ``google_server``/``google_emulator`` and
 ``ms_session(emu)`` and ``graph_client(emu, token)`` (httpx, TLS trusting the
 sandbox CA). ``NotificationReceiver`` (fixture ``notification_receiver``)
 records webhook POSTs and answers Graph's validation handshake.
+
+Email and SMS: ``smtp_server``/``smtp_sandbox`` (STARTTLS + AUTH) and
+``smtps_server``/``smtps_sandbox`` (implicit TLS), ``sms_server``/
+``sms_gateway`` (the Sinch SMS emulator, callbacks signed with
+``SMS_WEBHOOK_SECRET``); ``email_connection(smtp)`` and
+``sms_connection(gateway)`` build the connectors' ``ConnectionInfo``.
 """
 
 from __future__ import annotations
@@ -39,11 +45,22 @@ from sandbox.google_calendar import GoogleCalendarEmulator
 from sandbox.graph import GraphEmulator
 from sandbox.hubspot import HubSpotEmulator
 from sandbox.salesforce import SalesforceEmulator
+from sandbox.sms_gateway import SmsGatewayConfig, SmsGatewayEmulator
+from sandbox.smtp import SmtpSandbox
 from sandbox.tls import TLSMaterial, shared_tls
 
 __all__ = [
+    "SMS_WEBHOOK_SECRET",
     "NotificationReceiver",
     "Received",
+    "email_connection",
+    "sms_connection",
+    "sms_gateway",
+    "sms_server",
+    "smtp_sandbox",
+    "smtp_server",
+    "smtps_sandbox",
+    "smtps_server",
     "google_batch",
     "google_credentials",
     "google_emulator",
@@ -280,6 +297,34 @@ class NotificationReceiver:
         self.stop()
 
 
+# ------------------------------------------------------------- email and SMS
+
+SMS_WEBHOOK_SECRET = "sandbox-sms-webhook-secret"
+
+
+def email_connection(smtp: SmtpSandbox, *, password: str | None = None,
+                     **settings: Any) -> Any:
+    """The email connector's ``ConnectionInfo`` for this SMTP sandbox."""
+    from connectors.base import ConnectionInfo
+
+    credentials = {"password": smtp.password if password is None else password}
+    return ConnectionInfo(id="conn-email", tenant_id="tenant-sandbox", name="email",
+                          provider="email", settings=smtp.settings(**settings),
+                          credentials=credentials)
+
+
+def sms_connection(gateway: SmsGatewayEmulator, *, api_token: str | None = None,
+                   **settings: Any) -> Any:
+    """The SMS connector's ``ConnectionInfo`` for this gateway emulator."""
+    from connectors.base import ConnectionInfo
+
+    credentials = {"api_token": gateway.api_token if api_token is None else api_token,
+                   "webhook_secret": gateway.config.webhook_secret}
+    return ConnectionInfo(id="conn-sms", tenant_id="tenant-sandbox", name="sms",
+                          provider="sms", settings=gateway.settings(**settings),
+                          credentials=credentials)
+
+
 def _reset(emulator: Any, defaults: Any) -> None:
     emulator.config = copy.deepcopy(defaults)
     emulator.reset(data=True)
@@ -360,3 +405,39 @@ else:
             yield receiver
         finally:
             receiver.stop()
+
+    @pytest.fixture(scope="module")
+    def smtp_server() -> Iterator[SmtpSandbox]:
+        with SmtpSandbox("starttls") as server:
+            yield server
+
+    @pytest.fixture
+    def smtp_sandbox(smtp_server: SmtpSandbox) -> SmtpSandbox:
+        smtp_server.reset()
+        return smtp_server
+
+    @pytest.fixture(scope="module")
+    def smtps_server() -> Iterator[SmtpSandbox]:
+        with SmtpSandbox("tls") as server:
+            yield server
+
+    @pytest.fixture
+    def smtps_sandbox(smtps_server: SmtpSandbox) -> SmtpSandbox:
+        smtps_server.reset()
+        return smtps_server
+
+    @pytest.fixture(scope="module")
+    def sms_server() -> Iterator[SmsGatewayEmulator]:
+        emulator = SmsGatewayEmulator(
+            config=SmsGatewayConfig(webhook_secret=SMS_WEBHOOK_SECRET)).start()
+        try:
+            yield emulator
+        finally:
+            emulator.stop()
+
+    @pytest.fixture
+    def sms_gateway(sms_server: SmsGatewayEmulator) -> SmsGatewayEmulator:
+        sms_server.config = copy.deepcopy(sms_server.__dict__.setdefault(
+            "_pristine_config", copy.deepcopy(sms_server.config)))
+        sms_server.reset(data=True)
+        return sms_server
