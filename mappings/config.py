@@ -29,6 +29,7 @@ from pydantic_core import ErrorDetails
 
 from mappings.errors import ConfigError, ConfigIssue, Path, format_path
 from mappings.fieldmap import check_mapping_references
+from mappings.rulecheck import check_rules
 from mappings.schema import (
     PROVIDERS,
     Action,
@@ -118,6 +119,17 @@ _MISSING_EXAMPLES = {
     "provider": "provider: webhook (or " + ", ".join(PROVIDERS[1:]) + ")",
     "then": "then: with a list of actions such as `- connection: crm`",
     "connection": "connection: <one of the names under connections>",
+    "duration_minutes": "duration_minutes: 30",
+    "country": "country: FR",
+    "to": "to: [<staff id>, on_call, or an address]",
+    "body": "body: the text of the message",
+    "rotation": "rotation: [<staff id>, …] or [{staff: <id>, from: \"mon 08:00\"}, …]",
+    "steps": "steps: with at least one `- {to: on_call, channel: sms, wait: 10m}`",
+    "dead_end": "dead_end: {to: admin@example.fr}",
+    "channel": "channel: sms (or email)",
+    "wait": "wait: 10m",
+    "staff": "staff: <a staff id>",
+    "from": "from: 2026-12-24T18:00",
 }
 
 _EXTRA_HINTS: dict[tuple[type[BaseModel], str], str] = {
@@ -388,6 +400,47 @@ def check_references(config: TenantConfig, document: YamlDocument) -> list[Confi
 
     duplicates("staff", [s.id for s in config.staff], "id", "staff id")
     duplicates("call_types", [c.id for c in config.call_types], "id", "call type id")
+    duplicates(
+        "appointment_types", [t.id for t in config.appointment_types], "id", "appointment type id"
+    )
+    staff_ids = [s.id for s in config.staff]
+    for t_index, appointment_type in enumerate(config.appointment_types):
+        listed: set[str] = set()
+        for s_index, staff_id in enumerate(appointment_type.staff or []):
+            path = ("appointment_types", t_index, "staff", s_index)
+            member = config.staff_member(staff_id)
+            if member is None:
+                issues.append(
+                    document.issue(
+                        path,
+                        f"unknown staff member {staff_id!r}",
+                        did_you_mean(staff_id, staff_ids)
+                        + "known staff: "
+                        + (", ".join(staff_ids) or "none yet (declare them under `staff:`)"),
+                        "unknown_staff",
+                    )
+                )
+            elif member.calendar is None:
+                issues.append(
+                    document.issue(
+                        path,
+                        f"staff member {staff_id!r} has no calendar, so nobody can see when "
+                        "they are free",
+                        f"give {staff_id} a `calendar: {{connection: …, id: …}}`, or remove "
+                        "them from this list",
+                        "no_calendar",
+                    )
+                )
+            elif staff_id in listed:
+                issues.append(
+                    document.issue(
+                        path,
+                        f"{staff_id!r} is listed twice",
+                        "list each person once",
+                        "duplicate_staff",
+                    )
+                )
+            listed.add(staff_id)
 
     for c_index, call_type in enumerate(config.call_types):
         seen: set[str] = set()
@@ -417,15 +470,15 @@ def check_references(config: TenantConfig, document: YamlDocument) -> list[Confi
         if member.calendar is None:
             continue
         name = member.calendar.connection
-        path: Path = ("staff", s_index, "calendar", "connection")
+        calendar_path: Path = ("staff", s_index, "calendar", "connection")
         connection = config.connections.get(name)
         if connection is None:
-            issues.append(unknown_connection(path, name))
+            issues.append(unknown_connection(calendar_path, name))
         elif connection.role != "calendar":
             calendars = [n for n, c in config.connections.items() if c.role == "calendar"]
             issues.append(
                 document.issue(
-                    path,
+                    calendar_path,
                     f"connection {name!r} is a {connection.role} connection, not a calendar",
                     "use a connection with role calendar"
                     + (f": {', '.join(calendars)}" if calendars else " (none declared yet)"),
@@ -476,20 +529,22 @@ def check_references(config: TenantConfig, document: YamlDocument) -> list[Confi
     for base, then in actions:
         named: set[str] = set()
         for a_index, action in enumerate(then):
-            if action.connection is None:
+            target = action.target_connection  # connection, webhook or crm
+            if target is None:
                 continue
-            action_path: Path = (*base, "then", a_index, "connection")
-            if action.connection not in config.connections:
-                issues.append(unknown_connection(action_path, action.connection))
-            elif action.connection in named:
+            action_path: Path = (*base, "then", a_index, action.kind)
+            if target not in config.connections:
+                issues.append(unknown_connection(action_path, target))
+            elif target in named:
                 issues.append(
                     document.issue(
                         action_path,
-                        f"connection {action.connection!r} is listed twice in this rule",
+                        f"connection {target!r} is listed twice in this rule",
                         "list it once",
                         "duplicate_action",
                     )
                 )
-            named.add(action.connection)
+            named.add(target)
+    issues.extend(check_rules(config, document))
     issues.extend(check_mapping_references(config, document))
     return issues

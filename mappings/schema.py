@@ -271,6 +271,26 @@ DayRanges = Annotated[
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+def _check_day_ranges(ranges: list[TimeRange]) -> list[TimeRange]:
+    """One day's ranges, sorted; overlapping ones (or more than a day) are errors."""
+
+    def span(r: TimeRange) -> tuple[int, int]:
+        start = r.start.hour * 60 + r.start.minute
+        return start, start + r.minutes
+
+    ordered = sorted(ranges, key=lambda r: r.start)
+    for before, after in zip(ordered, ordered[1:], strict=False):
+        if span(after)[0] < span(before)[1]:
+            fail(
+                "overlapping_hours",
+                f"{before} and {after} overlap",
+                "merge them into one range, or correct one of the times",
+            )
+    if sum(r.minutes for r in ordered) > 1440:
+        fail("overlapping_hours", "these ranges cover more than a day", "remove one")
+    return ordered
+
+
 class BusinessHours(Model):
     """Opening hours per weekday (missing day = closed), in the tenant's zone."""
 
@@ -286,21 +306,7 @@ class BusinessHours(Model):
     @field_validator(*WEEKDAYS)
     @classmethod
     def _no_overlap(cls, ranges: list[TimeRange]) -> list[TimeRange]:
-        def span(r: TimeRange) -> tuple[int, int]:
-            start = r.start.hour * 60 + r.start.minute
-            return start, start + r.minutes
-
-        ordered = sorted(ranges, key=lambda r: r.start)
-        for before, after in zip(ordered, ordered[1:], strict=False):
-            if span(after)[0] < span(before)[1]:
-                fail(
-                    "overlapping_hours",
-                    f"{before} and {after} overlap",
-                    "merge them into one range, or correct one of the times",
-                )
-        if sum(r.minutes for r in ordered) > 1440:
-            fail("overlapping_hours", "these ranges cover more than a day", "remove one")
-        return ordered
+        return _check_day_ranges(ranges)
 
     @field_validator("closures")
     @classmethod
@@ -342,6 +348,25 @@ class StaffCalendar(Model):
     id: Text  # calendar id (Google) or mailbox (Outlook)
 
 
+_CLOSED_WORDS = ("closed", "ferme", "fermé", "off")
+
+
+def _override_ranges(value: Any) -> Any:
+    """``closed`` (or nothing, or ``[]``) closes the date; else one range or a list."""
+    if value is None or value is False:
+        return []
+    if isinstance(value, str) and value.strip().casefold() in _CLOSED_WORDS:
+        return []
+    return [value] if isinstance(value, str) else value
+
+
+OverrideRanges = Annotated[
+    list[Annotated[TimeRange, BeforeValidator(parse_time_range)]],
+    BeforeValidator(_override_ranges),
+    AfterValidator(_check_day_ranges),
+]
+
+
 class StaffMember(Model):
     id: Slug
     name: Text
@@ -350,6 +375,11 @@ class StaffMember(Model):
     timezone: ZoneName | None = None  # filled with the tenant's zone after loading
     calendar: StaffCalendar | None = None
     crm_owner_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    # Bookable hours, in the staff member's zone; default: the tenant's business_hours.
+    # Their `closures` are this person's own days off.
+    working_hours: BusinessHours | None = None
+    # One date's hours replaced: `2026-12-24: 09:00-12:00`, or `closed`.
+    overrides: Annotated[dict[date, OverrideRanges], BeforeValidator(_empty_dict)] = {}
 
     @field_validator("phone")
     @classmethod
@@ -422,6 +452,92 @@ class CallType(Model):
     urgency_default: Urgency = "normal"
     sensitive: bool | None = None  # None: the tenant's setting
     intake_fields: Annotated[list[IntakeField], BeforeValidator(_empty_list)] = []
+
+
+# --------------------------------------------------------------------------- holidays
+
+
+@lru_cache(maxsize=1)
+def _holiday_countries() -> dict[str, tuple[str, ...]]:
+    import holidays  # big package: loaded only when a tenant names a country
+
+    return {k: tuple(v) for k, v in holidays.list_supported_countries().items()}
+
+
+class Holidays(Model):
+    """Public holidays closing every staff calendar (``holidays`` package)."""
+
+    country: str
+    subdivision: str | None = None
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        country = value.strip().upper()
+        if country not in _holiday_countries():
+            fail(
+                "invalid_country",
+                f"{value!r} is not a country with known public holidays",
+                "use a two-letter ISO country code such as FR, BE, CH or CA",
+            )
+        return country
+
+    @field_validator("subdivision")
+    @classmethod
+    def _subdivision(cls, value: str | None, info: ValidationInfo) -> str | None:
+        country = info.data.get("country")
+        if value is None or country is None:  # a bad country is reported on its own
+            return value
+        known = _holiday_countries().get(country, ())
+        if value not in known:
+            listed = ", ".join(known[:20]) + ("…" if len(known) > 20 else "")
+            fail(
+                "invalid_subdivision",
+                f"{value!r} is not a subdivision of {country}",
+                did_you_mean(value, list(known))
+                + (f"use one of: {listed}" if known else f"{country} has none: remove it"),
+            )
+        return value
+
+
+# --------------------------------------------------------------------------- appointment types
+
+Minutes = Annotated[int, Field(ge=0, le=24 * 60)]
+
+
+def _non_empty_staff(values: list[str] | None) -> list[str] | None:
+    if values is not None and not values:
+        fail(
+            "empty_staff",
+            "an empty list leaves nobody to book",
+            "list at least one staff id, or remove `staff` to offer every staff member "
+            "with a calendar",
+        )
+    return values
+
+
+class AppointmentTypeSpec(Model):
+    """What a secretary can book, and the rules its slots follow (see sync.availability)."""
+
+    id: Slug
+    label: Text
+    duration_minutes: Annotated[int, Field(ge=5, le=24 * 60)]
+    buffer_before_minutes: Minutes = 0
+    buffer_after_minutes: Minutes = 0
+    minimum_notice_minutes: Annotated[int, Field(ge=0, le=60 * 24 * 60)] = 0
+    # Slots start before the end of the local date today + N days; 0 = today only.
+    booking_horizon_days: Annotated[int, Field(ge=0, le=366)] = 60
+    interval_minutes: Annotated[int, Field(ge=5, le=24 * 60)] | None = None  # default: duration
+    align: Literal["range", "clock"] = "range"
+    daily_limit: Annotated[int, Field(ge=1, le=1000)] | None = None
+    # Who can take it (staff ids); default: every staff member with a calendar.
+    staff: Annotated[
+        list[str] | None, BeforeValidator(_listify), AfterValidator(_non_empty_staff)
+    ] = None
+
+    @property
+    def step_minutes(self) -> int:
+        return self.interval_minutes or self.duration_minutes
 
 
 # --------------------------------------------------------------------------- connections
@@ -567,6 +683,497 @@ Connection = Annotated[AnyConnection, Field(discriminator="provider")]
 ConnectionName = Annotated[str, AfterValidator(_connection_name)]
 
 
+# --------------------------------------------------------------------------- rule language
+# Named windows, message templates, recipients, on-call schedules and escalation
+# ladders (tenant-level keys), used by the `when` conditions and `then` actions
+# below. Evaluated by mappings/rules.py, mappings/oncall.py, mappings/escalation.py.
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+RESERVED_WINDOWS: tuple[str, ...] = ("business_hours", "after_hours")
+ON_CALL = "on_call"
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        fail(
+            "invalid_name",
+            f"{value!r} is not a valid name",
+            "use up to 63 lowercase letters, digits, dashes and underscores, "
+            f"e.g. {slugify(value)!r}",
+        )
+    return value
+
+
+def _window_name(value: str) -> str:
+    if value in RESERVED_WINDOWS:
+        fail(
+            "reserved_name",
+            f"{value!r} is a built-in window",
+            "it follows business_hours already; give your window another name",
+        )
+    return _name(value)
+
+
+Name = Annotated[str, AfterValidator(_name)]
+WindowName = Annotated[str, AfterValidator(_window_name)]
+
+_DAY_HINT = (
+    "write a day (mon tue wed thu fri sat sun), a range such as mon-fri (fri-mon wraps "
+    "around the weekend), several separated by commas (sat,sun), or daily"
+)
+
+
+def parse_days(spec: str) -> tuple[int, ...]:
+    """``mon-fri`` → (0, 1, 2, 3, 4); ``fri-mon`` wraps; ``sat,sun``; ``daily``. Sorted."""
+    days: set[int] = set()
+    for part in spec.replace(" ", "").lower().split(","):
+        if part == "daily":
+            days.update(range(7))
+            continue
+        first, dash, last = part.partition("-")
+        for name in (first, last) if dash else (first,):
+            if name not in WEEKDAYS:
+                fail(
+                    "invalid_days",
+                    f"{spec!r} is not a set of days" + (f": {name!r} is not a day" if name else ""),
+                    did_you_mean(name, WEEKDAYS) + _DAY_HINT,
+                )
+        start = WEEKDAYS.index(first)
+        end = WEEKDAYS.index(last) if dash else start
+        days.update((start + i) % 7 for i in range((end - start) % 7 + 1))
+    return tuple(sorted(days))
+
+
+def _day_spec(value: str) -> str:
+    parse_days(value)
+    return value
+
+
+def _check_window(days: dict[str, list[TimeRange]]) -> dict[str, list[TimeRange]]:
+    if not days:
+        fail("empty_window", "this window has no hours", "add e.g. `mon-fri: 18:00-22:00`")
+    weekly: list[list[TimeRange]] = [[] for _ in WEEKDAYS]
+    for spec, ranges in days.items():
+        for day in parse_days(spec):
+            weekly[day].extend(ranges)
+    for day, ranges in enumerate(weekly):
+        try:
+            _check_day_ranges(ranges)
+        except PydanticCustomError as exc:
+            context = exc.context or {}
+            fail(
+                exc.type,
+                f"{WEEKDAYS[day]}: {context.get('message', exc.message())}",
+                str(context.get("hint", "")),
+            )
+    return days
+
+
+WindowDays = Annotated[
+    dict[Annotated[str, AfterValidator(_day_spec)], DayRanges], AfterValidator(_check_window)
+]
+
+_DURATION = re.compile(r"(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?")
+_DURATION_HINT = "write a duration such as 10m, 1h or 1h30m"
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"10m"``, ``"1h30m"``, ``"45s"`` → timedelta; a bare number is refused (unit unclear)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        fail("invalid_duration", f"{value!r} is not a duration", _DURATION_HINT)
+    if not isinstance(value, str):
+        fail("invalid_duration", f"{value!r} has no unit", f"write {value}m for minutes")
+    found = _DURATION.fullmatch(value.strip().lower())
+    if not value.strip() or not found or not any(found.groups()):
+        fail("invalid_duration", f"{value!r} is not a duration", _DURATION_HINT)
+    hours, minutes, seconds = (int(g or 0) for g in found.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _duration_between(low: timedelta, high: timedelta) -> Any:
+    def check(value: timedelta) -> timedelta:
+        if not low <= value <= high:
+            fail(
+                "invalid_duration",
+                f"{_show(value)} is {'too short' if value < low else 'too long'}",
+                f"write a duration from {_show(low)} to {_show(high)}",
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _show(delta: timedelta) -> str:
+    from mappings.wallclock import format_duration
+
+    return format_duration(delta)
+
+
+Wait = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    _duration_between(timedelta(seconds=30), timedelta(hours=24)),
+]
+Every = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    _duration_between(timedelta(minutes=5), timedelta(hours=24)),
+]
+
+
+def parse_clock(value: Any) -> time:
+    """``"18:00"`` → time(18, 0)."""
+    if isinstance(value, time):
+        return value
+    found = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value).strip())
+    if not found or int(found.group(1)) > 23 or int(found.group(2)) > 59:
+        fail("invalid_time", f"{value!r} is not a time of day", "write HH:MM, e.g. 18:00")
+    return time(int(found.group(1)), int(found.group(2)))
+
+
+Clock = Annotated[time, BeforeValidator(parse_clock)]
+
+
+class WeekTime(BaseModel):
+    """A weekday and a time of day, written ``mon 08:00``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    day: Annotated[int, Field(ge=0, le=6)]
+    clock: time
+
+    def __str__(self) -> str:
+        return f"{WEEKDAYS[self.day]} {self.clock:%H:%M}"
+
+    @property
+    def minute_of_week(self) -> int:
+        return self.day * 1440 + self.clock.hour * 60 + self.clock.minute
+
+
+def parse_week_time(value: Any) -> Any:
+    if isinstance(value, (WeekTime, dict)):
+        return value
+    text = str(value).strip()
+    day, _, clock = text.partition(" ")
+    if day.lower()[:3] not in WEEKDAYS or not clock.strip():
+        fail(
+            "invalid_week_time",
+            f"{value!r} is not a day and a time",
+            did_you_mean(day.lower(), WEEKDAYS) + "write the day and the time, e.g. `mon 08:00`",
+        )
+    return WeekTime(day=WEEKDAYS.index(day.lower()[:3]), clock=parse_clock(clock))
+
+
+WeekTimeField = Annotated[WeekTime, BeforeValidator(parse_week_time)]
+
+
+def parse_local_datetime(value: Any) -> Any:
+    """A datetime, a date (its midnight) or ISO 8601 text; without an offset it is read on
+    the tenant's wall clock (see mappings.wallclock)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime.combine(value, time())
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    fail(
+        "invalid_datetime",
+        f"{value!r} is not a date and time",
+        "write 2026-12-24T18:00 (on the tenant's clock) or 2026-12-24T18:00+01:00",
+    )
+
+
+LocalDateTime = Annotated[datetime, BeforeValidator(parse_local_datetime)]
+
+# ---- recipients
+
+_PHONE_LIKE = re.compile(r"\+?[0-9][0-9 .()/-]*")
+
+
+def recipient_kind(value: str) -> str:
+    """``on_call``, ``email``, ``phone`` (only digits and + . ( ) / - spaces) or ``staff``
+    (a staff id, checked against the file)."""
+    if value == ON_CALL:
+        return "on_call"
+    if "@" in value:
+        return "email"
+    if _PHONE_LIKE.fullmatch(value):
+        return "phone"
+    return "staff"
+
+
+def _recipient(value: str, info: ValidationInfo) -> str:
+    kind = recipient_kind(value)
+    if kind == "email":
+        return _email(value)
+    if kind == "phone":
+        context = info.context or {}
+        if context.get("phone_region_invalid"):
+            return value
+        return normalize_phone(value, context.get("phone_region"))
+    if kind == "staff" and not SLUG.fullmatch(value):
+        fail(
+            "invalid_recipient",
+            f"{value!r} is not a recipient",
+            "write a staff id, on_call, an email address or a phone number",
+        )
+    return value
+
+
+Recipients = Annotated[
+    list[Annotated[str, AfterValidator(_recipient)]],
+    BeforeValidator(_listify),
+    Field(min_length=1),
+]
+Channel = Literal["email", "sms"]
+
+
+# ---- message templates
+
+
+def _template_text(value: str | None) -> str | None:
+    if value is not None:
+        from mappings.fieldmap import _analyse_template  # sandboxed, compiled once
+
+        _analyse_template(value)
+    return value
+
+
+class MessageTemplate(Model):
+    """An email or SMS text (sandboxed Jinja2, the variables of CRM field templates).
+
+    SMS use the ``body`` only; an email without ``subject`` gets the built-in one.
+    """
+
+    subject: Annotated[
+        Annotated[str, Field(min_length=1, max_length=1000)] | None,
+        AfterValidator(_template_text),
+    ] = None
+    body: Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(_template_text)]
+
+
+# ---- on-call schedule
+
+
+class RotationEntry(Model):
+    """One turn of the rotation: who, and (timetable form) from which weekly time."""
+
+    staff: str
+    from_: WeekTimeField | None = Field(default=None, alias="from")
+
+
+def _turn_start(entry: RotationEntry) -> int:
+    return entry.from_.minute_of_week if entry.from_ is not None else -1
+
+
+def _rotation_entry(value: Any) -> Any:
+    return {"staff": value} if isinstance(value, str) else value
+
+
+class OnCallOverride(Model):
+    """``staff`` is on call from ``from`` to ``to`` instead of the rotation."""
+
+    staff: str
+    from_: LocalDateTime = Field(alias="from")
+    to: LocalDateTime
+
+
+class OnCall(Model):
+    """Who is on call, in the tenant's zone. Two forms of ``rotation``:
+
+    * a weekly timetable: ``[{staff: jean, from: "mon 08:00"}, {staff: lucas, from:
+      "fri 18:00"}]`` — each turn lasts until the next one's ``from``, round the week;
+    * turns of a week each: ``[jean, lucas]`` with ``handover: "mon 08:00"`` (when the
+      week changes hands) and ``start: 2026-01-05`` (the handover date of the first turn).
+
+    ``overrides`` replace the rotation for a while (holidays, swaps).
+    """
+
+    rotation: Annotated[
+        list[Annotated[RotationEntry, BeforeValidator(_rotation_entry)]], Field(min_length=1)
+    ]
+    handover: WeekTimeField | None = None
+    start: date | None = None
+    overrides: Annotated[list[OnCallOverride], BeforeValidator(_empty_list)] = []
+
+    @property
+    def timetable(self) -> bool:
+        """True for the weekly-timetable form (entries with ``from``)."""
+        return self.rotation[0].from_ is not None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> OnCall:
+        timed = [e.from_ is not None for e in self.rotation]
+        if any(timed) and not all(timed):
+            fail(
+                "invalid_rotation",
+                "some turns of the rotation have `from` and others do not",
+                "either give every turn a `from: \"mon 08:00\"` (a weekly timetable), or list "
+                "staff ids only with `handover:` and `start:` (a week each)",
+            )
+        if all(timed):
+            for key in ("handover", "start"):
+                if getattr(self, key) is not None:
+                    fail(
+                        "invalid_rotation",
+                        f"`{key}` goes with a rotation of whole weeks, but these turns have "
+                        "`from` times",
+                        f"remove `{key}`: each turn starts at its `from`",
+                    )
+            starts = [e.from_ for e in self.rotation]
+            if len(set(starts)) != len(starts):
+                fail("invalid_rotation", "two turns start at the same time", "give each its own")
+            self.rotation = sorted(self.rotation, key=_turn_start)
+        elif len(self.rotation) > 1 and (self.handover is None or self.start is None):
+            missing = " and ".join(
+                f"`{k}`" for k in ("handover", "start") if getattr(self, k) is None
+            )
+            fail(
+                "invalid_rotation",
+                f"a rotation of whole weeks needs {missing}",
+                "add e.g. `handover: \"mon 08:00\"` and `start: 2026-01-05` (the date the first "
+                "person's week starts)",
+            )
+        return self
+
+
+# ---- escalation ladders
+
+
+class EscalationStep(Model):
+    """Send to ``to`` by ``channel``; nobody acknowledged after ``wait``: next step."""
+
+    to: Recipients
+    channel: Channel
+    wait: Wait
+    template: Name | None = None
+    via: str | None = None  # as in `email:` / `sms:` actions
+
+
+class DeadEnd(Model):
+    """Who learns that every step went unanswered."""
+
+    to: Recipients
+    channel: Channel = "email"
+    template: Name | None = None
+    via: str | None = None
+
+
+class Escalation(Model):
+    steps: Annotated[list[EscalationStep], Field(min_length=1)]
+    dead_end: DeadEnd
+
+
+# ---- rule conditions and actions
+
+Scalar = bool | int | float | str | date
+
+
+class IntakeMatch(BaseModel):
+    """``intake`` condition on one field: one of ``values``, or ``present`` (non-empty) or not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    values: tuple[Scalar, ...] | None = None
+    present: bool | None = None
+
+
+def _intake_match(value: Any) -> Any:
+    if isinstance(value, IntakeMatch):
+        return value
+    if isinstance(value, dict):
+        if set(value) != {"present"} or not isinstance(value["present"], bool):
+            fail(
+                "invalid_condition",
+                "an intake condition is a value, a list of values, or {present: true|false}",
+                "write e.g. `domaine: penal`, `domaine: [penal, famille]` or "
+                "`adversaire: {present: true}`",
+            )
+        return IntakeMatch(present=value["present"])
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        fail("empty_condition", "an empty list matches nothing", "list at least one value")
+    for item in values:
+        if item is None or isinstance(item, (dict, list)):
+            fail(
+                "invalid_condition",
+                f"{_plain_text(item)} is not a value to compare with",
+                "write text, a number, true/false or a date; {present: true} tests that the "
+                "field was filled",
+            )
+    return IntakeMatch(values=tuple(values))
+
+
+def _plain_text(value: Any) -> str:
+    return "nothing" if value is None else ("a mapping" if isinstance(value, dict) else "a list")
+
+
+def _non_empty_dict(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    if values is not None and not values:
+        fail(
+            "empty_condition",
+            "an empty mapping tests nothing",
+            "add `field: value` lines, or remove the key",
+        )
+    return values
+
+
+IntakeConditions = Annotated[
+    dict[
+        Annotated[str, AfterValidator(_field_name)],
+        Annotated[IntakeMatch, BeforeValidator(_intake_match)],
+    ]
+    | None,
+    AfterValidator(_non_empty_dict),
+]
+
+
+class MessageAction(Model):
+    """``email:`` / ``sms:`` action: the message, rendered with ``template``, to ``to``.
+
+    ``via`` names the email (or sms) connection to send through; by default the
+    tenant's only one, else Relais's own sender.
+    """
+
+    to: Recipients
+    template: Name | None = None
+    via: str | None = None
+
+
+class DigestAction(Model):
+    """Collect messages and send one summary ``every`` period or ``at`` given times."""
+
+    to: Recipients
+    every: Every | None = None
+    at: Annotated[list[Clock], BeforeValidator(_listify), Field(min_length=1)] | None = None
+    channel: Channel = "email"
+    template: Name | None = None
+    via: str | None = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> DigestAction:
+        if (self.every is None) == (self.at is None):
+            fail(
+                "invalid_digest",
+                "a digest needs exactly one of `every` or `at`",
+                "write `every: 30m`, or `at: [\"12:00\", \"18:00\"]`",
+            )
+        if self.at is not None:
+            self.at = sorted(set(self.at))
+        return self
+
+
+ACTION_KINDS: tuple[str, ...] = (
+    "connection", "webhook", "crm", "email", "sms", "digest", "escalate", "drop",
+)  # fmt: skip
+CONNECTION_KINDS: tuple[str, ...] = ("connection", "webhook", "crm")
+
+
 # --------------------------------------------------------------------------- rules
 
 
@@ -583,8 +1190,11 @@ def _non_empty(values: list[Any] | None) -> list[Any] | None:
 class When(Model):
     """Conditions of a rule; all given keys must match, a missing key matches anything.
 
-    Later matchers (time windows, holidays, known contact, staff, intake fields)
-    are added here as more optional keys, each with a matcher in mappings/plan.py.
+    Each key has a matcher in mappings/rules.py (``MATCHERS``). ``window``: any of
+    business_hours, after_hours or a name under ``windows``; ``holiday``: a public
+    holiday (``holidays``) or a ``business_hours.closures`` date; ``known_contact``:
+    the caller is in the CRM; ``staff``: the staff member asked for; ``intake``:
+    ``field: value | [values] | {present: true|false}``.
     """
 
     call_types: Annotated[
@@ -593,32 +1203,68 @@ class When(Model):
     urgency: Annotated[
         list[Urgency] | None, BeforeValidator(_listify), AfterValidator(_non_empty)
     ] = None
+    window: Annotated[
+        list[Name] | None, BeforeValidator(_listify), AfterValidator(_non_empty)
+    ] = None
+    holiday: bool | None = None
+    known_contact: bool | None = None
+    staff: Annotated[
+        list[str] | None, BeforeValidator(_listify), AfterValidator(_non_empty)
+    ] = None
+    intake: IntakeConditions = None
 
     def is_empty(self) -> bool:
         return all(getattr(self, name) is None for name in type(self).model_fields)
 
 
 class Action(Model):
-    """Deliver to one connection, or drop the message (spam: no delivery at all)."""
+    """One thing to do with the message (exactly one key):
+
+    ``connection: <name>`` (any connection), ``webhook: <name>`` (a webhook connection),
+    ``crm: <name>`` (a connection with role crm), ``email: {to, template, via}``,
+    ``sms: {to, template, via}``, ``digest: {to, every | at, channel, template, via}``,
+    ``escalate: <ladder name>``, or ``drop: true`` (spam: no delivery at all).
+    """
 
     connection: str | None = None
+    webhook: str | None = None
+    crm: str | None = None
+    email: MessageAction | None = None
+    sms: MessageAction | None = None
+    digest: DigestAction | None = None
+    escalate: Name | None = None
     drop: bool | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Action:
         if self.drop is False:
             fail("invalid_action", "`drop: false` does nothing", "remove it, or write `drop: true`")
-        if (self.connection is None) == (self.drop is None):
+        given = [k for k in ACTION_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            listed = given or list(ACTION_KINDS)
+            names = ", ".join(f"`{k}`" for k in listed[:-1]) + f" or `{listed[-1]}`"
             fail(
                 "invalid_action",
-                "an action needs exactly one of `connection` or `drop`",
-                "write `- connection: <name>` to deliver, or `- drop: true` to discard spam",
+                f"an action needs exactly one of {names}",
+                "write `- connection: <name>` to deliver, or `- drop: true` to discard spam"
+                if set(given) <= {"connection", "drop"}
+                else "write each action on its own `- ` line",
             )
         return self
 
+    @property
+    def kind(self) -> str:
+        """Which key this action is: one of ``ACTION_KINDS``."""
+        return next(k for k in ACTION_KINDS if getattr(self, k) is not None)
+
+    @property
+    def target_connection(self) -> str | None:
+        """The connection named by ``connection``, ``webhook`` or ``crm``; else None."""
+        return self.connection or self.webhook or self.crm
+
     def options(self) -> dict[str, Any]:
-        """Extra action options (template, recipients… in later versions)."""
-        return self.model_dump(exclude={"connection", "drop"}, exclude_none=True)
+        """Extra options of a connection action (none yet)."""
+        return self.model_dump(exclude=set(ACTION_KINDS), exclude_none=True)
 
 
 def _no_mixed_drop(then: list[Action]) -> list[Action]:
@@ -666,10 +1312,18 @@ class TenantConfig(Model):
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")] = "fr"
     sensitive: bool = False
     business_hours: BusinessHours | None = None
+    holidays: Holidays | None = None
     staff: Annotated[list[StaffMember], BeforeValidator(_empty_list)] = []
     call_types: Annotated[list[CallType], Field(min_length=1)]
+    appointment_types: Annotated[list[AppointmentTypeSpec], BeforeValidator(_empty_list)] = []
     connections: Annotated[dict[ConnectionName, Connection], BeforeValidator(_empty_dict)] = {}
     rules: Annotated[RuleSet, BeforeValidator(_empty_dict)] = Field(default_factory=RuleSet)
+    # The rule language (see mappings/rules.py): named windows, message templates,
+    # on-call schedule, escalation ladders.
+    windows: Annotated[dict[WindowName, WindowDays], BeforeValidator(_empty_dict)] = {}
+    templates: Annotated[dict[Name, MessageTemplate], BeforeValidator(_empty_dict)] = {}
+    on_call: OnCall | None = None
+    escalations: Annotated[dict[Name, Escalation], BeforeValidator(_empty_dict)] = {}
 
     @model_validator(mode="after")
     def _staff_zone(self) -> TenantConfig:
@@ -687,6 +1341,20 @@ class TenantConfig(Model):
 
     def staff_member(self, staff_id: str) -> StaffMember | None:
         return next((s for s in self.staff if s.id == staff_id), None)
+
+    def appointment_type(self, type_id: str) -> AppointmentTypeSpec | None:
+        return next((t for t in self.appointment_types if t.id == type_id), None)
+
+    def bookable_staff(self, appointment_type: AppointmentTypeSpec) -> list[StaffMember]:
+        """Who can take ``appointment_type``: its ``staff`` list, else everyone with a calendar."""
+        if appointment_type.staff is None:
+            return [s for s in self.staff if s.calendar is not None]
+        members = (self.staff_member(staff_id) for staff_id in appointment_type.staff)
+        return [m for m in members if m is not None]
+
+    def working_hours(self, member: StaffMember) -> BusinessHours | None:
+        """The staff member's bookable hours: their own, else the tenant's business hours."""
+        return member.working_hours if member.working_hours is not None else self.business_hours
 
     def connection(self, name: str) -> AnyConnection | None:
         return self.connections.get(name)

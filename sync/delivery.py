@@ -41,7 +41,7 @@ from relais.settings import Settings, get_settings
 from relais.tenants import parsed_config
 from sync.credentials import NeedsReauth, connection_info, ensure_fresh
 from sync.links import ConnectionLinks
-from sync.payloads import message_payload
+from sync.payloads import appointment_payload, message_payload
 from sync.ratelimit import Pacer, default_store
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,12 @@ def _requests(session: Session, deliveries: list[Delivery]) -> list[DeliveryRequ
     requests = []
     for delivery in deliveries:
         tenant = session.get(Tenant, delivery.tenant_id)
+        assert tenant is not None
+        if delivery.message_id is None and delivery.appointment_id is not None:
+            requests.append(_appointment_request(tenant, delivery))
+            continue
         message = session.get(Message, delivery.message_id) if delivery.message_id else None
-        assert tenant is not None and message is not None
+        assert message is not None
         config = parsed_config(tenant)
         call_type = config.call_type(message.call_type)
         staff = config.staff_member(message.staff_id) if message.staff_id else None
@@ -142,6 +146,35 @@ def _requests(session: Session, deliveries: list[Delivery]) -> list[DeliveryRequ
             )
         )
     return requests
+
+
+def _staff_label(config: Any, staff_id: str | None) -> dict[str, Any] | None:
+    staff = config.staff_member(staff_id) if staff_id else None
+    if staff is None:
+        return None
+    return {
+        "id": staff.id,
+        "name": staff.name,
+        "email": staff.email,
+        "crm_owner_id": staff.crm_owner_id,
+    }
+
+
+def _appointment_request(tenant: Tenant, delivery: Delivery) -> DeliveryRequest:
+    """An appointment change, from the snapshot written with the delivery (sync.booking)."""
+    config = parsed_config(tenant)
+    staff_id = ((delivery.params or {}).get("appointment") or {}).get("staff_id")
+    labels = {
+        "staff": _staff_label(config, staff_id),
+        "tenant": {"timezone": config.timezone, "phone_region": config.phone_region},
+    }
+    return DeliveryRequest(
+        delivery_id=delivery.id,
+        idempotency_key=delivery.idempotency_key,
+        action=delivery.action,
+        payload=appointment_payload(tenant, delivery, labels),
+        attempt=delivery.attempts,
+    )
 
 
 def process_connection(

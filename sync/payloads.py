@@ -36,3 +36,21 @@ def message_payload(
             "received_at": as_utc_iso(message.created_at),
         },
     }
+
+
+def appointment_payload(
+    tenant: Tenant, delivery: Delivery, labels: dict[str, Any]
+) -> dict[str, Any]:
+    """``appointment.created|updated|cancelled``: the appointment as it was at that
+    change (snapshot in ``Delivery.params``, written by sync.booking), the caller
+    and the staff member."""
+    snapshot = delivery.params or {}
+    return {
+        "event": delivery.action,
+        "delivery_id": delivery.id,
+        "tenant": {"id": tenant.id, "name": tenant.name, **labels.get("tenant", {})},
+        "rule": delivery.rule,
+        "appointment": dict(snapshot.get("appointment") or {}),
+        "caller": dict(snapshot.get("caller") or {}),
+        "staff": labels.get("staff"),
+    }

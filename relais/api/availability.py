@@ -4,9 +4,10 @@ appointment type, read from their real calendars (see sync.booking)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from relais.api.deps import Caller, tenant_for
 from relais.api.errors import HINTS, ApiError
@@ -58,7 +59,7 @@ def get_availability(
     start: Annotated[str | None, Query(description="aware ISO 8601; default now")] = None,
     end: Annotated[str | None, Query(description="aware ISO 8601; default start + 7 days")] = None,
     tz: Annotated[str | None, Query(max_length=64, description="caller's IANA zone")] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Free slots whose start lies in ``[start, end)``, rendered in ``tz``.
 
     Staff whose calendar cannot be read get no slot and are listed in
@@ -73,4 +74,4 @@ def get_availability(
         )
     except BookingError as exc:
         raise api_error(exc) from None
-    return answer.body
+    return JSONResponse(answer.body)  # plain JSON already: skip the generic encoder

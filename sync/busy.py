@@ -1,0 +1,477 @@
+"""Busy time of a tenant's staff: their calendars through the connectors, and
+our own bookings from the database.
+
+**Calendars.** Staff are grouped per calendar connection; each connection is
+asked once, for all of its calendars, through
+:meth:`CalendarConnector.free_busy`, which splits the ids in chunks of the
+provider's limit (freeBusy 50 calendars, getSchedule 20) and runs them
+concurrently; connections are asked concurrently too. The provider cost of a
+query is one call per connection per chunk (per range window). A calendar
+whose busy state cannot be read (no calendar, connection not connected or
+needing re-authorization, provider error, per-calendar error) is *unknown*:
+never free, reported to the secretary.
+
+**Cache.** Known busy blocks are kept in-process for ``BUSY_TTL`` seconds per
+(tenant, connection, calendar) with the window they cover; a later query whose
+window lies inside a fresh entry needs no provider call. Unknown states are
+not cached. Booking reads the calendar fresh (``fresh=True``) and drops the
+staff member's entry when it writes to their calendar. The cache only ever
+hides *external* changes for up to ``BUSY_TTL``: our own bookings come from
+the database on every query, so a booked slot disappears at once in every
+process.
+
+**Own bookings.** Pending and confirmed appointments are OWN busy intervals
+carrying their appointment type's buffers (and counted by daily limits). A
+pending row older than ``PENDING_TTL`` belongs to a request that died between
+reserving and confirming; it stops counting (its calendar event, if one was
+written, still shows as external busy time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from connectors.base import AuthExpired, ConnectionInfo, DeliveryError, RateLimited
+from connectors.calendar import BusyBlock, CalendarBusy, CalendarConnector
+from mappings.schema import StaffMember, TenantConfig
+from relais.db import session_scope
+from relais.models import Appointment, Connection, utcnow
+from sync.availability import BusyInterval, BusyKind, FairnessStats
+
+log = logging.getLogger(__name__)
+
+BUSY_TTL = 30.0
+"""Seconds a calendar's busy blocks are reused without asking the provider again."""
+PENDING_TTL = timedelta(minutes=5)
+"""A pending booking older than this died before confirming (longer than any calendar write)."""
+FAIRNESS_LOOKBACK = timedelta(days=30)
+ACTIVE = ("pending", "confirmed")
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@dataclass
+class _Entry:
+    lo: datetime
+    hi: datetime
+    at: float
+    blocks: tuple[BusyBlock, ...]
+
+
+CacheKey = tuple[str, str, str]  # tenant id, connection id, calendar id
+
+
+class BusyCache:
+    """Fresh busy blocks per calendar, with the window each answer covers. Thread-safe."""
+
+    def __init__(self, ttl: float = BUSY_TTL, max_keys: int = 20_000) -> None:
+        self.ttl, self.max_keys = ttl, max_keys
+        self._lock = threading.Lock()
+        self._entries: dict[CacheKey, list[_Entry]] = {}
+
+    def get(self, key: CacheKey, lo: datetime, hi: datetime) -> tuple[BusyBlock, ...] | None:
+        now = time.monotonic()
+        with self._lock:
+            for entry in self._entries.get(key, ()):
+                if now - entry.at < self.ttl and entry.lo <= lo and hi <= entry.hi:
+                    return tuple(b for b in entry.blocks if b.end > lo and b.start < hi)
+        return None
+
+    def put(self, key: CacheKey, lo: datetime, hi: datetime, blocks: Sequence[BusyBlock]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            kept = [
+                e for e in self._entries.get(key, ())
+                if now - e.at < self.ttl and not (lo <= e.lo and e.hi <= hi)
+            ]  # fmt: skip
+            kept.append(_Entry(lo, hi, now, tuple(blocks)))
+            self._entries[key] = kept[-4:]
+            if len(self._entries) > self.max_keys:
+                self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, v in self._entries.items() if all(now - e.at >= self.ttl for e in v)]:
+            del self._entries[key]
+        while len(self._entries) > self.max_keys:  # still full: drop the oldest keys
+            del self._entries[next(iter(self._entries))]
+
+    def invalidate(self, tenant_id: str, connection_id: str, calendar_id: str) -> None:
+        with self._lock:
+            self._entries.pop((tenant_id, connection_id, calendar_id), None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+CACHE = BusyCache()
+
+
+# --------------------------------------------------------------------------- connectors
+
+
+def _fingerprint(info: ConnectionInfo) -> str:
+    raw = json.dumps([info.settings, info.credentials], sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ConnectorPool:
+    """Calendar connectors kept between requests (building one parses a discovery
+    document, opens TLS…). A connector is lent to one caller at a time; a new token
+    (another fingerprint) gets new connectors and the old ones are closed."""
+
+    def __init__(self, idle_per_key: int = 4) -> None:
+        self.idle_per_key = idle_per_key
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[str, str], list[CalendarConnector]] = {}
+
+    @contextlib.contextmanager
+    def borrow(self, info: ConnectionInfo) -> Iterator[CalendarConnector]:
+        key = (info.id, _fingerprint(info))
+        stale: list[CalendarConnector] = []
+        with self._lock:
+            for other in [k for k in self._idle if k[0] == info.id and k != key]:
+                stale.extend(self._idle.pop(other))
+            idle = self._idle.get(key)
+            connector = idle.pop() if idle else None
+        for old in stale:
+            _close(old)
+        if connector is None:
+            connector = build_calendar_connector(info)
+        ok = False
+        try:
+            yield connector
+            ok = True
+        finally:
+            with self._lock:
+                idle = self._idle.setdefault(key, [])
+                keep = ok and len(idle) < self.idle_per_key
+                if keep:
+                    idle.append(connector)
+            if not keep:
+                _close(connector)
+
+    def clear(self) -> None:
+        with self._lock:
+            connectors = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for connector in connectors:
+            _close(connector)
+
+
+def _close(connector: CalendarConnector) -> None:
+    try:
+        connector.close()
+    except Exception:  # noqa: BLE001 - closing must never fail a request
+        log.debug("closing a calendar connector failed", exc_info=True)
+
+
+def build_calendar_connector(info: ConnectionInfo) -> CalendarConnector:
+    """The connection's calendar connector, paced on the connection's shared limiter."""
+    from connectors.base import Runtime
+    from connectors.registry import calendar_connector, calendar_connector_class
+    from sync.delivery import pacer_for
+
+    pacer = pacer_for(calendar_connector_class(info.provider), info)
+    connector: CalendarConnector = calendar_connector(info, Runtime(pacer=pacer))
+    return connector
+
+
+POOL = ConnectorPool()
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="relais-busy")
+        return _executor
+
+
+class CalendarUnreachable(Exception):
+    """The connection cannot be used now; ``str()`` says why, for people."""
+
+
+def fresh_info(connection_id: str) -> ConnectionInfo:
+    """The connection's info with a token refreshed if it expires soon."""
+    from sync.credentials import NeedsReauth, connection_info, ensure_fresh
+
+    try:
+        ensure_fresh(connection_id)
+    except NeedsReauth as exc:
+        raise CalendarUnreachable(
+            f"the calendar connection needs to be re-authorized by an admin ({exc})"
+        ) from None
+    except DeliveryError as exc:
+        raise CalendarUnreachable(f"the calendar provider's token endpoint failed: {exc}") from None
+    with session_scope(readonly=True) as session:
+        row = session.get(Connection, connection_id)
+        if row is None or row.status != "active":
+            status = row.status if row is not None else "removed"
+            raise CalendarUnreachable(f"the calendar connection is {status.replace('_', ' ')}")
+        if row.paused_until is not None and row.paused_until > utcnow():
+            raise CalendarUnreachable(
+                "the calendar provider asked us to wait until "
+                f"{row.paused_until:%H:%M:%S} UTC (rate limit)"
+            )
+        return connection_info(row)
+
+
+def expire_token(connection_id: str) -> None:
+    """The provider refused our token before its expiry: make the next use refresh it."""
+    with session_scope() as session:
+        row = session.get(Connection, connection_id, with_for_update=True)
+        if row is not None and row.token_expires_at is not None:
+            row.token_expires_at = utcnow() - timedelta(minutes=10)
+
+
+def with_connector(connection_id: str, call: Any) -> Any:
+    """``call(connector)`` on a fresh token; retried once after an early 401."""
+    for attempt in (1, 2):
+        info = fresh_info(connection_id)
+        try:
+            with POOL.borrow(info) as connector:
+                return call(connector)
+        except AuthExpired:
+            if attempt == 2:
+                raise
+            expire_token(connection_id)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- calendar busy
+
+
+@dataclass
+class BusyFetch:
+    """Busy time per staff member (``error`` set = unknown) and what it cost."""
+
+    by_staff: dict[str, CalendarBusy]
+    provider_calls: int = 0
+    cache_hits: int = 0
+    calendars: dict[str, tuple[str, str]] = field(default_factory=dict)  # staff → (conn, cal)
+
+
+def _ask(
+    connection_id: str, calendar_ids: list[str], lo: datetime, hi: datetime
+) -> tuple[dict[str, CalendarBusy], int]:
+    """Busy time of ``calendar_ids`` on one connection; (answers, provider calls made).
+
+    The connector splits the ids in chunks of its ``max_calendars_per_query``
+    and the range in windows the provider accepts, and runs them concurrently.
+    """
+    calls = 0
+
+    def run(connector: CalendarConnector) -> dict[str, CalendarBusy]:
+        nonlocal calls
+        before = int(getattr(connector, "calls", 0))
+        try:
+            return connector.free_busy(calendar_ids, lo, hi)
+        finally:
+            calls += int(getattr(connector, "calls", 0)) - before
+
+    try:
+        answers = with_connector(connection_id, run)
+    except CalendarUnreachable as exc:
+        reason = str(exc)
+    except RateLimited as exc:
+        pause_connection(connection_id, exc.reset_at)
+        reason = f"the calendar provider asks us to wait until {exc.reset_at:%H:%M:%S} UTC"
+    except DeliveryError as exc:
+        reason = f"the calendar provider did not answer ({exc.kind}: {exc})"
+    except Exception as exc:  # noqa: BLE001 - a connector bug makes the state unknown, not a 500
+        log.exception("calendar connector failed on free_busy")
+        reason = f"internal error reading the calendar: {type(exc).__name__}"
+    else:
+        missing = "the provider did not answer for this calendar"
+        return {
+            cid: answers.get(cid) or CalendarBusy(cid, error=missing) for cid in calendar_ids
+        }, calls
+    return {cid: CalendarBusy(cid, error=reason) for cid in calendar_ids}, calls
+
+
+def pause_connection(connection_id: str, until: datetime) -> None:
+    """The provider said stop: no call on this connection before ``until``."""
+    with session_scope() as session:
+        row = session.get(Connection, connection_id, with_for_update=True)
+        if row is not None and (row.paused_until is None or row.paused_until < until):
+            row.paused_until = until
+
+
+def fetch_calendar_busy(
+    tenant_id: str,
+    config: TenantConfig,
+    members: Sequence[StaffMember],
+    lo: datetime,
+    hi: datetime,
+    *,
+    fresh: bool = False,
+    cache: BusyCache = CACHE,
+) -> BusyFetch:
+    """Busy blocks in ``[lo, hi)`` of each member's calendar (UTC, aware)."""
+    with session_scope(readonly=True) as session:
+        rows = {
+            c.name: (c.id, c.status, c.provider)
+            for c in session.scalars(select(Connection).where(Connection.tenant_id == tenant_id))
+        }
+    result = BusyFetch({})
+    wanted: dict[str, dict[str, list[str]]] = {}  # connection id → calendar id → staff ids
+    for member in members:
+        calendar = member.calendar
+        if calendar is None:
+            result.by_staff[member.id] = CalendarBusy("", error="no calendar is configured")
+            continue
+        row = rows.get(calendar.connection)
+        if row is None or row[1] != "active":
+            status = row[1].replace("_", " ") if row else "not stored yet"
+            result.by_staff[member.id] = CalendarBusy(
+                calendar.id, error=f"calendar connection {calendar.connection!r} is {status}"
+            )
+            continue
+        connection_id = row[0]
+        result.calendars[member.id] = (connection_id, calendar.id)
+        blocks = None if fresh else cache.get((tenant_id, connection_id, calendar.id), lo, hi)
+        if blocks is not None:
+            result.cache_hits += 1
+            result.by_staff[member.id] = CalendarBusy(calendar.id, blocks)
+            continue
+        wanted.setdefault(connection_id, {}).setdefault(calendar.id, []).append(member.id)
+
+    jobs = [(cid, list(calendars)) for cid, calendars in wanted.items()]
+    if len(jobs) == 1:
+        answers = [_ask(jobs[0][0], jobs[0][1], lo, hi)]
+    else:
+        futures = [_pool().submit(_ask, cid, ids, lo, hi) for cid, ids in jobs]
+        answers = [f.result() for f in futures]
+    for (connection_id, calendar_ids), (answer, calls) in zip(jobs, answers, strict=True):
+        result.provider_calls += calls
+        for calendar_id in calendar_ids:
+            busy = answer[calendar_id]
+            if busy.error is None:
+                cache.put((tenant_id, connection_id, calendar_id), lo, hi, busy.busy)
+            for staff_id in wanted[connection_id][calendar_id]:
+                result.by_staff[staff_id] = busy
+    return result
+
+
+def invalidate_staff(tenant_id: str, member: StaffMember, connection_id: str | None) -> None:
+    if member.calendar is not None and connection_id is not None:
+        CACHE.invalidate(tenant_id, connection_id, member.calendar.id)
+
+
+def external_intervals(
+    busy: CalendarBusy, *, minus: tuple[datetime, datetime] | None = None
+) -> list[BusyInterval]:
+    """Calendar blocks as EXTERNAL intervals; ``minus`` cuts out one range (an
+    appointment's own event while it is being moved)."""
+    out = []
+    for block in busy.busy:
+        pieces = [(block.start, block.end)]
+        if minus is not None:
+            m_lo, m_hi = minus
+            pieces = [
+                (s, e)
+                for s, e in (
+                    (block.start, min(block.end, m_lo)),
+                    (max(block.start, m_hi), block.end),
+                )
+                if e > s
+            ]
+        out.extend(BusyInterval(s, e, BusyKind.EXTERNAL) for s, e in pieces)
+    return out
+
+
+# --------------------------------------------------------------------------- own bookings
+
+
+def _active_clause(now: datetime) -> Any:
+    return or_(
+        Appointment.status == "confirmed",
+        and_(Appointment.status == "pending", Appointment.updated_at > now - PENDING_TTL),
+    )
+
+
+def max_buffer(config: TenantConfig) -> timedelta:
+    minutes = max(
+        (max(t.buffer_before_minutes, t.buffer_after_minutes) for t in config.appointment_types),
+        default=0,
+    )
+    return timedelta(minutes=minutes)
+
+
+def own_busy(
+    session: Session,
+    tenant_id: str,
+    config: TenantConfig,
+    staff_ids: Sequence[str],
+    lo: datetime,
+    hi: datetime,
+    *,
+    exclude: str | None = None,
+) -> dict[str, list[BusyInterval]]:
+    """Our pending and confirmed bookings touching ``[lo, hi)`` (widened by the
+    largest buffer an existing booking may carry), as OWN intervals."""
+    now = utcnow()  # the rows' own timestamps: real time, whatever the query's "now"
+    widen = max_buffer(config)
+    query = select(
+        Appointment.id,
+        Appointment.staff_id,
+        Appointment.start,
+        Appointment.end,
+        Appointment.appointment_type,
+    ).where(
+        Appointment.tenant_id == tenant_id,
+        Appointment.staff_id.in_(list(staff_ids)),
+        Appointment.start < hi + widen,
+        Appointment.end > lo - widen,
+        _active_clause(now),
+    )
+    out: dict[str, list[BusyInterval]] = {staff_id: [] for staff_id in staff_ids}
+    types = {t.id: t for t in config.appointment_types}
+    for appointment_id, staff_id, start, end, type_id in session.execute(query):
+        if appointment_id == exclude:
+            continue
+        spec = types.get(type_id or "")
+        before = timedelta(minutes=spec.buffer_before_minutes) if spec else timedelta(0)
+        after = timedelta(minutes=spec.buffer_after_minutes) if spec else timedelta(0)
+        out[staff_id].append(BusyInterval(start, end, BusyKind.OWN, before, after))
+    return out
+
+
+def fairness(
+    session: Session, tenant_id: str, staff_ids: Sequence[str]
+) -> dict[str, FairnessStats]:
+    """Round-robin input: own bookings made over the last ``FAIRNESS_LOOKBACK``."""
+    now = utcnow()
+    rows = session.execute(
+        select(Appointment.staff_id, func.count(), func.max(Appointment.created_at))
+        .where(
+            Appointment.tenant_id == tenant_id,
+            Appointment.staff_id.in_(list(staff_ids)),
+            Appointment.status.in_(ACTIVE),
+            Appointment.created_at >= now - FAIRNESS_LOOKBACK,
+        )
+        .group_by(Appointment.staff_id)
+    )
+    out = {}
+    for staff_id, count, last in rows:
+        if last is not None and last.tzinfo is None:  # an aggregate skips the column type
+            last = last.replace(tzinfo=now.tzinfo)
+        out[staff_id] = FairnessStats(int(count), last)
+    return out
