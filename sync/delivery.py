@@ -35,16 +35,23 @@ from connectors.base import (
     Pacer as PacerProtocol,
 )
 from connectors.registry import build_connector, connector_class
+from mappings.rules import TemplateRenderError
 from relais.db import session_scope
 from relais.models import AuditEvent, Connection, Delivery, Message, Tenant, utcnow
 from relais.settings import Settings, get_settings
 from relais.tenants import parsed_config
 from sync.credentials import NeedsReauth, connection_info, ensure_fresh
+from sync.digest import ITEM as DIGEST_ITEM
+from sync.digest import SUMMARY as DIGEST_SUMMARY
+from sync.digest import items as digest_items
+from sync.digest import settle as settle_digest
 from sync.links import ConnectionLinks
-from sync.payloads import appointment_payload, message_payload
+from sync.payloads import appointment_payload, channel_payload, digest_payload, message_payload
 from sync.ratelimit import Pacer, default_store
 
 log = logging.getLogger(__name__)
+# Delivery params kinds sent as email / SMS built by Relais (payload["email"|"sms"]).
+CHANNEL_KINDS = ("email", "sms", "escalation")
 
 
 @dataclass
@@ -88,6 +95,7 @@ def _claim(
             Delivery.connection_id == connection.id,
             Delivery.status == "pending",
             Delivery.next_attempt_at <= now,
+            Delivery.action != DIGEST_ITEM,  # sent within their digest's summary
         )
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
@@ -103,7 +111,13 @@ def _claim(
     return claimed
 
 
-def _requests(session: Session, deliveries: list[Delivery]) -> list[DeliveryRequest]:
+def _requests(
+    session: Session,
+    deliveries: list[Delivery],
+    failed: list[DeliveryResult] | None = None,
+) -> list[DeliveryRequest]:
+    """The payloads of a claimed batch. A delivery whose payload cannot be built (a
+    template failing on this message) goes to ``failed`` as a rejection with the reason."""
     # One query per table for the whole batch (the session then serves them by id).
     list(
         session.scalars(
@@ -116,36 +130,51 @@ def _requests(session: Session, deliveries: list[Delivery]) -> list[DeliveryRequ
     for delivery in deliveries:
         tenant = session.get(Tenant, delivery.tenant_id)
         assert tenant is not None
-        if delivery.message_id is None and delivery.appointment_id is not None:
+        try:
+            payload = _payload(session, tenant, delivery)
+        except (TemplateRenderError, KeyError) as exc:
+            if failed is None:
+                raise
+            reason = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
+            failed.append(DeliveryResult(delivery.id, error=Rejected(reason)))
+            continue
+        if payload is None:
             requests.append(_appointment_request(tenant, delivery))
             continue
-        message = session.get(Message, delivery.message_id) if delivery.message_id else None
-        assert message is not None
-        config = parsed_config(tenant)
-        call_type = config.call_type(message.call_type)
-        staff = config.staff_member(message.staff_id) if message.staff_id else None
-        labels = {
-            "call_type_label": call_type.label if call_type else message.call_type,
-            "staff": {
-                "id": staff.id,
-                "name": staff.name,
-                "email": staff.email,
-                "crm_owner_id": staff.crm_owner_id,
-            }
-            if staff
-            else None,
-            "tenant": {"timezone": config.timezone, "phone_region": config.phone_region},
-        }
         requests.append(
             DeliveryRequest(
                 delivery_id=delivery.id,
                 idempotency_key=delivery.idempotency_key,
                 action=delivery.action,
-                payload=message_payload(tenant, message, delivery, labels),
+                payload=payload,
                 attempt=delivery.attempts,
             )
         )
     return requests
+
+
+def _payload(session: Session, tenant: Tenant, delivery: Delivery) -> dict[str, Any] | None:
+    """What the connector receives (None: an appointment change, built elsewhere)."""
+    config = parsed_config(tenant)
+    if delivery.action == DIGEST_SUMMARY:
+        members = digest_items(session, delivery)
+        return digest_payload(
+            config, tenant, delivery, members, lambda m: _staff_label(config, m.staff_id)
+        )
+    if delivery.message_id is None and delivery.appointment_id is not None:
+        return None
+    message = session.get(Message, delivery.message_id) if delivery.message_id else None
+    assert message is not None
+    staff = _staff_label(config, message.staff_id)
+    if (delivery.params or {}).get("kind") in CHANNEL_KINDS:
+        return channel_payload(config, tenant, message, delivery, staff)
+    call_type = config.call_type(message.call_type)
+    labels = {
+        "call_type_label": call_type.label if call_type else message.call_type,
+        "staff": staff,
+        "tenant": {"timezone": config.timezone, "phone_region": config.phone_region},
+    }
+    return message_payload(tenant, message, delivery, labels)
 
 
 def _staff_label(config: Any, staff_id: str | None) -> dict[str, Any] | None:
@@ -229,6 +258,18 @@ def process_connection(
         full = len(claimed) >= limit
         if full:
             connection.wake_queued = True
+        # Retries waiting for a later time need a task then too: one countdown per
+        # batch covers only the earliest of the retries it scheduled.
+        later = session.scalar(
+            select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.connection_id == connection.id,
+                Delivery.status == "pending",
+                Delivery.next_attempt_at > now,
+            )
+        )
+        if later is not None:
+            later = later if later.tzinfo else later.replace(tzinfo=UTC)
+            _again(outcome, (later - now).total_seconds())
     if full:
         if wake is not None:
             wake(connection_id)
@@ -238,13 +279,14 @@ def process_connection(
     if not claimed:
         return outcome
     # Build the payloads outside the claim: the write lock is held only to claim.
+    unbuilt: list[DeliveryResult] = []
     with session_scope(readonly=True) as session:
-        requests = _requests(session, claimed)
+        requests = _requests(session, claimed, unbuilt)
 
     links = ConnectionLinks(info.tenant_id, info.id)
     connector = build_connector(info, Runtime(pacer=pacer_for(kind, info), links=links))
     try:
-        results = connector.deliver(requests)
+        results = connector.deliver(requests) if requests else []
     except Exception as exc:  # a connector bug must not strand the batch
         log.exception("connector %s crashed on a batch", info.provider)
         error = TransientError(f"internal error in the {info.provider} connector: {exc!r}")
@@ -253,6 +295,7 @@ def process_connection(
         connector.close()
     if len(results) != len(requests):
         raise RuntimeError(f"{info.provider} connector returned {len(results)} results")
+    results = [*results, *unbuilt]
 
     with session_scope() as session:
         links.flush(session)
@@ -267,6 +310,7 @@ def process_connection(
         with session.no_autoflush:
             for result in results:
                 _record(session, rows[result.delivery_id], result, info, settings, outcome)
+                settle_digest(session, rows[result.delivery_id])
     return outcome
 
 
@@ -282,6 +326,7 @@ def _linger_left(
             Delivery.connection_id == connection_id,
             Delivery.status == "pending",
             Delivery.next_attempt_at <= now,
+            Delivery.action != DIGEST_ITEM,
         )
     ).one()
     if not count or count >= limit or oldest is None:
@@ -417,6 +462,7 @@ def sweep(settings: Settings | None = None) -> list[str]:
             .where(
                 Delivery.status == "pending",
                 Delivery.next_attempt_at <= stale_before,
+                Delivery.action != DIGEST_ITEM,
                 Connection.status == "active",
             )
             .distinct()
@@ -431,6 +477,10 @@ class ReplayRefused(ValueError):
 
 def replay(session: Session, delivery: Delivery, actor: str) -> Delivery:
     """Send a dead (or delivered) delivery again, with the same idempotency key."""
+    if delivery.action == DIGEST_ITEM:
+        raise ReplayRefused(
+            f"delivery {delivery.id} went out in the digest {delivery.digest_key}: replay that one"
+        )
     if delivery.status in ("pending", "in_flight"):
         raise ReplayRefused(f"delivery {delivery.id} is {delivery.status}: it is already queued")
     previous = delivery.status

@@ -242,3 +242,20 @@ def test_payload_never_in_logs(acme, caplog):
     process_connection(conn)
     assert "Souhaite un rappel" not in caplog.text
     assert json.dumps(CALL["body"])[1:-1] not in caplog.text
+
+
+def test_every_scheduled_retry_gets_a_wake_up(acme):
+    """Two retries due at different times: after the first runs, the second is
+    still scheduled (no beat needed)."""
+    ids = [accept()[1][0] for _ in range(2)]
+    conn = delivery(ids[0]).connection_id
+    with session_scope() as session:
+        for n, dlv in enumerate(ids):
+            row = session.get(Delivery, dlv)
+            row.next_attempt_at = utcnow() + timedelta(seconds=5 + 20 * n)
+    outcome = process_connection(conn)
+    assert outcome.claimed == 0 and 4 < outcome.run_again_in <= 5
+    with session_scope() as session:
+        session.get(Delivery, ids[0]).next_attempt_at = utcnow()
+    outcome = process_connection(conn)
+    assert outcome.delivered == 1 and 20 < outcome.run_again_in <= 25
