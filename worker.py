@@ -10,8 +10,17 @@ import logging
 from celery.signals import worker_process_init
 
 from relais.db import dispose_engines
-from relais.queue import DELIVER_TASK, SWEEP_TASK, celery_app, enqueue_connections
+from relais.queue import (
+    DELIVER_TASK,
+    ESCALATION_SWEEP_TASK,
+    ESCALATION_TASK,
+    SWEEP_TASK,
+    celery_app,
+    enqueue_connections,
+    enqueue_escalation,
+)
 from sync.delivery import process_connection, sweep
+from sync.escalation import Advanced, run_due, run_step
 
 log = logging.getLogger("relais.worker")
 
@@ -51,3 +60,50 @@ def sweep_deliveries() -> list[str]:
         log.info("sweep re-enqueues %d connection(s)", len(connection_ids))
         enqueue_connections(connection_ids)
     return connection_ids
+
+
+@app.task(name=ESCALATION_TASK)
+def escalation_step(escalation_id: str) -> dict[str, object]:
+    result = run_step(escalation_id)
+    _follow(result)
+    return {"note": result.note, "connections": result.connection_ids}
+
+
+def _follow(result: Advanced) -> None:
+    enqueue_connections(result.connection_ids)
+    if result.run_again_in is not None:
+        enqueue_escalation(result.escalation_id, countdown=result.run_again_in)
+
+
+@app.task(name=ESCALATION_SWEEP_TASK)
+def escalation_sweep() -> list[str]:
+    advanced = run_due()
+    for result in advanced:
+        _follow(result)
+    if advanced:
+        log.info("escalation sweep advanced %d ladder(s)", len(advanced))
+    return [r.escalation_id for r in advanced]
+
+
+# ------------------------------------------------------------------ contact directory
+
+
+@app.task(name="relais.contacts_sync_due")
+def contacts_sync_due() -> list[str]:
+    from relais.queue import enqueue_contact_pulls
+    from sync.contacts import due_connections
+
+    due = due_connections()
+    if due:
+        log.info("contacts sync: %d connection(s) due", len(due))
+        enqueue_contact_pulls(due)
+    return due
+
+
+@app.task(name="relais.contacts_pull")
+def contacts_pull(connection_id: str) -> dict[str, object]:
+    from sync.contacts import pull_connection
+
+    outcome = pull_connection(connection_id, only_if_due=True)
+    return {"status": outcome.status, "records_in": outcome.records_in,
+            "deleted": outcome.deleted, "calls": outcome.calls}

@@ -87,3 +87,41 @@ def check_fields(
             elif not writable:
                 problems.append(FieldProblem(obj, name, f"{obj}.{name} is read-only"))
     return problems
+
+
+# ------------------------------------------------------------------ directory reads
+# What the incremental readers (connectors.hubspot_sync, connectors.salesforce_sync)
+# hand to the directory engine (sync.contacts): provider-neutral records.
+
+
+@dataclass(frozen=True)
+class CrmContact:
+    """One CRM person record as read, phones as the CRM stores them."""
+
+    object: str  # Contact, Lead, contacts
+    id: str
+    name: str
+    company: str | None
+    owner: str | None
+    emails: tuple[str, ...]
+    phones: tuple[str, ...]
+    updated_at: Any  # aware datetime, the CRM's own modification stamp
+
+
+@dataclass(frozen=True)
+class ContactPage:
+    """A page of changed records, and where to resume after it (opaque to the engine)."""
+
+    records: list[CrmContact]
+    checkpoint: str | None
+
+
+@dataclass(frozen=True)
+class CrmDeletion:
+    object: str
+    id: str
+    deleted_at: Any  # aware datetime or None
+
+
+class CursorExpired(Exception):
+    """The provider cannot answer from this cursor any more: a full resync is needed."""

@@ -23,10 +23,12 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 tenants_app = typer.Typer(no_args_is_help=True, help="Tenant configuration files.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 deliveries_app = typer.Typer(no_args_is_help=True, help="Deliveries: inspect and replay.")
+rules_app = typer.Typer(no_args_is_help=True, help="Transmission rules.")
 app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(rules_app, name="rules")
 
 out = Console(soft_wrap=True)  # keys, secrets and file:line errors stay on one line
 err = Console(stderr=True, soft_wrap=True)
@@ -232,6 +234,62 @@ def deliveries_replay(delivery_id: str) -> None:
     out.print(f"delivery {delivery_id} queued again")
 
 
+@rules_app.command("explain")
+def rules_explain(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant id")],
+    call_type: Annotated[str, typer.Option("--call-type", help="call type id")],
+    urgency: Annotated[str | None, typer.Option(help="low, normal, high or urgent")] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="instant of the call, e.g. 2026-12-24T21:30 (no offset: the "
+                     "tenant's zone); default: now"),
+    ] = None,
+    staff: Annotated[str | None, typer.Option("--staff", help="staff member asked for")] = None,
+    intake: Annotated[
+        list[str] | None, typer.Option("--intake", help="intake answer name=value (repeat)")
+    ] = None,
+) -> None:
+    """Which rules a call would match, why, and the deliveries it would create."""
+    from datetime import UTC, datetime
+
+    from mappings.plan import PlanError, explain_text, plan_for
+    from mappings.rules import CallContext
+    from relais.db import session_scope
+    from relais.tenants import UnknownTenant, get_tenant, parsed_config
+
+    _upgrade()
+    try:
+        with session_scope(readonly=True) as session:
+            config = parsed_config(get_tenant(session, tenant))
+    except UnknownTenant as exc:
+        fail(str(exc))
+    answers: dict[str, str] = {}
+    for item in intake or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            fail(f"--intake {item!r}: write name=value")
+        answers[name.strip()] = value.strip()
+    note = ""
+    if at is None:
+        instant = datetime.now(UTC)
+    else:
+        try:
+            instant = datetime.fromisoformat(at)
+        except ValueError:
+            fail(f"--at {at!r} is not an ISO 8601 date-time (e.g. 2026-12-24T21:30)")
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=config.zone)
+            note = f"(--at {at} read in the tenant's zone, {config.timezone})"
+    try:
+        plan = plan_for(config, CallContext(call_type=call_type, urgency=urgency, at=instant,
+                                            staff_id=staff, intake=answers))
+    except PlanError as exc:
+        fail(str(exc))
+    if note:
+        out.print(note, highlight=False, markup=False)
+    out.print(explain_text(plan), highlight=False, markup=False)
+
+
 @app.command()
 def connect(
     tenant: str,
@@ -374,6 +432,90 @@ def demo(
         err.print(f"[bold red]demo failed:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+sync_app = typer.Typer(no_args_is_help=True, help="Contact directory: pull CRM contacts.")
+app.add_typer(sync_app, name="sync")
+
+
+@sync_app.command("run")
+def sync_run(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's connections")] = None,
+    connection: Annotated[str | None, typer.Option(help="only this connection (name)")] = None,
+    full: Annotated[bool, typer.Option(help="re-read everything, then sweep deletes")] = False,
+    force: Annotated[bool, typer.Option(help="run even while paused by a provider limit")] = False,
+) -> None:
+    """Pull CRM contacts into the directory now (incrementally unless --full)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from sync.contacts import crm_connections, pull_connection
+
+    _upgrade()
+    ids = crm_connections(tenant, connection)
+    if not ids:
+        fail("no CRM connection (HubSpot or Salesforce) matches; see relais tenants list")
+    table = Table("tenant", "connection", "result", "mode", "in", "unchanged", "deleted",
+                  "API calls", "seconds", "note")  # fmt: skip
+    failed = False
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                  console=out, transient=True) as bar:  # fmt: skip
+        for connection_id in ids:
+            task = bar.add_task(connection_id, total=None, detail="")
+
+            def step(o, task=task) -> None:  # type: ignore[no-untyped-def]
+                bar.update(task, description=f"{o.tenant_id}/{o.name} ({o.mode})",
+                           detail=f"{o.records_in} in, {o.unchanged} unchanged, page {o.pages}")
+
+            outcome = pull_connection(connection_id, full=full, force=force, progress=step)
+            bar.update(task, total=1, completed=1)
+            failed = failed or outcome.status in ("error", "needs_reauth")
+            table.add_row(outcome.tenant_id, outcome.name, outcome.status, outcome.mode,
+                          str(outcome.records_in), str(outcome.unchanged), str(outcome.deleted),
+                          str(outcome.calls), f"{outcome.seconds:.1f}",
+                          (outcome.error or outcome.note or "")[:100])  # fmt: skip
+    out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@sync_app.command("status")
+def sync_status_command(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Per CRM connection: last success, cursor age, records in and out, last error."""
+    import json
+
+    from relais.db import session_scope
+    from sync.contacts import sync_status
+
+    _upgrade()
+    with session_scope(readonly=True) as session:
+        rows = sync_status(session, tenant)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("tenant", "connection", "state", "last success", "cursor age", "contacts",
+                  "in", "out", "last error")  # fmt: skip
+    for r in rows:
+        age = r["cursor_age_seconds"]
+        table.add_row(
+            r["tenant"], f"{r['connection']} ({r['provider']})", r["state"],
+            (r["last_success_at"] or "never")[:19], _age(age), str(r["contacts"]),
+            str(r["records_in"]), str(r["records_out"]), (r["last_error"] or "")[:80],
+        )  # fmt: skip
+    out.print(table)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def main() -> None:

@@ -168,6 +168,7 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_claim", "connection_id", "status", "next_attempt_at"),
         Index("ix_deliveries_tenant_status", "tenant_id", "status"),
+        Index("ix_deliveries_digest_key", "digest_key"),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("dlv"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -188,6 +189,39 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Digests (sync.digest): the summary row carries its bucket key (tenant, rule,
+    # recipient, due time); each collected message's row carries its summary's id.
+    digest_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+class Escalation(Base):
+    """A ladder running for one message (sync.escalation): the steps sent so far,
+    when the next one is due, and who acknowledged."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (
+        Index("ix_escalations_open", "finished", "next_at"),
+        Index("ix_escalations_message", "message_id"),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("esc"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))
+    ladder: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(100), default="")
+    redact: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Index of the last step sent; len(steps) is the dead end.
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Every address told so far (an inbound "OK" is matched on it).
+    notified: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # running | acknowledged | dead_end | abandoned (the ladder left the config)
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    finished: Mapped[bool] = mapped_column(Boolean, default=False)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    acknowledged_via: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class ExternalLink(Base):

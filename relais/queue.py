@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 DELIVER_TASK = "relais.deliver_connection"
 SWEEP_TASK = "relais.sweep"
+CONTACTS_DUE_TASK = "relais.contacts_sync_due"
+CONTACTS_PULL_TASK = "relais.contacts_pull"
+CONTACTS_BEAT_SECONDS = 60.0  # how often the beat looks for CRM directories due a pull
+ESCALATION_TASK = "relais.escalation_step"
+ESCALATION_SWEEP_TASK = "relais.escalation_sweep"
 
 _app: Celery | None = None
 
@@ -58,12 +63,21 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_seconds},
+            "escalations": {
+                "task": ESCALATION_SWEEP_TASK,
+                "schedule": settings.sweep_interval_seconds,
+            },
         },
         beat_schedule_filename=str(settings.resolved_home / "celerybeat-schedule"),
         broker_pool_limit=4,
         # Publishing must not hang an API request when the broker is down.
         broker_connection_timeout=3,
     )
+    # The contact directory: each CRM connection is pulled at its own interval.
+    app.conf.beat_schedule["contacts-sync"] = {
+        "task": CONTACTS_DUE_TASK,
+        "schedule": CONTACTS_BEAT_SECONDS,
+    }
     return app
 
 
@@ -92,3 +106,28 @@ def enqueue_connections(connection_ids: Iterable[str], countdown: float = 0.0) -
             )
         except Exception as exc:  # noqa: BLE001 - the sweep recovers; see module doc
             log.warning("could not enqueue delivery of %s: %s", connection_id, exc)
+
+
+def enqueue_escalation(escalation_id: str, countdown: float = 0.0) -> None:
+    """Schedule the next check of an escalation (the beat sweep covers a lost message)."""
+    try:
+        celery_app().send_task(
+            ESCALATION_TASK,
+            args=[escalation_id],
+            countdown=countdown or None,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.5},
+        )
+    except Exception as exc:  # noqa: BLE001 - the sweep recovers
+        log.warning("could not schedule escalation %s: %s", escalation_id, exc)
+
+
+def enqueue_contact_pulls(connection_ids: Iterable[str]) -> None:
+    """One directory pull per connection (the pull lock refuses a second one)."""
+    app = celery_app()
+    for connection_id in sorted(set(connection_ids)):
+        try:
+            app.send_task(CONTACTS_PULL_TASK, args=[connection_id], retry=True,
+                          retry_policy={"max_retries": 2, "interval_start": 0.1})
+        except Exception as exc:  # noqa: BLE001 - the next beat tick tries again
+            log.warning("could not enqueue the contacts pull of %s: %s", connection_id, exc)

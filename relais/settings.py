@@ -31,6 +31,26 @@ class Settings(BaseSettings):
     # Base URL of the web console, used in signed links sent to people.
     public_url: str = "http://127.0.0.1:8000"
 
+    # Signed links sent to people (sensitive notices, escalation acknowledgements).
+    link_ttl_seconds: float = 7 * 24 * 3600.0
+
+    # Relais's own email sender (rules without a tenant email connection).
+    email_host: str | None = None
+    email_port: int | None = None
+    email_security: str = "starttls"  # starttls | tls | none
+    email_username: str | None = None
+    email_password: str | None = None
+    email_from_address: str | None = None
+    email_from_name: str | None = None
+    email_ca_file: str | None = None
+    # Relais's own SMS sender (Sinch XMS; see docs/SMS_PROVIDER.md).
+    sms_base_url: str | None = None  # unset: https://eu.sms.api.sinch.com
+    sms_service_plan_id: str | None = None
+    sms_api_token: str | None = None
+    sms_from: str | None = None
+    sms_webhook_secret: str | None = None  # verifies POST /v1/webhooks/sms
+    sms_ca_file: str | None = None
+
     max_message_bytes: int = 64 * 1024
     delivery_max_attempts: int = 8
     delivery_backoff_base: float = 2.0

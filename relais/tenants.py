@@ -18,6 +18,9 @@ from relais.connections import OAUTH_PROVIDERS
 from relais.crypto import decrypt_json, encrypt_json
 from relais.models import AuditEvent, Connection, Tenant
 
+# Connections Relais creates itself for a tenant (sync.senders.SENDER_NAMES).
+SYSTEM_CONNECTIONS = frozenset({"relais-email", "relais-sms"})
+
 
 class UnknownTenant(LookupError):
     def __init__(self, tenant_id: str) -> None:
@@ -111,6 +114,8 @@ def apply_config(
             row.credentials = encrypt_json(creds)
             result.new_secrets[name] = creds["signing_secret"]
     for name, row in existing.items():
+        if name in SYSTEM_CONNECTIONS:
+            continue  # Relais's own senders (sync.senders): not in the tenant's file
         if row.status != "disabled":
             row.status = "disabled"
             result.connections_disabled.append(name)

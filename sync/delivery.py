@@ -132,11 +132,10 @@ def _requests(
         assert tenant is not None
         try:
             payload = _payload(session, tenant, delivery)
-        except (TemplateRenderError, KeyError) as exc:
+        except TemplateRenderError as exc:
             if failed is None:
                 raise
-            reason = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
-            failed.append(DeliveryResult(delivery.id, error=Rejected(reason)))
+            failed.append(DeliveryResult(delivery.id, error=Rejected(str(exc))))
             continue
         if payload is None:
             requests.append(_appointment_request(tenant, delivery))
@@ -265,6 +264,7 @@ def process_connection(
                 Delivery.connection_id == connection.id,
                 Delivery.status == "pending",
                 Delivery.next_attempt_at > now,
+                Delivery.action != DIGEST_ITEM,  # their summary is due at the same time
             )
         )
         if later is not None:

@@ -5,14 +5,21 @@ outbox). Enqueuing happens after commit, in the caller."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mappings.config import TenantConfig
-from mappings.plan import plan_deliveries
+from mappings.plan import PlanError, PlannedDelivery, plan_for
+from mappings.recipients import RELAIS_SENDER
+from mappings.rules import CallContext
+from mappings.schema import CONNECTION_KINDS
 from relais.domain import CallMessage
-from relais.models import AuditEvent, Connection, Delivery, Message, new_id
+from relais.models import AuditEvent, Connection, Delivery, Message, new_id, utcnow
+from sync import digest as digests
+from sync import escalation as escalations
+from sync.senders import SenderMissing, ensure_sender, sender_config
 
 
 class MessageRejected(ValueError):
@@ -30,6 +37,10 @@ class Accepted:
     created: bool  # False when an Idempotency-Key replay returned the original
     # Connections that need a delivery task enqueued after commit.
     to_wake: list[str] = field(default_factory=list)
+    # (connection id, seconds): digests due later need a delayed task.
+    wake_later: list[tuple[str, float]] = field(default_factory=list)
+    # (escalation id, seconds until its next step).
+    escalations: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def connection_ids(self) -> list[str]:
@@ -79,7 +90,9 @@ def accept_message(
     config: TenantConfig,
     msg: CallMessage,
     idempotency_key: str | None = None,
+    now: datetime | None = None,
 ) -> Accepted:
+    """Write the message and its deliveries; ``now`` (tests) is when escalations start."""
     if idempotency_key:
         existing = session.scalar(
             select(Message).where(
@@ -97,13 +110,27 @@ def accept_message(
     assert call_type is not None
     chosen = msg.urgency or call_type.urgency_default
     urgency = str(getattr(chosen, "value", chosen))
-    plan = plan_deliveries(config, msg.call_type, urgency)
+    try:
+        plan = plan_for(
+            config,
+            CallContext(
+                call_type=msg.call_type,
+                urgency=urgency,
+                at=msg.taken_at,
+                known_contact=None,  # no contact directory yet: the trace says unknown
+                staff_id=msg.staff_id,
+                intake=msg.intake,
+            ),
+        )
+    except PlanError as exc:
+        raise MessageRejected("call_type", str(exc), "fix the call") from None
     if not plan.deliveries and not plan.dropped:
         raise MessageRejected(
             "call_type",
             f"no rule routes call type {msg.call_type!r} and the tenant has no default rule",
             "ask the tenant admin to add a rule or a default rule",
         )
+    _check_senders(config, plan.deliveries)
     connections = {
         c.name: c
         for c in session.scalars(
@@ -130,11 +157,30 @@ def accept_message(
     )
     session.add(message)
     session.flush()  # no ORM relationships: write the parent row before its deliveries
-    deliveries = []
+    deliveries: list[Delivery] = []
+    later: list[tuple[str, float]] = []
+    started: list[tuple[str, float]] = []
+    now = now or utcnow()
     for planned in plan.deliveries:
-        connection = connections.get(planned.connection)
-        if connection is None:  # config and store disagree: a bug, not user input
-            raise RuntimeError(f"connection {planned.connection!r} of {tenant_id} is not stored")
+        if planned.kind == "escalate":
+            assert planned.ladder is not None
+            esc, sent = escalations.start(
+                session, config, message, planned.ladder, planned.rule, planned.redact, now
+            )
+            deliveries += sent
+            assert esc.next_at is not None
+            started.append((esc.id, max(0.0, (esc.next_at - now).total_seconds())))
+            continue
+        connection = _connection_for(session, tenant_id, connections, planned)
+        if planned.kind == "digest":
+            item, summary = digests.collect(
+                session, message, connection.id, planned.rule, dict(planned.action)
+            )
+            deliveries.append(item)
+            if summary is not None:
+                wait = (summary.next_attempt_at - utcnow()).total_seconds()
+                later.append((connection.id, max(0.0, wait)))
+            continue
         delivery_id = new_id("dlv")
         deliveries.append(
             Delivery(
@@ -152,13 +198,63 @@ def accept_message(
     session.add(
         AuditEvent(
             tenant_id=tenant_id,
-            kind="message.accepted" if deliveries else "message.dropped",
+            kind="message.dropped" if plan.dropped else "message.accepted",
             subject_type="message",
             subject_id=message.id,
-            detail={"deliveries": [d.id for d in deliveries], "taken_by": msg.taken_by},
+            detail={
+                "deliveries": [d.id for d in deliveries],
+                "taken_by": msg.taken_by,
+                **({"notes": plan.notes} if plan.notes else {}),
+            },
         )
     )
     session.flush()
-    accepted = Accepted(message, deliveries, created=True)
-    accepted.to_wake = mark_wake(session, accepted.connection_ids)
+    accepted = Accepted(message, deliveries, created=True, wake_later=later,
+                        escalations=started)
+    due_now = {d.connection_id for d in deliveries if d.action != digests.ITEM}
+    accepted.to_wake = mark_wake(session, sorted(due_now))
     return accepted
+
+
+def _check_senders(config: TenantConfig, planned: list[PlannedDelivery]) -> None:
+    """Refuse a message whose rules need Relais's own sender when the operator has none."""
+    for delivery in planned:
+        try:
+            if delivery.kind == "escalate":
+                assert delivery.ladder is not None
+                escalations.check_senders(config, delivery.ladder)
+            elif delivery.kind not in CONNECTION_KINDS and delivery.connection == RELAIS_SENDER:
+                sender_config(str(delivery.action.get("channel") or delivery.kind))
+        except SenderMissing as exc:
+            what = (f"escalate {delivery.ladder}" if delivery.kind == "escalate"
+                    else f"{delivery.kind} to {delivery.recipients[0].address}")
+            raise MessageRejected(
+                "rules",
+                f"rule {delivery.rule!r} ({what}) sends through Relais's own "
+                f"{exc.channel} sender, which is not configured",
+                f"the operator must set {', '.join(exc.missing)}, or the tenant must add an "
+                f"{exc.channel} connection and name it with `via:`",
+            ) from None
+
+
+def _connection_for(
+    session: Session, tenant_id: str, connections: dict[str, Connection], planned: PlannedDelivery
+) -> Connection:
+    if planned.kind not in CONNECTION_KINDS and planned.connection == RELAIS_SENDER:
+        channel = str(planned.action.get("channel") or planned.kind)
+        return ensure_sender(session, tenant_id, channel)
+    connection = connections.get(planned.connection)
+    if connection is None:  # config and store disagree: a bug, not user input
+        raise RuntimeError(f"connection {planned.connection!r} of {tenant_id} is not stored")
+    return connection
+
+
+def enqueue_accepted(accepted: Accepted) -> None:
+    """After commit: wake the connections, schedule digests and escalation steps."""
+    from relais.queue import enqueue_connections, enqueue_escalation
+
+    enqueue_connections(accepted.to_wake)
+    for connection_id, seconds in accepted.wake_later:
+        enqueue_connections([connection_id], countdown=seconds)
+    for escalation_id, seconds in accepted.escalations:
+        enqueue_escalation(escalation_id, countdown=seconds)

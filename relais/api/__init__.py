@@ -5,7 +5,18 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from relais.api import admin, appointments, availability, connections, errors, messages, ops
+from relais.api import (
+    acks,
+    admin,
+    appointments,
+    availability,
+    connections,
+    errors,
+    messages,
+    ops,
+    webhooks,
+)
+from relais.api import contacts as contacts_api
 from relais.settings import get_settings
 
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -31,6 +42,7 @@ def create_app() -> FastAPI:
             )
         return await call_next(request)
 
-    for module in (messages, availability, appointments, admin, connections, ops):
+    for module in (messages, availability, appointments, admin, connections, ops, webhooks, acks):
         app.include_router(module.router)
+    app.include_router(contacts_api.router)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -10,7 +11,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from mappings.errors import ConfigError
-from mappings.plan import plan_deliveries
+from mappings.plan import PlanError, explain_text, plan_for
+from mappings.rules import CallContext
 from relais.api.deps import DB, Caller, tenant_for
 from relais.api.errors import ApiError, not_found
 from relais.api.messages import delivery_view
@@ -85,7 +87,11 @@ def list_deliveries(
     }
     return {
         "deliveries": [
-            {**delivery_view(d, connections.get(d.connection_id)), "message_id": d.message_id}
+            {
+                **delivery_view(d, connections.get(d.connection_id)),
+                "message_id": d.message_id,
+                "appointment_id": d.appointment_id,
+            }
             for d in rows
         ]
     }
@@ -110,32 +116,46 @@ def replay_delivery(delivery_id: str, who: Caller) -> dict[str, Any]:
 class ExplainRequest(BaseModel):
     call_type: str
     urgency: Literal["low", "normal", "high", "urgent"] | None = None
+    # The instant of the call; without an offset it is read in the tenant's zone.
+    # Default: now.
+    at: datetime | None = None
+    staff_id: str | None = None
+    intake: dict[str, Any] = {}
+    known_contact: bool | None = None
 
 
 @router.post("/v1/tenants/{tenant_id}/rules/explain")
 def explain(tenant_id: str, body: ExplainRequest, who: Caller, session: DB) -> dict[str, Any]:
     tenant = tenant_for(session, who, tenant_id, "secretary")
     config = parsed_config(tenant)
-    call_type = config.call_type(body.call_type)
-    if call_type is None:
-        known = ", ".join(ct.id for ct in config.call_types)
+    at = body.at or datetime.now(UTC)
+    if at.tzinfo is None or at.utcoffset() is None:
+        at = at.replace(tzinfo=config.zone)
+    try:
+        plan = plan_for(
+            config,
+            CallContext(
+                call_type=body.call_type,
+                urgency=body.urgency,
+                at=at,
+                known_contact=body.known_contact,
+                staff_id=body.staff_id,
+                intake=body.intake,
+            ),
+        )
+    except PlanError as exc:
+        field = "staff_id" if "staff" in str(exc) else "call_type"
+        known = [ct.id for ct in config.call_types]
         raise ApiError(
             422,
             "invalid_request",
-            f"unknown call type {body.call_type!r}",
-            [{"field": "call_type", "problem": "unknown", "hint": f"use one of: {known}"}],
-        )
-    urgency = body.urgency or str(
-        getattr(call_type.urgency_default, "value", call_type.urgency_default)
-    )
-    plan = plan_deliveries(config, body.call_type, urgency)
+            str(exc),
+            [{"field": field, "problem": str(exc), "hint": f"call types: {', '.join(known)}"}],
+        ) from None
+    data = plan.model_dump(mode="json")
     return {
-        "call_type": body.call_type,
-        "urgency": urgency,
+        **data,
         "dropped": plan.dropped,
-        "rules": [{"rule": t.rule, "matched": t.matched, "reason": t.reason} for t in plan.trace],
-        "deliveries": [
-            {"rule": d.rule, "connection": d.connection, "provider": d.provider}
-            for d in plan.deliveries
-        ],
+        "rules": data["trace"],
+        "text": explain_text(plan),
     }

@@ -13,9 +13,9 @@ from relais.api.errors import ApiError, error_body, field_errors, not_found, sum
 from relais.db import session_scope
 from relais.domain import CallMessage, as_utc_iso
 from relais.models import AuditEvent, Connection, Delivery, Message
-from relais.queue import enqueue_connections
 from relais.tenants import parsed_config
-from sync.outbox import MessageRejected, accept_message
+from sync.escalation import history as escalation_history
+from sync.outbox import MessageRejected, accept_message, enqueue_accepted
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["messages"])
 
@@ -73,7 +73,7 @@ def post_message(
             ],
         }
     if accepted.created:
-        enqueue_connections(accepted.to_wake)  # after commit: the outbox rule
+        enqueue_accepted(accepted)  # after commit: the outbox rule
     else:
         response.status_code = 200  # same Idempotency-Key: the original answer
     return body
@@ -125,6 +125,8 @@ def get_message(tenant_id: str, message_id: str, who: Caller, session: DB) -> di
             {**delivery_view(d, connections.get(d.connection_id)), "history": history[d.id]}
             for d in deliveries
         ],
+        # Ladders run for this message: each step (who was told, when), who acknowledged.
+        "escalations": escalation_history(session, message.id),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import relais.directory  # noqa: F401
 from relais.models import Base
 
 config = context.config

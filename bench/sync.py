@@ -1,0 +1,330 @@
+"""Contact directory sync: incremental pulls against a full re-read, at 10k and 100k.
+
+For each CRM emulator (HubSpot, Salesforce), run **in this process** (the
+emulators' HTTP servers on threads, real sockets, the real SDKs), and each
+size (default 10,000 and 100,000 contacts, seeded straight into the emulator
+with ``insert``, dated an hour ago), on a fresh SQLite store:
+
+1. full sync (the first pull);
+2. change 10 records through the CRM's API, then an incremental pull;
+3. baseline in the same run: a full re-read (``full=True``), what a sync
+   without cursors pays for the same 10 changes.
+
+It prints API calls and seconds for each, and the incremental cost next to the
+baseline: the incremental cost must stay flat from 10k to 100k while the
+baseline grows with the data. Then caller lookup latency (p50/p99) on the
+largest directory: in-process (``lookup_phone``, one SQL round trip each) and
+through the HTTP API (FastAPI TestClient, auth included), full numbers in
+varied formats and 6-digit partial numbers.
+
+The providers' rate limits are lifted in the emulators and the connection
+(``rate_limit``, ``search_rate_limit``): the bench measures our cost, in API
+calls; under HubSpot's real search limit (~4/s) every search call costs ~0.25 s
+more. Seconds include the emulators' own CPU (they scan their whole store per
+search), which is why incremental seconds still grow a little with size.
+
+Usage: python bench/sync.py [--sizes 10000,100000] [--only hubspot|salesforce]
+                            [--lookups 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+CHANGES = 10
+TENANT = "benchco"
+
+
+def configure_store(home: Path) -> None:
+    os.environ.update(
+        {
+            "RELAIS_HOME": str(home),
+            "RELAIS_SECRET_KEYS": "kVvJ0x0b3Ckq6bQ1kXq3vP8s7mYkJ6V8o9Qf1m2n3o4=",
+        }
+    )
+    for key in ("RELAIS_DATABASE_URL", "RELAIS_BROKER_URL"):
+        os.environ.pop(key, None)
+    from relais.db import dispose_engines
+    from relais.migrate import upgrade
+    from relais.settings import reset_settings
+    from sync.ratelimit import reset_store
+
+    reset_settings()
+    reset_store()
+    dispose_engines()
+    upgrade()
+
+
+def tenant_yaml(provider: str, settings: dict[str, Any]) -> str:
+    lines = "".join(f"      {k}: {v}\n" for k, v in settings.items())
+    return (
+        f"id: {TENANT}\nname: Bench\ntimezone: Europe/Paris\nphone_region: FR\n"
+        "call_types:\n  - id: message\n    label: Message\n"
+        f"connections:\n  crm:\n    provider: {provider}\n    settings:\n{lines}"
+        "rules:\n  default:\n    then:\n      - connection: crm\n"
+    )
+
+
+def phone(n: int) -> str:
+    return (
+        f"06 {n // 1_000_000 % 100:02d} {n // 10_000 % 100:02d} {n // 100 % 100:02d} {n % 100:02d}"
+    )
+
+
+class HubSpotCase:
+    name = "hubspot"
+
+    def start(self) -> None:
+        from sandbox.hubspot import HubSpotConfig, HubSpotEmulator
+
+        config = HubSpotConfig(
+            rate_limit_max=10**9, search_rate_limit_per_second=10**9, daily_limit=10**9
+        )
+        self.emu = HubSpotEmulator(config=config).start()
+
+    def stop(self) -> None:
+        self.emu.stop()
+
+    def settings(self) -> dict[str, Any]:
+        return {"api_base_url": self.emu.url, "rate_limit": 10**6, "search_rate_limit": 10**6}
+
+    def credentials(self) -> dict[str, Any]:
+        return {"access_token": self.emu.private_app_token}
+
+    def seed(self, count: int) -> list[str]:
+        self.emu.clock.set_offset(-3600)
+        try:
+            return self.emu.seed(
+                "contacts",
+                count,
+                lambda i: {
+                    "firstname": f"Prenom{i}",
+                    "lastname": f"Nom{i}",
+                    "email": f"p{i}@exemple.fr",
+                    "phone": phone(i),
+                    "company": f"Société {i % 997}",
+                },
+            )
+        finally:
+            self.emu.clock.set_offset(0)
+
+    def change(self, ids: list[str]) -> None:
+        from sandbox.testing import hubspot_client
+
+        api = hubspot_client(self.emu).crm.contacts.basic_api
+        for record_id in ids:
+            api.update(record_id, {"properties": {"lastname": "Modifié"}})
+
+
+class SalesforceCase:
+    name = "salesforce"
+
+    def start(self) -> None:
+        from sandbox.salesforce import SalesforceConfig, SalesforceEmulator
+
+        self.emu = SalesforceEmulator(config=SalesforceConfig(daily_api_limit=10**9)).start()
+
+    def stop(self) -> None:
+        self.emu.stop()
+
+    def settings(self) -> dict[str, Any]:
+        return {"instance_url": self.emu.url, "ca_file": str(self.emu.ca_file)}
+
+    def credentials(self) -> dict[str, Any]:
+        return {"access_token": self.emu.session_id}
+
+    def seed(self, count: int) -> list[str]:
+        self.emu.clock.set_offset(-3600)
+        try:
+            return [
+                self.emu.insert(
+                    "Contact",
+                    {
+                        "FirstName": f"Prenom{i}",
+                        "LastName": f"Nom{i}",
+                        "Email": f"p{i}@exemple.fr",
+                        "Phone": phone(i),
+                    },
+                )
+                for i in range(count)
+            ]
+        finally:
+            self.emu.clock.set_offset(0)
+
+    def change(self, ids: list[str]) -> None:
+        from sandbox.testing import salesforce_client
+
+        client = salesforce_client(self.emu)
+        for record_id in ids:
+            client.Contact.update(record_id, {"LastName": "Modifié"})
+
+
+def setup(case: Any, size: int) -> tuple[str, list[str]]:
+    from crm_helpers import connection_id
+
+    from relais.connections import set_credentials
+    from relais.db import session_scope
+    from relais.tenants import apply_config
+
+    with session_scope() as session:
+        apply_config(session, tenant_yaml(case.name, case.settings()), "bench.yaml", actor="bench")
+        set_credentials(session, TENANT, "crm", case.credentials())
+    ids = case.seed(size)
+    return connection_id(TENANT, "crm"), ids
+
+
+def run_case(case: Any, size: int, lookups: int, measure_lookups: bool) -> dict[str, Any]:
+    from sync.contacts import pull_connection
+
+    case.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="relais-bench-sync-") as home:
+            configure_store(Path(home))
+            t0 = time.perf_counter()
+            conn, ids = setup(case, size)
+            seeded = time.perf_counter() - t0
+            full = pull_connection(conn)
+            assert full.status == "ok" and full.records_in == size, full
+            case.change(random.Random(size).sample(ids, CHANGES))
+            incremental = pull_connection(conn)
+            assert incremental.status == "ok", incremental
+            assert incremental.records_in == CHANGES, incremental
+            baseline = pull_connection(conn, full=True)
+            assert baseline.status == "ok", baseline
+            row = {
+                "provider": case.name,
+                "size": size,
+                "seed_s": seeded,
+                "full": full,
+                "incremental": incremental,
+                "baseline": baseline,
+            }
+            if measure_lookups:
+                row["lookups"] = measure(size, lookups)
+            return row
+    finally:
+        case.stop()
+
+
+def measure(size: int, count: int) -> dict[str, Any]:
+    from fastapi.testclient import TestClient
+
+    from relais.api import create_app
+    from relais.auth import create_key
+    from relais.db import session_scope
+    from sync.contacts import lookup_phone, parse_phone_query
+
+    rng = random.Random(7)
+    queries = []
+    for _ in range(count):
+        n = rng.randrange(size)
+        digits = phone(n).replace(" ", "")
+        style = rng.randrange(4)
+        if style == 0:
+            queries.append("+33 " + phone(n)[1:])
+        elif style == 1:
+            queries.append(digits)
+        elif style == 2:
+            queries.append(phone(n).replace(" ", "."))
+        else:
+            queries.append(digits[-6:])  # the last 6 digits only
+    in_process = []
+    for text in queries:
+        start = time.perf_counter()
+        with session_scope(readonly=True) as session:
+            found = lookup_phone(session, TENANT, parse_phone_query(text, "FR"))
+        in_process.append(time.perf_counter() - start)
+        assert found, text
+    with session_scope() as session:
+        key = create_key(session, "secretary", TENANT, "bench")
+    client = TestClient(create_app())
+    auth = {"Authorization": f"Bearer {key}"}
+    over_http = []
+    for text in queries[: max(1, count // 4)]:
+        start = time.perf_counter()
+        answer = client.get(f"/v1/tenants/{TENANT}/contacts", params={"phone": text}, headers=auth)
+        over_http.append(time.perf_counter() - start)
+        assert answer.status_code == 200 and answer.json()["contacts"], answer.text
+    return {"in_process": in_process, "http": over_http}
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--only", choices=("hubspot", "salesforce"))
+    parser.add_argument("--lookups", type=int, default=2000)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    cases = [c for c in (HubSpotCase(), SalesforceCase()) if not args.only or c.name == args.only]
+    rows = []
+    for case in cases:
+        for size in sizes:
+            print(f"… {case.name}: {size:,} contacts", flush=True)
+            row = run_case(case, size, args.lookups, size == max(sizes))
+            rows.append(row)
+            report_row(row)
+    print()
+    print(
+        f"{'provider':<11}{'size':>9} | {'full: calls':>11}{'s':>8} | "
+        f"{'incremental: calls':>18}{'s':>7} | {'re-read: calls':>14}{'s':>8} | "
+        f"{'calls saved':>11}"
+    )
+    for r in rows:
+        f, i, b = r["full"], r["incremental"], r["baseline"]
+        print(
+            f"{r['provider']:<11}{r['size']:>9,} | {f.calls:>11}{f.seconds:>8.1f} | "
+            f"{i.calls:>18}{i.seconds:>7.2f} | {b.calls:>14}{b.seconds:>8.1f} | "
+            f"{b.calls / max(1, i.calls):>10.0f}x"
+        )
+    for case in cases:
+        mine = [r for r in rows if r["provider"] == case.name]
+        if len(mine) >= 2:
+            small, big = mine[0], mine[-1]
+            print(
+                f"{case.name}: incremental calls {small['incremental'].calls} at "
+                f"{small['size']:,} vs {big['incremental'].calls} at {big['size']:,} "
+                f"(x{big['size'] / small['size']:.0f} data); re-read calls "
+                f"{small['baseline'].calls} vs {big['baseline'].calls}"
+            )
+    for r in rows:
+        if "lookups" in r:
+            lk = r["lookups"]
+            print(
+                f"lookup at {r['size']:,} {r['provider']} contacts: in-process "
+                f"p50 {pct(lk['in_process'], 50):.2f} ms, p99 {pct(lk['in_process'], 99):.2f} ms "
+                f"({len(lk['in_process'])} lookups); HTTP API p50 {pct(lk['http'], 50):.2f} ms, "
+                f"p99 {pct(lk['http'], 99):.2f} ms ({len(lk['http'])}); mean "
+                f"{statistics.mean(lk['in_process']) * 1000:.2f} ms"
+            )
+    return 0
+
+
+def report_row(row: dict[str, Any]) -> None:
+    f, i, b = row["full"], row["incremental"], row["baseline"]
+    print(
+        f"  seeded in {row['seed_s']:.1f} s; full {f.calls} calls {f.seconds:.1f} s; "
+        f"incremental ({CHANGES} changed) {i.calls} calls {i.seconds:.2f} s, "
+        f"{i.records_in} in; re-read {b.calls} calls {b.seconds:.1f} s",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Signed links sent to people (the token is the credential: no API key).
+
+* ``GET /v1/m/{token}``: the message a sensitive notice points to (JSON);
+* ``GET /v1/ack/{token}``: acknowledge an escalation (one click).
+
+A forged, altered or expired token answers 404, like a missing record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from relais.api.errors import not_found
+from relais.db import session_scope
+from relais.domain import as_utc_iso
+from relais.links import BadLink, verify
+from relais.models import Escalation, Message
+from sync.escalation import acknowledge
+
+router = APIRouter(tags=["links"])
+
+
+@router.get("/v1/m/{token}")
+def read_message(token: str) -> dict[str, Any]:
+    try:
+        claims = verify("m", token)
+    except BadLink:
+        raise not_found("link") from None
+    with session_scope(readonly=True) as session:
+        message = session.get(Message, str(claims.get("m")))
+        if message is None or message.tenant_id != claims.get("t"):
+            raise not_found("link")
+        return {
+            "id": message.id,
+            "tenant": message.tenant_id,
+            "call_type": message.call_type,
+            "urgency": message.urgency,
+            "caller": message.caller,
+            "subject": message.subject,
+            "body": message.body,
+            "taken_by": message.taken_by,
+            "taken_at": as_utc_iso(message.taken_at),
+            "staff_id": message.staff_id,
+            "callback_requested": message.callback_requested,
+            "intake": message.intake,
+        }
+
+
+@router.get("/v1/ack/{token}")
+def acknowledge_link(token: str) -> dict[str, Any]:
+    try:
+        claims = verify("ack", token)
+    except BadLink:
+        raise not_found("link") from None
+    with session_scope() as session:
+        found = session.get(Escalation, str(claims.get("e")))
+        if found is None or found.tenant_id != claims.get("t"):
+            raise not_found("link")
+        esc, newly = acknowledge(session, found.id, by=str(claims.get("r")), via="link")
+        assert esc is not None
+        return {
+            "escalation": esc.id,
+            "message_id": esc.message_id,
+            "acknowledged": esc.outcome == "acknowledged",
+            "newly": newly,
+            "outcome": esc.outcome,
+            "acknowledged_by": esc.acknowledged_by,
+            "acknowledged_at": as_utc_iso(esc.acknowledged_at) if esc.acknowledged_at else None,
+        }

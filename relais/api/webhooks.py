@@ -1,0 +1,87 @@
+"""Provider webhooks: ``POST /v1/webhooks/sms`` (Sinch callbacks to Relais's own SMS sender).
+
+Every callback must carry a valid, fresh Sinch HMAC signature made with
+``RELAIS_SMS_WEBHOOK_SECRET``; anything else is refused (401) and not acted on.
+Delivery receipts join the history of the delivery they report on; an inbound
+"OK" acknowledges the most recent running escalation that told that number.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+
+from connectors.sms import DeliveryReceipt, InboundSms, parse_webhook, verify_webhook_signature
+from relais.api.errors import ApiError
+from relais.db import session_scope
+from relais.models import AuditEvent, Connection, Delivery
+from relais.settings import get_settings
+from sync.escalation import acknowledge, is_ok_reply, open_for_number
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+
+@router.post("/v1/webhooks/sms")
+async def sms_webhook(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    secret = get_settings().sms_webhook_secret or ""
+    if not secret:
+        raise ApiError(401, "unauthenticated", "SMS callbacks are not accepted: "
+                       "RELAIS_SMS_WEBHOOK_SECRET is not set")
+    if not verify_webhook_signature(secret, dict(request.headers), raw):
+        log.warning("SMS callback refused: bad or stale signature")
+        raise ApiError(401, "unauthenticated", "invalid or stale webhook signature")
+    try:
+        records = parse_webhook(raw)
+    except ValueError as exc:  # includes JSON errors
+        raise ApiError(400, "invalid_callback", str(exc)) from None
+    receipts = acknowledged = ignored = 0
+    with session_scope() as session:
+        for record in records:
+            if isinstance(record, DeliveryReceipt):
+                receipts += _receipt(session, record)
+            elif isinstance(record, InboundSms):
+                if _inbound(session, record):
+                    acknowledged += 1
+                else:
+                    ignored += 1
+    return {"receipts": receipts, "acknowledged": acknowledged, "ignored": ignored}
+
+
+def _receipt(session: Any, receipt: DeliveryReceipt) -> int:
+    query = (
+        select(Delivery)
+        .join(Connection, Connection.id == Delivery.connection_id)
+        .where(Connection.provider == "sms")
+    )
+    if receipt.client_ref:
+        query = query.where(Delivery.idempotency_key == receipt.client_ref)
+    elif receipt.message_id:
+        query = query.where(Delivery.external_id == receipt.message_id)
+    else:
+        return 0
+    found = session.scalar(query.limit(1))
+    if found is None:
+        return 0
+    session.add(AuditEvent(
+        tenant_id=found.tenant_id, kind="delivery.receipt", subject_type="delivery",
+        subject_id=found.id,
+        detail={"status": receipt.status, "provider_status": receipt.provider_status,
+                "code": receipt.code, "final": receipt.final,
+                "reported_at": receipt.at.isoformat() if receipt.at else None},
+    ))
+    return 1
+
+
+def _inbound(session: Any, sms: InboundSms) -> bool:
+    if not is_ok_reply(sms.text):
+        return False
+    found = open_for_number(session, sms.from_number)
+    if found is None:
+        return False
+    _, newly = acknowledge(session, found.id, by=sms.from_number, via="sms")
+    return newly

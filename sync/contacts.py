@@ -1,0 +1,745 @@
+"""The contact directory: CRM contacts pulled incrementally into Relais, so a
+secretary recognises a caller in milliseconds (``GET /v1/tenants/{t}/contacts``).
+
+**A pull** (``pull_connection``) reads one CRM connection through its reader
+(``connectors.hubspot_sync``, ``connectors.salesforce_sync``): deletions since
+the cursor first, then the records changed since it, page by page. Each page
+is written in one transaction together with the reader's checkpoint, so a pull
+cut short (429, crash, deploy) resumes where it stopped and loses nothing. A
+record whose CRM modification stamp we already hold is not rewritten (the
+lookback re-reads a few). The cursor is the instant the last successful pull
+started; the next pull asks for changes since then minus ``sync_lookback_seconds``
+(default 120 s: records committed late, search index lag, clock skew).
+
+**Full pulls** (first pull, ``--full``, or a cursor the CRM can no longer
+answer from, e.g. Salesforce's 15-day deleted window) read everything and then
+sweep: a record of this connection that the full pull did not see is marked
+deleted (``generation`` counts full pulls).
+
+**One pull per connection at a time**: ``directory_sync_state.running_since``
+is set under the row's lock (``FOR UPDATE`` on PostgreSQL, the write lock on
+SQLite) and cleared at the end; a pull older than ``sync_lock_minutes``
+(default 30) is presumed dead and its lock taken over.
+
+**Limits**: a ``RateLimited`` error stores ``paused_until`` (the provider's
+reset) and keeps the cursor and checkpoint; the beat resumes after the reset.
+
+**Scheduling**: ``due_connections`` lists the CRM connections whose
+``sync_interval_minutes`` (connection setting, default 15; 0 disables) has
+passed since their last pull; the beat task enqueues one pull each.
+
+Phones are normalised to E.164 in the tenant's ``phone_region``; each is also
+stored as its digits reversed, so "ends with 345678" is a prefix range scan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import phonenumbers
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from connectors.base import ConnectionInfo, DeliveryError, RateLimited, Runtime
+from connectors.crm import ContactPage, CrmContact, CrmDeletion, CursorExpired
+from relais.db import session_scope
+from relais.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
+from relais.models import Connection, SyncCursor, Tenant, utcnow
+from relais.tenants import parsed_config
+
+log = logging.getLogger(__name__)
+
+STREAM = "contacts"
+PROVIDERS = ("hubspot", "salesforce")
+DEFAULT_INTERVAL_MINUTES = 15
+DEFAULT_LOOKBACK_SECONDS = 120
+DEFAULT_LOCK_MINUTES = 30
+MIN_SUFFIX_DIGITS = 6
+SUFFIX_DIGITS = 9  # a national significant number (FR: 9 digits) matches whatever the prefix
+MAX_MATCHES = 20
+
+Progress = Callable[["PullOutcome"], None]
+
+
+@dataclass
+class PullOutcome:
+    connection_id: str
+    tenant_id: str = ""
+    name: str = ""
+    provider: str = ""
+    status: str = "ok"  # ok | skipped | paused | error | needs_reauth
+    mode: str = ""  # full | incremental (| resumed full/incremental)
+    records_in: int = 0  # records written (new or changed)
+    unchanged: int = 0  # read again but identical (lookback, full re-reads)
+    deleted: int = 0
+    pages: int = 0
+    calls: int = 0  # provider API calls
+    seconds: float = 0.0
+    note: str = ""
+    error: str | None = None
+    resumed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+# ------------------------------------------------------------------ phones and names
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text or "")
+
+
+def normalize_phone(raw: str, region: str | None) -> str | None:
+    """E.164 of ``raw`` read in ``region``, or None when it is not a phone number."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def name_key(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(plain.lower().split())
+
+
+def _prefix_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (digits)."""
+    stripped = prefix.rstrip("9")
+    if not stripped:
+        return None
+    return stripped[:-1] + chr(ord(stripped[-1]) + 1)
+
+
+# ------------------------------------------------------------------ readers
+
+
+def reader_for(info: ConnectionInfo) -> Any:
+    """The provider's incremental reader, paced by the connection's shared limiter."""
+    from sync.delivery import pacer_for
+    from sync.ratelimit import Pacer, default_store
+
+    if info.provider == "hubspot":
+        from connectors.hubspot import HubSpotConnector
+        from connectors.hubspot_sync import HubSpotContactReader
+
+        search = Pacer(
+            key=f"{info.id}:search",
+            limit=int(info.settings.get("search_rate_limit", 4)),
+            window=1.0,
+            store=default_store(),
+        )
+        runtime = Runtime(pacer=pacer_for(HubSpotConnector, info))
+        return HubSpotContactReader(info, runtime, search_pacer=search)
+    if info.provider == "salesforce":
+        from connectors.salesforce import SalesforceConnector
+        from connectors.salesforce_sync import SalesforceContactReader
+
+        return SalesforceContactReader(info, Runtime(pacer=pacer_for(SalesforceConnector, info)))
+    raise LookupError(f"no contact reader for provider {info.provider!r}")
+
+
+# ------------------------------------------------------------------ cursor and lock
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _load_cursor(session: Session, connection_id: str) -> tuple[SyncCursor, dict[str, Any]]:
+    row = session.get(SyncCursor, (connection_id, STREAM))
+    if row is None:
+        row = SyncCursor(connection_id=connection_id, stream=STREAM, cursor=None)
+        session.add(row)
+    return row, (json.loads(row.cursor) if row.cursor else {})
+
+
+def _save_cursor(row: SyncCursor, data: dict[str, Any]) -> None:
+    row.cursor = json.dumps(data, sort_keys=True)
+    row.updated_at = utcnow()
+
+
+def _ensure_state(connection_id: str, tenant_id: str) -> None:
+    with session_scope() as session:
+        if session.get(DirectorySyncState, connection_id) is not None:
+            return
+    try:
+        with session_scope() as session:
+            session.add(
+                DirectorySyncState(
+                    connection_id=connection_id,
+                    tenant_id=tenant_id,
+                    records_in=0,
+                    records_out=0,
+                    deleted_in=0,
+                    last_run={},
+                )
+            )
+    except IntegrityError:
+        pass  # another process created it first
+
+
+def _acquire(
+    connection_id: str, tenant_id: str, expiry: timedelta, force: bool
+) -> tuple[str | None, str]:
+    """Take the connection's pull lock: (token, "") or (None, why not)."""
+    _ensure_state(connection_id, tenant_id)
+    with session_scope() as session:
+        state = session.get(
+            DirectorySyncState, connection_id, with_for_update=True, populate_existing=True
+        )
+        assert state is not None
+        now = utcnow()
+        if state.running_since is not None and state.running_since > now - expiry:
+            return None, f"a pull is already running (since {state.running_since:%H:%M:%S} UTC)"
+        if not force and state.paused_until is not None and state.paused_until > now:
+            return None, f"paused by the provider's limit until {state.paused_until:%H:%M:%S} UTC"
+        state.running_since, state.run_token = now, uuid.uuid4().hex
+        state.last_started_at = now
+        return state.run_token, ""
+
+
+def _release(connection_id: str, token: str, outcome: PullOutcome, pause: datetime | None) -> None:
+    with session_scope() as session:
+        state = session.get(
+            DirectorySyncState, connection_id, with_for_update=True, populate_existing=True
+        )
+        if state is None:
+            return
+        now = utcnow()
+        if state.run_token == token:
+            state.running_since, state.run_token = None, None
+        state.records_in += outcome.records_in
+        state.deleted_in += outcome.deleted
+        if outcome.status == "ok":
+            state.last_success_at, state.last_error, state.paused_until = now, None, None
+        elif outcome.error:
+            state.last_error, state.last_error_at = outcome.error, now
+        if pause is not None:
+            state.paused_until = pause
+        state.last_run = {
+            k: v for k, v in outcome.as_dict().items() if k not in ("connection_id", "tenant_id")
+        } | {"finished_at": now.isoformat()}
+
+
+# ------------------------------------------------------------------ writing
+
+
+@dataclass
+class _Target:
+    tenant_id: str
+    connection_id: str
+    provider: str
+    region: str | None
+
+
+def contact_key(connection_id: str, record: CrmContact | CrmDeletion) -> str:
+    return f"{connection_id}:{record.object}:{record.id}"
+
+
+def _apply_page(
+    session: Session, target: _Target, records: Sequence[CrmContact], generation: int
+) -> tuple[int, int]:
+    """Upsert one page; returns (written, unchanged)."""
+    by_key: dict[str, CrmContact] = {}
+    for record in records:
+        by_key[contact_key(target.connection_id, record)] = record  # the last copy wins
+    if not by_key:
+        return 0, 0
+    existing = {
+        row.id: (row.crm_updated_at, row.deleted)
+        for row in session.execute(
+            select(
+                DirectoryContact.id, DirectoryContact.crm_updated_at, DirectoryContact.deleted
+            ).where(DirectoryContact.id.in_(list(by_key)))
+        )
+    }
+    same = [
+        k
+        for k, r in by_key.items()
+        if k in existing and not existing[k][1] and existing[k][0] == r.updated_at
+    ]
+    if same:
+        session.execute(
+            update(DirectoryContact)
+            .where(DirectoryContact.id.in_(same))
+            .values(generation=generation)
+        )
+    changed = [k for k in by_key if k not in set(same)]
+    if not changed:
+        return 0, len(same)
+    stale = [k for k in changed if k in existing]
+    if stale:
+        session.execute(delete(DirectoryPhone).where(DirectoryPhone.contact_id.in_(stale)))
+        session.execute(delete(DirectoryContact).where(DirectoryContact.id.in_(stale)))
+    now = utcnow()
+    contacts, phones = [], []
+    for key in changed:
+        record = by_key[key]
+        normalized: list[str] = []
+        for raw in record.phones:
+            e164 = normalize_phone(raw, target.region) or _digits(raw)
+            if e164 and e164 not in normalized:
+                normalized.append(e164)
+        contacts.append(
+            {
+                "id": key,
+                "tenant_id": target.tenant_id,
+                "connection_id": target.connection_id,
+                "provider": target.provider,
+                "crm_object": record.object,
+                "crm_id": record.id,
+                "name": record.name[:300],
+                "name_key": name_key(record.name)[:300],
+                "company": (record.company or None) and record.company[:300],
+                "owner": record.owner,
+                "emails": list(record.emails),
+                "phones": normalized,
+                "crm_updated_at": record.updated_at,
+                "deleted": False,
+                "generation": generation,
+                "synced_at": now,
+            }
+        )
+        for e164 in normalized:
+            digits = _digits(e164)
+            if len(digits) >= MIN_SUFFIX_DIGITS:
+                phones.append(
+                    {
+                        "contact_id": key,
+                        "tenant_id": target.tenant_id,
+                        "e164": e164[:32],
+                        "reversed_digits": digits[::-1][:32],
+                    }
+                )
+    session.execute(insert(DirectoryContact), contacts)
+    if phones:
+        session.execute(insert(DirectoryPhone), phones)
+    return len(changed), len(same)
+
+
+def _apply_deletions(session: Session, target: _Target, items: Iterable[CrmDeletion]) -> int:
+    """Mark deleted what the CRM deleted after our copy was modified (not a restored one)."""
+    stamps = {contact_key(target.connection_id, d): d.deleted_at for d in items}
+    if not stamps:
+        return 0
+    gone = []
+    for key, updated_at in session.execute(
+        select(DirectoryContact.id, DirectoryContact.crm_updated_at).where(
+            DirectoryContact.id.in_(list(stamps)), DirectoryContact.deleted.is_(False)
+        )
+    ):
+        deleted_at = stamps[key]
+        if deleted_at is None or updated_at is None or deleted_at >= updated_at:
+            gone.append(key)
+    return _mark_deleted(session, gone)
+
+
+def _mark_deleted(session: Session, keys: list[str]) -> int:
+    for start in range(0, len(keys), 500):
+        part = keys[start : start + 500]
+        session.execute(delete(DirectoryPhone).where(DirectoryPhone.contact_id.in_(part)))
+        session.execute(
+            update(DirectoryContact)
+            .where(DirectoryContact.id.in_(part))
+            .values(deleted=True, synced_at=utcnow())
+        )
+    return len(keys)
+
+
+def _sweep(session: Session, connection_id: str, generation: int) -> int:
+    keys = list(
+        session.scalars(
+            select(DirectoryContact.id).where(
+                DirectoryContact.connection_id == connection_id,
+                DirectoryContact.generation < generation,
+                DirectoryContact.deleted.is_(False),
+            )
+        )
+    )
+    return _mark_deleted(session, keys)
+
+
+# ------------------------------------------------------------------ the pull
+
+
+def _connection(connection_id: str) -> tuple[ConnectionInfo, _Target, Connection]:
+    from sync.credentials import connection_info
+
+    with session_scope(readonly=True) as session:
+        row = session.get(Connection, connection_id)
+        if row is None:
+            raise LookupError(f"no connection {connection_id!r}")
+        tenant = session.get(Tenant, row.tenant_id)
+        assert tenant is not None
+        config = parsed_config(tenant)
+        info = connection_info(row)
+        spec = config.connections.get(row.name)
+        if spec is not None and hasattr(spec, "resolved_mapping"):
+            info = replace(info, mapping=spec.resolved_mapping())
+        session.expunge(row)
+    return info, _Target(row.tenant_id, row.id, row.provider, config.phone_region), row
+
+
+def pull_connection(
+    connection_id: str,
+    *,
+    full: bool = False,
+    force: bool = False,
+    only_if_due: bool = False,
+    progress: Progress | None = None,
+) -> PullOutcome:
+    """Pull one CRM connection's contacts into the directory (see the module doc).
+
+    ``force`` ignores a pause; ``only_if_due`` skips a connection pulled less than
+    its interval ago (the beat's tasks); ``progress`` is called after each page."""
+    from sync.credentials import NeedsReauth, ensure_fresh
+
+    began = time.monotonic()
+    info, target, row = _connection(connection_id)
+    outcome = PullOutcome(connection_id, row.tenant_id, row.name, row.provider)
+    if row.provider not in PROVIDERS:
+        outcome.status, outcome.note = "skipped", f"{row.provider} has no contact directory"
+        return outcome
+    if row.status != "active":
+        outcome.status, outcome.note = "skipped", f"connection is {row.status}"
+        return outcome
+    if only_if_due and not _is_due(connection_id, row.settings, utcnow()):
+        outcome.status, outcome.note = "skipped", "not due"
+        return outcome
+    settings = info.settings
+    lookback = timedelta(
+        seconds=float(settings.get("sync_lookback_seconds", DEFAULT_LOOKBACK_SECONDS))
+    )
+    expiry = timedelta(minutes=float(settings.get("sync_lock_minutes", DEFAULT_LOCK_MINUTES)))
+    token, why = _acquire(connection_id, row.tenant_id, expiry, force)
+    if token is None:
+        outcome.status, outcome.note = "skipped", why
+        return outcome
+    pause: datetime | None = None
+    try:
+        try:
+            ensure_fresh(connection_id)
+        except NeedsReauth as exc:
+            outcome.status, outcome.error = "needs_reauth", f"needs re-authorization: {exc}"
+            return outcome
+        except DeliveryError as exc:  # the token endpoint is down: the next tick retries
+            outcome.status, outcome.error = "error", f"token refresh failed: {exc}"
+            return outcome
+        info, target, row = _connection(connection_id)  # the token may be new
+        reader = reader_for(info)
+        try:
+            _run(reader, target, outcome, full, lookback, progress)
+        except RateLimited as exc:
+            pause = exc.reset_at
+            outcome.status, outcome.error = "paused", str(exc)
+        except DeliveryError as exc:  # AuthExpired, Rejected, TransientError
+            outcome.status, outcome.error = "error", str(exc)
+        except Exception as exc:  # a bug: record it, then let it surface
+            outcome.status, outcome.error = "error", f"internal error: {exc!r}"
+            raise
+        finally:
+            outcome.calls = reader.calls
+            reader.close()
+    finally:
+        outcome.seconds = round(time.monotonic() - began, 3)
+        _release(connection_id, token, outcome, pause)
+    log.info(
+        "contacts pull %s/%s: %s %s, %d in, %d deleted, %d calls",
+        outcome.tenant_id, outcome.name, outcome.status, outcome.mode,
+        outcome.records_in, outcome.deleted, outcome.calls,
+    )  # fmt: skip
+    return outcome
+
+
+def _new_run(cursor: dict[str, Any], full: bool, lookback: timedelta) -> dict[str, Any]:
+    since = _dt(cursor.get("since"))
+    generation = int(cursor.get("generation") or 0)
+    started = utcnow()
+    if full or since is None:
+        return {"mode": "full", "since": None, "started": started.isoformat(),
+                "generation": generation + 1, "checkpoint": None, "deletes_done": True}  # fmt: skip
+    return {"mode": "incremental", "since": _iso(since - lookback),
+            "started": started.isoformat(), "generation": generation, "checkpoint": None,
+            "deletes_done": False}  # fmt: skip
+
+
+def _run(
+    reader: Any,
+    target: _Target,
+    outcome: PullOutcome,
+    full: bool,
+    lookback: timedelta,
+    progress: Progress | None,
+) -> None:
+    with session_scope() as session:
+        row, cursor = _load_cursor(session, target.connection_id)
+        run = cursor.get("run")
+        if run is None or full:
+            run = _new_run(cursor, full, lookback)
+        else:
+            outcome.resumed = True
+        cursor["run"] = run
+        _save_cursor(row, cursor)
+    outcome.mode = run["mode"]
+    if not run["deletes_done"]:
+        try:
+            for batch in reader.deleted(_dt(run["since"]), _dt(run["started"])):
+                with session_scope() as session:
+                    outcome.deleted += _apply_deletions(session, target, batch)
+        except CursorExpired as exc:
+            outcome.note = f"full resync: {exc}"
+            run = _new_run(cursor, True, lookback)
+            outcome.mode = "full"
+        run["deletes_done"] = True
+        with session_scope() as session:
+            row, cursor = _load_cursor(session, target.connection_id)
+            cursor["run"] = run
+            _save_cursor(row, cursor)
+    for page in reader.changed(_dt(run["since"]), run["checkpoint"]):
+        _write_page(target, page, run, outcome)
+        if progress is not None:
+            progress(outcome)
+    with session_scope() as session:
+        if run["mode"] == "full":
+            outcome.deleted += _sweep(session, target.connection_id, run["generation"])
+        row, cursor = _load_cursor(session, target.connection_id)
+        _save_cursor(
+            row,
+            {"since": run["started"], "generation": run["generation"], "run": None,
+             "last_mode": run["mode"]},
+        )  # fmt: skip
+
+
+def _write_page(
+    target: _Target, page: ContactPage, run: dict[str, Any], outcome: PullOutcome
+) -> None:
+    with session_scope() as session:
+        written, same = _apply_page(session, target, page.records, run["generation"])
+        run["checkpoint"] = page.checkpoint
+        row, cursor = _load_cursor(session, target.connection_id)
+        cursor["run"] = run
+        _save_cursor(row, cursor)
+    outcome.records_in += written
+    outcome.unchanged += same
+    outcome.pages += 1
+
+
+# ------------------------------------------------------------------ scheduling
+
+
+def _interval(settings: dict[str, Any]) -> timedelta | None:
+    minutes = float(settings.get("sync_interval_minutes", DEFAULT_INTERVAL_MINUTES))
+    return timedelta(minutes=minutes) if minutes > 0 else None
+
+
+def _is_due(connection_id: str, settings: dict[str, Any], now: datetime) -> bool:
+    interval = _interval(settings)
+    if interval is None:
+        return False
+    with session_scope(readonly=True) as session:
+        state = session.get(DirectorySyncState, connection_id)
+    if state is None or state.last_started_at is None:
+        return True
+    if state.paused_until is not None and state.paused_until > now:
+        return False
+    return state.last_started_at + interval <= now
+
+
+def due_connections(now: datetime | None = None) -> list[str]:
+    """Active CRM connections whose pull interval has passed (beat)."""
+    now = now or utcnow()
+    with session_scope(readonly=True) as session:
+        rows = session.execute(
+            select(Connection.id, Connection.settings).where(
+                Connection.provider.in_(PROVIDERS), Connection.status == "active"
+            )
+        ).all()
+    return [cid for cid, settings in rows if _is_due(cid, dict(settings or {}), now)]
+
+
+def crm_connections(tenant: str | None = None, name: str | None = None) -> list[str]:
+    with session_scope(readonly=True) as session:
+        query = select(Connection.id).where(Connection.provider.in_(PROVIDERS))
+        if tenant:
+            query = query.where(Connection.tenant_id == tenant)
+        if name:
+            query = query.where(Connection.name == name)
+        return list(session.scalars(query.order_by(Connection.tenant_id, Connection.name)))
+
+
+# ------------------------------------------------------------------ status
+
+
+def sync_status(session: Session, tenant_id: str | None = None) -> list[dict[str, Any]]:
+    """Per CRM connection: last success, cursor age, records in/out, errors."""
+    now = utcnow()
+    query = select(Connection).where(Connection.provider.in_(PROVIDERS))
+    if tenant_id:
+        query = query.where(Connection.tenant_id == tenant_id)
+    out = []
+    for conn in session.scalars(query.order_by(Connection.tenant_id, Connection.name)):
+        state = session.get(DirectorySyncState, conn.id)
+        cursor_row = session.get(SyncCursor, (conn.id, STREAM))
+        cursor = json.loads(cursor_row.cursor) if cursor_row and cursor_row.cursor else {}
+        since = _dt(cursor.get("since"))
+        live = session.scalar(
+            select(func.count()).where(
+                DirectoryContact.connection_id == conn.id, DirectoryContact.deleted.is_(False)
+            )
+        )
+        running = bool(state and state.running_since)
+        paused = bool(state and state.paused_until and state.paused_until > now)
+        out.append(
+            {
+                "tenant": conn.tenant_id,
+                "connection": conn.name,
+                "provider": conn.provider,
+                "connection_status": conn.status,
+                "state": "running" if running else "paused" if paused else "idle",
+                "interval_minutes": (
+                    (_interval(conn.settings or {}) or timedelta()).total_seconds() / 60
+                ),
+                "last_started_at": _iso(state.last_started_at) if state else None,
+                "last_success_at": _iso(state.last_success_at) if state else None,
+                "cursor": _iso(since),
+                "cursor_age_seconds": round((now - since).total_seconds(), 1) if since else None,
+                "resumable": bool(cursor.get("run")),
+                "contacts": int(live or 0),
+                "records_in": state.records_in if state else 0,
+                "records_out": state.records_out if state else 0,
+                "deleted_in": state.deleted_in if state else 0,
+                "last_error": state.last_error if state else None,
+                "last_error_at": _iso(state.last_error_at) if state else None,
+                "paused_until": _iso(state.paused_until) if paused and state else None,
+                "last_run": (state.last_run if state else None) or None,
+            }
+        )
+    return out
+
+
+# ------------------------------------------------------------------ lookup
+
+
+@dataclass
+class PhoneQuery:
+    digits: str
+    e164: str | None
+    suffix: str = field(default="")
+
+
+def parse_phone_query(text: str, region: str | None) -> PhoneQuery:
+    """What the secretary typed: a full number in any format, or its last digits.
+    Raises ValueError when it holds fewer than 6 digits."""
+    digits = _digits(text)
+    if len(digits) < MIN_SUFFIX_DIGITS:
+        raise ValueError(
+            f"{text!r} has {len(digits)} digit(s); give at least {MIN_SUFFIX_DIGITS} "
+            "(the end of the number is enough)"
+        )
+    e164 = None
+    stripped = text.strip()
+    if stripped.startswith("+") or stripped.startswith("00") or len(digits) >= 9:
+        candidate = normalize_phone(stripped, region)
+        if candidate is not None:
+            try:
+                valid = phonenumbers.is_valid_number(phonenumbers.parse(candidate, None))
+            except phonenumbers.NumberParseException:
+                valid = False
+            e164 = candidate if valid else None
+    basis = _digits(e164) if e164 else digits
+    return PhoneQuery(digits, e164, basis[-SUFFIX_DIGITS:])
+
+
+def lookup_phone(
+    session: Session, tenant_id: str, query: PhoneQuery, limit: int = MAX_MATCHES
+) -> list[dict[str, Any]]:
+    """Matches best first: the exact E.164 number, then the same last 9 digits
+    (the number written another way), then numbers ending with what was typed."""
+    ranks: dict[str, tuple[int, str]] = {}
+    if query.e164:
+        for cid, e164 in session.execute(
+            select(DirectoryPhone.contact_id, DirectoryPhone.e164)
+            .where(DirectoryPhone.tenant_id == tenant_id, DirectoryPhone.e164 == query.e164)
+            .limit(limit)
+        ):
+            ranks.setdefault(cid, (0, e164))
+    prefix = query.suffix[::-1]
+    condition = [DirectoryPhone.tenant_id == tenant_id, DirectoryPhone.reversed_digits >= prefix]
+    bound = _prefix_bound(prefix)
+    if bound is not None:
+        condition.append(DirectoryPhone.reversed_digits < bound)
+    rank = 1 if len(query.suffix) >= SUFFIX_DIGITS else 2
+    for cid, e164 in session.execute(
+        select(DirectoryPhone.contact_id, DirectoryPhone.e164).where(*condition).limit(limit * 5)
+    ):
+        ranks.setdefault(cid, (rank, e164))
+    return _contacts(session, tenant_id, ranks, limit)
+
+
+def search_name(
+    session: Session, tenant_id: str, text: str, limit: int = MAX_MATCHES
+) -> list[dict[str, Any]]:
+    key = name_key(text)
+    if not key:
+        return []
+    ids = session.scalars(
+        select(DirectoryContact.id)
+        .where(
+            DirectoryContact.tenant_id == tenant_id,
+            DirectoryContact.name_key >= key,
+            DirectoryContact.name_key < key + "\uffff",
+            DirectoryContact.deleted.is_(False),
+        )
+        .order_by(DirectoryContact.name_key)
+        .limit(limit)
+    )
+    return _contacts(session, tenant_id, {cid: (3, "") for cid in ids}, limit)
+
+
+def _contacts(
+    session: Session, tenant_id: str, ranks: dict[str, tuple[int, str]], limit: int
+) -> list[dict[str, Any]]:
+    if not ranks:
+        return []
+    rows = session.scalars(
+        select(DirectoryContact).where(
+            DirectoryContact.id.in_(list(ranks)),
+            DirectoryContact.tenant_id == tenant_id,
+            DirectoryContact.deleted.is_(False),
+        )
+    ).all()
+    labels = {0: "exact", 1: "number", 2: "suffix", 3: "name"}
+    rows = sorted(rows, key=lambda c: (ranks[c.id][0], c.name_key, c.id))[:limit]
+    return [
+        {
+            "name": c.name,
+            "company": c.company,
+            "phones": list(c.phones or []),
+            "emails": list(c.emails or []),
+            "owner": c.owner,
+            "crm": {"provider": c.provider, "object": c.crm_object, "id": c.crm_id},
+            "match": labels[ranks[c.id][0]],
+            "matched_phone": ranks[c.id][1] or None,
+            "updated_at": _iso(c.crm_updated_at),
+        }
+        for c in rows
+    ]
