@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 
 from mappings.config import TenantConfig
 from relais.demo_crm import CrmSandboxes
+from relais.models import utcnow
 from relais.settings import get_settings, reset_settings
 from sandbox.webhook_receiver import WebhookReceiver
 
@@ -242,8 +243,11 @@ def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
     logs.mkdir(exist_ok=True)
     receiver = WebhookReceiver(fail_first=0.1)
     os.environ["RELAIS_DEMO_WEBHOOK_BASE"] = receiver.start() + "/hooks"
-    crm = CrmSandboxes.start()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    crm = CrmSandboxes.start(public_url=base)
     console.print(f"[bold]Relais demo[/] — data in {home}")
+    started = utcnow()
 
     upgrade()
     configs, keys = [], {}
@@ -269,8 +273,8 @@ def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
         + ", ".join(f"{c.name} ({c.id})" for c in configs)
     )
     dispose_engines()
+    _explain_two_calls(configs, console)
 
-    port = _free_port()
     env = {
         **os.environ,
         "RELAIS_SWEEP_INTERVAL_SECONDS": "5",
@@ -278,16 +282,18 @@ def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
         "RELAIS_DELIVERY_STALE_SECONDS": "10",
     }
     procs = Processes(logs, env)
-    base = f"http://127.0.0.1:{port}"
     try:
         procs.start("api", "serve", "--port", str(port))
         procs.start("worker", "worker", "--concurrency", str(workers))
         procs.start("beat", "beat")
         _wait_healthy(base, procs)
-        posted = _post_calls(base, keys, day_of_calls(configs, calls), console, procs)
+        day = day_of_calls(configs, calls) + night_emergencies(configs)
+        posted = _post_calls(base, keys, day, console, procs)
         return _settle_and_report(
+            started,
             posted,
             {"webhook": receiver.landed, **crm.landings()},
+            crm,
             receiver,
             timeout,
             console,
@@ -298,6 +304,83 @@ def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
         procs.stop()
         receiver.stop()
         crm.stop()
+
+
+def night_emergencies(configs: list[TenantConfig]) -> list[tuple]:
+    """An urgent call last night for each tenant with an escalation ladder."""
+    calls = []
+    for config in configs:
+        urgent = next((c for c in config.call_types if c.urgency_default == "urgent"), None)
+        if urgent is None or not getattr(config, "escalations", None):
+            continue
+        zone = ZoneInfo(config.timezone)
+        night = (datetime.now(zone) - timedelta(days=1)).replace(
+            hour=23, minute=40, second=0, microsecond=0
+        )
+        calls.append(
+            (
+                config.id,
+                {
+                    "call_type": urgent.id,
+                    "caller": {"name": "Mme Sandrine Roussel", "phone": "06 45 67 89 12"},
+                    "subject": "Forte fièvre, enfant de 3 ans",
+                    "body": "Fièvre à 40 depuis ce soir, ne baisse pas. Demande l'avis du médecin.",
+                    "taken_by": "Karim (permanence de nuit)",
+                    "taken_at": night.isoformat(),
+                    "callback_requested": True,
+                },
+            )
+        )
+    return calls
+
+
+def _acknowledge_an_escalation(
+    crm: CrmSandboxes, console: Console, session_scope: Any, timeout: float
+) -> bool:
+    """The doctor on call answers "OK" to the SMS: the ladder must stop there."""
+    from relais.models import Escalation
+
+    with session_scope(readonly=True) as session:
+        open_ladders = list(session.scalars(select(Escalation)))
+    if not open_ladders:
+        return True  # no tenant escalated anything in this run
+    sent = [m for m in crm.sms.messages if "Répondez OK" in m.body or "Reply OK" in m.body]
+    if not sent:
+        console.print("[red]no escalation SMS reached the gateway[/]")
+        return False
+    crm.sms.reply(sent[0].to, "OK merci")
+    deadline = time.monotonic() + min(timeout, 30)
+    while time.monotonic() < deadline:
+        with session_scope(readonly=True) as session:
+            esc = session.get(Escalation, open_ladders[0].id)
+            if esc is not None and esc.acknowledged_at is not None:
+                console.print(
+                    f"escalation: step {esc.step + 1} acknowledged by "
+                    f"{esc.acknowledged_by} by SMS reply; no further step is sent"
+                )
+                return True
+        time.sleep(0.3)
+    return False
+
+
+def _explain_two_calls(configs: list[TenantConfig], console: Console) -> None:
+    """What the rules do with two calls, as `relais rules explain` shows it."""
+    from mappings.plan import explain_text, plan_for
+    from mappings.rules import CallContext
+
+    picks = [
+        ("centre-medical-lumiere", "urgence-medicale", (21, 30)),
+        ("plomberie-martin", "devis", (10, 15)),
+    ]
+    by_id = {c.id: c for c in configs}
+    for tenant, call_type, (hour, minute) in picks:
+        config = by_id.get(tenant)
+        if config is None or config.call_type(call_type) is None:
+            continue
+        at = datetime(2026, 12, 24, hour, minute, tzinfo=ZoneInfo(config.timezone))
+        plan = plan_for(config, CallContext(call_type=call_type, at=at))
+        console.print(f"[bold]rules explain[/] {tenant} · {call_type} · {at:%d/%m/%Y %H:%M}")
+        console.print(explain_text(plan), highlight=False, markup=False)
 
 
 def _wait_healthy(base: str, procs: Processes) -> None:
@@ -346,9 +429,14 @@ def _progress(console: Console) -> Progress:
     )
 
 
+LATER = ("digest.item", "digest.summary")  # due at the digest's time, not now
+
+
 def _settle_and_report(
+    started: datetime,
     posted: list[str],
     landings: dict[str, Callable[[], Counter[str]]],
+    crm: CrmSandboxes,
     receiver: WebhookReceiver,
     timeout: float,
     console: Console,
@@ -356,35 +444,35 @@ def _settle_and_report(
     store: tuple,
 ) -> int:
     Connection, Delivery, Message, session_scope = store
-    with session_scope() as session:
-        total = session.scalar(
-            select(func.count()).select_from(Delivery).where(Delivery.message_id.in_(posted))
-        )
+    of_this_run = Delivery.created_at >= started
+    settled_now = Delivery.status.in_(["delivered", "dead"]) | (
+        Delivery.action.in_(LATER) & (Delivery.status == "pending")
+    )
     deadline = time.monotonic() + timeout
     with _progress(console) as progress:
-        task = progress.add_task("delivering", total=total)
+        task = progress.add_task("delivering", total=None)
         while True:
             with session_scope(readonly=True) as session:
-                settled = session.scalar(
-                    select(func.count())
-                    .select_from(Delivery)
-                    .where(
-                        Delivery.message_id.in_(posted), Delivery.status.in_(["delivered", "dead"])
-                    )
+                total = session.scalar(
+                    select(func.count()).select_from(Delivery).where(of_this_run)
                 )
-            progress.update(task, completed=settled)
+                settled = session.scalar(
+                    select(func.count()).select_from(Delivery).where(of_this_run, settled_now)
+                )
+            progress.update(task, total=total, completed=settled)
             if settled == total or time.monotonic() > deadline:
                 break
             procs.check()
             time.sleep(0.3)
+    acknowledged = _acknowledge_an_escalation(crm, console, session_scope, timeout)
 
     with session_scope() as session:
         rows = session.execute(
             select(Delivery, Connection, Message)
             .join(Connection, Connection.id == Delivery.connection_id)
-            .join(Message, Message.id == Delivery.message_id)
-            .where(Delivery.message_id.in_(posted))
-            .order_by(Message.taken_at)
+            .outerjoin(Message, Message.id == Delivery.message_id)
+            .where(of_this_run)
+            .order_by(Delivery.created_at)
         ).all()
         dropped = session.scalar(
             select(func.count())
@@ -395,7 +483,7 @@ def _settle_and_report(
     landed = Table(title="Last calls and where they landed")
     for col in ("taken", "tenant", "call type", "caller", "destination", "status", "attempts"):
         landed.add_column(col)
-    for d, c, m in rows[-12:]:
+    for d, c, m in [r for r in rows if r[2] is not None][-12:]:
         landed.add_row(
             m.taken_at.strftime("%H:%M"),
             m.tenant_id,
@@ -420,10 +508,11 @@ def _settle_and_report(
 
     delivered: dict[str, set[str]] = {}
     for d, c, _m in rows:
-        if d.status == "delivered":
-            delivered.setdefault(c.provider, set()).add(d.idempotency_key)
+        if d.status == "delivered" and d.action != "digest.item":  # items leave in the summary
+            key = crm.landing_key(c.provider, d.idempotency_key)
+            delivered.setdefault(c.provider, set()).add(key)
     lost, unexpected, doubled = 0, 0, 0
-    for provider, keys in delivered.items():
+    for provider, keys in sorted(delivered.items()):
         landed = landings[provider]()  # key -> records found at the destination
         lost += len(keys - set(landed))
         unexpected += len(set(landed) - keys)
@@ -432,7 +521,16 @@ def _settle_and_report(
             f"{provider}: {len(keys)} delivered, {len(landed)} found at the "
             f"destination, {sum(landed.values())} records"
         )
-    unsettled = [d for d, _c, _m in rows if d.status not in ("delivered", "dead")]
+    later = [d for d, _c, _m in rows if d.action in LATER and d.status == "pending"]
+    if later:
+        due = min(d.next_attempt_at for d in later).astimezone(ZoneInfo("Europe/Paris"))
+        console.print(
+            f"digests: {len(later)} deliveries wait for their summary, the first "
+            f"due {due:%d/%m %H:%M} (Paris)"
+        )
+    unsettled = [
+        d for d, _c, _m in rows if d.status not in ("delivered", "dead") and d.action not in LATER
+    ]
     dead = [d for d, _c, _m in rows if d.status == "dead"]
     console.print(
         f"{len(posted)} calls posted ({dropped} dropped by rule), {len(rows)} deliveries: "
@@ -456,6 +554,8 @@ def _settle_and_report(
         problems.append(f"{len(dead)} deliveries dead")
     if receiver.rejected_signatures:
         problems.append("signatures were rejected")
+    if not acknowledged:
+        problems.append("the night emergency's escalation was not acknowledged by SMS")
     for problem in problems:
         console.print(f"[bold red]FAILED:[/] {problem}")
     if not problems:

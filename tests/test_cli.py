@@ -37,7 +37,7 @@ def test_validate_examples_ok(monkeypatch):
     monkeypatch.setenv("RELAIS_DEMO_WEBHOOK_BASE", "http://127.0.0.1:9/hooks")
     result = run("tenants", "validate", *map(str, sorted((ROOT / "examples").glob("*.yaml"))))
     assert result.exit_code == 0, result.output
-    assert result.output.count(": ok") == 2
+    assert result.output.count(": ok") == 3
 
 
 def test_readme_example_is_valid(tmp_path, monkeypatch):
