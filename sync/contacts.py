@@ -743,3 +743,34 @@ def _contacts(
         }
         for c in rows
     ]
+
+
+def is_known_caller(session: Session, tenant_id: str, phone: str | None) -> bool | None:
+    """Whether the caller's number is in the tenant's CRM directory.
+
+    None (unknown) while no CRM directory of the tenant has completed a pull: a
+    rule on ``known_contact`` must not treat every caller as new before then.
+    """
+    synced = session.scalar(
+        select(DirectorySyncState.connection_id)
+        .where(
+            DirectorySyncState.tenant_id == tenant_id,
+            DirectorySyncState.last_success_at.is_not(None),
+        )
+        .limit(1)
+    )
+    if synced is None:
+        return None
+    if not phone:
+        return False
+    found = session.scalar(
+        select(DirectoryContact.id)
+        .join(DirectoryPhone, DirectoryPhone.contact_id == DirectoryContact.id)
+        .where(
+            DirectoryPhone.tenant_id == tenant_id,
+            DirectoryPhone.e164 == phone,
+            DirectoryContact.deleted.is_(False),
+        )
+        .limit(1)
+    )
+    return found is not None

@@ -19,6 +19,7 @@ from relais.domain import CallMessage
 from relais.models import AuditEvent, Connection, Delivery, Message, new_id, utcnow
 from sync import digest as digests
 from sync import escalation as escalations
+from sync.contacts import is_known_caller
 from sync.senders import SenderMissing, ensure_sender, sender_config
 
 
@@ -117,7 +118,7 @@ def accept_message(
                 call_type=msg.call_type,
                 urgency=urgency,
                 at=msg.taken_at,
-                known_contact=None,  # no contact directory yet: the trace says unknown
+                known_contact=is_known_caller(session, tenant_id, msg.caller.phone),
                 staff_id=msg.staff_id,
                 intake=msg.intake,
             ),
