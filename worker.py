@@ -107,3 +107,42 @@ def contacts_pull(connection_id: str) -> dict[str, object]:
     outcome = pull_connection(connection_id, only_if_due=True)
     return {"status": outcome.status, "records_in": outcome.records_in,
             "deleted": outcome.deleted, "calls": outcome.calls}
+
+
+# ------------------------------------------------------------------ calendar two-way sync
+
+
+@app.task(name="relais.calendar_sync_due")
+def calendar_sync_due() -> dict[str, object]:
+    from relais.queue import enqueue_calendar_pull
+    from sync.calendar_sync import due_connections, renew_channels
+
+    due = due_connections()
+    for connection_id in due:
+        enqueue_calendar_pull(connection_id)
+    renewed = renew_channels()
+    if due or renewed:
+        log.info("calendar sync: %d pull(s) due, %d channel(s) renewed", len(due), len(renewed))
+    return {"due": due, "renewed": renewed}
+
+
+@app.task(name="relais.calendar_pull")
+def calendar_pull(connection_id: str, calendar_ids: list[str] | None = None) -> dict[str, object]:
+    from sync.calendar_sync import pull_connection
+
+    outcome = pull_connection(connection_id, calendar_ids=calendar_ids)
+    if calendar_ids and outcome.status == "skipped" and "already running" in outcome.note:
+        from relais.queue import enqueue_calendar_pull
+
+        # a notification's pull must not be lost behind a running one: try again shortly
+        enqueue_calendar_pull(connection_id, calendar_ids, countdown=30)
+    return {"status": outcome.status, "changes": outcome.changes, "moved": outcome.moved,
+            "cancelled": outcome.cancelled, "calls": outcome.calls}
+
+
+@app.task(name="relais.contacts_pull_now")
+def contacts_pull_now(connection_id: str) -> dict[str, object]:
+    from sync.contacts import pull_connection
+
+    outcome = pull_connection(connection_id)
+    return {"status": outcome.status, "records_in": outcome.records_in}

@@ -77,3 +77,39 @@ class CalendarConnector(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------ incremental sync
+
+
+class CursorExpired(Exception):
+    """The provider no longer knows this cursor (Google 410 ``fullSyncRequired``, Graph
+    410 ``syncStateNotFound``): wipe it and read the calendar in full again."""
+
+
+@dataclass(frozen=True)
+class EventChange:
+    """One event changed since the cursor. ``start``/``end`` are aware UTC (None for a
+    cancelled or deleted event, or an all-day one we cannot place)."""
+
+    event_id: str
+    etag: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    # confirmed | tentative | cancelled (deleted included) | removed (Graph ``@removed``:
+    # deleted, or moved out of the delta window; the sync reads the event to know which)
+    status: str = "confirmed"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == "cancelled"
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A change-notification channel (Google watch channel, Graph subscription)."""
+
+    id: str
+    calendar_id: str
+    expires_at: datetime  # aware UTC
+    resource_id: str | None = None

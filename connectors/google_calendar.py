@@ -61,7 +61,15 @@ from connectors.base import (
     Runtime,
     TransientError,
 )
-from connectors.calendar import BusyBlock, CalendarBusy, EventRef, EventSpec
+from connectors.calendar import (
+    BusyBlock,
+    CalendarBusy,
+    Channel,
+    CursorExpired,
+    EventChange,
+    EventRef,
+    EventSpec,
+)
 from connectors.calendar_common import (
     CallMeter,
     JobAnswer,
@@ -353,3 +361,85 @@ class GoogleCalendarConnector:
             "event delete",
             ok=(404, 410),  # already gone: deleted
         )
+
+    # ------------------------------------------------------- incremental sync
+    # Additive (two-way sync, ``sync.calendar_sync``). Settings: ``sync_page_size``
+    # (250 events per page), ``watch_ttl_seconds`` (604800: Google's default channel life).
+
+    def list_changes(self, calendar_id: str, cursor: str | None) -> tuple[list[EventChange], str]:
+        """Events changed since ``cursor`` (a syncToken; None: every event, deleted ones
+        included) and the next cursor. A token Google no longer knows: ``CursorExpired``."""
+        events = self.service.events()
+        page_size = int(self.info.settings.get("sync_page_size", 250))
+        changes: list[EventChange] = []
+        page_token: str | None = None
+        while True:
+            params: dict[str, Any] = {
+                "calendarId": calendar_id,
+                "showDeleted": True,
+                "maxResults": page_size,
+            }
+            if cursor:
+                params["syncToken"] = cursor
+            if page_token:
+                params["pageToken"] = page_token
+            status, body = self._call(events.list(**params), "event changes", ok=(410,))
+            if status == 410:
+                raise CursorExpired(
+                    f"Google Calendar: the sync token of {calendar_id} expired (fullSyncRequired)"
+                )
+            changes.extend(self._change(item) for item in body.get("items") or [])
+            page_token = body.get("nextPageToken")
+            if not page_token:
+                token = body.get("nextSyncToken")
+                if not token:
+                    raise TransientError("Google Calendar: the last page carried no nextSyncToken")
+                return changes, str(token)
+
+    @staticmethod
+    def _change(item: dict[str, Any]) -> EventChange:
+        status = str(item.get("status") or "confirmed")
+
+        def when(spec: Any) -> datetime | None:
+            if not isinstance(spec, dict) or not spec.get("dateTime"):
+                return None  # all-day (or absent): not one of our appointments
+            return datetime.fromisoformat(str(spec["dateTime"]).replace("Z", "+00:00")).astimezone(
+                UTC
+            )
+
+        cancelled = status == "cancelled"
+        return EventChange(
+            str(item["id"]),
+            item.get("etag"),
+            None if cancelled else when(item.get("start")),
+            None if cancelled else when(item.get("end")),
+            status,
+        )
+
+    def watch(
+        self, calendar_id: str, address: str, token: str, channel_id: str | None = None
+    ) -> Channel:
+        """Open a ``web_hook`` channel on the calendar's events; Google then POSTs
+        ``sync`` and, on every change, ``exists`` to ``address`` carrying ``token``."""
+        import uuid
+
+        ttl = int(self.info.settings.get("watch_ttl_seconds", 604_800))
+        body = {
+            "id": channel_id or uuid.uuid4().hex,
+            "type": "web_hook",
+            "address": address,
+            "token": token,
+            "params": {"ttl": str(ttl)},
+        }
+        _, res = self._call(
+            self.service.events().watch(calendarId=calendar_id, body=body), "events watch"
+        )
+        expires = datetime.fromtimestamp(int(res.get("expiration") or 0) / 1000, UTC)
+        return Channel(str(res["id"]), calendar_id, expires, res.get("resourceId"))
+
+    def stop_watch(self, channel_id: str, resource_id: str | None) -> None:
+        """Stop a channel; one Google no longer knows counts as stopped."""
+        body: dict[str, Any] = {"id": channel_id}
+        if resource_id:
+            body["resourceId"] = resource_id
+        self._call(self.service.channels().stop(body=body), "channel stop", ok=(404,))

@@ -78,6 +78,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
         "task": CONTACTS_DUE_TASK,
         "schedule": CONTACTS_BEAT_SECONDS,
     }
+    # Calendars: due pulls, and notification channels renewed before they expire.
+    app.conf.beat_schedule["calendar-sync"] = {
+        "task": CALENDAR_DUE_TASK,
+        "schedule": CALENDAR_BEAT_SECONDS,
+    }
     return app
 
 
@@ -131,3 +136,32 @@ def enqueue_contact_pulls(connection_ids: Iterable[str]) -> None:
                           retry_policy={"max_retries": 2, "interval_start": 0.1})
         except Exception as exc:  # noqa: BLE001 - the next beat tick tries again
             log.warning("could not enqueue the contacts pull of %s: %s", connection_id, exc)
+
+
+# ------------------------------------------------------------------ calendar two-way sync
+
+CALENDAR_DUE_TASK = "relais.calendar_sync_due"
+CALENDAR_PULL_TASK = "relais.calendar_pull"
+CONTACTS_PULL_NOW_TASK = "relais.contacts_pull_now"
+CALENDAR_BEAT_SECONDS = 60.0  # due calendar pulls + channel renewals
+
+
+def enqueue_calendar_pull(
+    connection_id: str, calendar_ids: list[str] | None = None, countdown: float = 0.0
+) -> None:
+    """Pull a calendar connection now (all its calendars, or ``calendar_ids``)."""
+    try:
+        celery_app().send_task(CALENDAR_PULL_TASK, args=[connection_id, calendar_ids],
+                               countdown=countdown or None, retry=True,
+                               retry_policy={"max_retries": 2, "interval_start": 0.1})
+    except Exception as exc:  # noqa: BLE001 - the beat's interval pull catches up
+        log.warning("could not enqueue the calendar pull of %s: %s", connection_id, exc)
+
+
+def enqueue_contact_pull_now(connection_id: str) -> None:
+    """A CRM webhook said contacts changed: pull that directory now (not only if due)."""
+    try:
+        celery_app().send_task(CONTACTS_PULL_NOW_TASK, args=[connection_id], retry=True,
+                               retry_policy={"max_retries": 2, "interval_start": 0.1})
+    except Exception as exc:  # noqa: BLE001 - the beat's interval pull catches up
+        log.warning("could not enqueue the contacts pull of %s: %s", connection_id, exc)

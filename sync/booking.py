@@ -1010,3 +1010,24 @@ def appointment_view(config: TenantConfig, row: Appointment) -> dict[str, Any]:
         "created_at": as_utc_iso(row.created_at),
         "updated_at": as_utc_iso(row.updated_at),
     }
+
+
+# --------------------------------------------------------------------------- two-way sync
+
+
+def write_appointment_deliveries(
+    session: Session, config: TenantConfig, row: Appointment, action: str
+) -> list[Delivery]:
+    """The appointment outbox rule, for changes that come from the calendar
+    (``sync.calendar_sync``): one delivery per CRM connection, in ``session``."""
+    return _outbox(session, config, row, action)
+
+
+def record_appointment_event(session: Session, row: Appointment, kind: str, **detail: Any) -> None:
+    """An audit event on the appointment (same shape as booking's own)."""
+    _audit(session, row, kind, **detail)
+
+
+def enqueue_deliveries(connection_ids: list[str]) -> None:
+    """Enqueue the delivery tasks of connections marked by ``mark_wake`` (after commit)."""
+    _enqueue(connection_ids)

@@ -45,4 +45,5 @@ def create_app() -> FastAPI:
     for module in (messages, availability, appointments, admin, connections, ops, webhooks, acks):
         app.include_router(module.router)
     app.include_router(contacts_api.router)
+    app.include_router(__import__("relais.api.notifications", fromlist=["router"]).router)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import relais.calendar_sync_models  # noqa: F401
 import relais.directory  # noqa: F401
 from relais.models import Base
 

@@ -1,0 +1,191 @@
+"""Change notifications from the providers: each one triggers an immediate pull.
+
+- ``POST /v1/webhooks/google``: a Google Calendar watch channel message. The
+  channel id and token must match a live channel we opened (404 unknown,
+  stopped or expired; 401 wrong token or resource); ``sync`` is acknowledged
+  without pulling; ``exists``/``not_exists`` pull that calendar.
+- ``POST /v1/webhooks/graph``: with ``?validationToken=`` it is Graph's
+  subscription handshake, echoed as 200 ``text/plain``; otherwise a batch of
+  change notifications, each checked against its subscription's
+  ``clientState`` (202; 401 when none is valid).
+- ``POST /v1/webhooks/hubspot``: signature v3 (HMAC-SHA256 of method, URI,
+  body and timestamp with the app's client secret, ``X-HubSpot-Signature-v3``)
+  and a timestamp at most 5 minutes away; contact events pull that CRM
+  connection's contact directory now.
+
+Refusals are logged without secrets and never acted on.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from relais.api.deps import Caller, tenant_for
+from relais.api.errors import ApiError
+from relais.db import session_scope
+from relais.models import Connection
+from sync import calendar_sync
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+HUBSPOT_TOLERANCE_SECONDS = 300
+MAX_VALIDATION_TOKEN = 1024
+
+
+def _refuse(exc: calendar_sync.NotificationRejected, what: str) -> ApiError:
+    log.warning("%s notification refused: %s", what, exc.reason)
+    code = (
+        "unauthenticated"
+        if exc.status == 401
+        else "not_found"
+        if exc.status == 404
+        else ("invalid_notification")
+    )
+    return ApiError(exc.status, code, f"notification refused: {exc.reason}")
+
+
+@router.post("/v1/webhooks/google")
+async def google_webhook(request: Request) -> JSONResponse:
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if not headers.get("x-goog-channel-id"):
+        raise ApiError(400, "invalid_notification", "X-Goog-Channel-ID is missing")
+    try:
+        result = await run_in_threadpool(calendar_sync.google_notification, headers)
+    except calendar_sync.NotificationRejected as exc:
+        raise _refuse(exc, "Google") from None
+    return JSONResponse(result)
+
+
+@router.post("/v1/webhooks/graph")
+async def graph_webhook(request: Request) -> Response:
+    token = request.query_params.get("validationToken")
+    if token is not None:
+        if len(token) > MAX_VALIDATION_TOKEN:
+            raise ApiError(400, "invalid_notification", "validationToken is too long")
+        return PlainTextResponse(token, status_code=200)
+    raw = await request.body()
+    try:
+        payload = json.loads(raw or b"null")
+    except ValueError:
+        raise ApiError(400, "invalid_notification", "the body is not JSON") from None
+    try:
+        result = await run_in_threadpool(calendar_sync.graph_notification, payload)
+    except calendar_sync.NotificationRejected as exc:
+        raise _refuse(exc, "Graph") from None
+    return JSONResponse(result, status_code=202)
+
+
+# ------------------------------------------------------------------ HubSpot
+
+
+def hubspot_signature(secret: str, method: str, uri: str, body: str, timestamp: str) -> str:
+    """Signature v3 (as ``hubspot.utils.signature.Signature.get_signature``)."""
+    source = f"{method}{uri}{body}{timestamp}".encode()
+    return base64.b64encode(hmac.new(secret.encode(), source, hashlib.sha256).digest()).decode()
+
+
+def _hubspot_candidates(portal_ids: set[str]) -> list[tuple[str, str]]:
+    """(connection id, client secret) of active HubSpot connections (of these portals
+    when their ``portal_id`` setting is set)."""
+    from relais.crypto import decrypt_json
+
+    out = []
+    with session_scope(readonly=True) as session:
+        for row in session.scalars(
+            select(Connection).where(Connection.provider == "hubspot",
+                                     Connection.status == "active")
+        ):  # fmt: skip
+            portal = (row.settings or {}).get("portal_id")
+            if portal is not None and str(portal) not in portal_ids:
+                continue
+            creds = decrypt_json(row.credentials) if row.credentials else {}
+            secret = creds.get("webhook_secret") or creds.get("client_secret")
+            if secret:
+                out.append((row.id, str(secret)))
+    return out
+
+
+def _uris(request: Request) -> list[str]:
+    from relais.settings import get_settings
+
+    uris = [str(request.url)]
+    query = f"?{request.url.query}" if request.url.query else ""
+    public = str(get_settings().public_url or "").rstrip("/")
+    if public:
+        uris.append(public + request.url.path + query)  # behind a proxy
+    return list(dict.fromkeys(uris))
+
+
+@router.post("/v1/webhooks/hubspot")
+async def hubspot_webhook(request: Request) -> JSONResponse:
+    raw = await request.body()
+    signature = request.headers.get("x-hubspot-signature-v3") or ""
+    stamp = request.headers.get("x-hubspot-request-timestamp") or ""
+    try:
+        age = abs(time.time() - int(stamp) / 1000)
+    except ValueError:
+        age = float("inf")
+    if not signature or age > HUBSPOT_TOLERANCE_SECONDS:
+        log.warning("HubSpot webhook refused: missing signature or stale timestamp")
+        raise ApiError(401, "unauthenticated", "missing signature or stale timestamp")
+    try:
+        events = json.loads(raw or b"null")
+    except ValueError:
+        events = None
+    if not isinstance(events, list):
+        events = []
+    portals = {str(e.get("portalId")) for e in events if isinstance(e, dict)}
+    body = raw.decode("utf-8", "replace")
+    uris = _uris(request)
+    candidates = await run_in_threadpool(_hubspot_candidates, portals)
+    matched = [
+        cid
+        for cid, secret in candidates
+        if any(
+            hmac.compare_digest(hubspot_signature(secret, "POST", uri, body, stamp), signature)
+            for uri in uris
+        )
+    ]
+    if not matched:
+        log.warning("HubSpot webhook refused: no connection's secret matches the signature")
+        raise ApiError(401, "unauthenticated", "invalid webhook signature")
+    contact_events = [
+        e for e in events
+        if isinstance(e, dict) and str(e.get("subscriptionType", "")).startswith("contact.")
+    ]  # fmt: skip
+    if contact_events:
+        for connection_id in matched:
+            await run_in_threadpool(pull_contacts_now, connection_id)
+    return JSONResponse({"events": len(events), "contact_events": len(contact_events),
+                         "pulls": len(matched) if contact_events else 0})  # fmt: skip
+
+
+def pull_contacts_now(connection_id: str) -> Any:
+    """Trigger the contact directory pull of a CRM connection (a Celery task)."""
+    from relais.queue import enqueue_contact_pull_now
+
+    enqueue_contact_pull_now(connection_id)
+
+
+# ------------------------------------------------------------------ status
+
+
+@router.get("/v1/tenants/{tenant_id}/sync/calendars")
+def calendar_sync_status(tenant_id: str, who: Caller) -> JSONResponse:
+    """Per calendar connection: state, last success, cursor age per calendar, channels,
+    changes in (moved, cancelled), last error."""
+    with session_scope(readonly=True) as session:
+        tenant_for(session, who, tenant_id, "admin")
+        return JSONResponse({"connections": calendar_sync.sync_status(session, tenant_id)})

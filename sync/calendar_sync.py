@@ -1,0 +1,760 @@
+"""Calendar → Relais: staff calendars pulled incrementally, and the change
+notifications that trigger those pulls.
+
+**A pull** (:func:`pull_connection`) reads every staff calendar of one calendar
+connection (Google Calendar, Outlook) through ``list_changes(calendar_id,
+cursor)``: a Google ``syncToken`` or a Graph ``deltaLink``, kept per calendar in
+``calendar_cursors``. The first pull reads everything (Google: all events,
+deleted ones included; Graph: the delta window) and stores the cursor; later
+pulls read only what changed. A cursor the provider no longer knows (410)
+raises ``CursorExpired``: the calendar's cursor is wiped and read in full again.
+
+**What a change does.** Only events that are one of OUR appointments matter,
+recognised by the event id stored on the appointment (``Appointment.event_id``
+on that connection and calendar). A confirmed appointment whose event:
+
+- carries the ETag we stored → our own write coming back: ignored (no echo);
+- moved (other start/end) → the appointment takes the new times (it stays
+  confirmed), one ``appointment.updated`` delivery per CRM connection
+  (booking's outbox rule, same transaction) and an audit event
+  ``appointment.moved_in_calendar`` ("moved in the calendar by the office");
+- was cancelled or deleted → ``cancelled``, ``appointment.cancelled``
+  deliveries and an audit event ``appointment.cancelled`` (by the calendar);
+- changed otherwise (title, notes) → the new ETag is stored, nothing sent.
+
+Pending appointments (our own calendar write under way) are left alone. Every
+calendar with any change has its busy-cache entry dropped (:mod:`sync.busy`),
+so the next availability query asks the provider again.
+
+**One pull per connection at a time**: ``calendar_sync_state.running_since``
+is set under the row's lock and cleared at the end; a pull older than
+``sync_lock_minutes`` (10) is presumed dead. A ``RateLimited`` error pauses
+the connection (``paused_until``); the cursor is kept.
+
+**Notifications.** After a successful pull, each calendar gets a channel when
+the connection has a notification address (connection setting
+``notification_url``, else ``RELAIS_PUBLIC_URL`` when it is https; ``watch:
+false`` disables): a Google watch channel with a random token, or a Graph
+subscription with a random ``clientState``. Only the SHA-256 of that secret
+is stored. :func:`google_notification` and :func:`graph_notification` check
+channel id + token / subscription id + clientState (constant-time), refuse
+unknown, stopped or expired channels, acknowledge Google's ``sync`` message
+without pulling, ignore a message number already seen, and trigger a pull of
+that one calendar (:func:`trigger_pull`: a Celery task). Channels expiring
+within ``RENEW_BEFORE`` are renewed by the beat (:func:`renew_channels`):
+Google channels are replaced (a new channel, then the old one stopped),
+Graph subscriptions extended.
+
+**Scheduling**: :func:`due_connections` lists active calendar connections whose
+``sync_interval_minutes`` (default 15; 0 disables) has passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from connectors.base import DeliveryError, RateLimited, Rejected, TransientError
+from connectors.calendar import Channel, CursorExpired, EventChange
+from mappings.schema import StaffMember, TenantConfig
+from relais.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState
+from relais.db import session_scope
+from relais.domain import as_utc_iso
+from relais.models import Appointment, Connection, Tenant, utcnow
+from relais.tenants import parsed_config
+from sync import busy as busy_mod
+from sync.outbox import mark_wake
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = ("google_calendar", "outlook")
+DEFAULT_INTERVAL_MINUTES = 15
+DEFAULT_LOCK_MINUTES = 10
+RENEW_BEFORE = timedelta(hours=24)
+"""A channel expiring sooner than this is renewed by the beat."""
+ACTOR = "calendar"
+MOVED_NOTE = "moved in the calendar by the office"
+CANCELLED_NOTE = "cancelled in the calendar by the office"
+
+
+@dataclass
+class PullOutcome:
+    connection_id: str
+    tenant_id: str = ""
+    name: str = ""
+    provider: str = ""
+    status: str = "ok"  # ok | skipped | paused | error
+    calendars: int = 0
+    changes: int = 0  # events read as changed
+    moved: int = 0
+    cancelled: int = 0
+    own_writes: int = 0  # our own writes recognised by their ETag
+    full_resyncs: int = 0  # cursors expired (410) and read in full again
+    calls: int = 0  # provider API calls
+    seconds: float = 0.0
+    channels: dict[str, str] = field(default_factory=dict)  # calendar → created|renewed|kept|error
+    note: str = ""
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class NotificationRejected(Exception):
+    """A forged, unknown or stale notification: never acted on."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+# ------------------------------------------------------------------ config
+
+
+def staff_calendars(config: TenantConfig, connection_name: str) -> dict[str, list[StaffMember]]:
+    """The staff calendars of one connection: calendar id → staff members."""
+    out: dict[str, list[StaffMember]] = {}
+    for member in config.staff:
+        if member.calendar is not None and member.calendar.connection == connection_name:
+            out.setdefault(member.calendar.id, []).append(member)
+    return out
+
+
+def _load(connection_id: str) -> tuple[Connection, TenantConfig]:
+    with session_scope(readonly=True) as session:
+        row = session.get(Connection, connection_id)
+        if row is None:
+            raise LookupError(f"no connection {connection_id!r}")
+        tenant = session.get(Tenant, row.tenant_id)
+        assert tenant is not None
+        config = parsed_config(tenant)
+        session.expunge(row)
+    return row, config
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------ lock
+
+
+def _ensure_state(connection_id: str, tenant_id: str) -> None:
+    with session_scope(readonly=True) as session:
+        if session.get(CalendarSyncState, connection_id) is not None:
+            return
+    try:
+        with session_scope() as session:
+            session.add(
+                CalendarSyncState(
+                    connection_id=connection_id,
+                    tenant_id=tenant_id,
+                    changes_in=0,
+                    moved=0,
+                    cancelled=0,
+                    last_run={},
+                )
+            )
+    except IntegrityError:
+        pass  # another process created it first
+
+
+def _acquire(
+    connection_id: str, tenant_id: str, expiry: timedelta, force: bool
+) -> tuple[str | None, str]:
+    _ensure_state(connection_id, tenant_id)
+    with session_scope() as session:
+        state = session.get(
+            CalendarSyncState, connection_id, with_for_update=True, populate_existing=True
+        )
+        assert state is not None
+        now = utcnow()
+        if state.running_since is not None and state.running_since > now - expiry:
+            return None, f"a pull is already running (since {state.running_since:%H:%M:%S} UTC)"
+        if not force and state.paused_until is not None and state.paused_until > now:
+            return None, f"paused by the provider's limit until {state.paused_until:%H:%M:%S} UTC"
+        state.running_since, state.run_token = now, uuid.uuid4().hex
+        state.last_started_at = now
+        return state.run_token, ""
+
+
+def _release(connection_id: str, token: str, outcome: PullOutcome, pause: datetime | None) -> None:
+    with session_scope() as session:
+        state = session.get(
+            CalendarSyncState, connection_id, with_for_update=True, populate_existing=True
+        )
+        if state is None:
+            return
+        now = utcnow()
+        if state.run_token == token:
+            state.running_since, state.run_token = None, None
+        state.changes_in += outcome.changes
+        state.moved += outcome.moved
+        state.cancelled += outcome.cancelled
+        if outcome.status == "ok":
+            state.last_success_at, state.last_error, state.paused_until = now, None, None
+        elif outcome.error:
+            state.last_error, state.last_error_at = outcome.error, now
+        if pause is not None:
+            state.paused_until = pause
+        state.last_run = {
+            k: v for k, v in outcome.as_dict().items() if k not in ("connection_id", "tenant_id")
+        } | {"finished_at": now.isoformat()}
+
+
+# ------------------------------------------------------------------ cursors
+
+
+def _cursor(connection_id: str, calendar_id: str) -> str | None:
+    with session_scope(readonly=True) as session:
+        row = session.get(CalendarCursor, (connection_id, calendar_id))
+        return row.cursor if row is not None else None
+
+
+def _save_cursor(
+    session: Session, connection_id: str, calendar_id: str, cursor: str | None, full: bool
+) -> None:
+    row = session.get(CalendarCursor, (connection_id, calendar_id), with_for_update=True)
+    if row is None:
+        row = CalendarCursor(connection_id=connection_id, calendar_id=calendar_id, full_syncs=0)
+        session.add(row)
+    row.cursor = cursor
+    row.updated_at = utcnow()
+    if full:
+        row.full_syncs = (row.full_syncs or 0) + 1
+
+
+def wipe_cursor(connection_id: str, calendar_id: str) -> None:
+    with session_scope() as session:
+        row = session.get(CalendarCursor, (connection_id, calendar_id), with_for_update=True)
+        if row is not None:
+            row.cursor = None
+            row.updated_at = utcnow()
+
+
+# ------------------------------------------------------------------ the pull
+
+
+def pull_connection(
+    connection_id: str,
+    *,
+    calendar_ids: Sequence[str] | None = None,
+    full: bool = False,
+    force: bool = False,
+    only_if_due: bool = False,
+) -> PullOutcome:
+    """Pull the staff calendars of one calendar connection (all, or ``calendar_ids``)."""
+    began = time.monotonic()
+    row, config = _load(connection_id)
+    outcome = PullOutcome(connection_id, row.tenant_id, row.name, row.provider)
+    if row.provider not in PROVIDERS:
+        outcome.status, outcome.note = "skipped", f"{row.provider} is not a calendar"
+        return outcome
+    if row.status != "active":
+        outcome.status, outcome.note = "skipped", f"connection is {row.status}"
+        return outcome
+    if only_if_due and not _is_due(connection_id, row.settings or {}, utcnow()):
+        outcome.status, outcome.note = "skipped", "not due"
+        return outcome
+    calendars = staff_calendars(config, row.name)
+    wanted = [c for c in calendars if calendar_ids is None or c in set(calendar_ids)]
+    settings = row.settings or {}
+    expiry = timedelta(minutes=float(settings.get("sync_lock_minutes", DEFAULT_LOCK_MINUTES)))
+    token, why = _acquire(connection_id, row.tenant_id, expiry, force)
+    if token is None:
+        outcome.status, outcome.note = "skipped", why
+        return outcome
+    pause: datetime | None = None
+    try:
+        failed: dict[str, str] = {}
+        for calendar_id in wanted:
+            try:
+                _pull_calendar(row, config, calendar_id, full, outcome)
+                outcome.calendars += 1
+            except (Rejected, TransientError) as exc:  # this calendar only; the others go on
+                failed[calendar_id] = str(exc)
+        if failed:
+            outcome.status = "error"
+            outcome.error = "; ".join(f"{cid}: {why}" for cid, why in failed.items())
+        if calendar_ids is None:  # channels for the calendars that could be read
+            _channels_after_pull(row, [c for c in wanted if c not in failed], outcome)
+    except RateLimited as exc:
+        pause = exc.reset_at
+        busy_mod.pause_connection(connection_id, exc.reset_at)
+        outcome.status, outcome.error = "paused", str(exc)
+    except busy_mod.CalendarUnreachable as exc:
+        outcome.status, outcome.error = "error", str(exc)
+    except DeliveryError as exc:  # AuthExpired, Rejected, TransientError
+        outcome.status, outcome.error = "error", str(exc)
+    except Exception as exc:  # a bug: record it, then let it surface
+        outcome.status, outcome.error = "error", f"internal error: {exc!r}"
+        raise
+    finally:
+        outcome.seconds = round(time.monotonic() - began, 3)
+        _release(connection_id, token, outcome, pause)
+    log.info(
+        "calendar pull %s/%s: %s, %d calendar(s), %d change(s), %d moved, %d cancelled, "
+        "%d own, %d full resync(s), %d call(s)",
+        outcome.tenant_id, outcome.name, outcome.status, outcome.calendars, outcome.changes,
+        outcome.moved, outcome.cancelled, outcome.own_writes, outcome.full_resyncs, outcome.calls,
+    )  # fmt: skip
+    return outcome
+
+
+def _pull_calendar(
+    row: Connection, config: TenantConfig, calendar_id: str, full: bool, outcome: PullOutcome
+) -> None:
+    cursor = None if full else _cursor(row.id, calendar_id)
+    read_full = cursor is None
+
+    def run(connector: Any) -> tuple[list[EventChange], str]:
+        nonlocal read_full
+        before = int(getattr(connector, "calls", 0))
+        try:
+            try:
+                return connector.list_changes(calendar_id, cursor)  # type: ignore[no-any-return]
+            except CursorExpired as exc:
+                log.info("calendar %s/%s: %s; full resync", row.tenant_id, row.name, exc)
+                wipe_cursor(row.id, calendar_id)
+                outcome.full_resyncs += 1
+                read_full = True
+                return connector.list_changes(calendar_id, None)  # type: ignore[no-any-return]
+        finally:
+            outcome.calls += int(getattr(connector, "calls", 0)) - before
+
+    changes, new_cursor = busy_mod.with_connector(row.id, run)
+    outcome.changes += len(changes)
+    changes = _resolve_removed(row, calendar_id, changes, outcome)
+    _apply(row, config, calendar_id, changes, outcome)
+    with session_scope() as session:
+        _save_cursor(session, row.id, calendar_id, new_cursor, read_full)
+
+
+def _resolve_removed(
+    row: Connection, calendar_id: str, changes: list[EventChange], outcome: PullOutcome
+) -> list[EventChange]:
+    """Graph reports an event moved out of the delta window like a deleted one: for our
+    confirmed appointments only, read the event to tell a deletion from a move."""
+    removed = {c.event_id for c in changes if c.status == "removed"}
+    if not removed:
+        return changes
+    with session_scope(readonly=True) as session:
+        ours = set(
+            session.scalars(
+                select(Appointment.event_id).where(
+                    Appointment.tenant_id == row.tenant_id,
+                    Appointment.calendar_connection_id == row.id,
+                    Appointment.event_id.in_(list(removed)),
+                    Appointment.status == "confirmed",
+                )
+            )
+        )
+    resolved: dict[str, EventChange] = {}
+    for event_id in ours:
+
+        def read(connector: Any, event_id: str = event_id) -> EventChange | None:
+            before = int(getattr(connector, "calls", 0))
+            try:
+                return connector.read_event(calendar_id, event_id)  # type: ignore[no-any-return]
+            finally:
+                outcome.calls += int(getattr(connector, "calls", 0)) - before
+
+        found = busy_mod.with_connector(row.id, read)
+        resolved[event_id] = found or EventChange(event_id, status="cancelled")
+    return [resolved.get(c.event_id, c) if c.status == "removed" else c for c in changes]
+
+
+def _apply(
+    row: Connection,
+    config: TenantConfig,
+    calendar_id: str,
+    changes: Sequence[EventChange],
+    outcome: PullOutcome,
+) -> None:
+    """Our appointments among ``changes``: moved, cancelled, or our own write (ignored)."""
+    from sync.booking import (
+        enqueue_deliveries,
+        record_appointment_event,
+        write_appointment_deliveries,
+    )
+
+    latest: dict[str, EventChange] = {}
+    for change in changes:
+        latest[change.event_id] = change  # the last word on an event wins
+    to_wake: list[str] = []
+    ids = list(latest)
+    for lo in range(0, len(ids), 500):
+        part = ids[lo : lo + 500]
+        with session_scope() as session:
+            rows = session.scalars(
+                select(Appointment)
+                .where(
+                    Appointment.tenant_id == row.tenant_id,
+                    Appointment.calendar_connection_id == row.id,
+                    Appointment.event_id.in_(part),
+                )
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).all()
+            deliveries = []
+            for appointment in rows:
+                if appointment.calendar_id not in (None, calendar_id):
+                    continue
+                change = latest[appointment.event_id or ""]
+                if appointment.status != "confirmed":
+                    continue  # pending: our own write under way; cancelled/failed: done
+                if change.cancelled or change.status == "removed":
+                    appointment.status = "cancelled"
+                    appointment.updated_at = utcnow()
+                    record_appointment_event(
+                        session, appointment, "appointment.cancelled", by=ACTOR,
+                        note=CANCELLED_NOTE, event_id=change.event_id,
+                    )  # fmt: skip
+                    deliveries += write_appointment_deliveries(
+                        session, config, appointment, "appointment.cancelled"
+                    )
+                    outcome.cancelled += 1
+                elif change.etag is not None and change.etag == appointment.event_etag:
+                    outcome.own_writes += 1
+                elif (
+                    change.start is not None
+                    and change.end is not None
+                    and (change.start, change.end) != (appointment.start, appointment.end)
+                ):
+                    previous = (appointment.start, appointment.end)
+                    appointment.start, appointment.end = change.start, change.end
+                    appointment.event_etag = change.etag
+                    appointment.updated_at = utcnow()
+                    record_appointment_event(
+                        session, appointment, "appointment.moved_in_calendar", by=ACTOR,
+                        note=MOVED_NOTE, previous_start=as_utc_iso(previous[0]),
+                        previous_end=as_utc_iso(previous[1]), end=as_utc_iso(change.end),
+                    )  # fmt: skip
+                    deliveries += write_appointment_deliveries(
+                        session, config, appointment, "appointment.updated"
+                    )
+                    outcome.moved += 1
+                else:  # retitled, notes edited…: nothing we send; remember the new version
+                    appointment.event_etag = change.etag
+            to_wake += mark_wake(session, [d.connection_id for d in deliveries])
+    if changes:
+        busy_mod.CACHE.invalidate(row.tenant_id, row.id, calendar_id)
+    enqueue_deliveries(to_wake)
+
+
+# ------------------------------------------------------------------ scheduling
+
+
+def _interval(settings: dict[str, Any]) -> timedelta | None:
+    minutes = float(settings.get("sync_interval_minutes", DEFAULT_INTERVAL_MINUTES))
+    return timedelta(minutes=minutes) if minutes > 0 else None
+
+
+def _is_due(connection_id: str, settings: dict[str, Any], now: datetime) -> bool:
+    interval = _interval(settings)
+    if interval is None:
+        return False
+    with session_scope(readonly=True) as session:
+        state = session.get(CalendarSyncState, connection_id)
+    if state is None or state.last_started_at is None:
+        return True
+    if state.paused_until is not None and state.paused_until > now:
+        return False
+    return state.last_started_at + interval <= now
+
+
+def due_connections(now: datetime | None = None) -> list[str]:
+    """Active calendar connections whose pull interval has passed (beat)."""
+    now = now or utcnow()
+    with session_scope(readonly=True) as session:
+        rows = session.execute(
+            select(Connection.id, Connection.settings).where(
+                Connection.provider.in_(PROVIDERS), Connection.status == "active"
+            )
+        ).all()
+    return [cid for cid, settings in rows if _is_due(cid, dict(settings or {}), now)]
+
+
+def trigger_pull(connection_id: str, calendar_ids: Sequence[str]) -> None:
+    """A notification said a calendar changed: pull it now (a Celery task)."""
+    from relais.queue import enqueue_calendar_pull
+
+    enqueue_calendar_pull(connection_id, list(calendar_ids))
+
+
+# ------------------------------------------------------------------ channels
+
+
+def notification_address(provider: str, settings: dict[str, Any]) -> str | None:
+    """Where the provider should POST notifications, or None (no channels)."""
+    if settings.get("watch") is False:
+        return None
+    path = "/v1/webhooks/google" if provider == "google_calendar" else "/v1/webhooks/graph"
+    base = settings.get("notification_url")
+    if not base:
+        from relais.settings import get_settings
+
+        public = str(get_settings().public_url or "")
+        if not public.startswith("https://"):
+            return None  # Google and Graph only call https endpoints
+        base = public
+    base = str(base).rstrip("/")
+    return base if base.endswith(path) else base + path
+
+
+def _channels_after_pull(
+    row: Connection, calendar_ids: Sequence[str], outcome: PullOutcome
+) -> None:
+    address = notification_address(row.provider, row.settings or {})
+    if address is None:
+        return
+    for calendar_id in calendar_ids:
+        try:
+            outcome.channels[calendar_id] = ensure_channel(row, calendar_id, address)
+        except (DeliveryError, busy_mod.CalendarUnreachable) as exc:
+            outcome.channels[calendar_id] = "error"
+            outcome.note = f"notification channel not set up: {exc}"
+            log.warning("calendar %s/%s: channel not set up: %s", row.tenant_id, row.name, exc)
+
+
+def _active_channel(
+    session: Session, connection_id: str, calendar_id: str
+) -> CalendarChannel | None:
+    return session.scalars(
+        select(CalendarChannel)
+        .where(
+            CalendarChannel.connection_id == connection_id,
+            CalendarChannel.calendar_id == calendar_id,
+            CalendarChannel.status == "active",
+        )
+        .order_by(CalendarChannel.expires_at.desc())
+    ).first()
+
+
+def ensure_channel(
+    row: Connection, calendar_id: str, address: str, now: datetime | None = None
+) -> str:
+    """A live channel on the calendar: ``kept`` / ``renewed`` / ``created``."""
+    now = now or utcnow()
+    with session_scope(readonly=True) as session:
+        current = _active_channel(session, row.id, calendar_id)
+        if current is not None:
+            session.expunge(current)
+    if current is not None and current.expires_at > now + RENEW_BEFORE:
+        return "kept"
+    if row.provider == "outlook" and current is not None and current.expires_at > now:
+        expires = busy_mod.with_connector(row.id, lambda c: c.renew_subscription(current.id))
+        with session_scope() as session:
+            channel = session.get(CalendarChannel, current.id, with_for_update=True)
+            if channel is not None:
+                channel.expires_at = expires
+        return "renewed"
+    secret = secrets.token_urlsafe(32)
+    if row.provider == "google_calendar":
+        made: Channel = busy_mod.with_connector(
+            row.id, lambda c: c.watch(calendar_id, address, secret)
+        )
+    else:
+        made = busy_mod.with_connector(row.id, lambda c: c.subscribe(calendar_id, address, secret))
+    with session_scope() as session:
+        session.add(
+            CalendarChannel(
+                id=made.id,
+                tenant_id=row.tenant_id,
+                connection_id=row.id,
+                provider=row.provider,
+                calendar_id=calendar_id,
+                secret_hash=secret_hash(secret),
+                resource_id=made.resource_id,
+                expires_at=made.expires_at,
+                status="active",
+                last_message_number=0,
+            )
+        )
+    if current is not None:  # the old one is replaced: stop it (its notifications now fail)
+        _stop(row, current)
+    return "created"
+
+
+def _stop(row: Connection, channel: CalendarChannel) -> None:
+    with session_scope() as session:
+        stored = session.get(CalendarChannel, channel.id, with_for_update=True)
+        if stored is not None:
+            stored.status = "stopped"
+    try:
+        if row.provider == "google_calendar":
+            busy_mod.with_connector(row.id, lambda c: c.stop_watch(channel.id, channel.resource_id))
+        else:
+            busy_mod.with_connector(row.id, lambda c: c.delete_subscription(channel.id))
+    except (DeliveryError, busy_mod.CalendarUnreachable) as exc:  # it expires on its own
+        log.info("stopping channel of %s/%s failed: %s", row.tenant_id, row.name, exc)
+
+
+def renew_channels(now: datetime | None = None) -> dict[str, str]:
+    """Renew every active channel expiring within ``RENEW_BEFORE`` (beat)."""
+    now = now or utcnow()
+    with session_scope(readonly=True) as session:
+        due = [
+            (c.connection_id, c.calendar_id)
+            for c in session.scalars(
+                select(CalendarChannel).where(
+                    CalendarChannel.status == "active",
+                    CalendarChannel.expires_at <= now + RENEW_BEFORE,
+                )
+            )
+        ]
+    done: dict[str, str] = {}
+    for connection_id, calendar_id in dict.fromkeys(due):
+        row, _ = _load(connection_id)
+        address = notification_address(row.provider, row.settings or {})
+        if row.status != "active" or address is None:
+            continue
+        try:
+            done[f"{connection_id}:{calendar_id}"] = ensure_channel(row, calendar_id, address, now)
+        except (DeliveryError, busy_mod.CalendarUnreachable) as exc:
+            done[f"{connection_id}:{calendar_id}"] = "error"
+            log.warning("renewing the channel of %s failed: %s", connection_id, exc)
+    return done
+
+
+# ------------------------------------------------------------------ notifications
+
+
+def _check_channel(
+    session: Session, channel_id: str, secret: str | None, provider: str
+) -> CalendarChannel:
+    channel = session.get(CalendarChannel, channel_id, with_for_update=True)
+    if channel is None or channel.provider != provider:
+        raise NotificationRejected(404, "unknown channel")
+    if not secret or not hmac.compare_digest(secret_hash(secret), channel.secret_hash):
+        raise NotificationRejected(401, "wrong channel secret")
+    if channel.status != "active" or channel.expires_at <= utcnow():
+        raise NotificationRejected(404, "channel stopped or expired")
+    return channel
+
+
+def google_notification(headers: dict[str, str]) -> dict[str, Any]:
+    """Check one Google push message (lower-case header names) and act on it."""
+    channel_id = headers.get("x-goog-channel-id") or ""
+    state = headers.get("x-goog-resource-state") or ""
+    try:
+        number = int(headers.get("x-goog-message-number") or 0)
+    except ValueError:
+        number = 0
+    with session_scope() as session:
+        channel = _check_channel(
+            session, channel_id, headers.get("x-goog-channel-token"), "google_calendar"
+        )
+        resource = headers.get("x-goog-resource-id")
+        if channel.resource_id and resource != channel.resource_id:
+            raise NotificationRejected(401, "resource id does not match the channel")
+        if number and number <= channel.last_message_number:
+            return {"state": state, "pulled": False, "note": "message already seen"}
+        channel.last_message_number = max(channel.last_message_number, number)
+        channel.last_notified_at = utcnow()
+        target = (channel.connection_id, channel.calendar_id)
+    if state == "sync":
+        return {"state": state, "pulled": False}
+    trigger_pull(target[0], [target[1]])
+    return {"state": state, "pulled": True}
+
+
+def graph_notification(payload: Any) -> dict[str, Any]:
+    """Check a Graph change notification batch; pull each calendar named by a valid one."""
+    items = payload.get("value") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not items:
+        raise NotificationRejected(400, "no notifications in the body")
+    targets: dict[str, set[str]] = {}
+    rejected = 0
+    with session_scope() as session:
+        for item in items:
+            if not isinstance(item, dict):
+                rejected += 1
+                continue
+            try:
+                channel = _check_channel(
+                    session, str(item.get("subscriptionId") or ""),
+                    item.get("clientState") and str(item["clientState"]), "outlook",
+                )  # fmt: skip
+            except NotificationRejected as exc:
+                rejected += 1
+                log.warning("Graph notification refused: %s", exc.reason)
+                continue
+            channel.last_notified_at = utcnow()
+            targets.setdefault(channel.connection_id, set()).add(channel.calendar_id)
+    if not targets:
+        raise NotificationRejected(401, f"{rejected} notification(s) refused")
+    for connection_id, calendars in targets.items():
+        trigger_pull(connection_id, sorted(calendars))
+    return {"accepted": len(items) - rejected, "rejected": rejected}
+
+
+# ------------------------------------------------------------------ status
+
+
+def _iso(value: datetime | None) -> str | None:
+    return as_utc_iso(value) if value is not None else None
+
+
+def sync_status(session: Session, tenant_id: str | None = None) -> list[dict[str, Any]]:
+    """Per calendar connection: state, last success, cursor age per calendar, channels."""
+    now = utcnow()
+    query = select(Connection).where(Connection.provider.in_(PROVIDERS))
+    if tenant_id:
+        query = query.where(Connection.tenant_id == tenant_id)
+    out = []
+    for conn in session.scalars(query.order_by(Connection.tenant_id, Connection.name)):
+        state = session.get(CalendarSyncState, conn.id)
+        cursors = session.scalars(
+            select(CalendarCursor).where(CalendarCursor.connection_id == conn.id)
+        ).all()
+        channels = session.scalars(
+            select(CalendarChannel).where(
+                CalendarChannel.connection_id == conn.id, CalendarChannel.status == "active"
+            )
+        ).all()
+        running = bool(state and state.running_since)
+        paused = bool(state and state.paused_until and state.paused_until > now)
+        out.append(
+            {
+                "tenant": conn.tenant_id,
+                "connection": conn.name,
+                "provider": conn.provider,
+                "connection_status": conn.status,
+                "state": "running" if running else "paused" if paused else "idle",
+                "last_started_at": _iso(state.last_started_at) if state else None,
+                "last_success_at": _iso(state.last_success_at) if state else None,
+                "calendars": [
+                    {
+                        "calendar": c.calendar_id,
+                        "has_cursor": c.cursor is not None,
+                        "cursor_age_seconds": round((now - c.updated_at).total_seconds(), 1),
+                        "full_syncs": c.full_syncs,
+                    }
+                    for c in cursors
+                ],
+                "channels": [
+                    {"calendar": c.calendar_id, "expires_at": as_utc_iso(c.expires_at)}
+                    for c in channels
+                ],
+                "changes_in": state.changes_in if state else 0,
+                "moved": state.moved if state else 0,
+                "cancelled": state.cancelled if state else 0,
+                "last_error": state.last_error if state else None,
+                "last_error_at": _iso(state.last_error_at) if state else None,
+                "last_run": (state.last_run if state else None) or None,
+            }
+        )
+    return out
