@@ -23,8 +23,17 @@ calls; under HubSpot's real search limit (~4/s) every search call costs ~0.25 s
 more. Seconds include the emulators' own CPU (they scan their whole store per
 search), which is why incremental seconds still grow a little with size.
 
-Usage: python bench/sync.py [--sizes 10000,100000] [--only hubspot|salesforce]
-                            [--lookups 2000]
+**Calendar half** (Google Calendar emulator, the real Google client): one staff
+calendar seeded straight into the emulator with ``seed_events`` (default 2,000
+and 20,000 events, 45-minute meetings spread over the next 80 days, one in 20
+``transparent``), on a fresh SQLite store: full pull (first ``syncToken``, and
+the busy store filled), 10 events moved in the calendar (``patch_event``, as a
+user in Google's UI), incremental pull, and the baseline in the same run: a full
+re-read (``full=True``). Then a warm availability query (a fresh process's view:
+in-process cache cleared) answered from the busy store: provider calls 0.
+
+Usage: python bench/sync.py [--sizes 10000,100000] [--only hubspot|salesforce|calendar]
+                            [--lookups 2000] [--calendar-sizes 2000,20000]
 """
 
 from __future__ import annotations
@@ -171,6 +180,108 @@ class SalesforceCase:
             client.Contact.update(record_id, {"LastName": "Modifié"})
 
 
+CALENDAR = "agenda@benchco.test"
+
+
+def calendar_yaml(settings: dict[str, Any]) -> str:
+    lines = "".join(f"      {k}: {v}\n" for k, v in settings.items())
+    days = "".join(f"  {d}: [08:00-19:00]\n" for d in ("mon", "tue", "wed", "thu", "fri"))
+    return (
+        f"id: {TENANT}\nname: Bench\ntimezone: Europe/Paris\nphone_region: FR\n"
+        f"business_hours:\n{days}"
+        "staff:\n  - id: anne\n    name: Anne\n"
+        f"    calendar: {{connection: agenda, id: {CALENDAR}}}\n"
+        "call_types:\n  - id: message\n    label: Message\n"
+        "appointment_types:\n  - id: rdv\n    label: Rendez-vous\n"
+        "    duration_minutes: 30\n    align: clock\n    booking_horizon_days: 60\n"
+        f"connections:\n  agenda:\n    provider: google_calendar\n    settings:\n{lines}"
+    )
+
+
+class CalendarCase:
+    """A Google calendar of ``size`` events: full pull, 10 moved, incremental, re-read."""
+
+    name = "google_calendar"
+
+    def run(self, size: int) -> dict[str, Any]:
+        from datetime import UTC, datetime, timedelta
+
+        from crm_helpers import connection_id
+
+        from relais.connections import set_credentials
+        from relais.db import session_scope
+        from relais.models import Tenant
+        from relais.tenants import apply_config, parsed_config
+        from sandbox.google_calendar import GoogleCalendarConfig, GoogleCalendarEmulator
+        from sync import busy
+        from sync.booking import find_availability
+        from sync.calendar_sync import pull_connection
+
+        config = GoogleCalendarConfig(
+            quota_per_user_per_minute=10**9, quota_per_project_per_minute=10**9
+        )
+        emu = GoogleCalendarEmulator(config=config).start()
+        try:
+            with tempfile.TemporaryDirectory(prefix="relais-bench-cal-") as home:
+                configure_store(Path(home))
+                emu.add_calendar(CALENDAR, time_zone="Europe/Paris")
+                creds = emu.credentials()
+                settings = {"api_base_url": emu.url, "token_url": f"{emu.url}/token",
+                            "watch": "false"}  # fmt: skip
+                with session_scope() as session:
+                    apply_config(session, calendar_yaml(settings), "bench.yaml", actor="bench")
+                    keys = ("access_token", "refresh_token", "client_id", "client_secret")
+                    set_credentials(session, TENANT, "agenda", {k: creds[k] for k in keys})
+                conn = connection_id(TENANT, "agenda")
+                now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+                rng = random.Random(size)
+                bodies = []
+                for i in range(size):
+                    start = now + timedelta(
+                        days=rng.randrange(80), hours=rng.randrange(-2, 10), minutes=15 * (i % 4)
+                    )
+                    body = {
+                        "summary": f"Rendez-vous {i}",
+                        "start": {"dateTime": start.isoformat()},
+                        "end": {"dateTime": (start + timedelta(minutes=45)).isoformat()},
+                    }
+                    if i % 20 == 0:
+                        body["transparency"] = "transparent"
+                    bodies.append(body)
+                t0 = time.perf_counter()
+                seeded = emu.seed_events(CALENDAR, bodies, notify=False)
+                seed_s = time.perf_counter() - t0
+                full = pull_connection(conn)
+                assert full.status == "ok" and full.changes == size, full
+                for event in rng.sample(seeded, CHANGES):
+                    moved = datetime.fromisoformat(event["start"]["dateTime"]) + timedelta(hours=1)
+                    emu.patch_event(CALENDAR, event["id"], {
+                        "start": {"dateTime": moved.isoformat()},
+                        "end": {"dateTime": (moved + timedelta(minutes=45)).isoformat()}},
+                        notify=False)  # fmt: skip
+                incremental = pull_connection(conn)
+                assert incremental.status == "ok" and incremental.changes == CHANGES, incremental
+                busy.CACHE.clear()  # what another process sees: the shared busy store only
+                with session_scope(readonly=True) as session:
+                    tenant_config = parsed_config(session.get(Tenant, TENANT))
+                t0 = time.perf_counter()
+                warm = find_availability(
+                    TENANT, tenant_config, staff="anne", type_id="rdv",
+                    start=now + timedelta(days=1), end=now + timedelta(days=8),
+                )  # fmt: skip
+                warm_s = time.perf_counter() - t0
+                baseline = pull_connection(conn, full=True)
+                assert baseline.status == "ok" and baseline.changes == size, baseline
+                return {
+                    "provider": self.name, "size": size, "seed_s": seed_s, "full": full,
+                    "incremental": incremental, "baseline": baseline,
+                    "warm_calls": warm.provider_calls, "warm_s": warm_s,
+                    "warm_slots": len(warm.body["slots"]),
+                }  # fmt: skip
+        finally:
+            emu.stop()
+
+
 def setup(case: Any, size: int) -> tuple[str, list[str]]:
     from crm_helpers import connection_id
 
@@ -268,11 +379,19 @@ def pct(values: list[float], p: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000")
-    parser.add_argument("--only", choices=("hubspot", "salesforce"))
+    parser.add_argument("--only", choices=("hubspot", "salesforce", "calendar"))
     parser.add_argument("--lookups", type=int, default=2000)
+    parser.add_argument("--calendar-sizes", default="2000,20000")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     cases = [c for c in (HubSpotCase(), SalesforceCase()) if not args.only or c.name == args.only]
+    calendar_rows = []
+    if args.only in (None, "calendar"):
+        for size in [int(s) for s in args.calendar_sizes.split(",") if s]:
+            print(f"… google calendar: {size:,} events", flush=True)
+            row = CalendarCase().run(size)
+            calendar_rows.append(row)
+            report_calendar_row(row)
     rows = []
     for case in cases:
         for size in sizes:
@@ -280,6 +399,45 @@ def main() -> int:
             row = run_case(case, size, args.lookups, size == max(sizes))
             rows.append(row)
             report_row(row)
+    if rows:
+        print_crm_summary(cases, rows)
+    if calendar_rows:
+        print()
+        print(
+            f"{'calendar':<16}{'events':>8} | {'full: calls':>11}{'s':>8} | "
+            f"{'incremental: calls':>18}{'s':>7} | {'re-read: calls':>14}{'s':>8} | "
+            f"{'calls saved':>11} | {'warm availability: calls':>24}{'ms':>8}"
+        )
+        for r in calendar_rows:
+            f, i, b = r["full"], r["incremental"], r["baseline"]
+            print(
+                f"{r['provider']:<16}{r['size']:>8,} | {f.calls:>11}{f.seconds:>8.1f} | "
+                f"{i.calls:>18}{i.seconds:>7.2f} | {b.calls:>14}{b.seconds:>8.1f} | "
+                f"{b.calls / max(1, i.calls):>10.0f}x | {r['warm_calls']:>24}"
+                f"{r['warm_s'] * 1000:>8.1f}"
+            )
+        if len(calendar_rows) >= 2:
+            small, big = calendar_rows[0], calendar_rows[-1]
+            print(
+                f"google calendar: incremental calls {small['incremental'].calls} at "
+                f"{small['size']:,} vs {big['incremental'].calls} at {big['size']:,} events "
+                f"(x{big['size'] / small['size']:.0f} data); re-read calls "
+                f"{small['baseline'].calls} vs {big['baseline'].calls}"
+            )
+    for r in rows:
+        if "lookups" in r:
+            lk = r["lookups"]
+            print(
+                f"lookup at {r['size']:,} {r['provider']} contacts: in-process "
+                f"p50 {pct(lk['in_process'], 50):.2f} ms, p99 {pct(lk['in_process'], 99):.2f} ms "
+                f"({len(lk['in_process'])} lookups); HTTP API p50 {pct(lk['http'], 50):.2f} ms, "
+                f"p99 {pct(lk['http'], 99):.2f} ms ({len(lk['http'])}); mean "
+                f"{statistics.mean(lk['in_process']) * 1000:.2f} ms"
+            )
+    return 0
+
+
+def print_crm_summary(cases: list[Any], rows: list[dict[str, Any]]) -> None:
     print()
     print(
         f"{'provider':<11}{'size':>9} | {'full: calls':>11}{'s':>8} | "
@@ -303,17 +461,18 @@ def main() -> int:
                 f"(x{big['size'] / small['size']:.0f} data); re-read calls "
                 f"{small['baseline'].calls} vs {big['baseline'].calls}"
             )
-    for r in rows:
-        if "lookups" in r:
-            lk = r["lookups"]
-            print(
-                f"lookup at {r['size']:,} {r['provider']} contacts: in-process "
-                f"p50 {pct(lk['in_process'], 50):.2f} ms, p99 {pct(lk['in_process'], 99):.2f} ms "
-                f"({len(lk['in_process'])} lookups); HTTP API p50 {pct(lk['http'], 50):.2f} ms, "
-                f"p99 {pct(lk['http'], 99):.2f} ms ({len(lk['http'])}); mean "
-                f"{statistics.mean(lk['in_process']) * 1000:.2f} ms"
-            )
-    return 0
+
+
+def report_calendar_row(row: dict[str, Any]) -> None:
+    f, i, b = row["full"], row["incremental"], row["baseline"]
+    print(
+        f"  seeded in {row['seed_s']:.1f} s; full {f.calls} calls {f.seconds:.1f} s; "
+        f"incremental ({CHANGES} moved) {i.calls} calls {i.seconds:.2f} s, {i.changes} in; "
+        f"re-read {b.calls} calls {b.seconds:.1f} s; warm availability "
+        f"{row['warm_calls']} provider calls, {row['warm_s'] * 1000:.0f} ms, "
+        f"{row['warm_slots']} slots",
+        flush=True,
+    )
 
 
 def report_row(row: dict[str, Any]) -> None:

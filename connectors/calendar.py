@@ -99,6 +99,20 @@ class EventChange:
     # confirmed | tentative | cancelled (deleted included) | removed (Graph ``@removed``:
     # deleted, or moved out of the delta window; the sync reads the event to know which)
     status: str = "confirmed"
+    # Additive (conflict resolution, ``sync.conflicts``): the event's title and
+    # description as the provider holds them, and its last modification by the
+    # PROVIDER's clock (Google ``updated``, Graph ``lastModifiedDateTime``), aware UTC.
+    # None when the provider did not say.
+    subject: str | None = None
+    description: str | None = None
+    updated: datetime | None = None
+    # Additive (the busy store, ``sync.busy``): shown as free (Google ``transparency:
+    # transparent``, working location or declined by the owner; Graph ``showAs`` free /
+    # workingElsewhere); the recurring series an instance belongs to; where an all-day
+    # event lies (``start``/``end`` stay None for those).
+    transparent: bool = False
+    series_id: str | None = None
+    busy_span: tuple[datetime, datetime] | None = None
 
     @property
     def cancelled(self) -> bool:

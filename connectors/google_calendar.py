@@ -377,6 +377,9 @@ class GoogleCalendarConnector:
             params: dict[str, Any] = {
                 "calendarId": calendar_id,
                 "showDeleted": True,
+                # recurring events as concrete instances (ids ``{series}_{start}``), so
+                # the busy store holds real intervals; allowed with syncToken
+                "singleEvents": True,
                 "maxResults": page_size,
             }
             if cursor:
@@ -388,7 +391,8 @@ class GoogleCalendarConnector:
                 raise CursorExpired(
                     f"Google Calendar: the sync token of {calendar_id} expired (fullSyncRequired)"
                 )
-            changes.extend(self._change(item) for item in body.get("items") or [])
+            zone = str(body.get("timeZone") or "") or None
+            changes.extend(self._change(item, zone) for item in body.get("items") or [])
             page_token = body.get("nextPageToken")
             if not page_token:
                 token = body.get("nextSyncToken")
@@ -397,7 +401,7 @@ class GoogleCalendarConnector:
                 return changes, str(token)
 
     @staticmethod
-    def _change(item: dict[str, Any]) -> EventChange:
+    def _change(item: dict[str, Any], zone: str | None = None) -> EventChange:
         status = str(item.get("status") or "confirmed")
 
         def when(spec: Any) -> datetime | None:
@@ -414,6 +418,12 @@ class GoogleCalendarConnector:
             None if cancelled else when(item.get("start")),
             None if cancelled else when(item.get("end")),
             status,
+            subject=None if cancelled else item.get("summary"),
+            description=None if cancelled else item.get("description"),
+            updated=_stamp(item.get("updated")),
+            transparent=_shown_free(item),
+            series_id=item.get("recurringEventId"),
+            busy_span=None if cancelled else _all_day_span(item, zone),
         )
 
     def watch(
@@ -443,3 +453,46 @@ class GoogleCalendarConnector:
         if resource_id:
             body["resourceId"] = resource_id
         self._call(self.service.channels().stop(body=body), "channel stop", ok=(404,))
+
+
+def _stamp(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp from Google (``updated``) as aware UTC, or None."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _shown_free(item: dict[str, Any]) -> bool:
+    """Not busy time, as freeBusy counts it: transparent (out-of-office always blocks),
+    a working-location event, or declined by the calendar's owner."""
+    kind = item.get("eventType")
+    if kind == "workingLocation":
+        return True
+    if item.get("transparency") == "transparent" and kind != "outOfOffice":
+        return True
+    return any(
+        isinstance(a, dict) and a.get("self") and a.get("responseStatus") == "declined"
+        for a in item.get("attendees") or []
+    )
+
+
+def _all_day_span(item: dict[str, Any], zone: str | None) -> tuple[datetime, datetime] | None:
+    """An all-day event's span in UTC (midnights in the calendar's zone), else None."""
+    start, end = item.get("start"), item.get("end")
+    if not (isinstance(start, dict) and isinstance(end, dict)):
+        return None
+    if not (start.get("date") and end.get("date")) or not zone:
+        return None
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    try:
+        tz = ZoneInfo(zone)
+        lo = datetime.combine(date.fromisoformat(str(start["date"])), datetime.min.time(), tz)
+        hi = datetime.combine(date.fromisoformat(str(end["date"])), datetime.min.time(), tz)
+    except (ValueError, KeyError):
+        return None
+    return lo.astimezone(UTC), hi.astimezone(UTC)

@@ -538,7 +538,28 @@ class OutlookConnector:
         except (KeyError, TypeError, ValueError, ZoneInfoNotFoundError):
             start = end = None
         status = "tentative" if item.get("showAs") == "tentative" else "confirmed"
-        return EventChange(str(item["id"]), item.get("@odata.etag"), start, end, status)
+        body = item.get("body") if isinstance(item.get("body"), dict) else {}
+        text = body.get("content") if str(body.get("contentType", "")).lower() == "text" else None
+        try:
+            updated = (
+                _parse_graph_time({"dateTime": item["lastModifiedDateTime"]})
+                if item.get("lastModifiedDateTime")
+                else None
+            )
+        except (TypeError, ValueError, ZoneInfoNotFoundError):
+            updated = None
+        return EventChange(
+            str(item["id"]),
+            item.get("@odata.etag"),
+            start,
+            end,
+            status,
+            subject=item.get("subject"),
+            description=text,
+            updated=updated,
+            transparent=item.get("showAs") in ("free", "workingElsewhere"),
+            series_id=item.get("seriesMasterId"),
+        )
 
     def read_event(self, calendar_id: str, event_id: str) -> EventChange | None:
         """The event as it is now, or None when it is gone (deleted)."""

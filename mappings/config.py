@@ -29,7 +29,7 @@ from pydantic_core import ErrorDetails
 
 from mappings.errors import ConfigError, ConfigIssue, Path, format_path
 from mappings.fieldmap import check_mapping_references
-from mappings.rulecheck import check_rules
+from mappings.rulecheck import _Checker, check_rules
 from mappings.schema import (
     PROVIDERS,
     Action,
@@ -546,5 +546,11 @@ def check_references(config: TenantConfig, document: YamlDocument) -> list[Confi
                 )
             named.add(target)
     issues.extend(check_rules(config, document))
+    if config.notify_on_calendar_change is not None:  # recipients, template, via
+        notice = config.notify_on_calendar_change
+        checker = _Checker(config, document)
+        checker.check_message(("notify_on_calendar_change",), notice.channel, notice.to,
+                              notice.template, notice.via)  # fmt: skip
+        issues.extend(checker.issues)
     issues.extend(check_mapping_references(config, document))
     return issues

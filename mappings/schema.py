@@ -1299,6 +1299,46 @@ class RuleSet(Model):
     default: DefaultRule | None = None
 
 
+# --------------------------------------------------------------------------- two-way sync
+
+ConflictPolicy = Literal["calendar", "relais", "latest"]
+
+
+class ConflictPolicies(Model):
+    """Which side owns each appointment field when BOTH sides changed it since the last
+    calendar pull (``sync.conflicts``). ``calendar``: the staff's calendar wins;
+    ``relais``: Relais's value wins and is written back to the event; ``latest`` (the
+    default, also for a field left out): the later modification wins, compared on the
+    provider's clock (see ``sync.conflicts`` for how the two clocks are compared).
+    ``start`` covers the end too (an appointment moves as a whole)."""
+
+    start: ConflictPolicy | None = None
+    subject: ConflictPolicy | None = None
+    notes: ConflictPolicy | None = None
+
+
+class SyncSettings(Model):
+    """``sync:`` — two-way calendar sync settings of the tenant."""
+
+    conflicts: Annotated[ConflictPolicies, BeforeValidator(_empty_dict)] = Field(
+        default_factory=ConflictPolicies
+    )
+
+
+class CalendarChangeNotice(Model):
+    """``notify_on_calendar_change:`` — who hears about an appointment the office moved
+    or cancelled in its calendar (``sync.calendar_notices``), through Relais's own
+    email/SMS sender unless ``via`` names a connection. ``template`` (optional) renders
+    with ``message.subject``/``message.body`` holding the built-in notice and ``caller``
+    the appointment's caller; sensitive tenants always get the built-in notice without
+    the caller's name."""
+
+    to: Recipients
+    channel: Channel = "email"
+    template: Name | None = None
+    via: str | None = None
+
+
 # --------------------------------------------------------------------------- tenant
 
 
@@ -1324,6 +1364,12 @@ class TenantConfig(Model):
     templates: Annotated[dict[Name, MessageTemplate], BeforeValidator(_empty_dict)] = {}
     on_call: OnCall | None = None
     escalations: Annotated[dict[Name, Escalation], BeforeValidator(_empty_dict)] = {}
+    # Two-way calendar sync (additive): conflict policies, and who is told when the
+    # office moves or cancels an appointment in its calendar.
+    sync: Annotated[SyncSettings, BeforeValidator(_empty_dict)] = Field(
+        default_factory=SyncSettings
+    )
+    notify_on_calendar_change: CalendarChangeNotice | None = None
 
     @model_validator(mode="after")
     def _staff_zone(self) -> TenantConfig:

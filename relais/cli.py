@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -434,7 +434,9 @@ def demo(
     raise typer.Exit(code)
 
 
-sync_app = typer.Typer(no_args_is_help=True, help="Contact directory: pull CRM contacts.")
+sync_app = typer.Typer(
+    no_args_is_help=True, help="Two-way sync: pull CRM contacts and staff calendars."
+)
 app.add_typer(sync_app, name="sync")
 
 
@@ -444,16 +446,29 @@ def sync_run(
     connection: Annotated[str | None, typer.Option(help="only this connection (name)")] = None,
     full: Annotated[bool, typer.Option(help="re-read everything, then sweep deletes")] = False,
     force: Annotated[bool, typer.Option(help="run even while paused by a provider limit")] = False,
+    kind: Annotated[str, typer.Option(help="which connections: all, crm or calendar")] = "all",
 ) -> None:
-    """Pull CRM contacts into the directory now (incrementally unless --full)."""
+    """Pull CRM contacts into the directory and staff calendars (moves, cancellations,
+    busy store) now, incrementally unless --full."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from sync.contacts import crm_connections, pull_connection
 
+    if kind not in ("all", "crm", "calendar"):
+        fail("--kind is all, crm or calendar")
     _upgrade()
-    ids = crm_connections(tenant, connection)
+    ids = crm_connections(tenant, connection) if kind in ("all", "crm") else []
+    calendars = _calendar_connections(tenant, connection) if kind in ("all", "calendar") else []
+    if not ids and not calendars:
+        fail(
+            "no CRM (HubSpot, Salesforce) or calendar (Google, Outlook) connection matches; "
+            "see relais tenants list"
+        )
+    failed = _calendar_run(calendars, full=full, force=force) if calendars else False
     if not ids:
-        fail("no CRM connection (HubSpot or Salesforce) matches; see relais tenants list")
+        if failed:
+            raise typer.Exit(1)
+        return
     table = Table("tenant", "connection", "result", "mode", "in", "unchanged", "deleted",
                   "API calls", "seconds", "note")  # fmt: skip
     failed = False
@@ -464,8 +479,11 @@ def sync_run(
             task = bar.add_task(connection_id, total=None, detail="")
 
             def step(o, task=task) -> None:  # type: ignore[no-untyped-def]
-                bar.update(task, description=f"{o.tenant_id}/{o.name} ({o.mode})",
-                           detail=f"{o.records_in} in, {o.unchanged} unchanged, page {o.pages}")
+                bar.update(
+                    task,
+                    description=f"{o.tenant_id}/{o.name} ({o.mode})",
+                    detail=f"{o.records_in} in, {o.unchanged} unchanged, page {o.pages}",
+                )
 
             outcome = pull_connection(connection_id, full=full, force=force, progress=step)
             bar.update(task, total=1, completed=1)
@@ -479,22 +497,65 @@ def sync_run(
         raise typer.Exit(1)
 
 
+def _calendar_connections(tenant: str | None, name: str | None) -> list[str]:
+    from relais.db import session_scope
+    from relais.models import Connection
+    from sync.calendar_sync import PROVIDERS
+
+    with session_scope(readonly=True) as session:
+        query = select(Connection.id).where(Connection.provider.in_(PROVIDERS))
+        if tenant:
+            query = query.where(Connection.tenant_id == tenant)
+        if name:
+            query = query.where(Connection.name == name)
+        return list(session.scalars(query.order_by(Connection.tenant_id, Connection.name)))
+
+
+def _calendar_run(ids: list[str], *, full: bool, force: bool) -> bool:
+    """Pull each calendar connection; print a table; True when one failed."""
+    from sync.calendar_sync import pull_connection
+
+    table = Table("tenant", "connection", "result", "calendars", "changes", "moved",
+                  "cancelled", "own writes", "full resyncs", "API calls", "seconds", "note",
+                  title="Calendars")  # fmt: skip
+    failed = False
+    for connection_id in ids:
+        with out.status(f"pulling calendar connection {connection_id}"):
+            o = pull_connection(connection_id, full=full, force=force)
+        failed = failed or o.status in ("error", "paused")
+        table.add_row(o.tenant_id, f"{o.name} ({o.provider})", o.status, str(o.calendars),
+                      str(o.changes), str(o.moved), str(o.cancelled), str(o.own_writes),
+                      str(o.full_resyncs), str(o.calls), f"{o.seconds:.1f}",
+                      (o.error or o.note or "")[:100])  # fmt: skip
+    out.print(table)
+    return failed
+
+
 @sync_app.command("status")
 def sync_status_command(
     tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Per CRM connection: last success, cursor age, records in and out, last error."""
+    """Per CRM and calendar connection: last success, cursor age, records in and out,
+    channels, last error."""
     import json
 
     from relais.db import session_scope
+    from sync.calendar_sync import sync_status as calendar_status
     from sync.contacts import sync_status
 
     _upgrade()
     with session_scope(readonly=True) as session:
         rows = sync_status(session, tenant)
+        calendars = calendar_status(session, tenant)
     if as_json:
-        out.print_json(json.dumps(rows))
+        both = [{"kind": "crm", **r} for r in rows]
+        both += [{"kind": "calendar", **r} for r in calendars]
+        out.print_json(json.dumps(both))
+        return
+    if calendars:
+        _calendar_status_table(calendars)
+    if not rows and calendars:
         return
     table = Table("tenant", "connection", "state", "last success", "cursor age", "contacts",
                   "in", "out", "last error")  # fmt: skip
@@ -504,6 +565,21 @@ def sync_status_command(
             r["tenant"], f"{r['connection']} ({r['provider']})", r["state"],
             (r["last_success_at"] or "never")[:19], _age(age), str(r["contacts"]),
             str(r["records_in"]), str(r["records_out"]), (r["last_error"] or "")[:80],
+        )  # fmt: skip
+    out.print(table)
+
+
+def _calendar_status_table(rows: list[dict[str, Any]]) -> None:
+    table = Table("tenant", "connection", "state", "last success", "calendars",
+                  "oldest cursor", "channels", "changes in", "moved", "cancelled",
+                  "last error", title="Calendars")  # fmt: skip
+    for r in rows:
+        ages = [c["cursor_age_seconds"] for c in r["calendars"] if c["has_cursor"]]
+        table.add_row(
+            r["tenant"], f"{r['connection']} ({r['provider']})", r["state"],
+            (r["last_success_at"] or "never")[:19], str(len(r["calendars"])),
+            _age(max(ages) if ages else None), str(len(r["channels"])), str(r["changes_in"]),
+            str(r["moved"]), str(r["cancelled"]), (r["last_error"] or "")[:80],
         )  # fmt: skip
     out.print(table)
 

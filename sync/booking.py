@@ -913,7 +913,12 @@ def reschedule(
         if notes is not None:
             row.notes = notes
         row.updated_at = utcnow()
-        _audit(session, row, "appointment.moving", by=actor, previous=as_utc_iso(old[0]))
+        edited = [name for name, did in (("start", moved),
+                                         ("subject", subject is not None and subject != old[2]),
+                                         ("notes", notes is not None and notes != old[3])) if did]
+        # ``fields``: what this PATCH changed (two-way sync conflicts, sync.conflicts)
+        _audit(session, row, "appointment.moving", by=actor, previous=as_utc_iso(old[0]),
+               fields=edited)  # fmt: skip
     busy_mod.invalidate_staff(tenant_id, member, row.calendar_connection_id)
     ref = EventRef(row.calendar_id or member.calendar.id, row.event_id or "", row.event_etag)
     event = event_spec(config, row, member)

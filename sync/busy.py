@@ -20,6 +20,24 @@ hides *external* changes for up to ``BUSY_TTL``: our own bookings come from
 the database on every query, so a booked slot disappears at once in every
 process.
 
+**Busy store.** The calendar pulls (:mod:`sync.calendar_sync`) keep every staff
+calendar's events in ``calendar_busy_events`` (:func:`record_pull`: a full read
+replaces them, an incremental read applies its changes; recurring events are read
+as concrete instances, cancelling a series removes its instances). A query that
+misses the in-process cache is answered from that table, with no provider call,
+when the calendar's store is *fresh*: its cursor is live and was saved by a
+successful pull within ``busy_store_fresh_minutes`` (connection setting, default
+``STORE_FRESH_MINUTES``), or a change channel on the calendar is active. The store
+covers only the *pull window* fixed by the last full read (Google: read time −
+``busy_window_past_days`` (1) to + ``busy_window_future_days`` (90); Outlook: the
+delta window, ``delta_past_days`` / ``delta_future_days``); a query reaching
+outside it, a stale store, or ``fresh=True`` (booking) asks freeBusy as before.
+Busy = not cancelled and not shown as free (transparent, declined by the owner,
+working location / Graph ``free``, ``workingElsewhere``); tentative counts.
+Known gaps: a recurrence rule edited so that instances disappear leaves those
+instances in the store until the next full read (the provider does not list them
+as cancelled), and an event we delete stays busy until the pull that reads it.
+
 **Own bookings.** Pending and confirmed appointments are OWN busy intervals
 carrying their appointment type's buffers (and counted by daily limits). A
 pending row older than ``PENDING_TTL`` belongs to a request that died between
@@ -41,12 +59,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from connectors.base import AuthExpired, ConnectionInfo, DeliveryError, RateLimited
-from connectors.calendar import BusyBlock, CalendarBusy, CalendarConnector
+from connectors.calendar import BusyBlock, CalendarBusy, CalendarConnector, EventChange
 from mappings.schema import StaffMember, TenantConfig
+from relais.busy_models import CalendarBusyEvent, CalendarBusyWindow
+from relais.calendar_sync_models import CalendarChannel, CalendarCursor
 from relais.db import session_scope
 from relais.models import Appointment, Connection, utcnow
 from sync.availability import BusyInterval, BusyKind, FairnessStats
@@ -57,6 +77,10 @@ BUSY_TTL = 30.0
 """Seconds a calendar's busy blocks are reused without asking the provider again."""
 PENDING_TTL = timedelta(minutes=5)
 """A pending booking older than this died before confirming (longer than any calendar write)."""
+STORE_FRESH_MINUTES = 20.0
+"""A calendar's stored events answer while its last successful pull is younger (default)."""
+WINDOW_PAST_DAYS = 1.0
+WINDOW_FUTURE_DAYS = 90.0
 FAIRNESS_LOOKBACK = timedelta(days=30)
 ACTIVE = ("pending", "confirmed")
 
@@ -265,6 +289,7 @@ class BusyFetch:
     by_staff: dict[str, CalendarBusy]
     provider_calls: int = 0
     cache_hits: int = 0
+    store_hits: int = 0  # answered from the busy store (no provider call)
     calendars: dict[str, tuple[str, str]] = field(default_factory=dict)  # staff → (conn, cal)
 
 
@@ -326,10 +351,11 @@ def fetch_calendar_busy(
 ) -> BusyFetch:
     """Busy blocks in ``[lo, hi)`` of each member's calendar (UTC, aware)."""
     with session_scope(readonly=True) as session:
-        rows = {
-            c.name: (c.id, c.status, c.provider)
-            for c in session.scalars(select(Connection).where(Connection.tenant_id == tenant_id))
-        }
+        connections = session.scalars(
+            select(Connection).where(Connection.tenant_id == tenant_id)
+        ).all()
+        rows = {c.name: (c.id, c.status, c.provider) for c in connections}
+        settings = {c.id: dict(c.settings or {}) for c in connections}
     result = BusyFetch({})
     wanted: dict[str, dict[str, list[str]]] = {}  # connection id → calendar id → staff ids
     for member in members:
@@ -352,6 +378,17 @@ def fetch_calendar_busy(
             result.by_staff[member.id] = CalendarBusy(calendar.id, blocks)
             continue
         wanted.setdefault(connection_id, {}).setdefault(calendar.id, []).append(member.id)
+
+    if not fresh and wanted:  # the busy store the calendar pulls keep up to date
+        pairs = [(cid, cal) for cid, calendars in wanted.items() for cal in calendars]
+        for (connection_id, calendar_id), blocks in stored_busy(pairs, lo, hi, settings).items():
+            staff_ids = wanted[connection_id].pop(calendar_id)
+            if not wanted[connection_id]:
+                del wanted[connection_id]
+            cache.put((tenant_id, connection_id, calendar_id), lo, hi, blocks)
+            for staff_id in staff_ids:
+                result.store_hits += 1
+                result.by_staff[staff_id] = CalendarBusy(calendar_id, blocks)
 
     jobs = [(cid, list(calendars)) for cid, calendars in wanted.items()]
     if len(jobs) == 1:
@@ -394,6 +431,144 @@ def external_intervals(
                 if e > s
             ]
         out.extend(BusyInterval(s, e, BusyKind.EXTERNAL) for s, e in pieces)
+    return out
+
+
+# --------------------------------------------------------------------------- busy store
+
+
+def store_window(
+    provider: str, settings: dict[str, Any], now: datetime
+) -> tuple[datetime, datetime]:
+    """The window a full read stores (see the module doc), from ``now`` (taken before
+    the read, so it lies inside the provider's own window)."""
+    if provider == "outlook":
+        past = float(settings.get("delta_past_days", 1))
+        future = float(settings.get("delta_future_days", 90))
+        return now - timedelta(days=past) + timedelta(minutes=1), now + timedelta(days=future)
+    past = float(settings.get("busy_window_past_days", WINDOW_PAST_DAYS))
+    future = float(settings.get("busy_window_future_days", WINDOW_FUTURE_DAYS))
+    return now - timedelta(days=past), now + timedelta(days=future)
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[list[str]]:
+    for lo in range(0, len(items), size):
+        yield list(items[lo : lo + size])
+
+
+def record_pull(
+    session: Session,
+    connection_id: str,
+    calendar_id: str,
+    changes: Sequence[EventChange],
+    *,
+    full_window: tuple[datetime, datetime] | None = None,
+) -> int:
+    """Apply what a pull read to the busy store; ``full_window`` set = a full read
+    (the calendar's stored events are replaced and the window reset). Returns the
+    number of events stored or updated."""
+    here = (
+        CalendarBusyEvent.connection_id == connection_id,
+        CalendarBusyEvent.calendar_id == calendar_id,
+    )
+    window = session.get(CalendarBusyWindow, (connection_id, calendar_id), with_for_update=True)
+    if full_window is not None:
+        session.execute(delete(CalendarBusyEvent).where(*here))
+        if window is None:
+            window = CalendarBusyWindow(connection_id=connection_id, calendar_id=calendar_id)
+            session.add(window)
+        window.window_start, window.window_end = full_window
+        window.filled_at = utcnow()
+    elif window is None:
+        return 0  # never read in full since the store exists: it does not answer yet
+    lo, hi = window.window_start, window.window_end
+    latest: dict[str, EventChange] = {}
+    for change in changes:
+        latest[change.event_id] = change  # the last word on an event wins
+    gone: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for event_id, change in latest.items():
+        span = (change.start, change.end) if change.start and change.end else change.busy_span
+        if change.cancelled or change.status == "removed" or span is None:
+            gone.append(event_id)
+        elif span[1] <= span[0] or span[0] >= hi or span[1] <= lo:
+            gone.append(event_id)  # empty, or outside the window
+        else:
+            rows.append(
+                {
+                    "connection_id": connection_id,
+                    "calendar_id": calendar_id,
+                    "event_id": event_id,
+                    "series_id": change.series_id,
+                    "start": span[0],
+                    "end": span[1],
+                    "status": "tentative" if change.status == "tentative" else "confirmed",
+                    "transparent": change.transparent,
+                }
+            )
+    if full_window is None:
+        cancelled = [e for e, c in latest.items() if c.cancelled or c.status == "removed"]
+        for part in _chunks(cancelled):  # a cancelled series takes its instances along
+            session.execute(
+                delete(CalendarBusyEvent).where(*here, CalendarBusyEvent.series_id.in_(part))
+            )
+        for part in _chunks(gone + [r["event_id"] for r in rows]):
+            session.execute(
+                delete(CalendarBusyEvent).where(*here, CalendarBusyEvent.event_id.in_(part))
+            )
+    for lo_i in range(0, len(rows), 1000):
+        session.execute(insert(CalendarBusyEvent), rows[lo_i : lo_i + 1000])
+    return len(rows)
+
+
+def stored_busy(
+    pairs: Sequence[tuple[str, str]],
+    lo: datetime,
+    hi: datetime,
+    settings: dict[str, dict[str, Any]],
+    now: datetime | None = None,
+) -> dict[tuple[str, str], tuple[BusyBlock, ...]]:
+    """Busy blocks in ``[lo, hi)`` from the busy store, for each (connection,
+    calendar) whose store is fresh and covers the range; the others are left out."""
+    now = now or utcnow()
+    out: dict[tuple[str, str], tuple[BusyBlock, ...]] = {}
+    with session_scope(readonly=True) as session:
+        for connection_id, calendar_id in pairs:
+            window = session.get(CalendarBusyWindow, (connection_id, calendar_id))
+            if window is None or lo < window.window_start or hi > window.window_end:
+                continue
+            cursor = session.get(CalendarCursor, (connection_id, calendar_id))
+            if cursor is None or cursor.cursor is None:
+                continue  # never read, or a full resync is due
+            minutes = float(
+                settings.get(connection_id, {}).get("busy_store_fresh_minutes", STORE_FRESH_MINUTES)
+            )
+            if cursor.updated_at < now - timedelta(minutes=minutes):
+                channel = session.scalar(
+                    select(CalendarChannel.id).where(
+                        CalendarChannel.connection_id == connection_id,
+                        CalendarChannel.calendar_id == calendar_id,
+                        CalendarChannel.status == "active",
+                        CalendarChannel.expires_at > now,
+                    )
+                )
+                if channel is None:
+                    continue
+            events = session.execute(
+                select(CalendarBusyEvent.start, CalendarBusyEvent.end, CalendarBusyEvent.status)
+                .where(
+                    CalendarBusyEvent.connection_id == connection_id,
+                    CalendarBusyEvent.calendar_id == calendar_id,
+                    CalendarBusyEvent.start < hi,
+                    CalendarBusyEvent.end > lo,
+                    CalendarBusyEvent.transparent.is_(False),
+                )
+                .order_by(CalendarBusyEvent.start)
+            ).all()
+            out[(connection_id, calendar_id)] = tuple(
+                BusyBlock(max(s, lo), min(e, hi), "tentative" if st == "tentative" else "busy")
+                for s, e, st in events
+            )
     return out
 
 

@@ -23,8 +23,10 @@ on that connection and calendar). A confirmed appointment whose event:
 - changed otherwise (title, notes) → the new ETag is stored, nothing sent.
 
 Pending appointments (our own calendar write under way) are left alone. Every
-calendar with any change has its busy-cache entry dropped (:mod:`sync.busy`),
-so the next availability query asks the provider again.
+event read also goes to the busy store (:func:`sync.busy.record_pull`, in the
+cursor's transaction), and every calendar with any change has its busy-cache
+entry dropped, so the next availability query is answered from the store with
+no provider call while the pulls keep it fresh (see :mod:`sync.busy`).
 
 **One pull per connection at a time**: ``calendar_sync_state.running_since``
 is set under the row's lock and cleared at the end; a pull older than
@@ -101,6 +103,8 @@ class PullOutcome:
     moved: int = 0
     cancelled: int = 0
     own_writes: int = 0  # our own writes recognised by their ETag
+    conflicts: int = 0  # fields changed on both sides, resolved (sync.conflicts)
+    written_back: int = 0  # events PATCHed back because Relais won a conflict
     full_resyncs: int = 0  # cursors expired (410) and read in full again
     calls: int = 0  # provider API calls
     seconds: float = 0.0
@@ -318,6 +322,8 @@ def _pull_calendar(
 ) -> None:
     cursor = None if full else _cursor(row.id, calendar_id)
     read_full = cursor is None
+    # the busy store's window, should this be a full read: from before the read
+    window = busy_mod.store_window(row.provider, row.settings or {}, utcnow())
 
     def run(connector: Any) -> tuple[list[EventChange], str]:
         nonlocal read_full
@@ -338,8 +344,13 @@ def _pull_calendar(
     outcome.changes += len(changes)
     changes = _resolve_removed(row, calendar_id, changes, outcome)
     _apply(row, config, calendar_id, changes, outcome)
-    with session_scope() as session:
+    with session_scope() as session:  # the busy store moves with the cursor, atomically
+        busy_mod.record_pull(
+            session, row.id, calendar_id, changes, full_window=window if read_full else None
+        )
         _save_cursor(session, row.id, calendar_id, new_cursor, read_full)
+    if changes or read_full:  # again: a query between _apply and here may have cached
+        busy_mod.CACHE.invalidate(row.tenant_id, row.id, calendar_id)
 
 
 def _resolve_removed(
@@ -384,16 +395,20 @@ def _apply(
     outcome: PullOutcome,
 ) -> None:
     """Our appointments among ``changes``: moved, cancelled, or our own write (ignored)."""
+    from sync import conflicts as conflicts_mod
     from sync.booking import (
         enqueue_deliveries,
         record_appointment_event,
         write_appointment_deliveries,
     )
+    from sync.calendar_notices import write_calendar_notices
 
     latest: dict[str, EventChange] = {}
     for change in changes:
         latest[change.event_id] = change  # the last word on an event wins
     to_wake: list[str] = []
+    since = _last_pull(row.id, calendar_id)  # conflicts: Relais edits after this one
+    write_back: list[str] = []  # appointments where Relais won a conflict
     ids = list(latest)
     for lo in range(0, len(ids), 500):
         part = ids[lo : lo + 500]
@@ -425,9 +440,35 @@ def _apply(
                     deliveries += write_appointment_deliveries(
                         session, config, appointment, "appointment.cancelled"
                     )
+                    deliveries += write_calendar_notices(session, config, appointment, "cancelled")
                     outcome.cancelled += 1
                 elif change.etag is not None and change.etag == appointment.event_etag:
                     outcome.own_writes += 1
+                elif (
+                    solved := conflicts_mod.resolve(
+                        session, config, row.id, appointment, change, since
+                    )
+                ) is not None:  # changed on both sides: each field per the tenant's policy
+                    appointment.event_etag = change.etag
+                    outcome.conflicts += len(solved.conflicts)
+                    if solved.write_back:
+                        write_back.append(appointment.id)
+                    if solved.took_calendar:
+                        appointment.updated_at = utcnow()
+                        deliveries += write_appointment_deliveries(
+                            session, config, appointment, "appointment.updated"
+                        )
+                    if solved.previous is not None:
+                        record_appointment_event(
+                            session, appointment, "appointment.moved_in_calendar", by=ACTOR,
+                            note=MOVED_NOTE, previous_start=as_utc_iso(solved.previous[0]),
+                            previous_end=as_utc_iso(solved.previous[1]),
+                            end=as_utc_iso(appointment.end),
+                        )  # fmt: skip
+                        deliveries += write_calendar_notices(
+                            session, config, appointment, "moved", solved.previous
+                        )
+                        outcome.moved += 1
                 elif (
                     change.start is not None
                     and change.end is not None
@@ -445,6 +486,9 @@ def _apply(
                     deliveries += write_appointment_deliveries(
                         session, config, appointment, "appointment.updated"
                     )
+                    deliveries += write_calendar_notices(
+                        session, config, appointment, "moved", previous
+                    )
                     outcome.moved += 1
                 else:  # retitled, notes edited…: nothing we send; remember the new version
                     appointment.event_etag = change.etag
@@ -452,6 +496,54 @@ def _apply(
     if changes:
         busy_mod.CACHE.invalidate(row.tenant_id, row.id, calendar_id)
     enqueue_deliveries(to_wake)
+    for appointment_id in write_back:  # Relais won: the calendar shows our values again
+        _write_back(row, config, appointment_id, outcome)
+
+
+def _last_pull(connection_id: str, calendar_id: str) -> datetime | None:
+    """When this calendar's cursor was last stored (the last pull that read it), or
+    None (never read: nothing can have changed on both sides "since")."""
+    with session_scope(readonly=True) as session:
+        found = session.get(CalendarCursor, (connection_id, calendar_id))
+        return found.updated_at if found is not None and found.cursor else None
+
+
+def _write_back(row: Connection, config: TenantConfig, appointment_id: str,
+                outcome: PullOutcome) -> None:
+    """PATCH the event with the appointment as Relais holds it (a conflict Relais won);
+    the new ETag is stored so that write is not echoed back."""
+    from connectors.calendar import EventRef
+    from sync.booking import event_spec, record_appointment_event
+
+    with session_scope(readonly=True) as session:
+        apt = session.get(Appointment, appointment_id)
+        assert apt is not None
+        session.expunge(apt)
+    member = config.staff_member(apt.staff_id)
+    if member is None or not apt.event_id or apt.status != "confirmed":
+        return
+    ref = EventRef(apt.calendar_id or "", apt.event_id, apt.event_etag)
+    spec = event_spec(config, apt, member)
+    try:
+        new_ref = busy_mod.with_connector(row.id, lambda c: c.update_event(ref, spec))
+    except (DeliveryError, busy_mod.CalendarUnreachable) as exc:
+        log.warning("writing back %s after a conflict failed: %s", appointment_id, exc)
+        outcome.note = f"conflict write-back failed: {exc}"
+        with session_scope() as session:
+            failed = session.get(Appointment, appointment_id, with_for_update=True)
+            if failed is not None:
+                record_appointment_event(session, failed, "appointment.write_back_failed",
+                                         by=ACTOR, reason=str(exc))  # fmt: skip
+        return
+    outcome.calls += 1
+    outcome.written_back += 1
+    with session_scope() as session:
+        done = session.get(Appointment, appointment_id, with_for_update=True,
+                           populate_existing=True)  # fmt: skip
+        if done is not None and done.event_etag == apt.event_etag:
+            done.event_etag = new_ref.etag
+            record_appointment_event(session, done, "appointment.written_back", by="relais",
+                                     event_id=done.event_id)  # fmt: skip
 
 
 # ------------------------------------------------------------------ scheduling

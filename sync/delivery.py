@@ -40,6 +40,8 @@ from relais.db import session_scope
 from relais.models import AuditEvent, Connection, Delivery, Message, Tenant, utcnow
 from relais.settings import Settings, get_settings
 from relais.tenants import parsed_config
+from sync.calendar_notices import ACTION as NOTICE_ACTION
+from sync.calendar_notices import notice_payload
 from sync.credentials import NeedsReauth, connection_info, ensure_fresh
 from sync.digest import ITEM as DIGEST_ITEM
 from sync.digest import SUMMARY as DIGEST_SUMMARY
@@ -160,6 +162,8 @@ def _payload(session: Session, tenant: Tenant, delivery: Delivery) -> dict[str, 
         return digest_payload(
             config, tenant, delivery, members, lambda m: _staff_label(config, m.staff_id)
         )
+    if delivery.action == NOTICE_ACTION:  # a calendar change told to people (pre-rendered)
+        return notice_payload(tenant.id, tenant.name, delivery)
     if delivery.message_id is None and delivery.appointment_id is not None:
         return None
     message = session.get(Message, delivery.message_id) if delivery.message_id else None

@@ -46,4 +46,5 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
     app.include_router(contacts_api.router)
     app.include_router(__import__("relais.api.notifications", fromlist=["router"]).router)
+    app.include_router(__import__("relais.api.conflicts", fromlist=["router"]).router)
     return app

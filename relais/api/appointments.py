@@ -32,6 +32,7 @@ from sync.booking import (
     cancel,
     reschedule,
 )
+from sync.conflicts import conflicts_of
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["appointments"])
 Short = Annotated[str, Field(min_length=1, max_length=64)]
@@ -141,7 +142,10 @@ def get_appointment(tenant_id: str, appointment_id: str, who: Caller) -> dict[st
         row = session.get(Appointment, appointment_id)
         if row is None or row.tenant_id != tenant_id:
             raise not_found(f"appointment {appointment_id!r}")
-    return _answer(tenant_id, Outcome(row, created=False))
+    answer = _answer(tenant_id, Outcome(row, created=False))
+    with session_scope(readonly=True) as session:  # two-way sync conflicts resolved on it
+        answer["conflicts"] = conflicts_of(session, tenant_id, appointment_id)
+    return answer
 
 
 @router.patch("/appointments/{appointment_id}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
+import relais.busy_models  # noqa: F401
 import relais.calendar_sync_models  # noqa: F401
+import relais.conflict_models  # noqa: F401
 import relais.directory  # noqa: F401
 from relais.models import Base
 
