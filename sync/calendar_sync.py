@@ -58,14 +58,12 @@ import hmac
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connectors.base import DeliveryError, RateLimited, Rejected, TransientError
@@ -77,6 +75,7 @@ from relais.domain import as_utc_iso
 from relais.models import Appointment, Connection, Tenant, utcnow
 from relais.tenants import parsed_config
 from sync import busy as busy_mod
+from sync import pull_lock
 from sync.outbox import mark_wake
 
 log = logging.getLogger(__name__)
@@ -155,67 +154,36 @@ def secret_hash(secret: str) -> str:
 # ------------------------------------------------------------------ lock
 
 
-def _ensure_state(connection_id: str, tenant_id: str) -> None:
-    with session_scope(readonly=True) as session:
-        if session.get(CalendarSyncState, connection_id) is not None:
-            return
-    try:
-        with session_scope() as session:
-            session.add(
-                CalendarSyncState(
-                    connection_id=connection_id,
-                    tenant_id=tenant_id,
-                    changes_in=0,
-                    moved=0,
-                    cancelled=0,
-                    last_run={},
-                )
-            )
-    except IntegrityError:
-        pass  # another process created it first
-
-
 def _acquire(
     connection_id: str, tenant_id: str, expiry: timedelta, force: bool
 ) -> tuple[str | None, str]:
-    _ensure_state(connection_id, tenant_id)
-    with session_scope() as session:
-        state = session.get(
-            CalendarSyncState, connection_id, with_for_update=True, populate_existing=True
-        )
-        assert state is not None
-        now = utcnow()
-        if state.running_since is not None and state.running_since > now - expiry:
-            return None, f"a pull is already running (since {state.running_since:%H:%M:%S} UTC)"
-        if not force and state.paused_until is not None and state.paused_until > now:
-            return None, f"paused by the provider's limit until {state.paused_until:%H:%M:%S} UTC"
-        state.running_since, state.run_token = now, uuid.uuid4().hex
-        state.last_started_at = now
-        return state.run_token, ""
+    return pull_lock.acquire(
+        CalendarSyncState,
+        connection_id,
+        tenant_id,
+        expiry,
+        force,
+        changes_in=0,
+        moved=0,
+        cancelled=0,
+    )
 
 
 def _release(connection_id: str, token: str, outcome: PullOutcome, pause: datetime | None) -> None:
-    with session_scope() as session:
-        state = session.get(
-            CalendarSyncState, connection_id, with_for_update=True, populate_existing=True
-        )
-        if state is None:
-            return
-        now = utcnow()
-        if state.run_token == token:
-            state.running_since, state.run_token = None, None
-        state.changes_in += outcome.changes
-        state.moved += outcome.moved
-        state.cancelled += outcome.cancelled
-        if outcome.status == "ok":
-            state.last_success_at, state.last_error, state.paused_until = now, None, None
-        elif outcome.error:
-            state.last_error, state.last_error_at = outcome.error, now
-        if pause is not None:
-            state.paused_until = pause
-        state.last_run = {
-            k: v for k, v in outcome.as_dict().items() if k not in ("connection_id", "tenant_id")
-        } | {"finished_at": now.isoformat()}
+    pull_lock.release(
+        CalendarSyncState,
+        connection_id,
+        token,
+        status=outcome.status,
+        error=outcome.error,
+        pause=pause,
+        last_run=outcome.as_dict(),
+        counts={
+            "changes_in": outcome.changes,
+            "moved": outcome.moved,
+            "cancelled": outcome.cancelled,
+        },
+    )
 
 
 # ------------------------------------------------------------------ cursors
@@ -508,8 +476,9 @@ def _last_pull(connection_id: str, calendar_id: str) -> datetime | None:
         return found.updated_at if found is not None and found.cursor else None
 
 
-def _write_back(row: Connection, config: TenantConfig, appointment_id: str,
-                outcome: PullOutcome) -> None:
+def _write_back(
+    row: Connection, config: TenantConfig, appointment_id: str, outcome: PullOutcome
+) -> None:
     """PATCH the event with the appointment as Relais holds it (a conflict Relais won);
     the new ETag is stored so that write is not echoed back."""
     from connectors.calendar import EventRef

@@ -39,7 +39,6 @@ import logging
 import re
 import time
 import unicodedata
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -47,7 +46,6 @@ from typing import Any
 
 import phonenumbers
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connectors.base import ConnectionInfo, DeliveryError, RateLimited, Runtime
@@ -56,6 +54,7 @@ from relais.db import session_scope
 from relais.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
 from relais.models import Connection, SyncCursor, Tenant, utcnow
 from relais.tenants import parsed_config
+from sync import pull_lock
 
 log = logging.getLogger(__name__)
 
@@ -177,67 +176,32 @@ def _save_cursor(row: SyncCursor, data: dict[str, Any]) -> None:
     row.updated_at = utcnow()
 
 
-def _ensure_state(connection_id: str, tenant_id: str) -> None:
-    with session_scope() as session:
-        if session.get(DirectorySyncState, connection_id) is not None:
-            return
-    try:
-        with session_scope() as session:
-            session.add(
-                DirectorySyncState(
-                    connection_id=connection_id,
-                    tenant_id=tenant_id,
-                    records_in=0,
-                    records_out=0,
-                    deleted_in=0,
-                    last_run={},
-                )
-            )
-    except IntegrityError:
-        pass  # another process created it first
-
-
 def _acquire(
     connection_id: str, tenant_id: str, expiry: timedelta, force: bool
 ) -> tuple[str | None, str]:
-    """Take the connection's pull lock: (token, "") or (None, why not)."""
-    _ensure_state(connection_id, tenant_id)
-    with session_scope() as session:
-        state = session.get(
-            DirectorySyncState, connection_id, with_for_update=True, populate_existing=True
-        )
-        assert state is not None
-        now = utcnow()
-        if state.running_since is not None and state.running_since > now - expiry:
-            return None, f"a pull is already running (since {state.running_since:%H:%M:%S} UTC)"
-        if not force and state.paused_until is not None and state.paused_until > now:
-            return None, f"paused by the provider's limit until {state.paused_until:%H:%M:%S} UTC"
-        state.running_since, state.run_token = now, uuid.uuid4().hex
-        state.last_started_at = now
-        return state.run_token, ""
+    return pull_lock.acquire(
+        DirectorySyncState,
+        connection_id,
+        tenant_id,
+        expiry,
+        force,
+        records_in=0,
+        records_out=0,
+        deleted_in=0,
+    )
 
 
 def _release(connection_id: str, token: str, outcome: PullOutcome, pause: datetime | None) -> None:
-    with session_scope() as session:
-        state = session.get(
-            DirectorySyncState, connection_id, with_for_update=True, populate_existing=True
-        )
-        if state is None:
-            return
-        now = utcnow()
-        if state.run_token == token:
-            state.running_since, state.run_token = None, None
-        state.records_in += outcome.records_in
-        state.deleted_in += outcome.deleted
-        if outcome.status == "ok":
-            state.last_success_at, state.last_error, state.paused_until = now, None, None
-        elif outcome.error:
-            state.last_error, state.last_error_at = outcome.error, now
-        if pause is not None:
-            state.paused_until = pause
-        state.last_run = {
-            k: v for k, v in outcome.as_dict().items() if k not in ("connection_id", "tenant_id")
-        } | {"finished_at": now.isoformat()}
+    pull_lock.release(
+        DirectorySyncState,
+        connection_id,
+        token,
+        status=outcome.status,
+        error=outcome.error,
+        pause=pause,
+        last_run=outcome.as_dict(),
+        counts={"records_in": outcome.records_in, "deleted_in": outcome.deleted},
+    )
 
 
 # ------------------------------------------------------------------ writing
