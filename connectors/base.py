@@ -126,6 +126,12 @@ class Runtime:
 
     pacer: Pacer = field(default_factory=_NoPacing)
     links: LinkStore = field(default_factory=_NoLinks)
+    # Limiters of endpoints with a limit of their own (HubSpot search: ~4/s),
+    # declared by the connector's ``extra_rate_limits``.
+    pacers: dict[str, Pacer] = field(default_factory=dict)
+
+    def pacer_named(self, name: str) -> Pacer:
+        return self.pacers.get(name) or _NoPacing()
 
 
 class Connector(Protocol):

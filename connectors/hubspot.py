@@ -114,6 +114,11 @@ class HubSpotConnector:
             info.settings.get("rate_limit_window_seconds", 10)
         )
 
+    @staticmethod
+    def extra_rate_limits(info: ConnectionInfo) -> dict[str, tuple[int, float]]:
+        """Search has its own, lower limit (about 4-5 per second per token)."""
+        return {"search": (int(info.settings.get("search_rate_limit", 4)), 1.0)}
+
     def __init__(self, info: ConnectionInfo, runtime: Runtime) -> None:
         self.info, self.runtime = info, runtime
         token = info.credentials.get("access_token") or info.credentials.get("private_app_token")
@@ -239,6 +244,7 @@ class HubSpotConnector:
                 "sorts": ["createdate"],  # the oldest record wins when a caller exists twice
                 **({"after": after} if after else {}),
             }
+            self.runtime.pacer_named("search").wait()
             page = self._call(
                 "contact search",
                 lambda r=request: self.client.crm.contacts.search_api.do_search(

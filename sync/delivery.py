@@ -288,7 +288,8 @@ def process_connection(
         requests = _requests(session, claimed, unbuilt)
 
     links = ConnectionLinks(info.tenant_id, info.id)
-    connector = build_connector(info, Runtime(pacer=pacer_for(kind, info), links=links))
+    runtime = Runtime(pacer=pacer_for(kind, info), links=links, pacers=extra_pacers(kind, info))
+    connector = build_connector(info, runtime)
     try:
         results = connector.deliver(requests) if requests else []
     except Exception as exc:  # a connector bug must not strand the batch
@@ -338,6 +339,16 @@ def _linger_left(
     if oldest.tzinfo is None:  # an aggregate skips the column type on SQLite
         oldest = oldest.replace(tzinfo=UTC)
     return max(0.0, linger - (now - oldest).total_seconds())
+
+
+def extra_pacers(kind: Any, info: ConnectionInfo) -> dict[str, PacerProtocol]:
+    """Shared limiters for endpoints with limits of their own, keyed ``<id>:<name>``."""
+    declared = getattr(kind, "extra_rate_limits", None)
+    limits = declared(info) if declared else {}
+    return {
+        name: Pacer(key=f"{info.id}:{name}", limit=limit, window=window, store=default_store())
+        for name, (limit, window) in limits.items()
+    }
 
 
 def pacer_for(kind: Any, info: ConnectionInfo) -> PacerProtocol:
