@@ -518,34 +518,17 @@ def _write_back(
 # ------------------------------------------------------------------ scheduling
 
 
-def _interval(settings: dict[str, Any]) -> timedelta | None:
-    minutes = float(settings.get("sync_interval_minutes", DEFAULT_INTERVAL_MINUTES))
-    return timedelta(minutes=minutes) if minutes > 0 else None
-
-
 def _is_due(connection_id: str, settings: dict[str, Any], now: datetime) -> bool:
-    interval = _interval(settings)
-    if interval is None:
-        return False
-    with session_scope(readonly=True) as session:
-        state = session.get(CalendarSyncState, connection_id)
-    if state is None or state.last_started_at is None:
-        return True
-    if state.paused_until is not None and state.paused_until > now:
-        return False
-    return state.last_started_at + interval <= now
+    return pull_lock.is_due(
+        CalendarSyncState, connection_id, settings, now, DEFAULT_INTERVAL_MINUTES
+    )
 
 
 def due_connections(now: datetime | None = None) -> list[str]:
     """Active calendar connections whose pull interval has passed (beat)."""
-    now = now or utcnow()
-    with session_scope(readonly=True) as session:
-        rows = session.execute(
-            select(Connection.id, Connection.settings).where(
-                Connection.provider.in_(PROVIDERS), Connection.status == "active"
-            )
-        ).all()
-    return [cid for cid, settings in rows if _is_due(cid, dict(settings or {}), now)]
+    return pull_lock.due_connections(
+        CalendarSyncState, PROVIDERS, now or utcnow(), DEFAULT_INTERVAL_MINUTES
+    )
 
 
 def trigger_pull(connection_id: str, calendar_ids: Sequence[str]) -> None:

@@ -85,3 +85,39 @@ def release(
         state.last_run = {
             k: v for k, v in last_run.items() if k not in ("connection_id", "tenant_id")
         } | {"finished_at": now.isoformat()}
+
+
+def is_due(
+    model: Any, connection_id: str, settings: dict[str, Any], now: datetime, default_minutes: float
+) -> bool:
+    """Whether the connection's pull interval (``sync_interval_minutes``; 0 = never
+    on schedule) has passed since its last pull started, and it is not paused."""
+    minutes = float(settings.get("sync_interval_minutes", default_minutes))
+    if minutes <= 0:
+        return False
+    with session_scope(readonly=True) as session:
+        state = session.get(model, connection_id)
+    if state is None or state.last_started_at is None:
+        return True
+    if state.paused_until is not None and state.paused_until > now:
+        return False
+    return bool(state.last_started_at + timedelta(minutes=minutes) <= now)
+
+
+def due_connections(model: Any, providers: Any, now: datetime, default_minutes: float) -> list[str]:
+    """Active connections of ``providers`` whose pull interval has passed (beat)."""
+    from sqlalchemy import select
+
+    from relais.models import Connection
+
+    with session_scope(readonly=True) as session:
+        rows = session.execute(
+            select(Connection.id, Connection.settings).where(
+                Connection.provider.in_(providers), Connection.status == "active"
+            )
+        ).all()
+    return [
+        cid
+        for cid, settings in rows
+        if is_due(model, cid, dict(settings or {}), now, default_minutes)
+    ]
