@@ -193,6 +193,13 @@ class Delivery(Base):
     # recipient, due time); each collected message's row carries its summary's id.
     digest_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
+    @classmethod
+    def new(cls, **fields: Any) -> Delivery:
+        """A new delivery with its id and the idempotency key it keeps through
+        every retry and replay (``relais-<id>``): the one place that names it."""
+        delivery_id = new_id("dlv")
+        return cls(id=delivery_id, idempotency_key=f"relais-{delivery_id}", **fields)
+
 
 class Escalation(Base):
     """A ladder running for one message (sync.escalation): the steps sent so far,

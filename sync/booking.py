@@ -797,17 +797,14 @@ def _outbox(
     deliveries = []
     snapshot = appointment_snapshot(config, row, action)
     for connection in connections:
-        delivery_id = new_id("dlv")
         deliveries.append(
-            Delivery(
-                id=delivery_id,
+            Delivery.new(
                 tenant_id=row.tenant_id,
                 appointment_id=row.id,
                 connection_id=connection.id,
                 rule="appointments",
                 action=action,
                 params=snapshot,
-                idempotency_key=f"relais-{delivery_id}",
             )
         )
     session.add_all(deliveries)

@@ -34,7 +34,7 @@ from mappings.recipients import RELAIS_SENDER, channel_connection, resolve_recip
 from mappings.rules import TemplateRenderError, render_template
 from mappings.schema import TenantConfig
 from relais.domain import as_utc_iso
-from relais.models import Appointment, Connection, Delivery, new_id, utcnow
+from relais.models import Appointment, Connection, Delivery, utcnow
 from sync.senders import SenderMissing, ensure_sender
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,6 @@ def write_calendar_notices(
     subject, text = _render(config, appointment, *notice_text(config, appointment, kind, previous))
     out: list[Delivery] = []
     for recipient in recipients:
-        delivery_id = new_id("dlv")
         params: dict[str, Any] = {
             "kind": channel,
             "channel": channel,
@@ -171,15 +170,13 @@ def write_calendar_notices(
         if recipient.staff_id is not None:
             params["staff_id"] = recipient.staff_id
         out.append(
-            Delivery(
-                id=delivery_id,
+            Delivery.new(
                 tenant_id=appointment.tenant_id,
                 appointment_id=appointment.id,
                 connection_id=connection.id,
                 rule="notify_on_calendar_change",
                 action=ACTION,
                 params=params,
-                idempotency_key=f"relais-{delivery_id}",
             )
         )
     session.add_all(out)

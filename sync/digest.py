@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relais.models import AuditEvent, Delivery, Message, new_id, utcnow
+from relais.models import AuditEvent, Delivery, Message, utcnow
 
 ITEM, SUMMARY = "digest.item", "digest.summary"
 
@@ -42,17 +42,15 @@ def collect(session: Session, message: Message, connection_id: str, rule: str,
     )
     created = None
     if summary is None:
-        summary_id = new_id("dlv")
-        summary = created = Delivery(
-            id=summary_id, idempotency_key=f"relais-{summary_id}", tenant_id=message.tenant_id,
+        summary = created = Delivery.new(
+            tenant_id=message.tenant_id,
             message_id=None, connection_id=connection_id, rule=rule, action=SUMMARY,
             params={k: v for k, v in params.items() if k != "redact"},
             next_attempt_at=max(due, utcnow()), digest_key=key,
         )
         session.add(summary)
-    item_id = new_id("dlv")
-    item = Delivery(
-        id=item_id, idempotency_key=f"relais-{item_id}", tenant_id=message.tenant_id,
+    item = Delivery.new(
+        tenant_id=message.tenant_id,
         message_id=message.id, connection_id=connection_id, rule=rule, action=ITEM,
         params=dict(params), next_attempt_at=summary.next_attempt_at, digest_key=summary.id,
     )

@@ -35,7 +35,6 @@ from relais.models import (
     Escalation,
     Message,
     Tenant,
-    new_id,
     utcnow,
 )
 from relais.tenants import parsed_config
@@ -88,10 +87,7 @@ def _send_step(session: Session, config: TenantConfig, esc: Escalation, found: L
     recipients = step.recipients(config, now)
     out = []
     for recipient in recipients:
-        delivery_id = new_id("dlv")
-        delivery = Delivery(
-            id=delivery_id,
-            idempotency_key=f"relais-{delivery_id}",
+        delivery = Delivery.new(
             tenant_id=esc.tenant_id,
             message_id=esc.message_id,
             connection_id=connection.id,

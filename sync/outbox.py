@@ -182,17 +182,14 @@ def accept_message(
                 wait = (summary.next_attempt_at - utcnow()).total_seconds()
                 later.append((connection.id, max(0.0, wait)))
             continue
-        delivery_id = new_id("dlv")
         deliveries.append(
-            Delivery(
-                id=delivery_id,
+            Delivery.new(
                 tenant_id=tenant_id,
                 message_id=message.id,
                 connection_id=connection.id,
                 rule=planned.rule,
                 action="message.created",
                 params=dict(planned.action),
-                idempotency_key=f"relais-{delivery_id}",
             )
         )
     session.add_all(deliveries)

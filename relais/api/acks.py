@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from relais.api.errors import not_found
+from relais.api.messages import message_fields
 from relais.db import session_scope
 from relais.domain import as_utc_iso
 from relais.links import BadLink, verify
@@ -35,16 +36,7 @@ def read_message(token: str) -> dict[str, Any]:
         return {
             "id": message.id,
             "tenant": message.tenant_id,
-            "call_type": message.call_type,
-            "urgency": message.urgency,
-            "caller": message.caller,
-            "subject": message.subject,
-            "body": message.body,
-            "taken_by": message.taken_by,
-            "taken_at": as_utc_iso(message.taken_at),
-            "staff_id": message.staff_id,
-            "callback_requested": message.callback_requested,
-            "intake": message.intake,
+            **message_fields(message),
         }
 
 

@@ -20,6 +20,22 @@ from sync.outbox import MessageRejected, accept_message, enqueue_accepted
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["messages"])
 
 
+def message_fields(message: Message) -> dict[str, Any]:
+    """What a call says, as every view of a message shows it."""
+    return {
+        "call_type": message.call_type,
+        "urgency": message.urgency,
+        "caller": message.caller,
+        "subject": message.subject,
+        "body": message.body,
+        "taken_by": message.taken_by,
+        "taken_at": as_utc_iso(message.taken_at),
+        "staff_id": message.staff_id,
+        "callback_requested": message.callback_requested,
+        "intake": message.intake,
+    }
+
+
 def delivery_view(delivery: Delivery, connection: Connection | None) -> dict[str, Any]:
     return {
         "id": delivery.id,
@@ -110,16 +126,7 @@ def get_message(tenant_id: str, message_id: str, who: Caller, session: DB) -> di
     return {
         "id": message.id,
         "status": message.status,
-        "call_type": message.call_type,
-        "urgency": message.urgency,
-        "caller": message.caller,
-        "subject": message.subject,
-        "body": message.body,
-        "taken_by": message.taken_by,
-        "taken_at": as_utc_iso(message.taken_at),
-        "staff_id": message.staff_id,
-        "callback_requested": message.callback_requested,
-        "intake": message.intake,
+        **message_fields(message),
         "received_at": as_utc_iso(message.created_at),
         "deliveries": [
             {**delivery_view(d, connections.get(d.connection_id)), "history": history[d.id]}
