@@ -83,6 +83,7 @@ def emit(table: Table) -> None:
         out.print(table)
         return
     table.box, table.pad_edge, table.show_edge = None, False, False
+    table.title_justify = "left"
     wide = Console(width=1_000_000, color_system=None, highlight=False, soft_wrap=False)
     with wide.capture() as captured:
         wide.print(table)
