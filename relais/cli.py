@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from mappings.config import load_tenant_file
@@ -84,7 +85,7 @@ def emit(table: Table) -> None:
         return
     table.box, table.pad_edge, table.show_edge = None, False, False
     table.title_justify = "left"
-    wide = Console(width=1_000_000, color_system=None, highlight=False, soft_wrap=False)
+    wide = Console(width=1_000_000, color_system=None, highlight=False, markup=False)
     with wide.capture() as captured:
         wide.print(table)
     text = "\n".join(line.rstrip() for line in captured.get().splitlines())
@@ -98,8 +99,8 @@ def listing(rows: list[dict[str, Any]], columns: dict[str, str], *, as_json: boo
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
         return
     table = Table(*columns.values(), title=title)
-    for row in rows:
-        table.add_row(*("-" if row[key] is None else str(row[key]) for key in columns))
+    for row in rows:  # Text: a value is never read as rich markup ("[/x]" in an error)
+        table.add_row(*(Text("-" if row[key] is None else str(row[key])) for key in columns))
     emit(table)
 
 

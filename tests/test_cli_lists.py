@@ -24,7 +24,7 @@ from sandbox.testing import (  # noqa: F401  (fixtures)
 )
 
 runner = CliRunner()
-LONG_NAME = "Cabinet d'avocats associés Durand, Lefèvre, Moreau-Saint-Hilaire & Partenaires"
+LONG_NAME = "Cabinet d'avocats [/associés] Durand, Lefèvre, Moreau-Saint-Hilaire & Partenaires"
 
 
 def run(*args: str):
