@@ -126,3 +126,25 @@ def test_request_examples_are_accepted_by_the_readme_tenant(readme_tenant):
 
 def test_nothing_is_announced_as_soon():
     assert "(soon)" not in README
+
+
+def test_the_route_table_is_the_api():
+    """Every route (verbs, path, query parameter names) in the README's table is
+    served, and every route served is in the table."""
+    spec = TestClient(create_app()).get("/openapi.json").json()
+    served: dict[tuple[str, str], set[str]] = {}
+    for path, verbs in spec["paths"].items():
+        for verb, op in verbs.items():
+            query = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+            served[(verb.upper(), re.sub(r"\{\w+\}", "{}", path))] = query
+    table = README[README.index("| route | role |"):README.index("### Request bodies")]
+    documented: set[tuple[str, str]] = set()
+    for verbs, path, query in re.findall(r"`([A-Z\\|]+) (/[^`?]*)\??([^`]*)`",
+                                         table.replace("\\|", "|")):
+        for verb in verbs.split("|"):
+            route = (verb, re.sub(r"\{\w+\}", "{}", path))
+            assert route in served, f"README names {verb} {path}: not served"
+            named = {q.split("=")[0] for q in query.split("&") if q}
+            assert named <= served[route], f"{verb} {path} has no query {named - served[route]}"
+            documented.add(route)
+    assert set(served) - documented == set()
