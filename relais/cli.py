@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -81,6 +82,9 @@ def emit(table: Table) -> None:
     """A boxed table on a terminal; piped, plain lines as wide as their content
     (rich would otherwise squeeze them into 80 columns and cut the cells)."""
     if out.is_terminal:
+        table.box, table.pad_edge = box.SIMPLE_HEAD, False  # no rules between columns
+        for column in table.columns:  # too narrow: wrap the cells, never cut an id
+            column.overflow = "fold"
         out.print(table)
         return
     table.box, table.pad_edge, table.show_edge = None, False, False
@@ -92,13 +96,12 @@ def emit(table: Table) -> None:
     typer.echo(text.strip("\n"))
 
 
-def listing(rows: list[dict[str, Any]], columns: dict[str, str], *, as_json: bool,
-            title: str | None = None) -> None:
+def listing(rows: list[dict[str, Any]], columns: dict[str, str], *, as_json: bool) -> None:
     """``rows`` as JSON (every key) or as a table of ``columns`` (key -> header)."""
     if as_json:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
         return
-    table = Table(*columns.values(), title=title)
+    table = Table(*columns.values())
     for row in rows:  # Text: a value is never read as rich markup ("[/x]" in an error)
         table.add_row(*(Text("-" if row[key] is None else str(row[key])) for key in columns))
     emit(table)
