@@ -108,10 +108,10 @@ def listing(rows: list[dict[str, Any]], columns: dict[str, str], *, as_json: boo
 
 
 def _when(value: Any) -> str | None:
-    """A stored instant as ISO 8601 UTC (None stays None)."""
+    """A stored instant as ISO 8601 UTC to the second (None stays None)."""
     from relais.domain import as_utc_iso
 
-    return as_utc_iso(value) if value is not None else None
+    return as_utc_iso(value.replace(microsecond=0)) if value is not None else None
 
 
 def require_tenant(tenant: str | None) -> None:

@@ -159,3 +159,13 @@ def test_sync_run_fails_when_a_calendar_pull_fails_beside_a_good_crm_pull(
     assert "missing@cabinet.test" in ran.output  # the failed calendar, named in full
     crm_line = next(line for line in ran.output.splitlines() if line.startswith("crmco"))
     assert crm_line.split()[:3] == ["crmco", "hubspot", "ok"]
+
+
+def test_terminal_tables_wrap_instead_of_cutting(acme, monkeypatch):
+    from relais.cli import out
+
+    monkeypatch.setattr(out, "_force_terminal", True)
+    monkeypatch.setattr(out, "width", 60)
+    listed = run("tenants", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "…" not in listed.output and "Moreau-Saint-Hilaire" in "".join(listed.output.split())
