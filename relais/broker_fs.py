@@ -36,6 +36,9 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+    # No host to default to: kombu would log "No hostname was supplied" on every
+    # connection made from a ``filesystem://`` URL (each CLI command that enqueues).
+    default_connection_params: dict[str, Any] = {}
 
 
 def install() -> None:

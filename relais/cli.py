@@ -1,32 +1,68 @@
 """The ``relais`` command line (typer + rich).
 
-Bad input exits 2 with one readable line per problem, never a traceback.
+Bad input exits 2 with one readable line per problem, never a traceback. Tables
+are boxed on a terminal and plain, full-width lines when piped; every list
+command also prints ``--json`` for scripts.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from mappings.config import load_tenant_file
 from mappings.errors import ConfigError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
-tenants_app = typer.Typer(no_args_is_help=True, help="Tenant configuration files.")
-keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
-deliveries_app = typer.Typer(no_args_is_help=True, help="Deliveries: inspect and replay.")
-rules_app = typer.Typer(no_args_is_help=True, help="Transmission rules.")
+HELP = """Relais carries each call your secretaries qualify to where the business
+wants it: CRM, calendars, email, SMS or a webhook, exactly once.
+
+First steps:
+
+  relais demo                                 see the whole hub work on sandboxes
+  relais tenants validate examples/*.yaml     check a tenant's YAML (file:line errors)
+  relais tenants apply my-tenant.yaml         store it
+  relais keys create --tenant my-tenant --role secretary
+  relais connect my-tenant crm --token pat-…  connect a HubSpot private app
+  relais serve  |  relais worker  |  relais beat
+
+Watch and repair:
+
+  relais connections list --tenant my-tenant
+  relais deliveries list --status dead
+  relais deliveries replay dlv_…
+  relais sync status --json | jq .
+
+Bad input exits 2 with one line per problem. Piped output is plain text;
+list commands take --json.
+"""
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP)
+db_app = typer.Typer(no_args_is_help=True, help="Apply the database migrations.")
+tenants_app = typer.Typer(
+    no_args_is_help=True, help="Tenant YAML files: validate, apply, list."
+)
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke.")
+connections_app = typer.Typer(
+    no_args_is_help=True, help="Connections (CRM, calendar, webhook…) and their health."
+)
+deliveries_app = typer.Typer(
+    no_args_is_help=True, help="Deliveries: list them, replay the dead ones."
+)
+rules_app = typer.Typer(no_args_is_help=True, help="What the rules would do with a call.")
 app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+app.add_typer(connections_app, name="connections")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(rules_app, name="rules")
 
@@ -37,6 +73,57 @@ err = Console(stderr=True, soft_wrap=True)
 def fail(message: str) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")]
+
+
+def emit(table: Table) -> None:
+    """A boxed table on a terminal; piped, plain lines as wide as their content
+    (rich would otherwise squeeze them into 80 columns and cut the cells)."""
+    if out.is_terminal:
+        table.box, table.pad_edge = box.SIMPLE_HEAD, False  # no rules between columns
+        for column in table.columns:  # too narrow: wrap the cells, never cut an id
+            column.overflow = "fold"
+        out.print(table)
+        return
+    table.box, table.pad_edge, table.show_edge = None, False, False
+    table.title_justify = "left"
+    wide = Console(width=1_000_000, color_system=None, highlight=False, markup=False)
+    with wide.capture() as captured:
+        wide.print(table)
+    text = "\n".join(line.rstrip() for line in captured.get().splitlines())
+    typer.echo(text.strip("\n"))
+
+
+def listing(rows: list[dict[str, Any]], columns: dict[str, str], *, as_json: bool) -> None:
+    """``rows`` as JSON (every key) or as a table of ``columns`` (key -> header)."""
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+        return
+    table = Table(*columns.values())
+    for row in rows:  # Text: a value is never read as rich markup ("[/x]" in an error)
+        table.add_row(*(Text("-" if row[key] is None else str(row[key])) for key in columns))
+    emit(table)
+
+
+def _when(value: Any) -> str | None:
+    """A stored instant as ISO 8601 UTC to the second (None stays None)."""
+    from relais.domain import as_utc_iso
+
+    return as_utc_iso(value.replace(microsecond=0)) if value is not None else None
+
+
+def require_tenant(tenant: str | None) -> None:
+    """Exit 2 naming the tenant when ``--tenant`` names none that exists."""
+    if tenant is None:
+        return
+    from relais.db import session_scope
+    from relais.models import Tenant
+
+    with session_scope(readonly=True) as session:
+        if session.get(Tenant, tenant) is None:
+            fail(f"no tenant {tenant!r}; see relais tenants list")
 
 
 def _upgrade() -> None:
@@ -126,23 +213,20 @@ def tenants_apply(files: Annotated[list[Path], typer.Argument()]) -> None:
 
 
 @tenants_app.command("list")
-def tenants_list() -> None:
+def tenants_list(as_json: JsonOption = False) -> None:
     """The tenants and their configuration versions."""
     from relais.db import session_scope
     from relais.models import Tenant
 
     _upgrade()
-    table = Table("tenant", "name", "time zone", "version", "updated")
-    with session_scope() as session:
-        for t in session.scalars(select(Tenant).order_by(Tenant.id)):
-            table.add_row(
-                t.id,
-                t.name,
-                t.timezone,
-                str(t.config_version),
-                t.updated_at.strftime("%Y-%m-%d %H:%M"),
-            )
-    out.print(table)
+    with session_scope(readonly=True) as session:
+        rows = [
+            {"tenant": t.id, "name": t.name, "timezone": t.timezone,
+             "version": t.config_version, "updated_at": _when(t.updated_at)}
+            for t in session.scalars(select(Tenant).order_by(Tenant.id))
+        ]  # fmt: skip
+    listing(rows, {"tenant": "tenant", "name": "name", "timezone": "time zone",
+                   "version": "version", "updated_at": "updated"}, as_json=as_json)  # fmt: skip
 
 
 @keys_app.command("create")
@@ -179,6 +263,75 @@ def keys_revoke(key_id: str) -> None:
     out.print(f"key {key_id} revoked")
 
 
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="include revoked keys")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """API keys (ids, never secrets): role, tenant, who uses it, last use."""
+    from relais.db import session_scope
+    from relais.models import ApiKey
+
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        query = select(ApiKey).order_by(ApiKey.tenant_id, ApiKey.created_at)
+        if tenant:
+            query = query.where(ApiKey.tenant_id == tenant)
+        if not show_all:
+            query = query.where(ApiKey.revoked_at.is_(None))
+        rows = [
+            {"id": k.id, "tenant": k.tenant_id, "role": k.role, "name": k.name,
+             "created_at": _when(k.created_at), "last_used_at": _when(k.last_used_at),
+             "revoked_at": _when(k.revoked_at)}
+            for k in session.scalars(query)
+        ]  # fmt: skip
+    columns = {"id": "key id", "tenant": "tenant", "role": "role", "name": "name",
+               "created_at": "created", "last_used_at": "last used"}  # fmt: skip
+    if show_all:
+        columns["revoked_at"] = "revoked"
+    listing(rows, columns, as_json=as_json)
+
+
+@connections_app.command("list")
+def connections_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's connections")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Each connection: provider, role, state (active, needs_reauth…), token expiry,
+    pause, and its deliveries by status."""
+    from sqlalchemy import func
+
+    from relais.db import session_scope
+    from relais.models import Connection, Delivery
+
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        counts_query = select(Delivery.connection_id, Delivery.status, func.count()).group_by(
+            Delivery.connection_id, Delivery.status
+        )
+        query = select(Connection).order_by(Connection.tenant_id, Connection.name)
+        if tenant:
+            counts_query = counts_query.where(Delivery.tenant_id == tenant)
+            query = query.where(Connection.tenant_id == tenant)
+        counts = {(cid, st): n for cid, st, n in session.execute(counts_query)}
+        rows = [
+            {"tenant": c.tenant_id, "connection": c.name, "provider": c.provider,
+             "role": c.role, "status": c.status,
+             "token_expires_at": _when(c.token_expires_at),
+             "paused_until": _when(c.paused_until),
+             **{st: counts.get((c.id, st), 0)
+                for st in ("pending", "in_flight", "delivered", "dead")}}
+            for c in session.scalars(query)
+        ]  # fmt: skip
+    listing(rows, {"tenant": "tenant", "connection": "connection", "provider": "provider",
+                   "role": "role", "status": "status", "token_expires_at": "token expires",
+                   "paused_until": "paused until", "pending": "pending",
+                   "dead": "dead", "delivered": "delivered"}, as_json=as_json)  # fmt: skip
+
+
 @deliveries_app.command("list")
 def deliveries_list(
     status: Annotated[
@@ -186,6 +339,7 @@ def deliveries_list(
     ] = None,
     tenant: Annotated[str | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: JsonOption = False,
 ) -> None:
     """Deliveries, newest first, with the reason of the last failure."""
     from relais.db import session_scope
@@ -194,8 +348,8 @@ def deliveries_list(
     if status and status not in ("pending", "in_flight", "delivered", "dead"):
         fail(f"--status {status!r}: use pending, in_flight, delivered or dead")
     _upgrade()
-    table = Table("delivery", "tenant", "connection", "status", "attempts", "last error")
-    with session_scope() as session:
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
         query = select(Delivery, Connection.name).join(
             Connection, Connection.id == Delivery.connection_id
         )
@@ -203,13 +357,20 @@ def deliveries_list(
             query = query.where(Delivery.status == status)
         if tenant:
             query = query.where(Delivery.tenant_id == tenant)
-        rows = session.execute(query.order_by(Delivery.created_at.desc()).limit(limit)).all()
-        for d, conn_name in rows:
-            table.add_row(
-                d.id, d.tenant_id, conn_name, d.status, str(d.attempts), (d.last_error or "")[:80]
-            )
-    out.print(table)
-    out.print(f"{len(rows)} deliveries")
+        rows = [
+            {"delivery": d.id, "tenant": d.tenant_id, "connection": conn_name,
+             "message": d.message_id, "appointment": d.appointment_id, "rule": d.rule,
+             "status": d.status, "attempts": d.attempts, "created_at": _when(d.created_at),
+             "next_attempt_at": _when(d.next_attempt_at), "external_id": d.external_id,
+             "last_error": d.last_error}
+            for d, conn_name in session.execute(
+                query.order_by(Delivery.created_at.desc()).limit(limit))
+        ]  # fmt: skip
+    listing(rows, {"delivery": "delivery", "tenant": "tenant", "connection": "connection",
+                   "status": "status", "attempts": "attempts", "last_error": "last error"},
+            as_json=as_json)  # fmt: skip
+    if not as_json:
+        out.print(f"{len(rows)} deliveries")
 
 
 @deliveries_app.command("replay")
@@ -313,7 +474,8 @@ def connect(
         bool, typer.Option(help="get a server-to-server token (Salesforce client credentials)")
     ] = False,
 ) -> None:
-    """Set a connection's credentials: an OAuth app (then --authorize) or a private token."""
+    """Connect a CRM or calendar account: OAuth app (then --authorize), private token
+    (HubSpot) or --client-credentials (Salesforce)."""
     from connectors.base import DeliveryError
     from relais.connections import (
         ConnectError,
@@ -325,6 +487,7 @@ def connect(
     from relais.queue import enqueue_connections
 
     _upgrade()
+    require_tenant(tenant)
     if not (client_id or client_secret or token or authorize or client_credentials):
         fail(
             "give --client-id and --client-secret, or --token, and/or --authorize "
@@ -360,7 +523,7 @@ def serve(
     host: str = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
-    """Run the HTTP API."""
+    """Run the HTTP API (secretaries, admins, provider callbacks)."""
     import uvicorn
 
     _upgrade()
@@ -379,7 +542,7 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, max=64)] = 2,
     loglevel: str = "INFO",
 ) -> None:
-    """Run a Celery worker that delivers."""
+    """Run a worker: delivers messages, pulls CRM contacts and calendars."""
     _upgrade()
     from worker import app as celery
 
@@ -397,7 +560,7 @@ def worker(
 
 @app.command()
 def beat(loglevel: str = "INFO") -> None:
-    """Run the Celery beat scheduler (the sweep that re-enqueues lost work)."""
+    """Run the scheduler (exactly one): lost-work sweep, sync pulls, escalations."""
     _upgrade()
     from worker import app as celery
 
@@ -408,9 +571,10 @@ def beat(loglevel: str = "INFO") -> None:
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def sandbox(ctx: typer.Context) -> None:
-    """Run the provider emulators in the foreground; prints their URLs and credentials.
+    """Run local emulators of every provider (CRMs, calendars, SMTP, SMS gateway,
+    webhook receiver) and print the settings a connection needs for each.
 
-    Options are those of ``python -m sandbox`` (e.g. --seed, --json, --only hubspot)."""
+    Options are those of python -m sandbox (e.g. --seed, --json, --only hubspot)."""
     from sandbox.__main__ import main as sandbox_main
 
     raise typer.Exit(sandbox_main(list(ctx.args)))
@@ -457,6 +621,7 @@ def sync_run(
     if kind not in ("all", "crm", "calendar"):
         fail("--kind is all, crm or calendar")
     _upgrade()
+    require_tenant(tenant)
     ids = crm_connections(tenant, connection) if kind in ("all", "crm") else []
     calendars = _calendar_connections(tenant, connection) if kind in ("all", "calendar") else []
     if not ids and not calendars:
@@ -471,7 +636,6 @@ def sync_run(
         return
     table = Table("tenant", "connection", "result", "mode", "in", "unchanged", "deleted",
                   "API calls", "seconds", "note")  # fmt: skip
-    failed = False
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
                   console=out, transient=True) as bar:  # fmt: skip
@@ -487,14 +651,18 @@ def sync_run(
 
             outcome = pull_connection(connection_id, full=full, force=force, progress=step)
             bar.update(task, total=1, completed=1)
-            failed = failed or outcome.status in ("error", "needs_reauth")
+            failed = failed or outcome.status in PULL_FAILED
             table.add_row(outcome.tenant_id, outcome.name, outcome.status, outcome.mode,
                           str(outcome.records_in), str(outcome.unchanged), str(outcome.deleted),
                           str(outcome.calls), f"{outcome.seconds:.1f}",
-                          (outcome.error or outcome.note or "")[:100])  # fmt: skip
-    out.print(table)
+                          outcome.error or outcome.note or "")  # fmt: skip
+    emit(table)
     if failed:
         raise typer.Exit(1)
+
+
+# A pull that did not complete: the exit status says so (paused: a provider limit).
+PULL_FAILED = frozenset({"error", "needs_reauth", "paused"})
 
 
 def _calendar_connections(tenant: str | None, name: str | None) -> list[str]:
@@ -522,12 +690,12 @@ def _calendar_run(ids: list[str], *, full: bool, force: bool) -> bool:
     for connection_id in ids:
         with out.status(f"pulling calendar connection {connection_id}"):
             o = pull_connection(connection_id, full=full, force=force)
-        failed = failed or o.status in ("error", "paused")
+        failed = failed or o.status in PULL_FAILED
         table.add_row(o.tenant_id, f"{o.name} ({o.provider})", o.status, str(o.calendars),
                       str(o.changes), str(o.moved), str(o.cancelled), str(o.own_writes),
                       str(o.full_resyncs), str(o.calls), f"{o.seconds:.1f}",
-                      (o.error or o.note or "")[:100])  # fmt: skip
-    out.print(table)
+                      o.error or o.note or "")  # fmt: skip
+    emit(table)
     return failed
 
 
@@ -538,13 +706,12 @@ def sync_status_command(
 ) -> None:
     """Per CRM and calendar connection: last success, cursor age, records in and out,
     channels, last error."""
-    import json
-
     from relais.db import session_scope
     from sync.calendar_sync import sync_status as calendar_status
     from sync.contacts import sync_status
 
     _upgrade()
+    require_tenant(tenant)
     with session_scope(readonly=True) as session:
         rows = sync_status(session, tenant)
         calendars = calendar_status(session, tenant)
@@ -564,9 +731,9 @@ def sync_status_command(
         table.add_row(
             r["tenant"], f"{r['connection']} ({r['provider']})", r["state"],
             (r["last_success_at"] or "never")[:19], _age(age), str(r["contacts"]),
-            str(r["records_in"]), str(r["records_out"]), (r["last_error"] or "")[:80],
+            str(r["records_in"]), str(r["records_out"]), r["last_error"] or "",
         )  # fmt: skip
-    out.print(table)
+    emit(table)
 
 
 def _calendar_status_table(rows: list[dict[str, Any]]) -> None:
@@ -579,9 +746,9 @@ def _calendar_status_table(rows: list[dict[str, Any]]) -> None:
             r["tenant"], f"{r['connection']} ({r['provider']})", r["state"],
             (r["last_success_at"] or "never")[:19], str(len(r["calendars"])),
             _age(max(ages) if ages else None), str(len(r["channels"])), str(r["changes_in"]),
-            str(r["moved"]), str(r["cancelled"]), (r["last_error"] or "")[:80],
+            str(r["moved"]), str(r["cancelled"]), r["last_error"] or "",
         )  # fmt: skip
-    out.print(table)
+    emit(table)
 
 
 def _age(seconds: float | None) -> str:

@@ -58,6 +58,18 @@ def find_connection(session: Session, tenant_id: str, name: str) -> Connection:
     raise ConnectError(f"tenant {tenant_id} has no connection {name!r}", status=404)
 
 
+def _token_connection(session: Session, tenant_id: str, name: str) -> Connection:
+    row = find_connection(session, tenant_id, name)
+    if row.provider not in OAUTH_PROVIDERS:
+        hint = ""
+        if row.provider == "webhook":
+            hint = ("; Relais signs each request with its signing secret, and a token the "
+                    "receiver wants goes in its `headers:` in the tenant YAML")
+        raise ConnectError(f"{row.name!r} is a {row.provider} connection: it takes no token or "
+                           f"OAuth app (only {', '.join(OAUTH_PROVIDERS)} do){hint}", field="token")
+    return row
+
+
 def _client(row: Connection) -> dict[str, str]:
     creds = decrypt_json(row.credentials)
     if not creds.get("client_id") or not creds.get("client_secret"):
@@ -151,7 +163,7 @@ def complete_authorization(session: Session, state: str, code: str) -> Connectio
 
 def connect_client_credentials(session: Session, tenant_id: str, name: str) -> Connection:
     """Fetch a server-to-server token with the stored app credentials."""
-    row = find_connection(session, tenant_id, name)
+    row = _token_connection(session, tenant_id, name)
     tokens = client_credentials(provider(row.provider), dict(row.settings), _client(row))
     store_tokens(session, row, tokens, "client_credentials")
     return row
@@ -159,7 +171,7 @@ def connect_client_credentials(session: Session, tenant_id: str, name: str) -> C
 
 def set_credentials(session: Session, tenant_id: str, name: str, values: dict[str, Any]) -> str:
     """Store app credentials or a private-app token given by an operator (CLI)."""
-    row = find_connection(session, tenant_id, name)
+    row = _token_connection(session, tenant_id, name)
     creds = decrypt_json(row.credentials) | {k: v for k, v in values.items() if v}
     row.credentials = encrypt_json(creds)
     if values.get("access_token"):  # a private-app token does not expire

@@ -7,11 +7,11 @@ counters), the test CA (``shared_tls``). CRM emulators:
 ``SalesforceEmulator``, ``HubSpotEmulator``, ``start_crm_sandboxes()``.
 Calendar emulators: ``GoogleCalendarEmulator`` (Calendar v3 + Google OAuth),
 ``GraphEmulator`` (Microsoft Graph v1.0 + identity platform, HTTPS),
-``start_calendar_sandboxes()``. Run them all in the foreground with
-``python -m sandbox``. Email and SMS (not started by ``python -m sandbox``
-yet): ``SmtpSandbox`` (aiosmtpd, STARTTLS or implicit TLS, AUTH) and
-``SmsGatewayEmulator`` (Sinch SMS REST API, signed delivery reports and
-inbound replies).
+``start_calendar_sandboxes()``. Email and SMS: ``SmtpSandbox`` (aiosmtpd,
+STARTTLS or implicit TLS, AUTH) and ``SmsGatewayEmulator`` (Sinch SMS REST
+API, signed delivery reports and inbound replies); a tenant's webhook
+endpoint: ``WebhookReceiver``. Run them all in the foreground with
+``python -m sandbox`` (``relais sandbox``), which prints each connection's settings.
 """
 
 from sandbox.calendars import CalendarSandboxes, start_calendar_sandboxes

@@ -2,7 +2,9 @@
 
 It checks each request's Relais signature, counts deliveries by
 ``Idempotency-Key`` (what a careful receiver de-duplicates on), and can answer
-with injected failures so retries are exercised.
+with injected failures so retries are exercised. An endpoint without a known
+signing secret answers 404; ``PUT /__sandbox__/secrets/<endpoint path>`` with the
+secret as body teaches it one (``relais sandbox``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from connectors.webhook import verify
+
+SECRETS_PATH = "/__sandbox__/secrets"  # PUT here + endpoint path: teach it a signing secret
 
 
 @dataclass
@@ -105,6 +109,18 @@ class WebhookReceiver:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def do_PUT(self) -> None:  # noqa: N802 - stdlib naming
+                # PUT /__sandbox__/secrets/hooks/t/conn, body: that endpoint's signing secret
+                length = int(self.headers.get("Content-Length", 0))
+                secret = self.rfile.read(length).decode().strip()
+                path = self.path.removeprefix(SECRETS_PATH)
+                ok = self.path.startswith(SECRETS_PATH + "/") and bool(secret)
+                if ok:
+                    receiver.secrets[path] = secret
+                self.send_response(204 if ok else 400)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *_args: Any) -> None:  # bodies never reach logs
                 pass
