@@ -38,7 +38,15 @@ from connectors.base import (
     Runtime,
     TransientError,
 )
-from connectors.crm import CallerKey, FieldProblem, caller_key, check_fields, render_section
+from connectors.crm import (
+    CallerKey,
+    FieldProblem,
+    caller_key,
+    check_fields,
+    phone_forms,
+    render_section,
+    same_phone,
+)
 from connectors.registry import register
 
 DEFAULT_HOST = "https://api.hubapi.com"
@@ -227,11 +235,15 @@ class HubSpotConnector:
                 links.put("caller", w.key.id, "contacts", w.contact_id)
 
     def _search_contacts(self, work: list[_Work]) -> dict[tuple[str, str], str]:
-        phones = sorted({w.key.phone for w in work if w.key.phone})
+        """One search (a page per 200 matches) on phone, mobile phone and email. HubSpot
+        matches strings exactly, so each phone goes in the six forms people type it;
+        what comes back is keyed by E.164."""
+        region = (work[0].request.payload.get("tenant") or {}).get("phone_region")
+        phones = sorted({f for w in work if w.key.phone for f in phone_forms(w.key.phone, region)})
         emails = sorted({w.key.email for w in work if w.key.email})
         groups = [
             {"filters": [{"propertyName": prop, "operator": "IN", "values": values}]}
-            for prop, values in (("phone", phones), ("email", emails))
+            for prop, values in (("phone", phones), ("mobilephone", phones), ("email", emails))
             if values
         ]
         found: dict[tuple[str, str], str] = {}
@@ -239,7 +251,7 @@ class HubSpotConnector:
         while True:  # one page unless callers exist in many copies
             request = {
                 "filterGroups": groups,
-                "properties": ["phone", "email"],
+                "properties": ["phone", "mobilephone", "email"],
                 "limit": 200,
                 "sorts": ["createdate"],  # the oldest record wins when a caller exists twice
                 **({"after": after} if after else {}),
@@ -253,11 +265,13 @@ class HubSpotConnector:
             )
             for contact in page.get("results") or []:
                 props = contact.get("properties") or {}
-                for prop in ("phone", "email"):
-                    value = (props.get(prop) or "").strip()
-                    if value:
-                        key = (prop, value.lower() if prop == "email" else value)
-                        found.setdefault(key, str(contact["id"]))
+                for prop in ("phone", "mobilephone"):
+                    e164 = same_phone(props.get(prop), region)
+                    if e164:
+                        found.setdefault(("phone", e164), str(contact["id"]))
+                email = (props.get("email") or "").strip().lower()
+                if email:
+                    found.setdefault(("email", email), str(contact["id"]))
             after = ((page.get("paging") or {}).get("next") or {}).get("after")
             if not after:
                 return found

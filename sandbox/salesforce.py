@@ -15,9 +15,9 @@ What it honours, from the public REST documentation:
   ``created: false`` as v46+ does, or 204 with ``upsert_update_status=204``;
   300 when several records match), ``updated/`` and ``deleted/``.
 * sObject Collections (``/composite/sobjects``, ≤ 200 records, allOrNone),
-  Composite (``/composite``, ≤ 25 subrequests, ``@{ref.path}`` references,
-  one API call), SOQL subset (see ``sandbox.soql``) with ``nextRecordsUrl``
-  paging, ``/limits``, ``/services/data/`` versions.
+  Composite (``/composite``, ≤ 25 subrequests of which ≤ 5 queries or
+  Collections, ``@{ref.path}`` references, one API call), SOQL subset (see
+  ``sandbox.soql``) with ``nextRecordsUrl`` paging, ``/limits``, ``/services/data/`` versions.
 * Duplicate rules on Lead/Contact Email and Phone → 400
   ``DUPLICATES_DETECTED`` with the ``duplicateResut`` body seen in the wild,
   bypassed by ``Sforce-Duplicate-Rule-Header: allowSave=true``.
@@ -271,6 +271,11 @@ class SalesforceConfig:
         default_factory=lambda: {"Lead": ["Email", "Phone"], "Contact": ["Email", "Phone"]}
     )
     upsert_update_status: int = 200
+    # Of a Composite's 25 subrequests at most 5 may be queries (query, queryAll,
+    # query-more) or sObject Collections: "Up to 5 of these subrequests can be sObject
+    # Collections or query operations" (REST API guide, Composite,
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm).
+    composite_query_limit: int = 5
     client_credentials_enabled: bool = True
     rotate_refresh_tokens: bool = False
     instance_url: str | None = None  # what token responses advertise (default: own URL)
@@ -1278,6 +1283,17 @@ class SalesforceEmulator(Emulator):
         if len(subs) > 25:
             raise SfError(400, "INVALID_INPUT",
                           "compositeRequest: the number of subrequests exceeds the limit of 25")
+        heavy = sum(1 for sub in subs if isinstance(sub, dict) and _query_or_collection(sub))
+        if heavy > self.config.composite_query_limit:
+            # Refused as a whole, nothing runs. Shape as Salesforce answers a Composite over
+            # its operation limit (errorCode LIMIT_EXCEEDED, one item, referenceId null; seen
+            # in guardian/support-service-lambdas#766); the message wording is unverified.
+            limit = self.config.composite_query_limit
+            return SfResponse(400, {"compositeResponse": [{
+                "body": [{"errorCode": "LIMIT_EXCEEDED", "message":
+                          f"The request can't contain more than {limit} query or "
+                          "sObject Collections operations."}],
+                "httpHeaders": {}, "httpStatusCode": 400, "referenceId": None}]})
         refs: set[str] = set()
         for sub in subs:
             ref = sub.get("referenceId") if isinstance(sub, dict) else None
@@ -1520,6 +1536,15 @@ def _check_count(items: list[Any]) -> None:
 
 
 _REF_RE = re.compile(r"@\{([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])*)\}")
+
+
+def _query_or_collection(sub: dict[str, Any]) -> bool:
+    """A Composite subrequest that counts against the limit of 5: query, queryAll
+    (first page or next batch) or sObject Collections."""
+    parts = [p for p in urlsplit(str(sub.get("url") or "")).path.split("/") if p]
+    rest = parts[3:] if parts[:2] == ["services", "data"] else []
+    return bool(rest) and (rest[0] in ("query", "queryAll")
+                           or rest[:2] == ["composite", "sobjects"])
 
 
 def _resolve_refs(value: Any, done: dict[str, SfResponse]) -> Any:

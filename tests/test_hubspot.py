@@ -254,3 +254,21 @@ def test_appointments_become_one_meeting_moved_then_cancelled(hs):
     meetings = objects(hs, "meetings")
     assert len(meetings) == 1 and props(meetings[0])["hs_meeting_outcome"] == "CANCELED"
     assert len(objects(hs, "contacts")) == 1
+
+
+# The ways people type one number into a CRM (issue 9): each seeded contact must be
+# found by the caller's E.164 number, none created.
+SIX_FORMATS = ["+33472000001", "04 72 00 00 02", "0472000003", "04.72.00.00.04",
+               "+33 4 72 00 00 05", "04-72-00-00-06"]  # fmt: skip
+
+
+def test_existing_contacts_typed_in_six_formats_are_found(hs):
+    ids = [hs.insert("contacts", {"lastname": f"Format{n}", "phone" if n % 2 else "mobilephone":
+                                  phone}) for n, phone in enumerate(SIX_FORMATS, 1)]  # fmt: skip
+    conn = private_app(hs)
+    for n in range(1, 7):
+        accept(T, call(n, caller={"name": f"Client {n}", "phone": f"+3347200000{n}"}))
+    assert drain(conn, T) == {"delivered": 6}
+    assert len(objects(hs, "contacts")) == 6  # zero new contacts
+    for n, contact_id in enumerate(ids, 1):
+        assert len(hs.associations("contacts", contact_id, "calls")) == 1, SIX_FORMATS[n - 1]
