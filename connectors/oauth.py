@@ -66,6 +66,7 @@ def authorize_url(
     }
     if code_challenge and spec.pkce:
         params |= {"code_challenge": code_challenge, "code_challenge_method": "S256"}
+    params |= spec.authorize_params  # declared in providers.yaml, e.g. Google's offline access
     return f"{spec.url('authorization_url', settings)}?{urlencode(params)}"
 
 

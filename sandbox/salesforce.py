@@ -6,7 +6,8 @@ What it honours, from the public REST documentation:
 * OAuth ``/services/oauth2/token`` (authorization_code, refresh_token,
   client_credentials) answering ``access_token, instance_url, id, issued_at
   (epoch ms, a string), signature, scope, token_type`` and no ``expires_in``;
-  ``/services/oauth2/authorize`` (auto-consent redirect), ``/revoke``,
+  ``/services/oauth2/authorize`` (auto-consent redirect; a PKCE
+  ``code_challenge`` is checked against the ``code_verifier``), ``/revoke``,
   ``/userinfo``. Sessions expire after ``session_timeout_seconds`` of
   inactivity → 401 ``INVALID_SESSION_ID``; revoked refresh tokens → 400
   ``invalid_grant``.
@@ -52,6 +53,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send
+from sandbox.pkce import verifier_matches
 from sandbox.server import Emulator
 from sandbox.soql import FieldInfo, SoqlError, compile_soql, parse_datetime
 
@@ -333,6 +335,7 @@ class SalesforceEmulator(Emulator):
         self.sessions: dict[str, _Session] = {}
         self.refresh_tokens: dict[str, _RefreshToken] = {}
         self.auth_codes: dict[str, tuple[str, str | None, float]] = {}
+        self.challenges: dict[str, tuple[str, str]] = {}  # code -> PKCE (challenge, method)
         self._api_calls: collections.deque[float] = collections.deque()
         self._seq = itertools.count(1)
         self._rebuild_schema()
@@ -373,10 +376,13 @@ class SalesforceEmulator(Emulator):
                                             now, now, refresh_token)
             return token
 
-    def issue_auth_code(self, *, redirect_uri: str | None = None) -> str:
+    def issue_auth_code(self, *, redirect_uri: str | None = None,
+                        challenge: str | None = None, method: str = "S256") -> str:
         with self.lock:
             code = "aPrx" + secrets.token_urlsafe(40)
             self.auth_codes[code] = (self.client_id, redirect_uri, self.clock.time() + 900)
+            if challenge:
+                self.challenges[code] = (challenge, method)
             return code
 
     def expire_sessions(self, token: str | None = None) -> int:
@@ -462,6 +468,7 @@ class SalesforceEmulator(Emulator):
             self.refresh_tokens = {rt.token: rt}
             self.sessions = {session.token: session}
             self.auth_codes.clear()
+            self.challenges.clear()
 
     def config_dict(self) -> dict[str, Any]:
         data = asdict(self.config)
@@ -1372,7 +1379,9 @@ class SalesforceEmulator(Emulator):
                 return JSONResponse({"error": "redirect_uri_mismatch",
                                      "error_description": "redirect_uri must match configuration"},
                                     status_code=400)
-            code = self.issue_auth_code(redirect_uri=redirect)
+            code = self.issue_auth_code(
+                redirect_uri=redirect, challenge=params.get("code_challenge"),
+                method=params.get("code_challenge_method") or "plain")
             query = {"code": code}
             if params.get("state") is not None:
                 query["state"] = params["state"]
@@ -1435,9 +1444,15 @@ class SalesforceEmulator(Emulator):
                 return 400, {"error": "invalid_client",
                              "error_description": "invalid client credentials"}
             entry = self.auth_codes.pop(form.get("code", ""), None)
+            pkce = self.challenges.pop(form.get("code", ""), None)
             if entry is None or entry[2] < now:
                 return 400, {"error": "invalid_grant",
                              "error_description": "authentication failure"}
+            # PKCE (RFC 7636 4.6) as Salesforce's web server flow checks it ("OAuth 2.0 Web
+            # Server Flow", code_verifier required when code_challenge was sent).
+            if pkce and not verifier_matches(*pkce, form.get("code_verifier") or ""):
+                return 400, {"error": "invalid_grant",
+                             "error_description": "invalid code verifier"}
             if entry[1] and form.get("redirect_uri") != entry[1]:
                 return 400, {"error": "redirect_uri_mismatch",
                              "error_description": "redirect_uri must match configuration"}
