@@ -66,7 +66,8 @@ Not emulated: other calendars than the default one, attendees' copies and
 meeting responses, online meetings, attachments, ``$filter`` beyond ``prop
 eq 'value'``, ``$select``/``$expand`` (answers are a superset), rich
 notifications, lifecycle events, sharing. Guessed (settings or notes):
-the answer to a repeated ``transactionId`` (201 with the existing event),
+the answer to a repeated ``transactionId`` (201 with the existing event for an
+identical body; 400 ``ErrorDuplicateTransactionId`` for a different one),
 the exact 400 codes for bad events/windows/batches, ``unknown`` showAs
 counted as busy (2) in ``availabilityView``, free items listed in
 ``scheduleItems`` (``schedule_include_free_items``), events moved out of a
@@ -118,6 +119,9 @@ VIEW_CODE = {"free": 0, "workingElsewhere": 0, "tentative": 1, "busy": 2, "oof":
              "unknown": 2}
 _STAMP_RE = re.compile(r"^(?P<base>.+)_(?P<stamp>\d{8}T\d{6}Z)$")
 _DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_EXTENDED_FILTER = re.compile(
+    r"\s*singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id\s+eq\s+'((?:[^']|'')*)'"
+    r"\s+and\s+\1/value\s+eq\s+'((?:[^']|'')*)'\s*\)\s*", re.IGNORECASE)
 _READ_ONLY = {"id", "createdDateTime", "lastModifiedDateTime", "changeKey", "seriesMasterId",
               "type", "webLink", "iCalUId", "uid", "isOrganizer", "originalStart",
               "@odata.etag", "@odata.context", "occurrenceId", "isCancelled", "hasAttachments",
@@ -156,6 +160,10 @@ class GResp:
 
 @dataclass
 class GraphConfig:
+    # A transactionId reused with a different event body answers 400
+    # ErrorDuplicateTransactionId; an identical retry gets the existing event. False: any
+    # reuse returns the existing event (the lenient old behaviour).
+    duplicate_transaction_conflicts: bool = True
     access_token_ttl_seconds: int = 3599
     auth_code_ttl_seconds: int = 600
     mailbox_concurrency_limit: int = 4
@@ -214,6 +222,7 @@ class _Event:
     exceptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     cancelled_occ: set[str] = field(default_factory=set)
     deleted: bool = False
+    fingerprint: str = ""  # the create body (transactionId aside): what a retry must repeat
 
     @property
     def id(self) -> str:
@@ -963,9 +972,21 @@ class GraphEmulator(Emulator):
 
     def _create(self, mb: Mailbox, body: dict[str, Any], *, dedupe: bool) -> _Event:
         txn = body.get("transactionId")
+        fingerprint = json.dumps({k: v for k, v in body.items() if k != "transactionId"},
+                                 sort_keys=True, default=str)
         if dedupe and txn:
             for ev in mb.events.values():
                 if not ev.deleted and ev.res.get("transactionId") == txn:
+                    # transactionId protects only a retry of the same create ("avoid redundant
+                    # POST operations in case of client retries to create the same event",
+                    # event resource, https://learn.microsoft.com/graph/api/resources/event);
+                    # a different event under a used id is refused.
+                    if (self.config.duplicate_transaction_conflicts
+                            and ev.fingerprint != fingerprint):
+                        self.knobs.count("graph.events.transaction_conflict")
+                        raise _bad("Your request can't be completed. The transactionId has "
+                                   "already been used to create a different event.",
+                                   "ErrorDuplicateTransactionId")
                     self.knobs.count("graph.events.transaction_replayed")
                     return ev
         eid = _new_id()
@@ -1021,6 +1042,7 @@ class GraphEmulator(Emulator):
             res["type"] = "seriesMaster"
         self._stamp(res)
         ev = self._derive(res)
+        ev.fingerprint = fingerprint
         mb.events[eid] = ev
         self.knobs.count("graph.events.created")
         return ev
@@ -1120,6 +1142,7 @@ class GraphEmulator(Emulator):
         self._stamp(res)
         new = self._derive(res)
         new.exceptions, new.cancelled_occ = ev.exceptions, ev.cancelled_occ
+        new.fingerprint = ev.fingerprint
         if "recurrence" in clean or "start" in clean:
             new.exceptions, new.cancelled_occ = {}, set()
         mb.events[eid] = new
@@ -1220,6 +1243,15 @@ class GraphEmulator(Emulator):
         raw = _q1(query, "$filter")
         if not raw:
             return items
+        extended = _EXTENDED_FILTER.fullmatch(raw)
+        if extended:
+            # singleValueExtendedProperties/Any(ep: ep/id eq '…' and ep/value eq '…'), the
+            # documented way to find items by an extended property
+            # (https://learn.microsoft.com/graph/api/singlevaluelegacyextendedproperty-get).
+            pid, pvalue = (extended.group(n).replace("''", "'") for n in (2, 3))
+            return [i for i in items if any(
+                str(p.get("id", "")).lower() == pid.lower() and p.get("value") == pvalue
+                for p in i.get("singleValueExtendedProperties") or [])]
         match = re.fullmatch(r"\s*(\w+)\s+eq\s+'((?:[^']|'')*)'\s*", raw)
         if not match:
             raise _bad(f"Invalid filter clause: {raw}", "BadRequest")

@@ -644,3 +644,26 @@ def test_graph_tokens_app_only_renewed_delegated_auth_expired(graph: GraphEmulat
     with pytest.raises(AuthExpired, match="invalid_client"):
         wrong.free_busy([mail], *WEEK)
     assert wrong.calls == 0
+
+
+def test_graph_changed_booking_retried_under_its_key_is_reconciled(graph: GraphEmulator) -> None:
+    """Issue 11: Graph refuses a transactionId reused with a different body (400
+    ErrorDuplicateTransactionId). The booking changed between two attempts: the event
+    already in the mailbox is found by our key and updated, never reported failed."""
+    mail = "me.durand@avocats-durand.fr"
+    graph.add_mailbox(mail, time_zone=PARIS)
+    connector = o365(graph)
+    graph.knobs.drop_after_write(method="POST", path="/events$")
+    with pytest.raises(TransientError):
+        connector.create_event(mail, booking(), "appt-1")  # written, answer lost
+    moved = booking("Consultation Mme Leroy (déplacée)", day="2026-03-11")
+    ref = connector.create_event(mail, moved, "appt-1")
+    stored = graph.events(mail)
+    assert len(stored) == 1 and stored[0]["id"] == ref.event_id
+    assert stored[0]["subject"] == "Consultation Mme Leroy (déplacée)"
+    assert stored[0]["start"]["dateTime"].startswith("2026-03-11")
+    assert graph.knobs.counters()["graph.events.transaction_conflict"] == 1
+    # The event deleted meanwhile: a new one is created, once.
+    connector.delete_event(ref)
+    again = connector.create_event(mail, booking("Troisième version"), "appt-1")
+    assert [e["id"] for e in graph.events(mail)] == [again.event_id]
