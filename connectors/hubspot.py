@@ -11,9 +11,12 @@ and one batch create per 100 callback tasks, which are rarer than calls.
 
 Exactly once: every record carries ``relais_id`` (a unique custom property):
 the contact's caller key, or the delivery's idempotency key. Creates carry an
-``objectWriteTraceId`` so one conflict does not sink the batch; a conflict on
-``relais_id`` means an earlier attempt already wrote the record (its answer
-was lost), so we read it back by ``relais_id`` and make sure it is associated.
+``objectWriteTraceId`` so one conflict does not sink the batch; any record
+refused on its own is read back by ``relais_id`` before it is declared
+rejected (an earlier attempt may have written it, its answer lost), and
+associated. A contact upsert refused as a whole (HubSpot may answer one
+conflicting input with a 409 for the batch) is split in halves until the bad
+input stands alone.
 """
 
 from __future__ import annotations
@@ -286,29 +289,72 @@ class HubSpotConnector:
                 continue
             props[self.id_property] = w.key.id
             inputs.append({"idProperty": self.id_property, "id": w.key.id, "properties": props})
-        if not inputs:
-            return outcome
-        response = self._call(
-            "contact upsert",
-            lambda: self.client.crm.contacts.batch_api.upsert(
-                {"inputs": inputs}, _preload_content=False
-            ),
-        )
+        if inputs:
+            outcome |= self._upsert_inputs(inputs)
+        return outcome
+
+    def _upsert_inputs(self, inputs: list[dict[str, Any]]) -> dict[str, str | DeliveryError]:
+        """One batch upsert. HubSpot may refuse a whole batch for one bad input (409
+        "Contact already exists. Existing ID: N" for an email another contact owns):
+        the batch is then split in halves until the bad input stands alone, so one
+        record never sinks 99 good ones (about 2·log2(n) extra calls, rare). An input
+        refused on its own is read back by ``relais_id`` before it is declared
+        rejected: an earlier attempt may have written it."""
+        try:
+            response = self._call(
+                "contact upsert",
+                lambda: self.client.crm.contacts.batch_api.upsert(
+                    {"inputs": inputs}, _preload_content=False
+                ),
+            )
+        except Rejected as exc:
+            if len(inputs) > 1:
+                half = len(inputs) // 2
+                return self._upsert_inputs(inputs[:half]) | self._upsert_inputs(inputs[half:])
+            response = {"errors": [{"message": str(exc), "context": {"ids": [inputs[0]["id"]]}}]}
+        outcome: dict[str, str | DeliveryError] = {}
         for result in response.get("results") or []:
             key = (result.get("properties") or {}).get(self.id_property)
             if key:
                 outcome[key] = str(result["id"])
+        refused: dict[str, str] = {}
         for error in response.get("errors") or []:
-            ids = (error.get("context") or {}).get("ids") or []
             existing = _EXISTING_ID.search(error.get("message") or "")
-            for key in ids:
-                # Someone else owns this email already: that contact is the caller.
-                outcome[key] = (
-                    existing.group(1)
-                    if existing
-                    else Rejected(f"HubSpot refused contact {key}: {error.get('message')}")
+            for key in (error.get("context") or {}).get("ids") or []:
+                if existing:  # someone else owns this email already: that contact is the caller
+                    outcome[key] = existing.group(1)
+                else:
+                    refused[key] = str(error.get("message") or "no reason given")
+        if refused:
+            found = self._read_by_key(
+                "contacts", self.client.crm.contacts.batch_api, list(refused)
+            )
+            for key, message in refused.items():
+                outcome[key] = found.get(key) or Rejected(
+                    f"HubSpot refused contact {key}: {message}"
                 )
         return outcome
+
+    def _read_by_key(self, object_type: str, api: Any, keys: list[str]) -> dict[str, str]:
+        """Records by ``relais_id`` (one batch read per 100): key -> HubSpot id."""
+        found: dict[str, str] = {}
+        for part in _chunks(keys, self.chunk):
+            read = self._call(
+                f"{object_type} read",
+                lambda part=part: api.read(
+                    {
+                        "idProperty": self.id_property,
+                        "properties": [self.id_property],
+                        "inputs": [{"id": k} for k in part],
+                    },
+                    _preload_content=False,
+                ),
+            )
+            for record in read.get("results") or []:
+                key = (record.get("properties") or {}).get(self.id_property)
+                if key:
+                    found[key] = str(record["id"])
+        return found
 
     # ------------------------------------------------------------------ engagements
     def _create_engagements(
@@ -356,19 +402,20 @@ class HubSpotConnector:
                 self.id_property
             )
             done[trace] = str(result["id"])
-        conflicts = []
+        # Any refused record is read back by relais_id first: a conflict on relais_id
+        # (or any other error) after a lost answer means an earlier attempt wrote it.
+        refused: dict[str, str] = {}
         for error in response.get("errors") or []:
-            traces = (error.get("context") or {}).get("objectWriteTraceId") or []
-            message = error.get("message") or ""
-            for trace in traces:
-                if error.get("category") == "CONFLICT" or "already exists" in message:
-                    conflicts.append(trace)
-                elif trace in by_trace:
+            for trace in (error.get("context") or {}).get("objectWriteTraceId") or []:
+                if trace in by_trace:
+                    refused[trace] = str(error.get("message") or "no reason given")
+        if refused:
+            done |= self._recover(object_type, api, [by_trace[t] for t in refused], suffix)
+            for trace, message in refused.items():
+                if trace not in done:
                     by_trace[trace].error = Rejected(
                         f"HubSpot refused the {object_type} record: {message}"
                     )
-        if conflicts:
-            done |= self._recover(object_type, api, [by_trace[t] for t in conflicts], suffix)
         for trace, w in by_trace.items():
             if trace in done and keep_record_id:
                 w.record_id = f"{object_type}/{done[trace]}"
@@ -381,21 +428,7 @@ class HubSpotConnector:
         """Records an earlier attempt wrote but never heard back about: read them by
         ``relais_id`` and (re)associate them; associating twice changes nothing."""
         traces = [w.request.idempotency_key + suffix for w in work]
-        read = self._call(
-            f"{object_type} read",
-            lambda: api.read(
-                {
-                    "idProperty": self.id_property,
-                    "properties": [self.id_property],
-                    "inputs": [{"id": t} for t in traces],
-                },
-                _preload_content=False,
-            ),
-        )
-        found = {
-            (r.get("properties") or {}).get(self.id_property): str(r["id"])
-            for r in read.get("results") or []
-        }
+        found = self._read_by_key(object_type, api, traces)
         pairs = [
             {"from": {"id": found[t]}, "to": {"id": w.contact_id}}
             for t, w in zip(traces, work, strict=True)

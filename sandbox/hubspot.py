@@ -301,6 +301,11 @@ class HubSpotConfig:
     list_max_limit: int = 100
     batch_max_inputs: int = 100
     search_max_limit: int = 200
+    # One conflicting input fails the whole batch upsert with its 409 ("Contact already
+    # exists. Existing ID: N", category CONFLICT), nothing written: HubSpot answers batches
+    # with one such input as a whole (HubSpot/hubspot-api-python#51). False: per-input
+    # errors in a 207.
+    batch_all_or_nothing: bool = True
 
 
 @dataclass
@@ -1060,6 +1065,7 @@ class HubSpotEmulator(Emulator):
                                "must be unique")
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
+        snapshot = self._snapshot_data() if self.config.batch_all_or_nothing else None
         for item in inputs:
             prop, ident = item["idProperty"], str(item.get("id", ""))
             props = dict(_dict(item.get("properties", {})))
@@ -1073,6 +1079,10 @@ class HubSpotEmulator(Emulator):
                     self._update(obj, props)
                     new = False
             except HsError as exc:
+                if snapshot is not None and exc.status == 409:
+                    self._restore_data(snapshot)
+                    self.knobs.count(f"hs.batch_refused.{t}")
+                    raise
                 errors.append(exc.batch_error(ids=[ident]))
                 continue
             wired = self._wire(obj, None, created=True)

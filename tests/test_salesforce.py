@@ -510,3 +510,19 @@ def test_existing_contacts_typed_in_six_formats_are_found(sf):
     assert len(contacts) == 6  # zero new contacts
     whos = {t["WhoId"] for t in sf.records("Task")}
     assert whos == set(contacts)
+
+
+def test_300_new_callers_with_one_conflicting_contact_all_delivered_once(sf):
+    """Issue 11 acceptance: 300 new callers in one run, one of them already in the org
+    in a form no lookup matches (the duplicate rule catches it): all delivered, nobody
+    twice, and no Composite over Salesforce's five queries."""
+    owner = sf.insert("Contact", {"LastName": "Déjà-là", "Phone": "0612 300 150"})
+    conn = static_token(sf)
+    for n in range(300):
+        accept(T, call(n, caller={"name": f"Client {n}", "phone": f"+336123{n:05d}"}))
+    assert drain(conn, T, timeout=60) == {"delivered": 300}
+    contacts = sf.records("Contact")
+    assert len(contacts) == 300  # 299 new + the owner
+    tasks = sf.records("Task")
+    assert len(tasks) == 300 and len({t["Relais_Id__c"] for t in tasks}) == 300
+    assert sum(t["WhoId"] == owner for t in tasks) == 1
