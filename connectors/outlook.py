@@ -102,6 +102,8 @@ _AUTH_ERRORS = {
     "invalid_resource",
 }
 _REASON_LIMIT = 300
+# What reusing a keep-alive connection the server closed while idle raises.
+_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
 
 
@@ -299,8 +301,11 @@ class OutlookConnector:
         json: Any = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """One paced Graph request (two when an app token was refused and renewed)."""
-        for attempt in (1, 2):
+        """One paced Graph request (two when an app token was refused and renewed, or
+        when a keep-alive connection the server had closed failed it: every request we
+        send is a read or idempotent — PATCH, DELETE, POST with a transactionId)."""
+        stale_retried = renewed = False
+        for _ in range(3):
             token = self._token()
             self._meter()
             try:
@@ -310,10 +315,16 @@ class OutlookConnector:
                     json=json,
                     headers={"Authorization": f"Bearer {token}", **(headers or {})},
                 )
+            except _STALE as exc:
+                if stale_retried:
+                    raise error_for_exception(exc, f"Graph {what}") from None
+                stale_retried = True
+                continue
             except httpx.HTTPError as exc:
                 raise error_for_exception(exc, f"Graph {what}") from None
-            if response.status_code == 401 and self.mode == "client_credentials" and attempt == 1:
+            if response.status_code == 401 and self.mode == "client_credentials" and not renewed:
                 self._drop_token()  # revoked or expired early: one fresh token, then give up
+                renewed = True
                 continue
             return response
         return response

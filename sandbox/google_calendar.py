@@ -185,6 +185,9 @@ class GoogleCalendarConfig:
     # https://developers.google.com/identity/protocols/oauth2/web-server#offline).
     # False: every code exchange gets one (the lenient old behaviour).
     refresh_token_needs_offline: bool = True
+    # A client-chosen id already used answers 409 duplicate; False: not detected, the
+    # insert lands (Google does not promise detection, see _insert).
+    detect_id_collisions: bool = True
     quota_per_user_per_minute: int = 600
     quota_per_project_per_minute: int = 10_000
     quota_status: int = 403  # 403 or 429, both are documented
@@ -1065,7 +1068,13 @@ class GoogleCalendarEmulator(Emulator):
             if not isinstance(eid, str) or not _ID_RE.match(eid):
                 raise _bad("Invalid resource id value.")
             if eid in cal.events:
-                raise GError(409, "duplicate", "The requested identifier already exists.")
+                if self.config.detect_id_collisions:
+                    raise GError(409, "duplicate", "The requested identifier already exists.")
+                # Google does not promise to catch it ("we cannot guarantee that ID
+                # collisions will be detected at event creation time", events.insert, id:
+                # https://developers.google.com/calendar/api/v3/reference/events/insert):
+                # the second write lands over the first.
+                self.knobs.count("google.events.collision_undetected")
         else:
             eid = uuid.uuid4().hex[:26]
             while eid in cal.events:
