@@ -698,3 +698,18 @@ def test_google_insert_whose_answer_was_lost_is_read_before_inserting_again(
     counters = google_emulator.knobs.counters()
     assert counters.get("google.events.collision_undetected", 0) == 0
     assert [e["id"] for e in google_emulator.events("claire@cabinet.fr")] == [ref.event_id]
+
+
+def test_a_calendar_connection_woken_for_deliveries_is_no_error(
+        env, google_emulator: GoogleCalendarEmulator, monkeypatch) -> None:
+    """Issue 9: connecting a Google calendar enqueues the connection's deliveries like any
+    other; the worker logged LookupError: no connector for provider 'google_calendar'."""
+    from booking_helpers import TENANT, setup_tenant
+    from crm_helpers import connection_id
+
+    from sync.delivery import process_connection
+
+    setup_tenant(google_emulator, monkeypatch)
+    outcome = process_connection(connection_id(TENANT, "agenda"))
+    assert outcome.claimed == 0 and outcome.run_again_in is None
+    assert outcome.notes == ["google_calendar connections have no deliveries"]
