@@ -25,8 +25,9 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from hubspot import HubSpot
 
@@ -50,6 +51,7 @@ from connectors.crm import (
     render_section,
     same_phone,
 )
+from connectors.http import make_client
 from connectors.registry import register
 
 DEFAULT_HOST = "https://api.hubapi.com"
@@ -78,7 +80,9 @@ def error_from(exc: BaseException, what: str) -> DeliveryError:
     reason = f"HubSpot {what} answered {status}: {message}"
     headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
     if status == 429:
-        return RateLimited(reason, datetime.now(UTC) + _reset_after(body, headers))
+        limited = RateLimited(reason, datetime.now(UTC) + _reset_after(body, headers))
+        limited.daily = body.get("policyName") == "DAILY"  # type: ignore[attr-defined]
+        return limited
     if status == 401:
         return AuthExpired(reason)
     if status >= 500 or status == 0:
@@ -86,14 +90,23 @@ def error_from(exc: BaseException, what: str) -> DeliveryError:
     return Rejected(reason)
 
 
+def next_midnight(zone: tzinfo, now: datetime | None = None) -> datetime:
+    """The next midnight in ``zone`` (aware, whatever the DST of that night)."""
+    local = (now or datetime.now(UTC)).astimezone(zone)
+    return datetime.combine(local.date() + timedelta(days=1), time(), zone)
+
+
 def _reset_after(body: dict[str, Any], headers: dict[str, str]) -> timedelta:
-    if body.get("policyName") == "DAILY":  # the daily cap resets at midnight (unverified: UTC)
-        now = datetime.now(UTC)
-        return datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1) - now
+    if body.get("policyName") == "DAILY":  # until midnight; the connector puts it in the
+        now = datetime.now(UTC)  # account's time zone (HubSpot's usage guidelines)
+        return next_midnight(UTC, now) - now
     if "retry-after" in headers:
         return timedelta(seconds=float(headers["retry-after"]))
     interval = float(headers.get("x-hubspot-ratelimit-interval-milliseconds", 10_000))
     return timedelta(milliseconds=interval)
+
+
+_ACCOUNT_ZONES: dict[str, tzinfo] = {}  # connection id -> the account's time zone
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -134,6 +147,7 @@ class HubSpotConnector:
         self.info, self.runtime = info, runtime
         token = info.credentials.get("access_token") or info.credentials.get("private_app_token")
         host = str(info.settings.get("api_base_url", DEFAULT_HOST)).rstrip("/")
+        self.host, self.token = host, token
         self.client = HubSpot(access_token=token, host=host)
         self.id_property = str(info.settings.get("id_property", "relais_id"))
         self.calls = 0  # API calls made, for benchmarks
@@ -143,14 +157,35 @@ class HubSpotConnector:
         """One paced SDK call. Bodies go as plain JSON and answers come back raw
         (``_preload_content=False``): the SDK's models copy a configuration per
         object and parse every date, which costs more than the request."""
+        if self.info.id not in _ACCOUNT_ZONES:
+            self._account_zone()  # while calls are left: a DAILY 429 is no time to ask
         self.runtime.pacer.wait()
         self.calls += 1
         try:
             response = fn()
         except Exception as exc:  # noqa: BLE001 - mapped to an error kind right here
-            raise error_from(exc, what) from exc
+            error = error_from(exc, what)
+            if getattr(error, "daily", False):
+                assert isinstance(error, RateLimited)
+                error.reset_at = next_midnight(self._account_zone())
+            raise error from exc
         data = response.data
         return json.loads(data) if data else {}
+
+    def _account_zone(self) -> tzinfo:
+        """The account's time-zone setting, where the daily limit resets at midnight
+        (``GET /account-info/v3/details``: one call per process and connection, made
+        before its first request, while the daily limit still allows it)."""
+        zone = _ACCOUNT_ZONES.get(self.info.id)
+        if zone is None:
+            try:
+                with make_client(10, {"Authorization": f"Bearer {self.token}"}) as http:
+                    answer = http.get(f"{self.host}/account-info/v3/details")
+                zone = ZoneInfo(str(answer.json()["timeZone"]))
+            except Exception:  # noqa: BLE001 - unknown: UTC midnight (at worst a few hours early)
+                zone = UTC
+            _ACCOUNT_ZONES[self.info.id] = zone
+        return zone
 
     def close(self) -> None:
         return None

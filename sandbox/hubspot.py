@@ -42,7 +42,8 @@ Not emulated: owners, pipelines, deals/tickets, lists, imports, webhooks
 delivery, GDPR delete, merges, property history, the legacy v1/v2 APIs.
 Unverified details (kept as settings or noted inline): the 409 message for
 custom unique properties, the 400 body when paging past 10,000 search
-results, the search 429 body, daily reset at UTC midnight.
+results, the search 429 body. The daily limit resets at midnight in the account's
+time zone (``time_zone``, served by ``/account-info/v3/details``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -295,6 +297,11 @@ class HubSpotConfig:
     rate_limit_interval_ms: int = 10_000
     search_rate_limit_per_second: int = 5
     daily_limit: int = 250_000
+    # The account's time-zone setting: the daily limit resets at its midnight ("the
+    # daily limit resets at midnight based on your time zone setting", HubSpot API usage
+    # guidelines, https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details);
+    # served by GET /account-info/v3/details.
+    time_zone: str = "America/New_York"
     search_max_results: int = 10_000
     search_index_delay_seconds: float = 0.0
     unique_property: str = "relais_id"
@@ -588,12 +595,16 @@ class HubSpotEmulator(Emulator):
         return {"status": "error", "message": message, "errorType": "RATE_LIMIT",
                 "correlationId": str(uuid.uuid4()), "policyName": policy}
 
+    def _day(self, now: float) -> str:
+        """The account's calendar day: the daily limit resets at its midnight."""
+        return datetime.fromtimestamp(now, ZoneInfo(self.config.time_zone)).date().isoformat()
+
     def _rate_limit(self, tok: _Token, is_search: bool, token: str) -> HsResponse | None:
         cfg = self.config
         now = self.clock.time()
         key = tok.app_key
         if tok.kind == "private":
-            day = datetime.fromtimestamp(now, UTC).date().isoformat()
+            day = self._day(now)
             current_day, used = self._daily.get(key, (day, 0))
             if current_day != day:
                 used = 0
@@ -617,7 +628,7 @@ class HubSpotEmulator(Emulator):
             shits.append(now)
         hits.append(now)
         if tok.kind == "private":
-            day = datetime.fromtimestamp(now, UTC).date().isoformat()
+            day = self._day(now)
             current_day, used = self._daily.get(key, (day, 0))
             self._daily[key] = (day, (used if current_day == day else 0) + 1)
         self.knobs.count("hs.api_calls")
@@ -632,7 +643,7 @@ class HubSpotEmulator(Emulator):
             "X-HubSpot-RateLimit-Remaining": str(max(0, cfg.rate_limit_max - len(hits))),
         }
         if tok.kind == "private":
-            day = datetime.fromtimestamp(self.clock.time(), UTC).date().isoformat()
+            day = self._day(self.clock.time())
             current_day, used = self._daily.get(tok.app_key, (day, 0))
             used = used if current_day == day else 0
             headers["X-HubSpot-RateLimit-Daily"] = str(cfg.daily_limit)
@@ -666,10 +677,13 @@ class HubSpotEmulator(Emulator):
             return self._assoc_batch(method, self._req_type(parts[3]),
                                      self._req_type(parts[4]), parts[6:], payload)
         if parts == ["account-info", "v3", "details"] and method == "GET":
+            local = self.clock.now().astimezone(ZoneInfo(self.config.time_zone))
+            offset = local.utcoffset() or timedelta()
             return HsResponse(200, {"portalId": self.config.portal_id, "accountType": "STANDARD",
-                                    "timeZone": "Europe/Paris", "companyCurrency": "EUR",
-                                    "additionalCurrencies": [], "utcOffset": "+01:00",
-                                    "utcOffsetMilliseconds": 3600000,
+                                    "timeZone": self.config.time_zone, "companyCurrency": "EUR",
+                                    "additionalCurrencies": [],
+                                    "utcOffset": local.isoformat()[-6:],
+                                    "utcOffsetMilliseconds": int(offset.total_seconds() * 1000),
                                     "uiDomain": "app-eu1.hubspot.com",
                                     "dataHostingLocation": "eu1"})
         return HsResponse(404, {"status": "error", "message": "Not Found",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -315,3 +316,53 @@ def test_a_refused_record_is_read_back_before_it_is_rejected(hs):
 def _key() -> str:
     with session_scope(readonly=True) as session:
         return session.scalar(select(Delivery.idempotency_key).where(Delivery.tenant_id == T))
+
+
+def test_daily_limit_pauses_until_midnight_in_the_accounts_time_zone(hs):
+    """Issue 11: HubSpot's daily limit resets at midnight in the account's time-zone
+    setting (account-info/v3/details), not at UTC midnight."""
+    from zoneinfo import ZoneInfo
+
+    from connectors.base import ConnectionInfo, RateLimited, Runtime
+    from connectors.hubspot import HubSpotConnector, next_midnight
+
+    hs.configure(time_zone="America/New_York", daily_limit=2)
+    info = ConnectionInfo("conn-daily", T, "hubspot", "hubspot", {"api_base_url": hs.url},
+                          {"access_token": hs.private_app_token})  # fmt: skip
+    zone = ZoneInfo("America/New_York")
+    before = next_midnight(zone)
+    results = []
+    for n in range(3):
+        connector = HubSpotConnector(info, Runtime())
+        results += connector.deliver([_message(n)])
+    after = next_midnight(zone)
+    limited = [r.error for r in results if isinstance(r.error, RateLimited)]
+    assert limited and limited[-1].reset_at in (before, after)
+    assert next_midnight(UTC) not in (before, after)
+
+
+def test_next_midnight_across_a_dst_night():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from connectors.hubspot import next_midnight
+
+    paris = ZoneInfo("Europe/Paris")
+    now = datetime(2026, 3, 28, 22, 30, tzinfo=UTC)  # Saturday 23:30 in Paris
+    assert next_midnight(paris, now) == datetime(2026, 3, 29, tzinfo=paris)
+    assert next_midnight(paris, now).utcoffset().total_seconds() == 3600
+    assert next_midnight(paris, datetime(2026, 3, 29, 12, tzinfo=UTC)).isoformat() == (
+        "2026-03-30T00:00:00+02:00")
+
+
+def _message(n: int):
+    from connectors.base import DeliveryRequest
+
+    payload = {"event": "message.created",
+               "tenant": {"id": T, "timezone": "Europe/Paris", "phone_region": "FR"},
+               "message": {"id": f"m{n}", "call_type": "message", "urgency": "normal",
+                           "caller": {"name": f"Client {n}", "phone": f"+3361234{n:04d}"},
+                           "subject": "s", "body": "b", "taken_by": "Sophie",
+                           "taken_at": "2026-11-27T09:15:00Z", "staff": None,
+                           "callback_requested": False, "intake": {}}}  # fmt: skip
+    return DeliveryRequest(f"d{n}", f"relais-d{n}", "message.created", payload)
