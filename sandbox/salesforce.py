@@ -278,6 +278,12 @@ class SalesforceConfig:
     # Collections or query operations" (REST API guide, Composite,
     # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm).
     composite_query_limit: int = 5
+    # The delete log behind getDeleted: Salesforce keeps it 15 days but may purge it
+    # earlier ("earliestDateAvailable: timestamp of the last physically deleted object"),
+    # and a call covers deletions only up to ``latestDateCovered`` (getDeleted, REST API
+    # guide: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_getdeleted.htm).
+    # Seconds the log lags behind now (what latestDateCovered trails by).
+    deleted_log_lag_seconds: float = 0.0
     client_credentials_enabled: bool = True
     rotate_refresh_tokens: bool = False
     instance_url: str | None = None  # what token responses advertise (default: own URL)
@@ -444,6 +450,16 @@ class SalesforceEmulator(Emulator):
         return [r for r in self.records(sobject)
                 if all(eq(r.get(k), v) for k, v in criteria.items())]
 
+    def purge_deleted_log(self, sobject: str, until: datetime | None = None) -> None:
+        """Physically delete the log of deleted records up to ``until`` (now), as the
+        recycle bin's purge does: getDeleted then starts there (earliestDateAvailable)."""
+        with self.lock:
+            obj = self._object_name(sobject) or sobject
+            until = until or self.clock.now()
+            self.purged_until[obj] = until
+            self.deleted[obj] = {i: (r, d) for i, (r, d) in self.deleted[obj].items()
+                                 if d >= until}
+
     def insert(self, sobject: str, data: dict[str, Any], *, allow_duplicates: bool = True) -> str:
         """Seed a record directly (no API call counted)."""
         with self.lock:
@@ -458,6 +474,7 @@ class SalesforceEmulator(Emulator):
         self.deleted: dict[str, dict[str, tuple[dict[str, Any], datetime]]] = {
             o: {} for o in KEY_PREFIX}
         self.cursors: collections.OrderedDict[str, _Cursor] = collections.OrderedDict()
+        self.purged_until: dict[str, datetime] = {}  # sObject -> delete log purged up to
         self._api_calls = collections.deque()
         if hasattr(self, "session_id"):  # keep only the ready-made credentials, valid again
             rt = self.refresh_tokens[self.refresh_token]
@@ -1099,12 +1116,15 @@ class SalesforceEmulator(Emulator):
             ids = [r["Id"] for r in self.store[obj].values()
                    if start <= r["SystemModstamp"] < end]
             return SfResponse(200, {"ids": ids, "latestDateCovered": sf_datetime(end)})
+        earliest = max(now - timedelta(days=15), self.purged_until.get(obj, now - timedelta(
+            days=15))).replace(second=0, microsecond=0)
+        covered = min(end, (now - timedelta(seconds=self.config.deleted_log_lag_seconds))
+                      .replace(second=0, microsecond=0))
         deleted = [{"id": i, "deletedDate": sf_datetime(d)}
-                   for i, (_, d) in self.deleted[obj].items() if start <= d < end]
-        earliest = (now - timedelta(days=15)).replace(second=0, microsecond=0)
+                   for i, (_, d) in self.deleted[obj].items() if start <= d < covered]
         return SfResponse(200, {"deletedRecords": deleted,
                                 "earliestDateAvailable": sf_datetime(earliest),
-                                "latestDateCovered": sf_datetime(end)})
+                                "latestDateCovered": sf_datetime(covered)})
 
     # ----------------------------------------------------------------- query
     def _soql_describe(self, name: str) -> tuple[str, dict[str, FieldInfo]] | None:

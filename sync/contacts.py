@@ -441,7 +441,11 @@ def _new_run(cursor: dict[str, Any], full: bool, lookback: timedelta) -> dict[st
     if full or since is None:
         return {"mode": "full", "since": None, "started": started.isoformat(),
                 "generation": generation + 1, "checkpoint": None, "deletes_done": True}  # fmt: skip
+    # Deletions resume where the provider's log said it stopped covering (Salesforce's
+    # latestDateCovered), which may be earlier than the last pull's start.
+    deleted_since = _dt(cursor.get("deleted_since")) or since
     return {"mode": "incremental", "since": _iso(since - lookback),
+            "deleted_since": _iso(min(deleted_since, since) - lookback),
             "started": started.isoformat(), "generation": generation, "checkpoint": None,
             "deletes_done": False}  # fmt: skip
 
@@ -466,9 +470,13 @@ def _run(
     outcome.mode = run["mode"]
     if not run["deletes_done"]:
         try:
-            for batch in reader.deleted(_dt(run["since"]), _dt(run["started"])):
+            deleted_since = _dt(run.get("deleted_since") or run["since"])
+            for batch in reader.deleted(deleted_since, _dt(run["started"])):
                 with session_scope() as session:
                     outcome.deleted += _apply_deletions(session, target, batch)
+            covered = getattr(reader, "deletions_covered_until", None)
+            if covered is not None:
+                run["deleted_until"] = _iso(covered)
         except CursorExpired as exc:
             outcome.note = f"full resync: {exc}"
             run = _new_run(cursor, True, lookback)
@@ -489,7 +497,8 @@ def _run(
         _save_cursor(
             row,
             {"since": run["started"], "generation": run["generation"], "run": None,
-             "last_mode": run["mode"]},
+             "last_mode": run["mode"],
+             "deleted_since": run.get("deleted_until") or run["started"]},
         )  # fmt: skip
 
 

@@ -494,3 +494,39 @@ def test_directory_on_postgresql(hubspot_emulator, pg_url, monkeypatch, tmp_path
         assert names(got) == ["Camille5 Martin"]
     finally:
         dispose_engines()
+
+
+def test_salesforce_delete_log_purged_past_the_cursor_means_full_resync(sf, monkeypatch):
+    """Issue 11: Salesforce may purge the delete log before 15 days (earliestDateAvailable
+    later than asked): deletions in between are unknowable, so a full resync sweeps."""
+    conn = setup_salesforce(sf, monkeypatch)
+    ids = seed_salesforce(sf, 10)
+    assert pull_connection(conn).mode == "full"
+    sf.clock.set_offset(-60)
+    salesforce_client(sf).Contact.delete(ids[3])
+    sf.clock.set_offset(0)
+    sf.purge_deleted_log("Contact")  # the recycle bin emptied: the log starts now
+    outcome = pull_connection(conn)
+    assert (outcome.status, outcome.mode) == ("ok", "full"), outcome.error
+    assert "delete log starts at" in outcome.note
+    assert ids[3] not in live(conn) and len(live(conn)) == 9
+
+
+def test_salesforce_deletions_resume_from_latest_date_covered(sf, monkeypatch):
+    """Issue 11: getDeleted covers deletions only up to latestDateCovered: the next pull
+    asks again from there, so a deletion the log had not reached yet is not lost."""
+    conn = setup_salesforce(sf, monkeypatch, sync_lookback_seconds=60)
+    ids = seed_salesforce(sf, 10)
+    sf.configure(deleted_log_lag_seconds=1800)  # the log trails by half an hour
+    sf.clock.set_offset(-1200)
+    assert pull_connection(conn).mode == "full"
+    sf.clock.set_offset(-600)
+    salesforce_client(sf).Contact.delete(ids[2])
+    sf.clock.set_offset(0)
+    first = pull_connection(conn)  # the log does not cover that deletion yet
+    assert (first.mode, first.deleted) == ("incremental", 0) and ids[2] in live(conn)
+    sf.configure(deleted_log_lag_seconds=0)  # the log caught up
+    sf.clock.set_offset(300)
+    second = pull_connection(conn)
+    assert (second.mode, second.deleted) == ("incremental", 1), second.error
+    assert ids[2] not in live(conn)
