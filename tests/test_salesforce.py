@@ -217,7 +217,7 @@ def test_existing_contacts_are_found_by_the_lookup(sf):
 
 def test_duplicate_rule_match_is_reused_and_linked(sf):
     # Written in a form the lookup does not try; the org's duplicate rule still matches it.
-    existing = sf.insert("Contact", {"LastName": "Martin3", "Phone": "06.12.34.00.03"})
+    existing = sf.insert("Contact", {"LastName": "Martin3", "Phone": "0612 340 003"})
     conn = static_token(sf)
     accept(T, call(3))
     assert drain(conn, T) == {"delivered": 1}
