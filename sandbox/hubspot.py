@@ -279,6 +279,30 @@ def _invalid(problems: list[dict[str, Any]], portal: int) -> HsError:
                    "VALIDATION_ERROR")
 
 
+# What a token may be granted, and the scope each endpoint requires. The CRM object APIs
+# (contacts and the engagements calls, notes, meetings, tasks, which HubSpot files under
+# the contacts scopes: "Scope requirements: crm.objects.contacts.read,
+# crm.objects.contacts.write", https://developers.hubspot.com/docs/api-reference/latest/crm/activities/calls/guide)
+# need read to read and write to write; properties need crm.schemas.<type>.read
+# (unverified for the engagements: kept strict).
+ALL_SCOPES = ("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write",
+              "crm.schemas.contacts.read", "crm.objects.companies.read",
+              "crm.objects.companies.write", "crm.schemas.companies.read")
+_SCOPE_FAMILY = {"companies": "companies"}  # every other object type: the contacts scopes
+
+
+def required_scope(method: str, parts: list[str], is_search: bool) -> str | None:
+    """The scope an API call needs (None: any valid token, e.g. account-info)."""
+    if len(parts) < 4 or parts[0] != "crm":
+        return None
+    kind = _ALIASES.get(parts[3].lower(), "contacts") if parts[1] in ("v3", "v4") else "contacts"
+    family = _SCOPE_FAMILY.get(kind, "contacts")
+    if parts[2] == "properties":
+        return f"crm.schemas.{family}.read" if method == "GET" else f"crm.schemas.{family}.write"
+    reading = method == "GET" or is_search or parts[-2:] == ["batch", "read"]
+    return f"crm.objects.{family}.{'read' if reading else 'write'}"
+
+
 @dataclass
 class HsResponse:
     status: int
@@ -302,6 +326,8 @@ class HubSpotConfig:
     # guidelines, https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details);
     # served by GET /account-info/v3/details.
     time_zone: str = "America/New_York"
+    # OAuth scopes checked per endpoint (``required_scope``): 403 MISSING_SCOPES.
+    enforce_scopes: bool = True
     search_max_results: int = 10_000
     search_index_delay_seconds: float = 0.0
     unique_property: str = "relais_id"
@@ -333,7 +359,7 @@ class _Token:
     app_key: str
     expires_at: float | None
     refresh_token: str | None = None
-    scopes: tuple[str, ...] = ("crm.objects.contacts.read", "crm.objects.contacts.write")
+    scopes: tuple[str, ...] = ALL_SCOPES  # a private app: what its settings granted
 
 
 class HubSpotEmulator(Emulator):
@@ -351,6 +377,8 @@ class HubSpotEmulator(Emulator):
         self.tokens: dict[str, _Token] = {}
         self.refresh_tokens: dict[str, bool] = {}  # token -> revoked
         self.auth_codes: dict[str, tuple[str | None, float]] = {}
+        self.code_scopes: dict[str, tuple[str, ...]] = {}  # code -> scopes it grants
+        self.granted: dict[str, tuple[str, ...]] = {}  # refresh token -> scopes granted
         self._hits: dict[str, collections.deque[float]] = collections.defaultdict(
             collections.deque)
         self._search_hits: dict[str, collections.deque[float]] = collections.defaultdict(
@@ -381,15 +409,20 @@ class HubSpotEmulator(Emulator):
         with self.lock:
             token = "CO" + secrets.token_urlsafe(48)
             ttl = self.config.access_token_ttl_seconds if ttl is None else ttl
+            scopes = self.granted.get(refresh_token or "", ALL_SCOPES)
             self.tokens[token] = _Token(token, "oauth",
                                         f"oauth:{self.client_id}:{self.config.portal_id}",
-                                        self.clock.time() + ttl, refresh_token)
+                                        self.clock.time() + ttl, refresh_token, scopes)
             return token
 
-    def issue_auth_code(self, *, redirect_uri: str | None = None) -> str:
+    def issue_auth_code(self, *, redirect_uri: str | None = None,
+                        scopes: tuple[str, ...] = ALL_SCOPES) -> str:
+        """A code as the install screen hands it out, granting ``scopes`` (what the
+        authorize URL asked in ``scope``)."""
         with self.lock:
             code = str(uuid.uuid4())
             self.auth_codes[code] = (redirect_uri, self.clock.time() + 600)
+            self.code_scopes[code] = scopes
             return code
 
     def expire_access_tokens(self, token: str | None = None) -> int:
@@ -572,6 +605,15 @@ class HubSpotEmulator(Emulator):
                 "EXPIRED_AUTHENTICATION", context={"expire time": [expired_at]}).body())
         is_search = len(parts) == 5 and parts[:3] == ["crm", "v3", "objects"] and \
             parts[4] == "search" and method == "POST"
+        needed = required_scope(method, parts, is_search)
+        if self.config.enforce_scopes and needed and needed not in tok.scopes:
+            self.knobs.count("hs.missing_scopes")
+            return HsResponse(403, HsError(
+                403, "This app hasn't been granted all required scopes to make this call. "
+                "Read more about required scopes here: https://developers.hubspot.com/scopes.",
+                "MISSING_SCOPES", errors=[{
+                    "message": "One or more of the following scopes are required.",
+                    "context": {"requiredGranularScopes": [needed]}}]).body())
         limited = self._rate_limit(tok, is_search, token)
         if limited is not None:
             return limited
@@ -1080,6 +1122,7 @@ class HubSpotEmulator(Emulator):
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         snapshot = self._snapshot_data() if self.config.batch_all_or_nothing else None
+        undo: list[tuple[_Obj, dict[str, str | None], datetime]] = []  # updates to roll back
         for item in inputs:
             prop, ident = item["idProperty"], str(item.get("id", ""))
             props = dict(_dict(item.get("properties", {})))
@@ -1090,10 +1133,13 @@ class HubSpotEmulator(Emulator):
                     obj = self._create(t, props, None)
                     new = True
                 else:
+                    undo.append((obj, obj.properties, obj.updated_at))
                     self._update(obj, props)
                     new = False
             except HsError as exc:
                 if snapshot is not None and exc.status == 409:
+                    for obj, properties, updated_at in undo:
+                        obj.properties, obj.updated_at = properties, updated_at
                     self._restore_data(snapshot)
                     self.knobs.count(f"hs.batch_refused.{t}")
                     raise
@@ -1492,7 +1538,8 @@ class HubSpotEmulator(Emulator):
             if params.get("client_id") != self.client_id or not params.get("redirect_uri"):
                 return self._oauth_error("BAD_CLIENT_ID", "invalid_client",
                                          "missing or unknown client id / redirect_uri")
-            code = self.issue_auth_code(redirect_uri=params["redirect_uri"])
+            asked = tuple((params.get("scope") or "").split())
+            code = self.issue_auth_code(redirect_uri=params["redirect_uri"], scopes=asked)
             query = {"code": code}
             if params.get("state") is not None:
                 query["state"] = params["state"]
@@ -1526,7 +1573,7 @@ class HubSpotEmulator(Emulator):
                     return Response(b"", status_code=204)
             return JSONResponse({"token": rest[2], "user": "sandbox@example.com",
                                  "hub_domain": "relais-sandbox.hubspot.com",
-                                 "scopes": ["crm.objects.contacts.read"],
+                                 "scopes": list(self.granted.get(rest[2], ALL_SCOPES)),
                                  "hub_id": self.config.portal_id, "client_id": self.client_id,
                                  "user_id": 1, "token_type": "refresh"})
         return JSONResponse({"status": "error", "message": "Not Found",
@@ -1555,6 +1602,7 @@ class HubSpotEmulator(Emulator):
                 return self._oauth_error("BAD_REDIRECT_URI", "invalid_grant",
                                          "redirect_uri does not match the authorization request")
             refresh = self._new_refresh_token()
+            self.granted[refresh] = self.code_scopes.pop(form.get("code", ""), ALL_SCOPES)
         else:
             refresh = form.get("refresh_token", "")
             if self.refresh_tokens.get(refresh, True):

@@ -3,6 +3,7 @@ connector builds, followed through the emulator, then the code redeemed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -11,7 +12,12 @@ import pytest
 from connectors.catalog import provider
 from connectors.oauth import InvalidGrant, authorize_url, exchange_code, pkce_pair, refresh
 from sandbox.google_calendar import GoogleCalendarEmulator
-from sandbox.testing import salesforce_emulator, salesforce_server  # noqa: F401
+from sandbox.testing import (  # noqa: F401
+    hubspot_emulator,
+    hubspot_server,
+    salesforce_emulator,
+    salesforce_server,
+)
 
 REDIRECT = "http://127.0.0.1:9/oauth/callback"
 
@@ -88,3 +94,37 @@ def test_salesforce_checks_pkce(salesforce_emulator):
         exchange_code(spec, settings, client, code(challenge), REDIRECT, "x" * 64)
     tokens = exchange_code(spec, settings, client, code(challenge), REDIRECT, verifier)
     assert tokens.refresh_token and tokens.extra["instance_url"]
+
+
+def test_hubspot_connection_asks_every_scope_it_uses(hubspot_emulator):
+    """Issue 11: HubSpot checks scopes per endpoint (403 MISSING_SCOPES); a connection
+    made through the catalogue's authorize URL can do all the connector does: write
+    contacts, calls, tasks and meetings, associate them, and read properties."""
+    from connectors.base import ConnectionInfo, Runtime
+    from connectors.hubspot import HubSpotConnector
+
+    emu = hubspot_emulator
+    spec = provider("hubspot")
+    settings = {"authorization_url": f"{emu.url}/oauth/authorize",
+                "token_url": f"{emu.url}/oauth/v1/token", "api_base_url": emu.url}
+    client = {"client_id": emu.client_id, "client_secret": emu.client_secret}
+    url = authorize_url(spec, settings, emu.client_id, REDIRECT, "st", None)
+    tokens = exchange_code(spec, settings, client, _authorize(url), REDIRECT, None)
+    info = ConnectionInfo("conn-scopes", "t", "hubspot", "hubspot", settings,
+                          tokens.as_credentials())  # fmt: skip
+    connector = HubSpotConnector(info, Runtime())
+    assert connector.check_fields({"contacts": ["phone"], "calls": ["hs_call_title"]}) == []
+    from test_hubspot import _message
+
+    request = _message(1)
+    request.payload["message"]["callback_requested"] = True
+    results = connector.deliver([request])
+    assert [r.error for r in results] == [None]
+    assert emu.knobs.counters().get("hs.missing_scopes", 0) == 0
+    # A token without the write scope is refused as HubSpot does.
+    narrow = emu.issue_auth_code(redirect_uri=REDIRECT, scopes=("crm.objects.contacts.read",))
+    weak = exchange_code(spec, settings, client, narrow, REDIRECT, None)
+    refused = HubSpotConnector(replace(info, credentials=weak.as_credentials()),
+                               Runtime()).deliver([_message(2)])  # fmt: skip
+    assert "MISSING_SCOPES" in str(refused[0].error) or "required scopes" in str(
+        refused[0].error)
