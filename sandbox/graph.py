@@ -164,6 +164,11 @@ class GraphConfig:
     # ErrorDuplicateTransactionId; an identical retry gets the existing event. False: any
     # reuse returns the existing event (the lenient old behaviour).
     duplicate_transaction_conflicts: bool = True
+    # The token endpoint wants ``scope`` on code redemption and refresh (AADSTS900144);
+    # "scope: Required" for the refresh request (auth code flow, Microsoft identity
+    # platform: https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow).
+    # False: fall back to the scopes of the code or the refresh token.
+    require_token_scope: bool = True
     access_token_ttl_seconds: int = 3599
     auth_code_ttl_seconds: int = 600
     mailbox_concurrency_limit: int = 4

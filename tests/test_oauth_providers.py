@@ -13,6 +13,8 @@ from connectors.catalog import provider
 from connectors.oauth import InvalidGrant, authorize_url, exchange_code, pkce_pair, refresh
 from sandbox.google_calendar import GoogleCalendarEmulator
 from sandbox.testing import (  # noqa: F401
+    graph_emulator,
+    graph_server,
     hubspot_emulator,
     hubspot_server,
     salesforce_emulator,
@@ -128,3 +130,21 @@ def test_hubspot_connection_asks_every_scope_it_uses(hubspot_emulator):
                                Runtime()).deliver([_message(2)])  # fmt: skip
     assert "MISSING_SCOPES" in str(refused[0].error) or "required scopes" in str(
         refused[0].error)
+
+
+def test_outlook_sends_its_scopes_on_redemption_and_refresh(graph_emulator):
+    """Issue 11: Microsoft identity wants ``scope`` on the token requests too
+    (AADSTS900144 without); the catalogue says so and the connector sends them."""
+    emu = graph_emulator
+    spec = provider("outlook")
+    settings = {"authorization_url": f"{emu.authority}/oauth2/v2.0/authorize",
+                "token_url": f"{emu.authority}/oauth2/v2.0/token", "ca_file": str(emu.ca_file)}
+    client = {"client_id": emu.client_id, "client_secret": emu.client_secret}
+    verifier, challenge = pkce_pair()
+    url = authorize_url(spec, settings, emu.client_id, REDIRECT, "st", challenge)
+    answer = httpx.get(url, verify=str(emu.ca_file), follow_redirects=False, timeout=10)
+    code = parse_qs(urlparse(answer.headers["location"]).query)["code"][0]
+    tokens = exchange_code(spec, settings, client, code, REDIRECT, verifier)
+    assert tokens.refresh_token and "Calendars.ReadWrite" in tokens.extra["scope"]
+    again = refresh(spec, settings, {**client, **tokens.as_credentials()})
+    assert again.access_token != tokens.access_token
