@@ -329,7 +329,11 @@ class HubSpotConfig:
     # OAuth scopes checked per endpoint (``required_scope``): 403 MISSING_SCOPES.
     enforce_scopes: bool = True
     search_max_results: int = 10_000
-    search_index_delay_seconds: float = 0.0
+    # Search results lag writes: a record created through the API is found by search only
+    # this long after ("Search results may exclude newly created and updated objects",
+    # HubSpot's integrators observe seconds; https://developers.hubspot.com/docs/api/crm/search).
+    # Seeded records (``insert``/``seed``) count as indexed long ago.
+    search_index_delay_seconds: float = 3.0
     unique_property: str = "relais_id"
     list_max_limit: int = 100
     batch_max_inputs: int = 100
@@ -350,6 +354,7 @@ class _Obj:
     updated_at: datetime
     archived: bool = False
     archived_at: datetime | None = None
+    seeded: bool = False  # put there by the control API: already in the search index
 
 
 @dataclass
@@ -462,7 +467,9 @@ class HubSpotEmulator(Emulator):
     def insert(self, object_type: str, properties: dict[str, Any]) -> str:
         """Seed one object directly (no API call, no rate limit)."""
         with self.lock:
-            return str(self._create(self._type(object_type), properties, None).id)
+            obj = self._create(self._type(object_type), properties, None)
+            obj.seeded = True
+            return str(obj.id)
 
     def seed(self, object_type: str, count: int, factory: Any = None) -> list[str]:
         """Seed ``count`` objects; ``factory(i) -> properties`` (default: numbered contacts)."""
@@ -470,7 +477,10 @@ class HubSpotEmulator(Emulator):
             t = self._type(object_type)
             make = factory or (lambda i: {"email": f"seed{i}@example.com",
                                           "firstname": f"Seed{i}", "lastname": "Sandbox"})
-            return [str(self._create(t, make(i), None).id) for i in range(count)]
+            made = [self._create(t, make(i), None) for i in range(count)]
+            for obj in made:
+                obj.seeded = True
+            return [str(obj.id) for obj in made]
 
     def associations(self, from_type: str, from_id: str | int, to_type: str) -> list[int]:
         with self.lock:
@@ -1188,7 +1198,7 @@ class HubSpotEmulator(Emulator):
         text = str(body.get("query") or "").strip().lower()
         visible_after = self.clock.now() - timedelta(seconds=cfg.search_index_delay_seconds)
         rows = [o for o in self.store[t].values() if not o.archived and
-                (cfg.search_index_delay_seconds <= 0 or o.created_at <= visible_after)]
+                (cfg.search_index_delay_seconds <= 0 or o.seeded or o.created_at <= visible_after)]
         if matchers:
             rows = [o for o in rows if any(all(m(o) for m in group) for group in matchers)]
         if text:

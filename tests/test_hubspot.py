@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC
 from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 from conftest import FIXTURES
 from crm_helpers import accept, call, connection_id, drain, force_due, statuses
@@ -279,8 +281,10 @@ def test_300_new_callers_with_one_conflicting_contact_all_delivered_once(hs):
     """Issue 11: HubSpot may refuse a whole batch upsert for one input whose email
     another contact owns (409, the emulator's default). The batch is split until that
     input stands alone; it is linked to the owner; the 299 others are created once."""
-    hs.configure(search_index_delay_seconds=60)  # the owner was created a moment ago
-    owner = hs.insert("contacts", {"lastname": "Déjà-là", "email": "zoe.roux@exemple.fr"})
+    hs.configure(search_index_delay_seconds=60)  # the owner, created a moment ago through
+    owner = httpx.post(f"{hs.url}/crm/v3/objects/contacts", timeout=10, json={  # the API,
+        "properties": {"lastname": "Déjà-là", "email": "zoe.roux@exemple.fr"}},  # is not
+        headers={"Authorization": f"Bearer {hs.private_app_token}"}).json()["id"]  # searchable
     conn = private_app(hs)
     for n in range(300):
         caller = {"name": f"Client {n}", "phone": f"+336123{n:05d}"}
@@ -366,3 +370,20 @@ def _message(n: int):
                            "taken_at": "2026-11-27T09:15:00Z", "staff": None,
                            "callback_requested": False, "intake": {}}}  # fmt: skip
     return DeliveryRequest(f"d{n}", f"relais-d{n}", "message.created", payload)
+
+
+def test_search_lag_never_duplicates_a_caller(hs):
+    """Issue 11: search results lag writes (the emulator's default: 3 s). A caller
+    created by one batch is not found by the next batch's search a moment later, and
+    with no link to go by (another worker, a lost link) the upsert by relais_id still
+    lands on the same contact."""
+    from connectors.base import ConnectionInfo, Runtime
+    from connectors.hubspot import HubSpotConnector
+
+    info = ConnectionInfo("conn-lag", T, "hubspot", "hubspot", {"api_base_url": hs.url},
+                          {"access_token": hs.private_app_token})  # fmt: skip
+    for n in (1, 2):
+        request = replace(_message(7), delivery_id=f"d7-{n}", idempotency_key=f"relais-d7-{n}")
+        results = HubSpotConnector(info, Runtime()).deliver([request])
+        assert [r.error for r in results] == [None]
+    assert len(objects(hs, "contacts")) == 1 and len(objects(hs, "calls")) == 2
