@@ -636,6 +636,9 @@ class OutlookConnector:
         body = {
             "changeType": "created,updated,deleted",
             "notificationUrl": address,
+            # Lifecycle events (subscriptionRemoved, missed, reauthorizationRequired) come
+            # to the same endpoint, which tells them apart by ``lifecycleEvent``.
+            "lifecycleNotificationUrl": address,
             "resource": f"{self._user(calendar_id).lstrip('/')}/events",
             "expirationDateTime": rfc3339(expires.replace(microsecond=0)),
             "clientState": client_state,

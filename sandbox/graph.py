@@ -65,7 +65,8 @@ reference, the throttling and webhook guides:
 Not emulated: other calendars than the default one, attendees' copies and
 meeting responses, online meetings, attachments, ``$filter`` beyond ``prop
 eq 'value'``, ``$select``/``$expand`` (answers are a superset), rich
-notifications, lifecycle events, sharing. Guessed (settings or notes):
+notifications, sharing. Lifecycle events are sent on demand
+(``lifecycle_event``). Guessed (settings or notes):
 the answer to a repeated ``transactionId`` (201 with the existing event for an
 identical body; 400 ``ErrorDuplicateTransactionId`` for a different one),
 the exact 400 codes for bad events/windows/batches, ``unknown`` showAs
@@ -277,6 +278,7 @@ class _Subscription:
     creator_id: str
     lifecycle_url: str | None = None
     latest_tls: str = "v1_2"
+    needs_reauth: bool = False  # after reauthorizationRequired: no notifications until renewed
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -1525,18 +1527,59 @@ class GraphEmulator(Emulator):
                     body = _obj(payload)
                     if "expirationDateTime" in body:
                         sub.expires = self._expiry(body["expirationDateTime"])
+                        sub.needs_reauth = False  # renewing reauthorizes
                     if "notificationUrl" in body:
                         raise _bad("notificationUrl cannot be updated.", "InvalidRequest")
                     self.knobs.count("graph.subscriptions.renewed")
                     return GResp(200, sub.wire())
+        if len(rest) == 2 and rest[1].lower() == "reauthorize" and method == "POST":
+            with self.lock:
+                sub = self.subs.get(rest[0])
+                if sub is None or sub.application_id != tok.client_id:
+                    raise GraphError(404, "ResourceNotFound",
+                                     f"The object was not found. Subscription '{rest[0]}'.")
+                sub.needs_reauth = False
+                self.knobs.count("graph.subscriptions.reauthorized")
+                return GResp(204)
         raise _bad("Unsupported subscriptions request.", "BadRequest")
+
+    def lifecycle_event(self, subscription_id: str, event: str) -> bool:
+        """Send a lifecycle notification as Graph does ("Reduce missing subscriptions and
+        change notifications", https://learn.microsoft.com/graph/change-notifications-lifecycle-events):
+        ``subscriptionRemoved`` (the subscription is gone: create a new one and resync),
+        ``missed`` (notifications were lost: resync), ``reauthorizationRequired``
+        (notifications stop until the subscription is renewed or reauthorized). It goes to
+        ``lifecycleNotificationUrl`` only: without one, nobody hears it. True if sent."""
+        if event not in ("subscriptionRemoved", "missed", "reauthorizationRequired"):
+            raise ValueError(f"unknown lifecycle event {event!r}")
+        with self.lock:
+            sub = self.subs.get(subscription_id)
+            if sub is None:
+                raise KeyError(subscription_id)
+            if event == "subscriptionRemoved":
+                del self.subs[subscription_id]
+            elif event == "reauthorizationRequired":
+                sub.needs_reauth = True
+            self.knobs.count(f"graph.lifecycle.{event}")
+            if not sub.lifecycle_url:
+                return False
+            note = {"subscriptionId": sub.id, "lifecycleEvent": event,
+                    "subscriptionExpirationDateTime": graph_stamp(sub.expires),
+                    "clientState": sub.client_state, "tenantId": self.tenant_id,
+                    "resource": sub.resource}
+        self.notifier.post("graph.lifecycle", sub.lifecycle_url,
+                           headers={"Content-Type": "application/json; charset=utf-8"},
+                           body=json.dumps({"value": [note]}),
+                           meta={"subscription": sub.id, "lifecycleEvent": event})
+        return True
 
     def _changed(self, mb: Mailbox, event_id: str, change: str) -> None:
         now = self.clock.now()
         ev = mb.events.get(event_id)
         etag = ev.res.get("@odata.etag") if ev is not None else None
         for sub in self.subs.values():
-            if sub.mailbox != mb.id or sub.expires <= now or change not in sub.change_types:
+            if sub.mailbox != mb.id or sub.expires <= now or change not in sub.change_types \
+                    or sub.needs_reauth:
                 continue
             resource = f"Users/{mb.id}/Events/{event_id}"
             data: dict[str, Any] = {"@odata.type": "#Microsoft.Graph.Event",
