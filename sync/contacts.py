@@ -468,6 +468,11 @@ def _run(
         cursor["run"] = run
         _save_cursor(row, cursor)
     outcome.mode = run["mode"]
+    every = getattr(reader, "deletions_every", None)  # a listing that grows with the archive
+    checked = _dt(cursor.get("deleted_checked_at"))
+    if not run["deletes_done"] and every is not None and checked is not None \
+            and _dt(run["started"]) - checked < every:
+        run["deletes_done"], run["deletions_skipped"] = True, True  # bounded: not due yet
     if not run["deletes_done"]:
         try:
             deleted_since = _dt(run.get("deleted_since") or run["since"])
@@ -498,7 +503,9 @@ def _run(
             row,
             {"since": run["started"], "generation": run["generation"], "run": None,
              "last_mode": run["mode"],
-             "deleted_since": run.get("deleted_until") or run["started"]},
+             "deleted_since": run.get("deleted_until") or run["started"],
+             "deleted_checked_at": cursor.get("deleted_checked_at")
+             if run.get("deletions_skipped") else run["started"]},
         )  # fmt: skip
 
 

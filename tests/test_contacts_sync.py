@@ -147,8 +147,9 @@ def test_hubspot_full_then_incremental_reads_only_changes(hs, monkeypatch):
     assert (second.status, second.mode) == ("ok", "incremental")
     # Search lags writes (a few seconds): the contact created just now is not found yet.
     assert (second.records_in, second.unchanged, second.deleted) == (2, 0, 0)
-    assert calls(hs, SEARCH) == 1 and calls(hs, ARCHIVED, "GET") == 1
-    assert second.calls == 2
+    # One search; the archive is listed at most daily (the full pull just did).
+    assert calls(hs, SEARCH) == 1 and calls(hs, ARCHIVED, "GET") == 0
+    assert second.calls == 1
     contacts = live(conn)
     assert len(contacts) == 45 and contacts[ids[30]].name == "Camille30 Moreau"
 
@@ -158,12 +159,12 @@ def test_hubspot_full_then_incremental_reads_only_changes(hs, monkeypatch):
     assert live(conn)[new].phones == ["+33699887766"]
     hs.knobs.reset()
     hs.clock.set_offset(0)
-    fourth = pull_connection(conn)  # nothing new: one search, one archived page
-    assert (fourth.records_in, fourth.calls) == (0, 2)
+    fourth = pull_connection(conn)  # nothing new: one search
+    assert (fourth.records_in, fourth.calls) == (0, 1)
 
 
 def test_hubspot_archived_contacts_are_deleted(hs, monkeypatch):
-    conn = setup_hubspot(hs, monkeypatch)
+    conn = setup_hubspot(hs, monkeypatch, deleted_sweep_hours=0)  # list them every pull
     ids = seed_hubspot(hs, 5)
     pull_connection(conn)
     hubspot_client(hs).crm.contacts.basic_api.archive(ids[2])
@@ -359,6 +360,15 @@ def directory(hs, monkeypatch):
     return TestClient(create_app()), key, admin, conn
 
 
+def sweep_due(conn: str) -> None:
+    """Make the archive listing due (as a day after the last one)."""
+    with session_scope() as session:
+        row = session.get(SyncCursor, (conn, "contacts"))
+        cursor = json.loads(row.cursor)
+        cursor["deleted_checked_at"] = (utcnow() - timedelta(hours=25)).isoformat()
+        row.cursor = json.dumps(cursor)
+
+
 def names(response) -> list[str]:
     assert response.status_code == 200, response.text
     return [c["name"] for c in response.json()["contacts"]]
@@ -398,6 +408,7 @@ def test_lookup_forgets_deleted_contacts(directory, hs):
     client, key, _, conn = directory
     target = hs.find("contacts", lastname="Roux")[0]["id"]
     hubspot_client(hs).crm.contacts.basic_api.archive(target)
+    sweep_due(conn)
     assert pull_connection(conn).deleted == 1
     got = client.get(f"/v1/tenants/{HS}/contacts", params={"phone": "0698345678"},
                      headers={"Authorization": f"Bearer {key}"})
@@ -535,3 +546,25 @@ def test_salesforce_deletions_resume_from_latest_date_covered(sf, monkeypatch):
     second = pull_connection(conn)
     assert (second.mode, second.deleted) == ("incremental", 1), second.error
     assert ids[2] not in live(conn)
+
+
+def test_hubspot_archive_listing_is_bounded_not_per_pull(hs, monkeypatch):
+    """Issue 16: the archived list has no date filter, so listing it on every pull made
+    a sync cost grow with the archive. It runs at most every ``deleted_sweep_hours``."""
+    conn = setup_hubspot(hs, monkeypatch)
+    ids = seed_hubspot(hs, 5)
+    archive = hs.seed("contacts", 250)  # a large archive
+    for start in range(0, 250, 100):
+        hubspot_client(hs).crm.contacts.batch_api.archive(
+            {"inputs": [{"id": i} for i in archive[start:start + 100]]})
+    assert pull_connection(conn).mode == "full"
+    hubspot_client(hs).crm.contacts.basic_api.archive(ids[1])
+    hs.knobs.reset()
+    for _ in range(3):
+        assert pull_connection(conn).calls == 1  # one search, whatever the archive's size
+    assert calls(hs, ARCHIVED, "GET") == 0 and ids[1] in live(conn)
+    sweep_due(conn)  # a day later
+    swept = pull_connection(conn)
+    assert swept.deleted == 1 and ids[1] not in live(conn)
+    assert calls(hs, ARCHIVED, "GET") == 3  # 251 archived contacts, 100 per page
+    assert pull_connection(conn).calls == 1
