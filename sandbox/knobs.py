@@ -176,6 +176,14 @@ class Knobs:
         self._release = threading.Event()
         self.connections: Any = None  # set by KnobsMiddleware: the server's connections
 
+    def close_idle_after(self, seconds: float | None, reset: bool = False) -> None:
+        """Close every keep-alive connection left idle ``seconds`` (None: never), as a
+        server or proxy idle timeout does, without a ``Connection: close`` warning; with
+        ``reset``, by a RST (a proxy that drops its state), which the client's next write
+        meets as a broken pipe or a reset."""
+        if self.connections is not None:
+            self.connections.idle_timeout, self.connections.idle_reset = seconds, reset
+
     def close_idle_connections(self, reset: bool = False) -> int:
         """Close every keep-alive connection between two requests, as a server's idle
         timeout does (uvicorn closes after 5 s; load balancers after their own): FIN, or
@@ -348,6 +356,8 @@ class _Connections:
     def __init__(self) -> None:
         self.idle: dict[Any, asyncio.AbstractEventLoop] = {}  # transport -> its loop
         self.lock = threading.Lock()
+        self.idle_timeout: float | None = None  # close connections idle this long (s)
+        self.idle_reset = False  # ... with a RST rather than a FIN
 
     def busy(self, send: Send) -> Any:
         transport = getattr(getattr(send, "__self__", None), "transport", None)
@@ -358,8 +368,17 @@ class _Connections:
 
     def rest(self, transport: Any) -> None:
         if transport is not None and not transport.is_closing():
+            loop = asyncio.get_running_loop()
             with self.lock:
-                self.idle[transport] = asyncio.get_running_loop()
+                self.idle[transport] = loop
+            if self.idle_timeout is not None:
+                loop.call_later(self.idle_timeout, self._expire, transport)
+
+    def _expire(self, transport: Any) -> None:
+        with self.lock:
+            still_idle = self.idle.pop(transport, None) is not None
+        if still_idle:  # no request came on it meanwhile
+            _close_transport(transport, reset=self.idle_reset)
 
     def close_idle(self, reset: bool) -> int:
         with self.lock:
