@@ -303,7 +303,8 @@ class OutlookConnector:
     ) -> httpx.Response:
         """One paced Graph request (two when an app token was refused and renewed, or
         when a keep-alive connection the server had closed failed it: every request we
-        send is a read or idempotent — PATCH, DELETE, POST with a transactionId)."""
+        send is a read or idempotent — PATCH, DELETE, POST with a transactionId — but a
+        subscription, which at worst exists twice and expires unused)."""
         stale_retried = renewed = False
         for _ in range(3):
             token = self._token()
