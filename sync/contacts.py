@@ -52,7 +52,7 @@ from connectors.base import ConnectionInfo, DeliveryError, RateLimited, Runtime
 from connectors.crm import ContactPage, CrmContact, CrmDeletion, CursorExpired
 from relais.db import session_scope
 from relais.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
-from relais.models import Connection, SyncCursor, Tenant, utcnow
+from relais.models import Connection, ExternalLink, SyncCursor, Tenant, utcnow
 from relais.tenants import parsed_config
 from sync import pull_lock
 
@@ -297,7 +297,39 @@ def _apply_page(
     session.execute(insert(DirectoryContact), contacts)
     if phones:
         session.execute(insert(DirectoryPhone), phones)
+    _link_callers(session, target, contacts)
     return len(changed), len(same)
+
+
+def _link_callers(session: Session, target: _Target, contacts: list[dict[str, Any]]) -> None:
+    """Teach the delivery connectors the callers this directory knows: a link from the
+    caller key (``tel:+33…``, ``mail:…``, as ``connectors.crm.caller_key`` makes it) to
+    the CRM record, whatever format the number was typed in. A link already there (one a
+    connector wrote, or an older record) is kept. One query and one insert per page."""
+    wanted: dict[tuple[str, str], str] = {}
+    for row in contacts:
+        keys = [f"tel:{p}" for p in row["phones"] if p.startswith("+")]
+        keys += [f"mail:{e}" for e in row["emails"]]
+        for key in keys:
+            wanted.setdefault((key, row["crm_object"]), row["crm_id"])
+    if not wanted:
+        return
+    have = set(session.execute(
+        select(ExternalLink.local_id, ExternalLink.remote_type).where(
+            ExternalLink.connection_id == target.connection_id,
+            ExternalLink.local_type == "caller",
+            ExternalLink.local_id.in_({key for key, _ in wanted}),
+        )
+    ).all())  # fmt: skip
+    rows = [
+        {"tenant_id": target.tenant_id, "connection_id": target.connection_id,
+         "local_type": "caller", "local_id": key[:200], "remote_type": remote_type,
+         "remote_id": crm_id}
+        for (key, remote_type), crm_id in wanted.items()
+        if (key, remote_type) not in have
+    ]  # fmt: skip
+    if rows:
+        session.execute(insert(ExternalLink), rows)
 
 
 def _apply_deletions(session: Session, target: _Target, items: Iterable[CrmDeletion]) -> int:
@@ -318,8 +350,25 @@ def _apply_deletions(session: Session, target: _Target, items: Iterable[CrmDelet
 
 
 def _mark_deleted(session: Session, keys: list[str]) -> int:
+    """Mark directory contacts deleted, and forget the caller links to them (a link to a
+    deleted record would send the next call to it)."""
     for start in range(0, len(keys), 500):
         part = keys[start : start + 500]
+        records: dict[tuple[str, str], list[str]] = {}
+        for connection_id, crm_object, crm_id in session.execute(
+            select(DirectoryContact.connection_id, DirectoryContact.crm_object,
+                   DirectoryContact.crm_id).where(DirectoryContact.id.in_(part))
+        ).all():  # fmt: skip
+            records.setdefault((connection_id, crm_object), []).append(crm_id)
+        for (connection_id, crm_object), crm_ids in records.items():
+            session.execute(
+                delete(ExternalLink).where(
+                    ExternalLink.connection_id == connection_id,
+                    ExternalLink.local_type == "caller",
+                    ExternalLink.remote_type == crm_object,
+                    ExternalLink.remote_id.in_(crm_ids),
+                )
+            )
         session.execute(delete(DirectoryPhone).where(DirectoryPhone.contact_id.in_(part)))
         session.execute(
             update(DirectoryContact)

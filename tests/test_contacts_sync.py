@@ -568,3 +568,24 @@ def test_hubspot_archive_listing_is_bounded_not_per_pull(hs, monkeypatch):
     assert swept.deleted == 1 and ids[1] not in live(conn)
     assert calls(hs, ARCHIVED, "GET") == 3  # 251 archived contacts, 100 per page
     assert pull_connection(conn).calls == 1
+
+
+def test_a_caller_the_directory_knows_is_not_duplicated_whatever_the_format(hs, monkeypatch):
+    """Issue 9: a number typed in a form no lookup tries (``+33 (0)4 72 00 00 09``) is
+    still the caller's: the directory pull links it, the delivery uses that link."""
+    from crm_helpers import accept, call, drain
+
+    conn = setup_hubspot(hs, monkeypatch)
+    hs.clock.set_offset(-3600)
+    owner = hs.insert("contacts", {"lastname": "Format", "phone": "+33 (0)4 72 00 00 09"})
+    gone = hs.insert("contacts", {"lastname": "Parti", "phone": "+33 (0)4 72 00 00 08"})
+    hs.clock.set_offset(0)
+    assert pull_connection(conn).records_in == 2
+    hubspot_client(hs).crm.contacts.basic_api.archive(gone)
+    sweep_due(conn)
+    assert pull_connection(conn).deleted == 1  # its link is forgotten with it
+    accept(HS, call(9, caller={"name": "Client", "phone": "+33472000009"}))
+    accept(HS, call(8, caller={"name": "Nouveau", "phone": "+33472000008"}))
+    assert drain(conn, HS) == {"delivered": 2}
+    assert len(hs.associations("contacts", owner, "calls")) == 1
+    assert len(hs.objects("contacts")) == 2  # the owner and a new one for the other caller
