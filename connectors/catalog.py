@@ -20,6 +20,10 @@ class ProviderSpec(BaseModel):
     api_base_url: str | None = None
     scopes: list[str] = []
     pkce: bool = False
+    # Extra query parameters of the authorize URL, per provider (Google: offline access).
+    authorize_params: dict[str, str] = {}
+    # Scopes sent again on code redemption and refresh (Microsoft identity requires them).
+    token_scopes: bool = False
     default_token_lifetime: int = 3600
     api_version: str | None = None
     limits: dict[str, Any] = {}

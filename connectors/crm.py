@@ -26,6 +26,32 @@ def caller_key(payload: dict[str, Any]) -> CallerKey:
     return CallerKey(id=f"tel:{phone}" if phone else f"mail:{email}", phone=phone, email=email)
 
 
+def phone_forms(e164: str, region: str | None) -> list[str]:
+    """The ways people type a number into a CRM, for exact-match lookups:
+    ``+33612345678``, ``+33 6 12 34 56 78``, ``06 12 34 56 78``, ``0612345678``,
+    ``06.12.34.56.78`` and ``06-12-34-56-78`` (a foreign number: its international
+    forms only)."""
+    from mappings.templates import format_phone
+
+    forms = [e164]
+    for style in ("international", "national"):
+        text = format_phone(e164, region, style)
+        if text:
+            forms += [text, text.replace(" ", "")]
+            if not text.startswith("+"):
+                forms += [text.replace(" ", "."), text.replace(" ", "-")]
+    return list(dict.fromkeys(forms))
+
+
+def same_phone(stored: str | None, region: str | None) -> str | None:
+    """A phone as a CRM stores it, in E.164 (None when it is no number)."""
+    from mappings.templates import format_phone, parse_phone
+
+    if not stored or parse_phone(stored, region) is None:
+        return None
+    return format_phone(stored, region, "e164")
+
+
 def render_context(payload: dict[str, Any]) -> Any:
     from mappings.fieldmap import RenderContext
 

@@ -41,7 +41,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from http.client import HTTPException
+from http.client import HTTPException, RemoteDisconnected
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -119,6 +119,21 @@ def _thread_http(timeout: float, ca_file: str | None) -> httplib2.Http:
     return client
 
 
+class _TransportError(TransientError):
+    """No HTTP answer came (connection lost, timeout): a write may or may not have landed."""
+
+
+# What a keep-alive connection closed by the server while idle raises on reuse.
+_STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, RemoteDisconnected)
+
+
+def _drop_connections(http: httplib2.Http) -> None:
+    """Close this thread's pooled connections: the next request opens a fresh one."""
+    for connection in list(http.connections.values()):
+        connection.close()
+    http.connections.clear()
+
+
 def _details(exc: HttpError) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     try:
         body = json.loads(exc.content or b"{}")
@@ -182,27 +197,38 @@ class GoogleCalendarConnector:
         self._service = None
 
     # ------------------------------------------------------------- plumbing
-    def _send(self, request: HttpRequest, what: str) -> tuple[int, Any, HttpError | None]:
+    def _send(
+        self, request: HttpRequest, what: str, repeatable: bool = True
+    ) -> tuple[int, Any, HttpError | None]:
         """Execute one paced request: (status, body, HttpError or None).
 
-        Transport failures (connection lost, timeout) raise ``TransientError``."""
+        A keep-alive connection the server closed while idle fails the next request
+        (reset, broken pipe, disconnected): a ``repeatable`` request (a read, or a write
+        idempotent by its key) is sent once more on a fresh connection. Other transport
+        failures, and a second one, raise ``_TransportError`` (transient)."""
         if not self.credentials.token:
             raise AuthExpired(f"Google Calendar {what}: the connection has no access token")
-        self._meter()
-        authed = google_auth_httplib2.AuthorizedHttp(
-            self.credentials,
-            http=_thread_http(self.timeout, self.ca_file),
-            refresh_status_codes=(),  # the engine refreshes, never the connector
-        )
-        try:
-            body = request.execute(http=authed, num_retries=0)
-        except HttpError as exc:
-            return int(exc.resp.status), None, exc
-        except (OSError, httplib2.HttpLib2Error, HTTPException) as exc:
-            raise TransientError(
-                f"Google Calendar {what}: connection failed ({type(exc).__name__}: {exc})"
-            ) from None
-        return 200, body, None
+        for attempt in (1, 2):
+            self._meter()
+            http = _thread_http(self.timeout, self.ca_file)
+            authed = google_auth_httplib2.AuthorizedHttp(
+                self.credentials,
+                http=http,
+                refresh_status_codes=(),  # the engine refreshes, never the connector
+            )
+            try:
+                body = request.execute(http=authed, num_retries=0)
+            except HttpError as exc:
+                return int(exc.resp.status), None, exc
+            except (OSError, httplib2.HttpLib2Error, HTTPException) as exc:
+                _drop_connections(http)
+                if attempt == 1 and repeatable and isinstance(exc, _STALE):
+                    continue
+                raise _TransportError(
+                    f"Google Calendar {what}: connection failed ({type(exc).__name__}: {exc})"
+                ) from None
+            return 200, body, None
+        raise AssertionError("unreachable")
 
     def _error(self, exc: HttpError, what: str) -> DeliveryError:
         status = int(exc.resp.status)
@@ -228,8 +254,10 @@ class GoogleCalendarConnector:
             return TransientError(reason, retry_after=wait)
         return Rejected(reason)
 
-    def _call(self, request: HttpRequest, what: str, ok: Sequence[int] = ()) -> tuple[int, Any]:
-        status, body, exc = self._send(request, what)
+    def _call(
+        self, request: HttpRequest, what: str, ok: Sequence[int] = (), repeatable: bool = True
+    ) -> tuple[int, Any]:
+        status, body, exc = self._send(request, what, repeatable)
         if exc is not None and status not in ok:
             raise self._error(exc, what)
         return status, body
@@ -319,21 +347,39 @@ class GoogleCalendarConnector:
         return EventRef(calendar_id, str(res["id"]), res.get("etag"))
 
     def create_event(self, calendar_id: str, event: EventSpec, idempotency_key: str) -> EventRef:
+        """One insert under the id of our key. When its answer is lost (timeout, reset),
+        the insert may or may not have landed, and Google does not promise to refuse a
+        second insert of the same id: the id is read first (one GET) and inserted again
+        only when absent."""
         event_id = event_id_for(idempotency_key)
         body = self._body(event) | {"id": event_id}
         events = self.service.events()
-        status, res = self._call(
-            events.insert(calendarId=calendar_id, body=body, sendUpdates=self.send_updates),
-            "event create",
-            ok=(409,),
-        )
+
+        def insert() -> tuple[int, Any]:
+            return self._call(
+                events.insert(calendarId=calendar_id, body=body, sendUpdates=self.send_updates),
+                "event create",
+                ok=(409,),
+                repeatable=False,
+            )
+
+        try:
+            status, res = insert()
+        except _TransportError:
+            status, res = self._call(
+                events.get(calendarId=calendar_id, eventId=event_id), "event read", ok=(404,)
+            )
+            if status == 404:
+                status, res = insert()
+            else:
+                status = 200  # the lost insert landed: ``res`` is our event
         if status == 409:  # an earlier attempt with this key landed: that is our event
             _, res = self._call(events.get(calendarId=calendar_id, eventId=event_id), "event read")
-            if res.get("status") == "cancelled":
-                raise Rejected(
-                    f"Google Calendar: the event of this idempotency key ({event_id}) was "
-                    "created then deleted; a new booking needs a new key"
-                )
+        if res.get("status") == "cancelled":
+            raise Rejected(
+                f"Google Calendar: the event of this idempotency key ({event_id}) was "
+                "created then deleted; a new booking needs a new key"
+            )
         return self._ref(calendar_id, res)
 
     def update_event(self, ref: EventRef, event: EventSpec) -> EventRef:

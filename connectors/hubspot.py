@@ -11,9 +11,12 @@ and one batch create per 100 callback tasks, which are rarer than calls.
 
 Exactly once: every record carries ``relais_id`` (a unique custom property):
 the contact's caller key, or the delivery's idempotency key. Creates carry an
-``objectWriteTraceId`` so one conflict does not sink the batch; a conflict on
-``relais_id`` means an earlier attempt already wrote the record (its answer
-was lost), so we read it back by ``relais_id`` and make sure it is associated.
+``objectWriteTraceId`` so one conflict does not sink the batch; any record
+refused on its own is read back by ``relais_id`` before it is declared
+rejected (an earlier attempt may have written it, its answer lost), and
+associated. A contact upsert refused as a whole (HubSpot may answer one
+conflicting input with a 409 for the batch) is split in halves until the bad
+input stands alone.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from hubspot import HubSpot
 
@@ -38,7 +42,16 @@ from connectors.base import (
     Runtime,
     TransientError,
 )
-from connectors.crm import CallerKey, FieldProblem, caller_key, check_fields, render_section
+from connectors.crm import (
+    CallerKey,
+    FieldProblem,
+    caller_key,
+    check_fields,
+    phone_forms,
+    render_section,
+    same_phone,
+)
+from connectors.http import make_client
 from connectors.registry import register
 
 DEFAULT_HOST = "https://api.hubapi.com"
@@ -67,7 +80,9 @@ def error_from(exc: BaseException, what: str) -> DeliveryError:
     reason = f"HubSpot {what} answered {status}: {message}"
     headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
     if status == 429:
-        return RateLimited(reason, datetime.now(UTC) + _reset_after(body, headers))
+        limited = RateLimited(reason, datetime.now(UTC) + _reset_after(body, headers))
+        limited.daily = body.get("policyName") == "DAILY"  # type: ignore[attr-defined]
+        return limited
     if status == 401:
         return AuthExpired(reason)
     if status >= 500 or status == 0:
@@ -75,14 +90,23 @@ def error_from(exc: BaseException, what: str) -> DeliveryError:
     return Rejected(reason)
 
 
+def next_midnight(zone: tzinfo, now: datetime | None = None) -> datetime:
+    """The next midnight in ``zone`` (aware, whatever the DST of that night)."""
+    local = (now or datetime.now(UTC)).astimezone(zone)
+    return datetime.combine(local.date() + timedelta(days=1), time(), zone)
+
+
 def _reset_after(body: dict[str, Any], headers: dict[str, str]) -> timedelta:
-    if body.get("policyName") == "DAILY":  # the daily cap resets at midnight (unverified: UTC)
-        now = datetime.now(UTC)
-        return datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1) - now
+    if body.get("policyName") == "DAILY":  # until midnight; the connector puts it in the
+        now = datetime.now(UTC)  # account's time zone (HubSpot's usage guidelines)
+        return next_midnight(UTC, now) - now
     if "retry-after" in headers:
         return timedelta(seconds=float(headers["retry-after"]))
     interval = float(headers.get("x-hubspot-ratelimit-interval-milliseconds", 10_000))
     return timedelta(milliseconds=interval)
+
+
+_ACCOUNT_ZONES: dict[str, tzinfo] = {}  # connection id -> the account's time zone
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -123,6 +147,7 @@ class HubSpotConnector:
         self.info, self.runtime = info, runtime
         token = info.credentials.get("access_token") or info.credentials.get("private_app_token")
         host = str(info.settings.get("api_base_url", DEFAULT_HOST)).rstrip("/")
+        self.host, self.token = host, token
         self.client = HubSpot(access_token=token, host=host)
         self.id_property = str(info.settings.get("id_property", "relais_id"))
         self.calls = 0  # API calls made, for benchmarks
@@ -132,14 +157,35 @@ class HubSpotConnector:
         """One paced SDK call. Bodies go as plain JSON and answers come back raw
         (``_preload_content=False``): the SDK's models copy a configuration per
         object and parse every date, which costs more than the request."""
+        if self.info.id not in _ACCOUNT_ZONES:
+            self._account_zone()  # while calls are left: a DAILY 429 is no time to ask
         self.runtime.pacer.wait()
         self.calls += 1
         try:
             response = fn()
         except Exception as exc:  # noqa: BLE001 - mapped to an error kind right here
-            raise error_from(exc, what) from exc
+            error = error_from(exc, what)
+            if getattr(error, "daily", False):
+                assert isinstance(error, RateLimited)
+                error.reset_at = next_midnight(self._account_zone())
+            raise error from exc
         data = response.data
         return json.loads(data) if data else {}
+
+    def _account_zone(self) -> tzinfo:
+        """The account's time-zone setting, where the daily limit resets at midnight
+        (``GET /account-info/v3/details``: one call per process and connection, made
+        before its first request, while the daily limit still allows it)."""
+        zone = _ACCOUNT_ZONES.get(self.info.id)
+        if zone is None:
+            try:
+                with make_client(10, {"Authorization": f"Bearer {self.token}"}) as http:
+                    answer = http.get(f"{self.host}/account-info/v3/details")
+                zone = ZoneInfo(str(answer.json()["timeZone"]))
+            except Exception:  # noqa: BLE001 - unknown: UTC midnight (at worst a few hours early)
+                zone = UTC
+            _ACCOUNT_ZONES[self.info.id] = zone
+        return zone
 
     def close(self) -> None:
         return None
@@ -227,11 +273,15 @@ class HubSpotConnector:
                 links.put("caller", w.key.id, "contacts", w.contact_id)
 
     def _search_contacts(self, work: list[_Work]) -> dict[tuple[str, str], str]:
-        phones = sorted({w.key.phone for w in work if w.key.phone})
+        """One search (a page per 200 matches) on phone, mobile phone and email. HubSpot
+        matches strings exactly, so each phone goes in the six forms people type it;
+        what comes back is keyed by E.164."""
+        region = (work[0].request.payload.get("tenant") or {}).get("phone_region")
+        phones = sorted({f for w in work if w.key.phone for f in phone_forms(w.key.phone, region)})
         emails = sorted({w.key.email for w in work if w.key.email})
         groups = [
             {"filters": [{"propertyName": prop, "operator": "IN", "values": values}]}
-            for prop, values in (("phone", phones), ("email", emails))
+            for prop, values in (("phone", phones), ("mobilephone", phones), ("email", emails))
             if values
         ]
         found: dict[tuple[str, str], str] = {}
@@ -239,7 +289,7 @@ class HubSpotConnector:
         while True:  # one page unless callers exist in many copies
             request = {
                 "filterGroups": groups,
-                "properties": ["phone", "email"],
+                "properties": ["phone", "mobilephone", "email"],
                 "limit": 200,
                 "sorts": ["createdate"],  # the oldest record wins when a caller exists twice
                 **({"after": after} if after else {}),
@@ -253,11 +303,13 @@ class HubSpotConnector:
             )
             for contact in page.get("results") or []:
                 props = contact.get("properties") or {}
-                for prop in ("phone", "email"):
-                    value = (props.get(prop) or "").strip()
-                    if value:
-                        key = (prop, value.lower() if prop == "email" else value)
-                        found.setdefault(key, str(contact["id"]))
+                for prop in ("phone", "mobilephone"):
+                    e164 = same_phone(props.get(prop), region)
+                    if e164:
+                        found.setdefault(("phone", e164), str(contact["id"]))
+                email = (props.get("email") or "").strip().lower()
+                if email:
+                    found.setdefault(("email", email), str(contact["id"]))
             after = ((page.get("paging") or {}).get("next") or {}).get("after")
             if not after:
                 return found
@@ -272,29 +324,72 @@ class HubSpotConnector:
                 continue
             props[self.id_property] = w.key.id
             inputs.append({"idProperty": self.id_property, "id": w.key.id, "properties": props})
-        if not inputs:
-            return outcome
-        response = self._call(
-            "contact upsert",
-            lambda: self.client.crm.contacts.batch_api.upsert(
-                {"inputs": inputs}, _preload_content=False
-            ),
-        )
+        if inputs:
+            outcome |= self._upsert_inputs(inputs)
+        return outcome
+
+    def _upsert_inputs(self, inputs: list[dict[str, Any]]) -> dict[str, str | DeliveryError]:
+        """One batch upsert. HubSpot may refuse a whole batch for one bad input (409
+        "Contact already exists. Existing ID: N" for an email another contact owns):
+        the batch is then split in halves until the bad input stands alone, so one
+        record never sinks 99 good ones (about 2·log2(n) extra calls, rare). An input
+        refused on its own is read back by ``relais_id`` before it is declared
+        rejected: an earlier attempt may have written it."""
+        try:
+            response = self._call(
+                "contact upsert",
+                lambda: self.client.crm.contacts.batch_api.upsert(
+                    {"inputs": inputs}, _preload_content=False
+                ),
+            )
+        except Rejected as exc:
+            if len(inputs) > 1:
+                half = len(inputs) // 2
+                return self._upsert_inputs(inputs[:half]) | self._upsert_inputs(inputs[half:])
+            response = {"errors": [{"message": str(exc), "context": {"ids": [inputs[0]["id"]]}}]}
+        outcome: dict[str, str | DeliveryError] = {}
         for result in response.get("results") or []:
             key = (result.get("properties") or {}).get(self.id_property)
             if key:
                 outcome[key] = str(result["id"])
+        refused: dict[str, str] = {}
         for error in response.get("errors") or []:
-            ids = (error.get("context") or {}).get("ids") or []
             existing = _EXISTING_ID.search(error.get("message") or "")
-            for key in ids:
-                # Someone else owns this email already: that contact is the caller.
-                outcome[key] = (
-                    existing.group(1)
-                    if existing
-                    else Rejected(f"HubSpot refused contact {key}: {error.get('message')}")
+            for key in (error.get("context") or {}).get("ids") or []:
+                if existing:  # someone else owns this email already: that contact is the caller
+                    outcome[key] = existing.group(1)
+                else:
+                    refused[key] = str(error.get("message") or "no reason given")
+        if refused:
+            found = self._read_by_key(
+                "contacts", self.client.crm.contacts.batch_api, list(refused)
+            )
+            for key, message in refused.items():
+                outcome[key] = found.get(key) or Rejected(
+                    f"HubSpot refused contact {key}: {message}"
                 )
         return outcome
+
+    def _read_by_key(self, object_type: str, api: Any, keys: list[str]) -> dict[str, str]:
+        """Records by ``relais_id`` (one batch read per 100): key -> HubSpot id."""
+        found: dict[str, str] = {}
+        for part in _chunks(keys, self.chunk):
+            read = self._call(
+                f"{object_type} read",
+                lambda part=part: api.read(
+                    {
+                        "idProperty": self.id_property,
+                        "properties": [self.id_property],
+                        "inputs": [{"id": k} for k in part],
+                    },
+                    _preload_content=False,
+                ),
+            )
+            for record in read.get("results") or []:
+                key = (record.get("properties") or {}).get(self.id_property)
+                if key:
+                    found[key] = str(record["id"])
+        return found
 
     # ------------------------------------------------------------------ engagements
     def _create_engagements(
@@ -342,19 +437,20 @@ class HubSpotConnector:
                 self.id_property
             )
             done[trace] = str(result["id"])
-        conflicts = []
+        # Any refused record is read back by relais_id first: a conflict on relais_id
+        # (or any other error) after a lost answer means an earlier attempt wrote it.
+        refused: dict[str, str] = {}
         for error in response.get("errors") or []:
-            traces = (error.get("context") or {}).get("objectWriteTraceId") or []
-            message = error.get("message") or ""
-            for trace in traces:
-                if error.get("category") == "CONFLICT" or "already exists" in message:
-                    conflicts.append(trace)
-                elif trace in by_trace:
+            for trace in (error.get("context") or {}).get("objectWriteTraceId") or []:
+                if trace in by_trace:
+                    refused[trace] = str(error.get("message") or "no reason given")
+        if refused:
+            done |= self._recover(object_type, api, [by_trace[t] for t in refused], suffix)
+            for trace, message in refused.items():
+                if trace not in done:
                     by_trace[trace].error = Rejected(
                         f"HubSpot refused the {object_type} record: {message}"
                     )
-        if conflicts:
-            done |= self._recover(object_type, api, [by_trace[t] for t in conflicts], suffix)
         for trace, w in by_trace.items():
             if trace in done and keep_record_id:
                 w.record_id = f"{object_type}/{done[trace]}"
@@ -367,21 +463,7 @@ class HubSpotConnector:
         """Records an earlier attempt wrote but never heard back about: read them by
         ``relais_id`` and (re)associate them; associating twice changes nothing."""
         traces = [w.request.idempotency_key + suffix for w in work]
-        read = self._call(
-            f"{object_type} read",
-            lambda: api.read(
-                {
-                    "idProperty": self.id_property,
-                    "properties": [self.id_property],
-                    "inputs": [{"id": t} for t in traces],
-                },
-                _preload_content=False,
-            ),
-        )
-        found = {
-            (r.get("properties") or {}).get(self.id_property): str(r["id"])
-            for r in read.get("results") or []
-        }
+        found = self._read_by_key(object_type, api, traces)
         pairs = [
             {"from": {"id": found[t]}, "to": {"id": w.contact_id}}
             for t, w in zip(traces, work, strict=True)

@@ -11,7 +11,10 @@ short (429, crash) resumes where it stopped. HubSpot's search takes one sort
 only, which is why the date is a filter and the id the sort.
 
 **Deleted contacts**: ``GET /crm/v3/objects/contacts?archived=true`` paged with
-``after`` (it has no date filter: the engine ignores those it already knows).
+``after``. It has no date filter, so its cost grows with the archive, not with the
+changes: the engine runs it at most every ``deleted_sweep_hours`` (default 24;
+``deletions_every``), not on every pull, so an incremental pull costs the same
+whatever the archive's size. Deletions pushed by HubSpot's webhooks arrive sooner.
 
 Search has its own lower rate limit (~4-5 requests/s per token): every search
 waits on a second limiter, ``search_rate_limit`` per second (default 4), as
@@ -21,7 +24,7 @@ well as on the app's shared limiter. Errors map through ``connectors.hubspot``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.base import ConnectionInfo, Pacer, Runtime, TransientError
@@ -84,6 +87,8 @@ class HubSpotContactReader:
         self.page_size = max(1, min(int(settings.get("sync_page_size", SEARCH_PAGE)), 200))
         self.cap = int(settings.get("search_max_results", SEARCH_CAP))
         self.search_pacer = search_pacer or _NoPacing()
+        hours = float(settings.get("deleted_sweep_hours", 24))
+        self.deletions_every = timedelta(hours=hours) if hours > 0 else None
 
     @property
     def calls(self) -> int:

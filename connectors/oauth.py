@@ -66,6 +66,7 @@ def authorize_url(
     }
     if code_challenge and spec.pkce:
         params |= {"code_challenge": code_challenge, "code_challenge_method": "S256"}
+    params |= spec.authorize_params  # declared in providers.yaml, e.g. Google's offline access
     return f"{spec.url('authorization_url', settings)}?{urlencode(params)}"
 
 
@@ -130,6 +131,8 @@ def exchange_code(
     }
     if code_verifier and spec.pkce:
         form["code_verifier"] = code_verifier
+    if spec.token_scopes:  # Microsoft identity wants them on redemption too
+        form["scope"] = " ".join(settings.get("scopes") or spec.scopes)
     return _token_request(spec, settings, form, datetime.now(UTC))
 
 
@@ -142,6 +145,8 @@ def refresh(spec: ProviderSpec, settings: dict[str, Any], credentials: dict[str,
         "client_id": credentials.get("client_id", ""),
         "client_secret": credentials.get("client_secret", ""),
     }
+    if spec.token_scopes:  # required on refresh by Microsoft identity (AADSTS900144)
+        form["scope"] = " ".join(settings.get("scopes") or spec.scopes)
     tokens = _token_request(spec, settings, form, datetime.now(UTC))
     if not tokens.refresh_token:  # most providers keep the old one valid
         tokens.refresh_token = credentials["refresh_token"]

@@ -41,6 +41,7 @@ when a 429 lacks Retry-After). Credentials: ``client_id``, ``client_secret``,
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import ssl
@@ -51,7 +52,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -101,11 +102,27 @@ _AUTH_ERRORS = {
     "invalid_resource",
 }
 _REASON_LIMIT = 300
+# What reusing a keep-alive connection the server closed while idle raises.
+_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
+
+
+# Our key on every event we create, as a single-value extended property: Graph answers a
+# transactionId reused for a different body with 400 ErrorDuplicateTransactionId, not the
+# event, so the event is found by this property instead.
+KEY_PROPERTY = "String {6f0a3c1e-5b8d-4a57-9d2e-52656c616973} Name RelaisIdempotencyKey"
 
 
 def transaction_id_for(idempotency_key: str) -> str:
     return str(uuid.uuid5(TRANSACTION_NAMESPACE, idempotency_key))
+
+
+def _key_filter(idempotency_key: str) -> str:
+    value = idempotency_key.replace("'", "''")
+    return (
+        f"singleValueExtendedProperties/Any(ep: ep/id eq '{KEY_PROPERTY}' "
+        f"and ep/value eq '{value}')"
+    )
 
 
 # ----------------------------------------------------- process-wide plumbing
@@ -284,8 +301,12 @@ class OutlookConnector:
         json: Any = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """One paced Graph request (two when an app token was refused and renewed)."""
-        for attempt in (1, 2):
+        """One paced Graph request (two when an app token was refused and renewed, or
+        when a keep-alive connection the server had closed failed it: every request we
+        send is a read or idempotent — PATCH, DELETE, POST with a transactionId — but a
+        subscription, which at worst exists twice and expires unused)."""
+        stale_retried = renewed = False
+        for _ in range(3):
             token = self._token()
             self._meter()
             try:
@@ -295,10 +316,16 @@ class OutlookConnector:
                     json=json,
                     headers={"Authorization": f"Bearer {token}", **(headers or {})},
                 )
+            except _STALE as exc:
+                if stale_retried:
+                    raise error_for_exception(exc, f"Graph {what}") from None
+                stale_retried = True
+                continue
             except httpx.HTTPError as exc:
                 raise error_for_exception(exc, f"Graph {what}") from None
-            if response.status_code == 401 and self.mode == "client_credentials" and attempt == 1:
+            if response.status_code == 401 and self.mode == "client_credentials" and not renewed:
                 self._drop_token()  # revoked or expired early: one fresh token, then give up
+                renewed = True
                 continue
             return response
         return response
@@ -449,11 +476,36 @@ class OutlookConnector:
         return EventRef(mailbox, str(res["id"]), res.get("@odata.etag"))
 
     def create_event(self, calendar_id: str, event: EventSpec, idempotency_key: str) -> EventRef:
-        body = self._body(event) | {"transactionId": transaction_id_for(idempotency_key)}
-        response = self._call(
-            "POST", f"{self._user(calendar_id)}/events", "event create", json=body
-        )
-        return self._ref(calendar_id, response.json())
+        """One POST; a retry of the same body gets the event the first one created. When
+        the body differs (the booking changed between attempts) Graph refuses the reused
+        transactionId: the event is then found by our key (one GET) and brought up to
+        date (one PATCH), never reported failed while it exists."""
+        properties = [{"id": KEY_PROPERTY, "value": idempotency_key}]
+        body = self._body(event) | {
+            "transactionId": transaction_id_for(idempotency_key),
+            "singleValueExtendedProperties": properties,
+        }
+        path = f"{self._user(calendar_id)}/events"
+        response = self._request("POST", path, "event create", json=body)
+        if response.is_success:
+            return self._ref(calendar_id, response.json())
+        if self._code(response) != "ErrorDuplicateTransactionId":
+            raise self._error(response, "event create")
+        existing = self.find_by_key(calendar_id, idempotency_key)
+        if existing is not None:
+            return self.update_event(existing, event)
+        # The event that used this transactionId is gone (deleted since): a new one, under
+        # a transactionId of this very body, so its own retries stay idempotent.
+        fresh = transaction_id_for(f"{idempotency_key}\n{json.dumps(body, sort_keys=True)}")
+        return self._ref(calendar_id, self._call(
+            "POST", path, "event create", json=body | {"transactionId": fresh}).json())
+
+    def find_by_key(self, calendar_id: str, idempotency_key: str) -> EventRef | None:
+        """The event we created under ``idempotency_key``, by its extended property."""
+        query = urlencode({"$filter": _key_filter(idempotency_key), "$select": "id"})
+        response = self._call("GET", f"{self._user(calendar_id)}/events?{query}", "event lookup")
+        found = (response.json() or {}).get("value") or []
+        return self._ref(calendar_id, found[0]) if found else None
 
     def update_event(self, ref: EventRef, event: EventSpec) -> EventRef:
         response = self._call(
@@ -585,6 +637,9 @@ class OutlookConnector:
         body = {
             "changeType": "created,updated,deleted",
             "notificationUrl": address,
+            # Lifecycle events (subscriptionRemoved, missed, reauthorizationRequired) come
+            # to the same endpoint, which tells them apart by ``lifecycleEvent``.
+            "lifecycleNotificationUrl": address,
             "resource": f"{self._user(calendar_id).lstrip('/')}/events",
             "expirationDateTime": rfc3339(expires.replace(microsecond=0)),
             "clientState": client_state,

@@ -35,6 +35,13 @@ def connector_class(provider: str) -> ConnectorFactory:
         raise LookupError(f"no connector for provider {provider!r}") from None
 
 
+def delivers(provider: str) -> bool:
+    """Whether deliveries go through this provider (a calendar-only provider, such as
+    ``google_calendar``, has no delivery connector: its events are written by booking)."""
+    _load_builtins()
+    return provider in _FACTORIES
+
+
 def _load_builtins() -> None:
     # Imported for the side effect of registering the built-in connectors.
     import connectors.email  # noqa: F401

@@ -5,11 +5,12 @@ one was requested; booked appointments land as Events.
 Per 200 messages (a batch holds up to 600), the happy path costs at most four API calls:
 
 1. one lookup of the callers the link store does not know yet: a SOQL query on
-   Phone, MobilePhone and Email (each phone in the forms people type it). A
-   short query goes as ``GET /query``; a long one is split into several
-   queries sent as subrequests of ONE Composite request (one API call), as
-   Salesforce recommends for URIs over 2,000 characters (the hard limit is
-   16,384 bytes of URI and headers);
+   Phone, MobilePhone and Email (each phone in the six forms people type it,
+   :func:`connectors.crm.phone_forms`). A short query goes as ``GET /query``; a
+   long one is split into queries of up to 14,000 characters (the hard limit is
+   16,384 bytes of URI and headers) sent as subrequests of one Composite
+   request (one API call), as Salesforce recommends for long URIs; Composite
+   takes at most five queries, so a batch of 600 new callers costs three;
 2. one sObject Collections upsert of the callers still missing, by external id
    (``Relais_Id__c`` = the caller key, ``tel:+33…`` or ``mail:…``);
 3. one Collections upsert of the call-log Tasks, by external id = the
@@ -85,15 +86,26 @@ from connectors.base import (
     TransientError,
 )
 from connectors.catalog import provider
-from connectors.crm import CallerKey, FieldProblem, caller_key, check_fields, render_section
+from connectors.crm import (
+    CallerKey,
+    FieldProblem,
+    caller_key,
+    check_fields,
+    phone_forms,
+    render_section,
+)
 from connectors.registry import register
 
 DEFAULT_EXTERNAL_ID = "Relais_Id__c"
 DEFAULT_TIMEOUT = 30.0
 LIMIT_PAUSE = timedelta(hours=1)  # no Retry-After exists; the 24 h window rolls
-QUERY_BUDGET = 4000  # characters of URL-encoded SOQL per query (URI limit: 16,384 bytes)
+# Characters of URL-encoded SOQL per query: the URI limit is 16,384 bytes of URI and
+# headers together, so this leaves room for the path and the headers.
+QUERY_BUDGET = 14_000
 COLLECTION_SIZE = 200  # sObject Collections take at most 200 records
-COMPOSITE_SIZE = 25  # Composite takes at most 25 subrequests
+# Composite takes 25 subrequests, but at most 5 queries (query, queryAll, next batch)
+# or sObject Collections: a sixth is refused (REST API guide, Composite).
+COMPOSITE_QUERIES = 5
 # Per-record status codes worth retrying (locks, rollbacks, server trouble).
 TRANSIENT_CODES = frozenset(
     {
@@ -127,6 +139,10 @@ def _errors_of(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, list):
         return [e for e in content if isinstance(e, dict)]
     if isinstance(content, dict):
+        # A Composite refused as a whole wraps its error in one compositeResponse item.
+        inner = content.get("compositeResponse")
+        if isinstance(inner, list) and inner and isinstance(inner[0], dict):
+            return _errors_of(inner[0].get("body"))
         return [content]
     return []
 
@@ -214,20 +230,6 @@ def duplicate_match(error: dict[str, Any]) -> tuple[str, str] | None:
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def phone_forms(e164: str, region: str | None) -> list[str]:
-    """The ways a number is commonly written in a CRM: ``+33612345678``,
-    ``+33 6 12 34 56 78``, ``06 12 34 56 78`` and ``0612345678``."""
-    from mappings.templates import format_phone
-
-    forms = [e164]
-    for style in ("international", "national"):
-        text = format_phone(e164, region, style)
-        if text:
-            forms.append(text)
-            forms.append(text.replace(" ", ""))
-    return list(dict.fromkeys(forms))
 
 
 def in_queries(
@@ -538,7 +540,8 @@ class SalesforceConnector:
         self, queries: list[tuple[str, str]], what: str
     ) -> list[tuple[str, list[dict[str, Any]]]]:
         """Run SOQL queries: one alone as ``GET /query``, several as subrequests of
-        Composite requests (25 per request, each one API call)."""
+        Composite requests (5 queries per request, Salesforce's limit; each one API
+        call). Further pages of a long answer cost one call each."""
         if not queries:
             return []
         if len(queries) == 1:
@@ -546,7 +549,7 @@ class SalesforceConnector:
             page = self._call(what, lambda: self.sf.query(soql))
             return [(sobject, self._rest_of(page, what))]
         out: list[tuple[str, list[dict[str, Any]]]] = []
-        for group in _chunks(queries, COMPOSITE_SIZE):
+        for group in _chunks(queries, COMPOSITE_QUERIES):
             body = {
                 "allOrNone": False,
                 "compositeRequest": [

@@ -11,8 +11,11 @@ mapping files callers as Leads.
 
 **Deleted records**: ``GET /sobjects/{Object}/deleted/?start=&end=``, which
 answers at most 15 days back: an older cursor (or Salesforce's
-``INVALID_REPLICATION_DATE``) raises ``CursorExpired`` and the engine runs a
-full resync instead, sweeping what it no longer sees.
+``INVALID_REPLICATION_DATE``), or a delete log purged past the cursor
+(``earliestDateAvailable`` later than ``start``), raises ``CursorExpired`` and
+the engine runs a full resync instead, sweeping what it no longer sees. The
+log covers deletions only up to ``latestDateCovered``:
+``deletions_covered_until`` tells the engine where the next window starts.
 
 Errors map through ``connectors.salesforce`` (403 ``REQUEST_LIMIT_EXCEEDED`` is
 RateLimited, 401 AuthExpired, …), and the daily allocation is watched the same way.
@@ -74,6 +77,9 @@ class SalesforceContactReader:
         self.page_size = max(200, min(int(info.settings.get("sync_page_size", 2000)), 2000))
         target = self.connector._object("contact")
         self.objects = ["Contact", "Lead"] if target == "Lead" else ["Contact"]
+        # Where the last deleted() call's log coverage ended (latestDateCovered): the next
+        # window starts there, not at ``until``.
+        self.deletions_covered_until: datetime | None = None
 
     @property
     def calls(self) -> int:
@@ -127,6 +133,7 @@ class SalesforceContactReader:
         sf = self._ready()
         # Salesforce wants more than a minute between start and end.
         start = min(since, until - timedelta(minutes=2)).replace(second=0, microsecond=0)
+        self.deletions_covered_until = until
         for sobject in self.objects:
             try:
                 answer = self.connector._call(
@@ -140,7 +147,18 @@ class SalesforceContactReader:
                 if "INVALID_REPLICATION_DATE" in str(exc):
                     raise CursorExpired(str(exc)) from exc
                 raise
+            answer = answer or {}
+            earliest = _parse_time(answer.get("earliestDateAvailable"))
+            if earliest is not None and earliest > start:
+                # The log was purged past our window: deletions may be lost in between.
+                raise CursorExpired(
+                    f"the {sobject} delete log starts at {soql_datetime(earliest)}, after "
+                    f"the cursor ({soql_datetime(start)})"
+                )
+            covered = _parse_time(answer.get("latestDateCovered"))
+            if covered is not None:
+                self.deletions_covered_until = min(self.deletions_covered_until, covered)
             yield [
                 CrmDeletion(sobject, str(r["id"]), _parse_time(r.get("deletedDate")))
-                for r in (answer or {}).get("deletedRecords") or []
+                for r in answer.get("deletedRecords") or []
             ]

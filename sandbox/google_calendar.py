@@ -13,7 +13,9 @@ google-api-python-client sources):
 
 * OAuth ``POST /token`` (form; ``authorization_code``, ``refresh_token``) →
   ``{access_token, expires_in (3600), scope, token_type}`` (+
-  ``refresh_token`` on a code exchange); ``invalid_grant`` "Token has been
+  ``refresh_token`` on a code exchange, only when the authorize URL asked
+  ``access_type=offline`` and, after a first consent, ``prompt=consent``; PKCE
+  ``code_challenge`` checked against ``code_verifier``); ``invalid_grant`` "Token has been
   expired or revoked." for a revoked refresh token, ``invalid_client`` for a
   bad client. ``GET /o/oauth2/v2/auth`` auto-consents (demo),
   ``POST /revoke``. Every API call checks the bearer token: 401 ``authError``
@@ -106,6 +108,7 @@ from sandbox.calendar_common import (
     resolve_tz,
 )
 from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send
+from sandbox.pkce import verifier_matches
 from sandbox.rrule_expand import Occurrences, RecurrenceError, from_rfc5545
 from sandbox.server import Emulator
 
@@ -177,6 +180,14 @@ class GResp:
 class GoogleCalendarConfig:
     access_token_ttl_seconds: int = 3600
     auth_code_ttl_seconds: int = 600
+    # A refresh token only for access_type=offline, and only at the first consent
+    # unless prompt=consent asks again ("Refreshing an access token (offline access)",
+    # https://developers.google.com/identity/protocols/oauth2/web-server#offline).
+    # False: every code exchange gets one (the lenient old behaviour).
+    refresh_token_needs_offline: bool = True
+    # A client-chosen id already used answers 409 duplicate; False: not detected, the
+    # insert lands (Google does not promise detection, see _insert).
+    detect_id_collisions: bool = True
     quota_per_user_per_minute: int = 600
     quota_per_project_per_minute: int = 10_000
     quota_status: int = 403  # 403 or 429, both are documented
@@ -207,6 +218,16 @@ class _Token:
     expires_at: float
     scope: str = SCOPE
     refresh_token: str | None = None
+
+
+@dataclass
+class _Code:
+    user: str
+    redirect_uri: str | None
+    expires_at: float
+    offline: bool = True  # access_type=offline was granted: a refresh token comes with it
+    challenge: str | None = None  # PKCE code_challenge, checked on redemption
+    method: str = "plain"
 
 
 @dataclass
@@ -340,7 +361,8 @@ class GoogleCalendarEmulator(Emulator):
         self.users: set[str] = {user}
         self.tokens: dict[str, _Token] = {}
         self.refresh_tokens: dict[str, _Refresh] = {}
-        self.auth_codes: dict[str, tuple[str, str | None, float]] = {}
+        self.auth_codes: dict[str, _Code] = {}
+        self.consented: set[tuple[str, str]] = set()  # (user, client id) given offline access
         self._notifier: Notifier | None = None
         self.reset_data()
         self.refresh_token = self._new_refresh(user)
@@ -379,11 +401,17 @@ class GoogleCalendarEmulator(Emulator):
                                         self.clock.time() + ttl, refresh_token=refresh_token)
             return token
 
-    def issue_auth_code(self, *, user: str | None = None, redirect_uri: str | None = None) -> str:
+    def issue_auth_code(self, *, user: str | None = None, redirect_uri: str | None = None,
+                        offline: bool = True, challenge: str | None = None,
+                        method: str = "plain") -> str:
+        """A code as the consent screen hands it out; ``offline``: the authorize URL
+        had ``access_type=offline`` (and consent was given for it)."""
         with self.lock:
             code = "4/0A" + secrets.token_urlsafe(40)
-            self.auth_codes[code] = (user or self.default_user, redirect_uri,
-                                     self.clock.time() + self.config.auth_code_ttl_seconds)
+            self.auth_codes[code] = _Code(
+                user or self.default_user, redirect_uri,
+                self.clock.time() + self.config.auth_code_ttl_seconds, offline, challenge,
+                method)  # fmt: skip
             return code
 
     def expire_access_tokens(self, token: str | None = None) -> int:
@@ -532,6 +560,7 @@ class GoogleCalendarEmulator(Emulator):
             self.refresh_tokens = {self.refresh_token: self.refresh_tokens[self.refresh_token]}
             self.refresh_tokens[self.refresh_token].revoked = False
             self.auth_codes.clear()
+            self.consented.clear()
 
     def stop(self) -> None:
         super().stop()
@@ -735,18 +764,26 @@ class GoogleCalendarEmulator(Emulator):
                 return self._oauth_error(401, "invalid_client", "Unauthorized")
             if grant == "authorization_code":
                 entry = self.auth_codes.pop(form.get("code", ""), None)
-                if entry is None or entry[2] < self.clock.time():
+                if entry is None or entry.expires_at < self.clock.time():
                     return self._oauth_error(400, "invalid_grant", "Malformed auth code.")
-                user, redirect_uri, _ = entry
-                if redirect_uri and form.get("redirect_uri") != redirect_uri:
+                if entry.redirect_uri and form.get("redirect_uri") != entry.redirect_uri:
                     return self._oauth_error(400, "redirect_uri_mismatch", "Bad Request")
-                refresh = self._new_refresh(user)
-                access = self.issue_access_token(user=user, refresh_token=refresh)
+                if entry.challenge is not None:
+                    # PKCE, RFC 7636 4.6; Google's error texts as its token endpoint answers.
+                    verifier = form.get("code_verifier")
+                    if not verifier:
+                        return self._oauth_error(400, "invalid_grant", "Missing code verifier.")
+                    if not verifier_matches(entry.challenge, entry.method, verifier):
+                        return self._oauth_error(400, "invalid_grant", "Invalid code verifier.")
+                offline = entry.offline or not self.config.refresh_token_needs_offline
+                refresh = self._new_refresh(entry.user) if offline else None
+                access = self.issue_access_token(user=entry.user, refresh_token=refresh)
                 self.knobs.count("google.oauth.authorization_code")
-                return JSONResponse({"access_token": access,
-                                     "expires_in": self.config.access_token_ttl_seconds,
-                                     "refresh_token": refresh, "scope": SCOPE,
-                                     "token_type": "Bearer"})
+                body = {"access_token": access, "expires_in": self.config.access_token_ttl_seconds,
+                        "scope": SCOPE, "token_type": "Bearer"}
+                if refresh:
+                    body["refresh_token"] = refresh
+                return JSONResponse(body)
             if grant == "refresh_token":
                 rt = self.refresh_tokens.get(form.get("refresh_token", ""))
                 if rt is None or rt.revoked:
@@ -769,9 +806,20 @@ class GoogleCalendarEmulator(Emulator):
             return self._oauth_error(400, "invalid_request", "Missing required parameter: "
                                      "redirect_uri")
         user = params.get("login_hint") or self.default_user
+        method = params.get("code_challenge_method") or "plain"
+        if params.get("code_challenge") and method not in ("S256", "plain"):
+            return self._oauth_error(400, "invalid_request", "Invalid code_challenge_method")
         with self.lock:
             self.users.add(user)
-            code = self.issue_auth_code(user=user, redirect_uri=redirect_uri)
+            # Offline access is granted once per user and client; a later consent yields a
+            # refresh token again only with prompt=consent (web-server guide, #offline).
+            offline = params.get("access_type") == "offline" and (
+                (user, self.client_id) not in self.consented
+                or "consent" in (params.get("prompt") or "").split())
+            if params.get("access_type") == "offline":
+                self.consented.add((user, self.client_id))
+            code = self.issue_auth_code(user=user, redirect_uri=redirect_uri, offline=offline,
+                                        challenge=params.get("code_challenge"), method=method)
         query = {"code": code, "scope": params.get("scope") or SCOPE}
         if params.get("state") is not None:
             query["state"] = params["state"]
@@ -1020,7 +1068,13 @@ class GoogleCalendarEmulator(Emulator):
             if not isinstance(eid, str) or not _ID_RE.match(eid):
                 raise _bad("Invalid resource id value.")
             if eid in cal.events:
-                raise GError(409, "duplicate", "The requested identifier already exists.")
+                if self.config.detect_id_collisions:
+                    raise GError(409, "duplicate", "The requested identifier already exists.")
+                # Google does not promise to catch it ("we cannot guarantee that ID
+                # collisions will be detected at event creation time", events.insert, id:
+                # https://developers.google.com/calendar/api/v3/reference/events/insert):
+                # the second write lands over the first.
+                self.knobs.count("google.events.collision_undetected")
         else:
             eid = uuid.uuid4().hex[:26]
             while eid in cal.events:

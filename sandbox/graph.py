@@ -65,8 +65,10 @@ reference, the throttling and webhook guides:
 Not emulated: other calendars than the default one, attendees' copies and
 meeting responses, online meetings, attachments, ``$filter`` beyond ``prop
 eq 'value'``, ``$select``/``$expand`` (answers are a superset), rich
-notifications, lifecycle events, sharing. Guessed (settings or notes):
-the answer to a repeated ``transactionId`` (201 with the existing event),
+notifications, sharing. Lifecycle events are sent on demand
+(``lifecycle_event``). Guessed (settings or notes):
+the answer to a repeated ``transactionId`` (201 with the existing event for an
+identical body; 400 ``ErrorDuplicateTransactionId`` for a different one),
 the exact 400 codes for bad events/windows/batches, ``unknown`` showAs
 counted as busy (2) in ``availabilityView``, free items listed in
 ``scheduleItems`` (``schedule_include_free_items``), events moved out of a
@@ -118,6 +120,9 @@ VIEW_CODE = {"free": 0, "workingElsewhere": 0, "tentative": 1, "busy": 2, "oof":
              "unknown": 2}
 _STAMP_RE = re.compile(r"^(?P<base>.+)_(?P<stamp>\d{8}T\d{6}Z)$")
 _DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_EXTENDED_FILTER = re.compile(
+    r"\s*singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id\s+eq\s+'((?:[^']|'')*)'"
+    r"\s+and\s+\1/value\s+eq\s+'((?:[^']|'')*)'\s*\)\s*", re.IGNORECASE)
 _READ_ONLY = {"id", "createdDateTime", "lastModifiedDateTime", "changeKey", "seriesMasterId",
               "type", "webLink", "iCalUId", "uid", "isOrganizer", "originalStart",
               "@odata.etag", "@odata.context", "occurrenceId", "isCancelled", "hasAttachments",
@@ -156,6 +161,15 @@ class GResp:
 
 @dataclass
 class GraphConfig:
+    # A transactionId reused with a different event body answers 400
+    # ErrorDuplicateTransactionId; an identical retry gets the existing event. False: any
+    # reuse returns the existing event (the lenient old behaviour).
+    duplicate_transaction_conflicts: bool = True
+    # The token endpoint wants ``scope`` on code redemption and refresh (AADSTS900144);
+    # "scope: Required" for the refresh request (auth code flow, Microsoft identity
+    # platform: https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow).
+    # False: fall back to the scopes of the code or the refresh token.
+    require_token_scope: bool = True
     access_token_ttl_seconds: int = 3599
     auth_code_ttl_seconds: int = 600
     mailbox_concurrency_limit: int = 4
@@ -214,6 +228,7 @@ class _Event:
     exceptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     cancelled_occ: set[str] = field(default_factory=set)
     deleted: bool = False
+    fingerprint: str = ""  # the create body (transactionId aside): what a retry must repeat
 
     @property
     def id(self) -> str:
@@ -263,6 +278,7 @@ class _Subscription:
     creator_id: str
     lifecycle_url: str | None = None
     latest_tls: str = "v1_2"
+    needs_reauth: bool = False  # after reauthorizationRequired: no notifications until renewed
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -963,9 +979,21 @@ class GraphEmulator(Emulator):
 
     def _create(self, mb: Mailbox, body: dict[str, Any], *, dedupe: bool) -> _Event:
         txn = body.get("transactionId")
+        fingerprint = json.dumps({k: v for k, v in body.items() if k != "transactionId"},
+                                 sort_keys=True, default=str)
         if dedupe and txn:
             for ev in mb.events.values():
                 if not ev.deleted and ev.res.get("transactionId") == txn:
+                    # transactionId protects only a retry of the same create ("avoid redundant
+                    # POST operations in case of client retries to create the same event",
+                    # event resource, https://learn.microsoft.com/graph/api/resources/event);
+                    # a different event under a used id is refused.
+                    if (self.config.duplicate_transaction_conflicts
+                            and ev.fingerprint != fingerprint):
+                        self.knobs.count("graph.events.transaction_conflict")
+                        raise _bad("Your request can't be completed. The transactionId has "
+                                   "already been used to create a different event.",
+                                   "ErrorDuplicateTransactionId")
                     self.knobs.count("graph.events.transaction_replayed")
                     return ev
         eid = _new_id()
@@ -1021,6 +1049,7 @@ class GraphEmulator(Emulator):
             res["type"] = "seriesMaster"
         self._stamp(res)
         ev = self._derive(res)
+        ev.fingerprint = fingerprint
         mb.events[eid] = ev
         self.knobs.count("graph.events.created")
         return ev
@@ -1120,6 +1149,7 @@ class GraphEmulator(Emulator):
         self._stamp(res)
         new = self._derive(res)
         new.exceptions, new.cancelled_occ = ev.exceptions, ev.cancelled_occ
+        new.fingerprint = ev.fingerprint
         if "recurrence" in clean or "start" in clean:
             new.exceptions, new.cancelled_occ = {}, set()
         mb.events[eid] = new
@@ -1220,6 +1250,15 @@ class GraphEmulator(Emulator):
         raw = _q1(query, "$filter")
         if not raw:
             return items
+        extended = _EXTENDED_FILTER.fullmatch(raw)
+        if extended:
+            # singleValueExtendedProperties/Any(ep: ep/id eq '…' and ep/value eq '…'), the
+            # documented way to find items by an extended property
+            # (https://learn.microsoft.com/graph/api/singlevaluelegacyextendedproperty-get).
+            pid, pvalue = (extended.group(n).replace("''", "'") for n in (2, 3))
+            return [i for i in items if any(
+                str(p.get("id", "")).lower() == pid.lower() and p.get("value") == pvalue
+                for p in i.get("singleValueExtendedProperties") or [])]
         match = re.fullmatch(r"\s*(\w+)\s+eq\s+'((?:[^']|'')*)'\s*", raw)
         if not match:
             raise _bad(f"Invalid filter clause: {raw}", "BadRequest")
@@ -1488,18 +1527,59 @@ class GraphEmulator(Emulator):
                     body = _obj(payload)
                     if "expirationDateTime" in body:
                         sub.expires = self._expiry(body["expirationDateTime"])
+                        sub.needs_reauth = False  # renewing reauthorizes
                     if "notificationUrl" in body:
                         raise _bad("notificationUrl cannot be updated.", "InvalidRequest")
                     self.knobs.count("graph.subscriptions.renewed")
                     return GResp(200, sub.wire())
+        if len(rest) == 2 and rest[1].lower() == "reauthorize" and method == "POST":
+            with self.lock:
+                sub = self.subs.get(rest[0])
+                if sub is None or sub.application_id != tok.client_id:
+                    raise GraphError(404, "ResourceNotFound",
+                                     f"The object was not found. Subscription '{rest[0]}'.")
+                sub.needs_reauth = False
+                self.knobs.count("graph.subscriptions.reauthorized")
+                return GResp(204)
         raise _bad("Unsupported subscriptions request.", "BadRequest")
+
+    def lifecycle_event(self, subscription_id: str, event: str) -> bool:
+        """Send a lifecycle notification as Graph does ("Reduce missing subscriptions and
+        change notifications", https://learn.microsoft.com/graph/change-notifications-lifecycle-events):
+        ``subscriptionRemoved`` (the subscription is gone: create a new one and resync),
+        ``missed`` (notifications were lost: resync), ``reauthorizationRequired``
+        (notifications stop until the subscription is renewed or reauthorized). It goes to
+        ``lifecycleNotificationUrl`` only: without one, nobody hears it. True if sent."""
+        if event not in ("subscriptionRemoved", "missed", "reauthorizationRequired"):
+            raise ValueError(f"unknown lifecycle event {event!r}")
+        with self.lock:
+            sub = self.subs.get(subscription_id)
+            if sub is None:
+                raise KeyError(subscription_id)
+            if event == "subscriptionRemoved":
+                del self.subs[subscription_id]
+            elif event == "reauthorizationRequired":
+                sub.needs_reauth = True
+            self.knobs.count(f"graph.lifecycle.{event}")
+            if not sub.lifecycle_url:
+                return False
+            note = {"subscriptionId": sub.id, "lifecycleEvent": event,
+                    "subscriptionExpirationDateTime": graph_stamp(sub.expires),
+                    "clientState": sub.client_state, "tenantId": self.tenant_id,
+                    "resource": sub.resource}
+        self.notifier.post("graph.lifecycle", sub.lifecycle_url,
+                           headers={"Content-Type": "application/json; charset=utf-8"},
+                           body=json.dumps({"value": [note]}),
+                           meta={"subscription": sub.id, "lifecycleEvent": event})
+        return True
 
     def _changed(self, mb: Mailbox, event_id: str, change: str) -> None:
         now = self.clock.now()
         ev = mb.events.get(event_id)
         etag = ev.res.get("@odata.etag") if ev is not None else None
         for sub in self.subs.values():
-            if sub.mailbox != mb.id or sub.expires <= now or change not in sub.change_types:
+            if sub.mailbox != mb.id or sub.expires <= now or change not in sub.change_types \
+                    or sub.needs_reauth:
                 continue
             resource = f"Users/{mb.id}/Events/{event_id}"
             data: dict[str, Any] = {"@odata.type": "#Microsoft.Graph.Event",

@@ -42,7 +42,8 @@ Not emulated: owners, pipelines, deals/tickets, lists, imports, webhooks
 delivery, GDPR delete, merges, property history, the legacy v1/v2 APIs.
 Unverified details (kept as settings or noted inline): the 409 message for
 custom unique properties, the 400 body when paging past 10,000 search
-results, the search 429 body, daily reset at UTC midnight.
+results, the search 429 body. The daily limit resets at midnight in the account's
+time zone (``time_zone``, served by ``/account-info/v3/details``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -277,6 +279,30 @@ def _invalid(problems: list[dict[str, Any]], portal: int) -> HsError:
                    "VALIDATION_ERROR")
 
 
+# What a token may be granted, and the scope each endpoint requires. The CRM object APIs
+# (contacts and the engagements calls, notes, meetings, tasks, which HubSpot files under
+# the contacts scopes: "Scope requirements: crm.objects.contacts.read,
+# crm.objects.contacts.write", https://developers.hubspot.com/docs/api-reference/latest/crm/activities/calls/guide)
+# need read to read and write to write; properties need crm.schemas.<type>.read
+# (unverified for the engagements: kept strict).
+ALL_SCOPES = ("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write",
+              "crm.schemas.contacts.read", "crm.objects.companies.read",
+              "crm.objects.companies.write", "crm.schemas.companies.read")
+_SCOPE_FAMILY = {"companies": "companies"}  # every other object type: the contacts scopes
+
+
+def required_scope(method: str, parts: list[str], is_search: bool) -> str | None:
+    """The scope an API call needs (None: any valid token, e.g. account-info)."""
+    if len(parts) < 4 or parts[0] != "crm":
+        return None
+    kind = _ALIASES.get(parts[3].lower(), "contacts") if parts[1] in ("v3", "v4") else "contacts"
+    family = _SCOPE_FAMILY.get(kind, "contacts")
+    if parts[2] == "properties":
+        return f"crm.schemas.{family}.read" if method == "GET" else f"crm.schemas.{family}.write"
+    reading = method == "GET" or is_search or parts[-2:] == ["batch", "read"]
+    return f"crm.objects.{family}.{'read' if reading else 'write'}"
+
+
 @dataclass
 class HsResponse:
     status: int
@@ -295,12 +321,28 @@ class HubSpotConfig:
     rate_limit_interval_ms: int = 10_000
     search_rate_limit_per_second: int = 5
     daily_limit: int = 250_000
+    # The account's time-zone setting: the daily limit resets at its midnight ("the
+    # daily limit resets at midnight based on your time zone setting", HubSpot API usage
+    # guidelines, https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details);
+    # served by GET /account-info/v3/details.
+    time_zone: str = "America/New_York"
+    # OAuth scopes checked per endpoint (``required_scope``): 403 MISSING_SCOPES.
+    enforce_scopes: bool = True
     search_max_results: int = 10_000
-    search_index_delay_seconds: float = 0.0
+    # Search results lag writes: a record created through the API is found by search only
+    # this long after ("Search results may exclude newly created and updated objects",
+    # HubSpot's integrators observe seconds; https://developers.hubspot.com/docs/api/crm/search).
+    # Seeded records (``insert``/``seed``) count as indexed long ago.
+    search_index_delay_seconds: float = 3.0
     unique_property: str = "relais_id"
     list_max_limit: int = 100
     batch_max_inputs: int = 100
     search_max_limit: int = 200
+    # One conflicting input fails the whole batch upsert with its 409 ("Contact already
+    # exists. Existing ID: N", category CONFLICT), nothing written: HubSpot answers batches
+    # with one such input as a whole (HubSpot/hubspot-api-python#51). False: per-input
+    # errors in a 207.
+    batch_all_or_nothing: bool = True
 
 
 @dataclass
@@ -312,6 +354,7 @@ class _Obj:
     updated_at: datetime
     archived: bool = False
     archived_at: datetime | None = None
+    seeded: bool = False  # put there by the control API: already in the search index
 
 
 @dataclass
@@ -321,7 +364,7 @@ class _Token:
     app_key: str
     expires_at: float | None
     refresh_token: str | None = None
-    scopes: tuple[str, ...] = ("crm.objects.contacts.read", "crm.objects.contacts.write")
+    scopes: tuple[str, ...] = ALL_SCOPES  # a private app: what its settings granted
 
 
 class HubSpotEmulator(Emulator):
@@ -339,6 +382,8 @@ class HubSpotEmulator(Emulator):
         self.tokens: dict[str, _Token] = {}
         self.refresh_tokens: dict[str, bool] = {}  # token -> revoked
         self.auth_codes: dict[str, tuple[str | None, float]] = {}
+        self.code_scopes: dict[str, tuple[str, ...]] = {}  # code -> scopes it grants
+        self.granted: dict[str, tuple[str, ...]] = {}  # refresh token -> scopes granted
         self._hits: dict[str, collections.deque[float]] = collections.defaultdict(
             collections.deque)
         self._search_hits: dict[str, collections.deque[float]] = collections.defaultdict(
@@ -369,15 +414,20 @@ class HubSpotEmulator(Emulator):
         with self.lock:
             token = "CO" + secrets.token_urlsafe(48)
             ttl = self.config.access_token_ttl_seconds if ttl is None else ttl
+            scopes = self.granted.get(refresh_token or "", ALL_SCOPES)
             self.tokens[token] = _Token(token, "oauth",
                                         f"oauth:{self.client_id}:{self.config.portal_id}",
-                                        self.clock.time() + ttl, refresh_token)
+                                        self.clock.time() + ttl, refresh_token, scopes)
             return token
 
-    def issue_auth_code(self, *, redirect_uri: str | None = None) -> str:
+    def issue_auth_code(self, *, redirect_uri: str | None = None,
+                        scopes: tuple[str, ...] = ALL_SCOPES) -> str:
+        """A code as the install screen hands it out, granting ``scopes`` (what the
+        authorize URL asked in ``scope``)."""
         with self.lock:
             code = str(uuid.uuid4())
             self.auth_codes[code] = (redirect_uri, self.clock.time() + 600)
+            self.code_scopes[code] = scopes
             return code
 
     def expire_access_tokens(self, token: str | None = None) -> int:
@@ -417,7 +467,9 @@ class HubSpotEmulator(Emulator):
     def insert(self, object_type: str, properties: dict[str, Any]) -> str:
         """Seed one object directly (no API call, no rate limit)."""
         with self.lock:
-            return str(self._create(self._type(object_type), properties, None).id)
+            obj = self._create(self._type(object_type), properties, None)
+            obj.seeded = True
+            return str(obj.id)
 
     def seed(self, object_type: str, count: int, factory: Any = None) -> list[str]:
         """Seed ``count`` objects; ``factory(i) -> properties`` (default: numbered contacts)."""
@@ -425,7 +477,10 @@ class HubSpotEmulator(Emulator):
             t = self._type(object_type)
             make = factory or (lambda i: {"email": f"seed{i}@example.com",
                                           "firstname": f"Seed{i}", "lastname": "Sandbox"})
-            return [str(self._create(t, make(i), None).id) for i in range(count)]
+            made = [self._create(t, make(i), None) for i in range(count)]
+            for obj in made:
+                obj.seeded = True
+            return [str(obj.id) for obj in made]
 
     def associations(self, from_type: str, from_id: str | int, to_type: str) -> list[int]:
         with self.lock:
@@ -560,6 +615,15 @@ class HubSpotEmulator(Emulator):
                 "EXPIRED_AUTHENTICATION", context={"expire time": [expired_at]}).body())
         is_search = len(parts) == 5 and parts[:3] == ["crm", "v3", "objects"] and \
             parts[4] == "search" and method == "POST"
+        needed = required_scope(method, parts, is_search)
+        if self.config.enforce_scopes and needed and needed not in tok.scopes:
+            self.knobs.count("hs.missing_scopes")
+            return HsResponse(403, HsError(
+                403, "This app hasn't been granted all required scopes to make this call. "
+                "Read more about required scopes here: https://developers.hubspot.com/scopes.",
+                "MISSING_SCOPES", errors=[{
+                    "message": "One or more of the following scopes are required.",
+                    "context": {"requiredGranularScopes": [needed]}}]).body())
         limited = self._rate_limit(tok, is_search, token)
         if limited is not None:
             return limited
@@ -583,12 +647,16 @@ class HubSpotEmulator(Emulator):
         return {"status": "error", "message": message, "errorType": "RATE_LIMIT",
                 "correlationId": str(uuid.uuid4()), "policyName": policy}
 
+    def _day(self, now: float) -> str:
+        """The account's calendar day: the daily limit resets at its midnight."""
+        return datetime.fromtimestamp(now, ZoneInfo(self.config.time_zone)).date().isoformat()
+
     def _rate_limit(self, tok: _Token, is_search: bool, token: str) -> HsResponse | None:
         cfg = self.config
         now = self.clock.time()
         key = tok.app_key
         if tok.kind == "private":
-            day = datetime.fromtimestamp(now, UTC).date().isoformat()
+            day = self._day(now)
             current_day, used = self._daily.get(key, (day, 0))
             if current_day != day:
                 used = 0
@@ -612,7 +680,7 @@ class HubSpotEmulator(Emulator):
             shits.append(now)
         hits.append(now)
         if tok.kind == "private":
-            day = datetime.fromtimestamp(now, UTC).date().isoformat()
+            day = self._day(now)
             current_day, used = self._daily.get(key, (day, 0))
             self._daily[key] = (day, (used if current_day == day else 0) + 1)
         self.knobs.count("hs.api_calls")
@@ -627,7 +695,7 @@ class HubSpotEmulator(Emulator):
             "X-HubSpot-RateLimit-Remaining": str(max(0, cfg.rate_limit_max - len(hits))),
         }
         if tok.kind == "private":
-            day = datetime.fromtimestamp(self.clock.time(), UTC).date().isoformat()
+            day = self._day(self.clock.time())
             current_day, used = self._daily.get(tok.app_key, (day, 0))
             used = used if current_day == day else 0
             headers["X-HubSpot-RateLimit-Daily"] = str(cfg.daily_limit)
@@ -661,10 +729,13 @@ class HubSpotEmulator(Emulator):
             return self._assoc_batch(method, self._req_type(parts[3]),
                                      self._req_type(parts[4]), parts[6:], payload)
         if parts == ["account-info", "v3", "details"] and method == "GET":
+            local = self.clock.now().astimezone(ZoneInfo(self.config.time_zone))
+            offset = local.utcoffset() or timedelta()
             return HsResponse(200, {"portalId": self.config.portal_id, "accountType": "STANDARD",
-                                    "timeZone": "Europe/Paris", "companyCurrency": "EUR",
-                                    "additionalCurrencies": [], "utcOffset": "+01:00",
-                                    "utcOffsetMilliseconds": 3600000,
+                                    "timeZone": self.config.time_zone, "companyCurrency": "EUR",
+                                    "additionalCurrencies": [],
+                                    "utcOffset": local.isoformat()[-6:],
+                                    "utcOffsetMilliseconds": int(offset.total_seconds() * 1000),
                                     "uiDomain": "app-eu1.hubspot.com",
                                     "dataHostingLocation": "eu1"})
         return HsResponse(404, {"status": "error", "message": "Not Found",
@@ -1060,6 +1131,8 @@ class HubSpotEmulator(Emulator):
                                "must be unique")
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
+        snapshot = self._snapshot_data() if self.config.batch_all_or_nothing else None
+        undo: list[tuple[_Obj, dict[str, str | None], datetime]] = []  # updates to roll back
         for item in inputs:
             prop, ident = item["idProperty"], str(item.get("id", ""))
             props = dict(_dict(item.get("properties", {})))
@@ -1070,9 +1143,16 @@ class HubSpotEmulator(Emulator):
                     obj = self._create(t, props, None)
                     new = True
                 else:
+                    undo.append((obj, obj.properties, obj.updated_at))
                     self._update(obj, props)
                     new = False
             except HsError as exc:
+                if snapshot is not None and exc.status == 409:
+                    for obj, properties, updated_at in undo:
+                        obj.properties, obj.updated_at = properties, updated_at
+                    self._restore_data(snapshot)
+                    self.knobs.count(f"hs.batch_refused.{t}")
+                    raise
                 errors.append(exc.batch_error(ids=[ident]))
                 continue
             wired = self._wire(obj, None, created=True)
@@ -1118,7 +1198,7 @@ class HubSpotEmulator(Emulator):
         text = str(body.get("query") or "").strip().lower()
         visible_after = self.clock.now() - timedelta(seconds=cfg.search_index_delay_seconds)
         rows = [o for o in self.store[t].values() if not o.archived and
-                (cfg.search_index_delay_seconds <= 0 or o.created_at <= visible_after)]
+                (cfg.search_index_delay_seconds <= 0 or o.seeded or o.created_at <= visible_after)]
         if matchers:
             rows = [o for o in rows if any(all(m(o) for m in group) for group in matchers)]
         if text:
@@ -1468,7 +1548,8 @@ class HubSpotEmulator(Emulator):
             if params.get("client_id") != self.client_id or not params.get("redirect_uri"):
                 return self._oauth_error("BAD_CLIENT_ID", "invalid_client",
                                          "missing or unknown client id / redirect_uri")
-            code = self.issue_auth_code(redirect_uri=params["redirect_uri"])
+            asked = tuple((params.get("scope") or "").split())
+            code = self.issue_auth_code(redirect_uri=params["redirect_uri"], scopes=asked)
             query = {"code": code}
             if params.get("state") is not None:
                 query["state"] = params["state"]
@@ -1502,7 +1583,7 @@ class HubSpotEmulator(Emulator):
                     return Response(b"", status_code=204)
             return JSONResponse({"token": rest[2], "user": "sandbox@example.com",
                                  "hub_domain": "relais-sandbox.hubspot.com",
-                                 "scopes": ["crm.objects.contacts.read"],
+                                 "scopes": list(self.granted.get(rest[2], ALL_SCOPES)),
                                  "hub_id": self.config.portal_id, "client_id": self.client_id,
                                  "user_id": 1, "token_type": "refresh"})
         return JSONResponse({"status": "error", "message": "Not Found",
@@ -1531,6 +1612,7 @@ class HubSpotEmulator(Emulator):
                 return self._oauth_error("BAD_REDIRECT_URI", "invalid_grant",
                                          "redirect_uri does not match the authorization request")
             refresh = self._new_refresh_token()
+            self.granted[refresh] = self.code_scopes.pop(form.get("code", ""), ALL_SCOPES)
         else:
             refresh = form.get("refresh_token", "")
             if self.refresh_tokens.get(refresh, True):

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import json
 import random
@@ -173,6 +174,22 @@ class Knobs:
         self.latency_ms = 0.0
         self.jitter_ms = 0.0
         self._release = threading.Event()
+        self.connections: Any = None  # set by KnobsMiddleware: the server's connections
+
+    def close_idle_after(self, seconds: float | None, reset: bool = False) -> None:
+        """Close every keep-alive connection left idle ``seconds`` (None: never), as a
+        server or proxy idle timeout does, without a ``Connection: close`` warning; with
+        ``reset``, by a RST (a proxy that drops its state), which the client's next write
+        meets as a broken pipe or a reset."""
+        if self.connections is not None:
+            self.connections.idle_timeout, self.connections.idle_reset = seconds, reset
+
+    def close_idle_connections(self, reset: bool = False) -> int:
+        """Close every keep-alive connection between two requests, as a server's idle
+        timeout does (uvicorn closes after 5 s; load balancers after their own): FIN, or
+        RST with ``reset``. The client's next request on one fails (broken pipe,
+        connection reset, disconnected) unless it opens a fresh connection."""
+        return self.connections.close_idle(reset) if self.connections is not None else 0
 
     # ---------------------------------------------------------------- faults
     def add_fault(self, kind: str = "error", **kwargs: Any) -> Fault:
@@ -332,6 +349,58 @@ async def _swallow(message: Message) -> None:
     return None
 
 
+class _Connections:
+    """The keep-alive connections the server holds, to close the idle ones on demand:
+    what a server's idle timeout (or a proxy's) does between two requests of a client."""
+
+    def __init__(self) -> None:
+        self.idle: dict[Any, asyncio.AbstractEventLoop] = {}  # transport -> its loop
+        self.lock = threading.Lock()
+        self.idle_timeout: float | None = None  # close connections idle this long (s)
+        self.idle_reset = False  # ... with a RST rather than a FIN
+
+    def busy(self, send: Send) -> Any:
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if transport is not None:
+            with self.lock:
+                self.idle.pop(transport, None)
+        return transport
+
+    def rest(self, transport: Any) -> None:
+        if transport is not None and not transport.is_closing():
+            loop = asyncio.get_running_loop()
+            with self.lock:
+                self.idle[transport] = loop
+            if self.idle_timeout is not None:
+                loop.call_later(self.idle_timeout, self._expire, transport)
+
+    def _expire(self, transport: Any) -> None:
+        with self.lock:
+            still_idle = self.idle.pop(transport, None) is not None
+        if still_idle:  # no request came on it meanwhile
+            _close_transport(transport, reset=self.idle_reset)
+
+    def close_idle(self, reset: bool) -> int:
+        with self.lock:
+            idle, self.idle = self.idle, {}
+        for transport, loop in idle.items():
+            loop.call_soon_threadsafe(_close_transport, transport, reset)
+        return len(idle)
+
+
+def _close_transport(transport: Any, reset: bool) -> None:
+    if transport.is_closing():
+        return
+    if reset:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    else:
+        transport.close()
+
+
 class KnobsMiddleware:
     """Outermost ASGI layer: control endpoints, latency, faults, counters."""
 
@@ -340,8 +409,25 @@ class KnobsMiddleware:
         self.emulator = emulator
         self.knobs = emulator.knobs
         self.control = build_control_app(emulator)
+        self.knobs.connections = _Connections()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._serve(scope, receive, send)
+            return
+        connections = self.knobs.connections
+        transport = connections.busy(send)
+
+        async def send_then_rest(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                connections.rest(transport)  # idle from the moment the client has the answer
+            await send(message)
+
+        if transport is not None:
+            send_then_rest.__self__ = send.__self__  # type: ignore[attr-defined]
+        await self._serve(scope, receive, send_then_rest)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

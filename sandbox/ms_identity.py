@@ -426,6 +426,10 @@ class MsIdentity:
             self.owner.knobs.count("ms.token.client_credentials")
             return {"token_type": "Bearer", "expires_in": ttl, "ext_expires_in": ttl,
                     "access_token": self.issue_app_token(app.client_id)}
+        if grant in ("authorization_code", "refresh_token") and not form.get("scope") and \
+                self.owner.config.require_token_scope:
+            raise AadError(400, "invalid_request", 900144,
+                           "The request body must contain the following parameter: 'scope'.")
         if grant == "authorization_code":
             code = self.codes.pop(form.get("code", ""), None)
             if code is None or code.client_id != app.client_id or \

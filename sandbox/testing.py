@@ -22,8 +22,8 @@ records webhook POSTs and answers Graph's validation handshake.
 Email and SMS: ``smtp_server``/``smtp_sandbox`` (STARTTLS + AUTH) and
 ``smtps_server``/``smtps_sandbox`` (implicit TLS), ``sms_server``/
 ``sms_gateway`` (the Sinch SMS emulator, callbacks signed with
-``SMS_WEBHOOK_SECRET``); ``email_connection(smtp)`` and
-``sms_connection(gateway)`` build the connectors' ``ConnectionInfo``.
+``SMS_WEBHOOK_SECRET``). The sandbox imports nothing of ours: the connectors'
+``ConnectionInfo`` for these is built in ``tests/channels_helpers.py``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,6 @@ __all__ = [
     "SMS_WEBHOOK_SECRET",
     "NotificationReceiver",
     "Received",
-    "email_connection",
-    "sms_connection",
     "sms_gateway",
     "sms_server",
     "smtp_sandbox",
@@ -300,29 +298,6 @@ class NotificationReceiver:
 # ------------------------------------------------------------- email and SMS
 
 SMS_WEBHOOK_SECRET = "sandbox-sms-webhook-secret"
-
-
-def email_connection(smtp: SmtpSandbox, *, password: str | None = None,
-                     **settings: Any) -> Any:
-    """The email connector's ``ConnectionInfo`` for this SMTP sandbox."""
-    from connectors.base import ConnectionInfo
-
-    credentials = {"password": smtp.password if password is None else password}
-    return ConnectionInfo(id="conn-email", tenant_id="tenant-sandbox", name="email",
-                          provider="email", settings=smtp.settings(**settings),
-                          credentials=credentials)
-
-
-def sms_connection(gateway: SmsGatewayEmulator, *, api_token: str | None = None,
-                   **settings: Any) -> Any:
-    """The SMS connector's ``ConnectionInfo`` for this gateway emulator."""
-    from connectors.base import ConnectionInfo
-
-    credentials = {"api_token": gateway.api_token if api_token is None else api_token,
-                   "webhook_secret": gateway.config.webhook_secret}
-    return ConnectionInfo(id="conn-sms", tenant_id="tenant-sandbox", name="sms",
-                          provider="sms", settings=gateway.settings(**settings),
-                          credentials=credentials)
 
 
 def _reset(emulator: Any, defaults: Any) -> None:

@@ -260,8 +260,9 @@ def pull_connection(
         if failed:
             outcome.status = "error"
             outcome.error = "; ".join(f"{cid}: {why}" for cid, why in failed.items())
-        if calendar_ids is None:  # channels for the calendars that could be read
-            _channels_after_pull(row, [c for c in wanted if c not in failed], outcome)
+        # Channels for the calendars that could be read; after a notification too, since
+        # a lifecycle event (subscription removed, reauthorization) may have ended one.
+        _channels_after_pull(row, [c for c in wanted if c not in failed], outcome)
     except RateLimited as exc:
         pause = exc.reset_at
         busy_mod.pause_connection(connection_id, exc.reset_at)
@@ -715,6 +716,23 @@ def google_notification(headers: dict[str, str]) -> dict[str, Any]:
     return {"state": state, "pulled": True}
 
 
+def lifecycle_reaction(channel: CalendarChannel, event: Any) -> None:
+    """Graph's lifecycle events, which come to the same endpoint as changes. Each is
+    followed by a pull of the calendar (a resync: changes may have been missed), whose
+    end makes sure a live subscription exists (``ensure_channel``):
+
+    - ``subscriptionRemoved``: Graph dropped it; the pull creates a new one;
+    - ``reauthorizationRequired``: notifications stop until it is renewed; it is treated
+      as expired, so the pull replaces it (and deletes the old one);
+    - ``missed``: notifications were lost; the pull catches up."""
+    if event == "subscriptionRemoved":
+        channel.status = "removed"
+    elif event == "reauthorizationRequired":
+        channel.expires_at = utcnow()
+    if event:
+        log.info("Graph lifecycle event %s on a subscription of %s", event, channel.connection_id)
+
+
 def graph_notification(payload: Any) -> dict[str, Any]:
     """Check a Graph change notification batch; pull each calendar named by a valid one."""
     items = payload.get("value") if isinstance(payload, dict) else None
@@ -737,6 +755,7 @@ def graph_notification(payload: Any) -> dict[str, Any]:
                 log.warning("Graph notification refused: %s", exc.reason)
                 continue
             channel.last_notified_at = utcnow()
+            lifecycle_reaction(channel, item.get("lifecycleEvent"))
             targets.setdefault(channel.connection_id, set()).add(channel.calendar_id)
     if not targets:
         raise NotificationRejected(401, f"{rejected} notification(s) refused")

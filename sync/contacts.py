@@ -52,7 +52,7 @@ from connectors.base import ConnectionInfo, DeliveryError, RateLimited, Runtime
 from connectors.crm import ContactPage, CrmContact, CrmDeletion, CursorExpired
 from relais.db import session_scope
 from relais.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
-from relais.models import Connection, SyncCursor, Tenant, utcnow
+from relais.models import Connection, ExternalLink, SyncCursor, Tenant, utcnow
 from relais.tenants import parsed_config
 from sync import pull_lock
 
@@ -297,7 +297,39 @@ def _apply_page(
     session.execute(insert(DirectoryContact), contacts)
     if phones:
         session.execute(insert(DirectoryPhone), phones)
+    _link_callers(session, target, contacts)
     return len(changed), len(same)
+
+
+def _link_callers(session: Session, target: _Target, contacts: list[dict[str, Any]]) -> None:
+    """Teach the delivery connectors the callers this directory knows: a link from the
+    caller key (``tel:+33…``, ``mail:…``, as ``connectors.crm.caller_key`` makes it) to
+    the CRM record, whatever format the number was typed in. A link already there (one a
+    connector wrote, or an older record) is kept. One query and one insert per page."""
+    wanted: dict[tuple[str, str], str] = {}
+    for row in contacts:
+        keys = [f"tel:{p}" for p in row["phones"] if p.startswith("+")]
+        keys += [f"mail:{e}" for e in row["emails"]]
+        for key in keys:
+            wanted.setdefault((key, row["crm_object"]), row["crm_id"])
+    if not wanted:
+        return
+    have = set(session.execute(
+        select(ExternalLink.local_id, ExternalLink.remote_type).where(
+            ExternalLink.connection_id == target.connection_id,
+            ExternalLink.local_type == "caller",
+            ExternalLink.local_id.in_({key for key, _ in wanted}),
+        )
+    ).all())  # fmt: skip
+    rows = [
+        {"tenant_id": target.tenant_id, "connection_id": target.connection_id,
+         "local_type": "caller", "local_id": key[:200], "remote_type": remote_type,
+         "remote_id": crm_id}
+        for (key, remote_type), crm_id in wanted.items()
+        if (key, remote_type) not in have
+    ]  # fmt: skip
+    if rows:
+        session.execute(insert(ExternalLink), rows)
 
 
 def _apply_deletions(session: Session, target: _Target, items: Iterable[CrmDeletion]) -> int:
@@ -318,8 +350,25 @@ def _apply_deletions(session: Session, target: _Target, items: Iterable[CrmDelet
 
 
 def _mark_deleted(session: Session, keys: list[str]) -> int:
+    """Mark directory contacts deleted, and forget the caller links to them (a link to a
+    deleted record would send the next call to it)."""
     for start in range(0, len(keys), 500):
         part = keys[start : start + 500]
+        records: dict[tuple[str, str], list[str]] = {}
+        for connection_id, crm_object, crm_id in session.execute(
+            select(DirectoryContact.connection_id, DirectoryContact.crm_object,
+                   DirectoryContact.crm_id).where(DirectoryContact.id.in_(part))
+        ).all():  # fmt: skip
+            records.setdefault((connection_id, crm_object), []).append(crm_id)
+        for (connection_id, crm_object), crm_ids in records.items():
+            session.execute(
+                delete(ExternalLink).where(
+                    ExternalLink.connection_id == connection_id,
+                    ExternalLink.local_type == "caller",
+                    ExternalLink.remote_type == crm_object,
+                    ExternalLink.remote_id.in_(crm_ids),
+                )
+            )
         session.execute(delete(DirectoryPhone).where(DirectoryPhone.contact_id.in_(part)))
         session.execute(
             update(DirectoryContact)
@@ -441,7 +490,11 @@ def _new_run(cursor: dict[str, Any], full: bool, lookback: timedelta) -> dict[st
     if full or since is None:
         return {"mode": "full", "since": None, "started": started.isoformat(),
                 "generation": generation + 1, "checkpoint": None, "deletes_done": True}  # fmt: skip
+    # Deletions resume where the provider's log said it stopped covering (Salesforce's
+    # latestDateCovered), which may be earlier than the last pull's start.
+    deleted_since = _dt(cursor.get("deleted_since")) or since
     return {"mode": "incremental", "since": _iso(since - lookback),
+            "deleted_since": _iso(min(deleted_since, since) - lookback),
             "started": started.isoformat(), "generation": generation, "checkpoint": None,
             "deletes_done": False}  # fmt: skip
 
@@ -464,11 +517,20 @@ def _run(
         cursor["run"] = run
         _save_cursor(row, cursor)
     outcome.mode = run["mode"]
+    every = getattr(reader, "deletions_every", None)  # a listing that grows with the archive
+    checked = _dt(cursor.get("deleted_checked_at"))
+    if not run["deletes_done"] and every is not None and checked is not None \
+            and _dt(run["started"]) - checked < every:
+        run["deletes_done"], run["deletions_skipped"] = True, True  # bounded: not due yet
     if not run["deletes_done"]:
         try:
-            for batch in reader.deleted(_dt(run["since"]), _dt(run["started"])):
+            deleted_since = _dt(run.get("deleted_since") or run["since"])
+            for batch in reader.deleted(deleted_since, _dt(run["started"])):
                 with session_scope() as session:
                     outcome.deleted += _apply_deletions(session, target, batch)
+            covered = getattr(reader, "deletions_covered_until", None)
+            if covered is not None:
+                run["deleted_until"] = _iso(covered)
         except CursorExpired as exc:
             outcome.note = f"full resync: {exc}"
             run = _new_run(cursor, True, lookback)
@@ -489,7 +551,10 @@ def _run(
         _save_cursor(
             row,
             {"since": run["started"], "generation": run["generation"], "run": None,
-             "last_mode": run["mode"]},
+             "last_mode": run["mode"],
+             "deleted_since": run.get("deleted_until") or run["started"],
+             "deleted_checked_at": cursor.get("deleted_checked_at")
+             if run.get("deletions_skipped") else run["started"]},
         )  # fmt: skip
 
 

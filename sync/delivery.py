@@ -34,7 +34,7 @@ from connectors.base import (
 from connectors.base import (
     Pacer as PacerProtocol,
 )
-from connectors.registry import build_connector, connector_class
+from connectors.registry import build_connector, connector_class, delivers
 from mappings.rules import TemplateRenderError
 from relais.db import session_scope
 from relais.models import AuditEvent, Connection, Delivery, Message, Tenant, utcnow
@@ -244,6 +244,9 @@ def process_connection(
             outcome.notes.append("paused by provider limit")
             return outcome
         info = connection_info(connection)
+        if not delivers(info.provider):  # a calendar connection: booking writes its events
+            outcome.notes.append(f"{info.provider} connections have no deliveries")
+            return outcome
         tenant = session.get(Tenant, connection.tenant_id)
         assert tenant is not None
         spec = parsed_config(tenant).connections.get(connection.name)

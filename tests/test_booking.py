@@ -273,3 +273,25 @@ def test_concurrent_bookings_on_sqlite_book_once(api):
         t.join(60)
     assert sorted(results) == ["confirmed"] + ["taken"] * 7
     assert len(live_events(api.emu, CLAIRE)) == 1
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
+def test_bookings_on_connections_the_server_closes_when_idle_never_answer_503(api, reset):
+    """Issue 9: after ~20 s idle, half the writes answered 503 calendar_unavailable
+    (BrokenPipeError on a stale keep-alive connection). Here the sandbox closes every
+    connection as soon as it is idle (an idle timeout shorter than the client's gap
+    between requests): zero 503s."""
+    secretary = auth(api.keys["secretary"])
+    api.emu.knobs.close_idle_after(0.0, reset=reset)
+    statuses = []
+    for n, (start, later) in enumerate(((TEN, "2027-03-23T14:00:00+01:00"),
+                                        ("2027-03-23T11:00:00+01:00",
+                                         "2027-03-23T15:00:00+01:00"))):  # fmt: skip
+        made = post(api, booking(start), key=f"k-{n}")
+        statuses.append(made.status_code)
+        moved = api.patch(f"/v1/tenants/{TENANT}/appointments/{made.json()['id']}",
+                          json={"start": later}, headers=secretary)
+        statuses.append(moved.status_code)
+    api.emu.knobs.close_idle_after(None)
+    assert statuses == [201, 200, 201, 200]
+    assert len(live_events(api.emu, CLAIRE)) == 2

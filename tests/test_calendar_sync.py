@@ -477,3 +477,52 @@ def test_calendar_sync_status_is_shown_to_the_tenant_admin(google):
     assert "missing@cabinet.test" in status["last_error"]
     assert sorted(c["calendar"] for c in status["calendars"]) == [CLAIRE, PAUL]
     assert all(c["has_cursor"] for c in status["calendars"])
+
+
+@pytest.mark.parametrize("event", ["subscriptionRemoved", "reauthorizationRequired", "missed"])
+def test_graph_lifecycle_events_resubscribe_and_resync(graph, relais_server, monkeypatch,
+                                                       event):
+    """Issue 11: subscriptions carry a lifecycleNotificationUrl; a removed subscription
+    is made again, one needing reauthorization is replaced, missed notifications are
+    caught up by a pull: changes go on arriving."""
+    ms = graph
+    conn = connection_id()
+    set_settings(conn, notification_url=relais_server.url)
+    pulls: list[tuple[str, list[str]]] = []
+
+    def queued(connection: str, calendars):  # the Celery task, run after the answer
+        pulls.append((connection, list(calendars)))
+
+    def run_queued() -> None:
+        for connection, calendars in pulls[done:]:
+            outcome = cs.pull_connection(connection, calendar_ids=calendars)
+            assert outcome.status == "ok", outcome.note
+
+    monkeypatch.setattr(cs, "trigger_pull", queued)
+    done = 0
+    apt = make_booking()
+    assert cs.pull_connection(conn).channels == {CLAIRE: "created", PAUL: "created"}
+    subs = {s["id"]: s for s in ms.subscriptions()}
+    assert all(s["lifecycleNotificationUrl"] == s["notificationUrl"] for s in subs.values())
+    with session_scope(readonly=True) as session:
+        old = session.scalars(select(CalendarChannel).where(
+            CalendarChannel.calendar_id == CLAIRE)).one().id
+    assert ms.lifecycle_event(old, event)
+    assert ms.wait_notifications()
+    note = [n for n in ms.notifications() if n["kind"] == "graph.lifecycle"][-1]
+    assert note["status"] == 202
+    assert pulls == [(conn, [CLAIRE])]  # a resync of that calendar
+    run_queued()
+    done = len(pulls)
+    with session_scope(readonly=True) as session:
+        now_active = session.scalars(select(CalendarChannel.id).where(
+            CalendarChannel.calendar_id == CLAIRE, CalendarChannel.status == "active")).all()
+    assert len(now_active) == 1 and (now_active[0] == old) == (event == "missed")
+    assert {s["id"] for s in ms.subscriptions()} == set(subs) - {old} | set(now_active)
+    ms.patch_event(CLAIRE, apt.event_id, {
+        "start": {"dateTime": "2027-03-23T09:00:00", "timeZone": "Europe/Paris"},
+        "end": {"dateTime": "2027-03-23T10:00:00", "timeZone": "Europe/Paris"}})  # fmt: skip
+    assert ms.wait_notifications()
+    assert pulls[done:] == [(conn, [CLAIRE])]  # changes still arrive
+    run_queued()
+    assert appointment(apt.id).start == datetime(2027, 3, 23, 8, 0, tzinfo=UTC)

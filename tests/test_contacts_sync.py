@@ -145,20 +145,26 @@ def test_hubspot_full_then_incremental_reads_only_changes(hs, monkeypatch):
     hs.knobs.reset()
     second = pull_connection(conn)
     assert (second.status, second.mode) == ("ok", "incremental")
-    assert (second.records_in, second.unchanged, second.deleted) == (3, 0, 0)
-    assert calls(hs, SEARCH) == 1 and calls(hs, ARCHIVED, "GET") == 1
-    assert second.calls == 2
+    # Search lags writes (a few seconds): the contact created just now is not found yet.
+    assert (second.records_in, second.unchanged, second.deleted) == (2, 0, 0)
+    # One search; the archive is listed at most daily (the full pull just did).
+    assert calls(hs, SEARCH) == 1 and calls(hs, ARCHIVED, "GET") == 0
+    assert second.calls == 1
     contacts = live(conn)
-    assert len(contacts) == 46 and contacts[ids[30]].name == "Camille30 Moreau"
-    assert contacts[new].phones == ["+33699887766"]
+    assert len(contacts) == 45 and contacts[ids[30]].name == "Camille30 Moreau"
 
+    hs.clock.advance(5)  # indexed now; the lookback of the next pull still covers it
+    third = pull_connection(conn)
+    assert (third.records_in, third.unchanged) == (1, 2)
+    assert live(conn)[new].phones == ["+33699887766"]
     hs.knobs.reset()
-    third = pull_connection(conn)  # nothing changed: one search, one archived page
-    assert (third.records_in, third.calls) == (0, 2)
+    hs.clock.set_offset(0)
+    fourth = pull_connection(conn)  # nothing new: one search
+    assert (fourth.records_in, fourth.calls) == (0, 1)
 
 
 def test_hubspot_archived_contacts_are_deleted(hs, monkeypatch):
-    conn = setup_hubspot(hs, monkeypatch)
+    conn = setup_hubspot(hs, monkeypatch, deleted_sweep_hours=0)  # list them every pull
     ids = seed_hubspot(hs, 5)
     pull_connection(conn)
     hubspot_client(hs).crm.contacts.basic_api.archive(ids[2])
@@ -354,6 +360,15 @@ def directory(hs, monkeypatch):
     return TestClient(create_app()), key, admin, conn
 
 
+def sweep_due(conn: str) -> None:
+    """Make the archive listing due (as a day after the last one)."""
+    with session_scope() as session:
+        row = session.get(SyncCursor, (conn, "contacts"))
+        cursor = json.loads(row.cursor)
+        cursor["deleted_checked_at"] = (utcnow() - timedelta(hours=25)).isoformat()
+        row.cursor = json.dumps(cursor)
+
+
 def names(response) -> list[str]:
     assert response.status_code == 200, response.text
     return [c["name"] for c in response.json()["contacts"]]
@@ -393,6 +408,7 @@ def test_lookup_forgets_deleted_contacts(directory, hs):
     client, key, _, conn = directory
     target = hs.find("contacts", lastname="Roux")[0]["id"]
     hubspot_client(hs).crm.contacts.basic_api.archive(target)
+    sweep_due(conn)
     assert pull_connection(conn).deleted == 1
     got = client.get(f"/v1/tenants/{HS}/contacts", params={"phone": "0698345678"},
                      headers={"Authorization": f"Bearer {key}"})
@@ -494,3 +510,82 @@ def test_directory_on_postgresql(hubspot_emulator, pg_url, monkeypatch, tmp_path
         assert names(got) == ["Camille5 Martin"]
     finally:
         dispose_engines()
+
+
+def test_salesforce_delete_log_purged_past_the_cursor_means_full_resync(sf, monkeypatch):
+    """Issue 11: Salesforce may purge the delete log before 15 days (earliestDateAvailable
+    later than asked): deletions in between are unknowable, so a full resync sweeps."""
+    conn = setup_salesforce(sf, monkeypatch)
+    ids = seed_salesforce(sf, 10)
+    assert pull_connection(conn).mode == "full"
+    sf.clock.set_offset(-60)
+    salesforce_client(sf).Contact.delete(ids[3])
+    sf.clock.set_offset(0)
+    sf.purge_deleted_log("Contact")  # the recycle bin emptied: the log starts now
+    outcome = pull_connection(conn)
+    assert (outcome.status, outcome.mode) == ("ok", "full"), outcome.error
+    assert "delete log starts at" in outcome.note
+    assert ids[3] not in live(conn) and len(live(conn)) == 9
+
+
+def test_salesforce_deletions_resume_from_latest_date_covered(sf, monkeypatch):
+    """Issue 11: getDeleted covers deletions only up to latestDateCovered: the next pull
+    asks again from there, so a deletion the log had not reached yet is not lost."""
+    conn = setup_salesforce(sf, monkeypatch, sync_lookback_seconds=60)
+    ids = seed_salesforce(sf, 10)
+    sf.configure(deleted_log_lag_seconds=1800)  # the log trails by half an hour
+    sf.clock.set_offset(-1200)
+    assert pull_connection(conn).mode == "full"
+    sf.clock.set_offset(-600)
+    salesforce_client(sf).Contact.delete(ids[2])
+    sf.clock.set_offset(0)
+    first = pull_connection(conn)  # the log does not cover that deletion yet
+    assert (first.mode, first.deleted) == ("incremental", 0) and ids[2] in live(conn)
+    sf.configure(deleted_log_lag_seconds=0)  # the log caught up
+    sf.clock.set_offset(300)
+    second = pull_connection(conn)
+    assert (second.mode, second.deleted) == ("incremental", 1), second.error
+    assert ids[2] not in live(conn)
+
+
+def test_hubspot_archive_listing_is_bounded_not_per_pull(hs, monkeypatch):
+    """Issue 16: the archived list has no date filter, so listing it on every pull made
+    a sync cost grow with the archive. It runs at most every ``deleted_sweep_hours``."""
+    conn = setup_hubspot(hs, monkeypatch)
+    ids = seed_hubspot(hs, 5)
+    archive = hs.seed("contacts", 250)  # a large archive
+    for start in range(0, 250, 100):
+        hubspot_client(hs).crm.contacts.batch_api.archive(
+            {"inputs": [{"id": i} for i in archive[start:start + 100]]})
+    assert pull_connection(conn).mode == "full"
+    hubspot_client(hs).crm.contacts.basic_api.archive(ids[1])
+    hs.knobs.reset()
+    for _ in range(3):
+        assert pull_connection(conn).calls == 1  # one search, whatever the archive's size
+    assert calls(hs, ARCHIVED, "GET") == 0 and ids[1] in live(conn)
+    sweep_due(conn)  # a day later
+    swept = pull_connection(conn)
+    assert swept.deleted == 1 and ids[1] not in live(conn)
+    assert calls(hs, ARCHIVED, "GET") == 3  # 251 archived contacts, 100 per page
+    assert pull_connection(conn).calls == 1
+
+
+def test_a_caller_the_directory_knows_is_not_duplicated_whatever_the_format(hs, monkeypatch):
+    """Issue 9: a number typed in a form no lookup tries (``+33 (0)4 72 00 00 09``) is
+    still the caller's: the directory pull links it, the delivery uses that link."""
+    from crm_helpers import accept, call, drain
+
+    conn = setup_hubspot(hs, monkeypatch)
+    hs.clock.set_offset(-3600)
+    owner = hs.insert("contacts", {"lastname": "Format", "phone": "+33 (0)4 72 00 00 09"})
+    gone = hs.insert("contacts", {"lastname": "Parti", "phone": "+33 (0)4 72 00 00 08"})
+    hs.clock.set_offset(0)
+    assert pull_connection(conn).records_in == 2
+    hubspot_client(hs).crm.contacts.basic_api.archive(gone)
+    sweep_due(conn)
+    assert pull_connection(conn).deleted == 1  # its link is forgotten with it
+    accept(HS, call(9, caller={"name": "Client", "phone": "+33472000009"}))
+    accept(HS, call(8, caller={"name": "Nouveau", "phone": "+33472000008"}))
+    assert drain(conn, HS) == {"delivered": 2}
+    assert len(hs.associations("contacts", owner, "calls")) == 1
+    assert len(hs.objects("contacts")) == 2  # the owner and a new one for the other caller

@@ -5,13 +5,13 @@ from __future__ import annotations
 import socket
 
 import pytest
+from sandbox_connections import email_connection
 
 from connectors.base import ConnectionInfo, DeliveryRequest, Rejected, TransientError
 from connectors.email import EmailConnector, build_message, message_id_for
 from connectors.registry import build_connector
 from sandbox.smtp import SmtpSandbox
 from sandbox.testing import (  # noqa: F401
-    email_connection,
     smtp_sandbox,
     smtp_server,
     smtps_sandbox,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC
 from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 from conftest import FIXTURES
 from crm_helpers import accept, call, connection_id, drain, force_due, statuses
@@ -254,3 +257,133 @@ def test_appointments_become_one_meeting_moved_then_cancelled(hs):
     meetings = objects(hs, "meetings")
     assert len(meetings) == 1 and props(meetings[0])["hs_meeting_outcome"] == "CANCELED"
     assert len(objects(hs, "contacts")) == 1
+
+
+# The ways people type one number into a CRM (issue 9): each seeded contact must be
+# found by the caller's E.164 number, none created.
+SIX_FORMATS = ["+33472000001", "04 72 00 00 02", "0472000003", "04.72.00.00.04",
+               "+33 4 72 00 00 05", "04-72-00-00-06"]  # fmt: skip
+
+
+def test_existing_contacts_typed_in_six_formats_are_found(hs):
+    ids = [hs.insert("contacts", {"lastname": f"Format{n}", "phone" if n % 2 else "mobilephone":
+                                  phone}) for n, phone in enumerate(SIX_FORMATS, 1)]  # fmt: skip
+    conn = private_app(hs)
+    for n in range(1, 7):
+        accept(T, call(n, caller={"name": f"Client {n}", "phone": f"+3347200000{n}"}))
+    assert drain(conn, T) == {"delivered": 6}
+    assert len(objects(hs, "contacts")) == 6  # zero new contacts
+    for n, contact_id in enumerate(ids, 1):
+        assert len(hs.associations("contacts", contact_id, "calls")) == 1, SIX_FORMATS[n - 1]
+
+
+def test_300_new_callers_with_one_conflicting_contact_all_delivered_once(hs):
+    """Issue 11: HubSpot may refuse a whole batch upsert for one input whose email
+    another contact owns (409, the emulator's default). The batch is split until that
+    input stands alone; it is linked to the owner; the 299 others are created once."""
+    hs.configure(search_index_delay_seconds=60)  # the owner, created a moment ago through
+    owner = httpx.post(f"{hs.url}/crm/v3/objects/contacts", timeout=10, json={  # the API,
+        "properties": {"lastname": "Déjà-là", "email": "zoe.roux@exemple.fr"}},  # is not
+        headers={"Authorization": f"Bearer {hs.private_app_token}"}).json()["id"]  # searchable
+    conn = private_app(hs)
+    for n in range(300):
+        caller = {"name": f"Client {n}", "phone": f"+336123{n:05d}"}
+        if n == 150:
+            caller["email"] = "zoe.roux@exemple.fr"
+        accept(T, call(n, caller=caller))
+    assert drain(conn, T, timeout=60) == {"delivered": 300}
+    contacts = objects(hs, "contacts")
+    assert len(contacts) == 300  # 299 new + the owner, nobody twice
+    assert len({props(c)["relais_id"] for c in contacts if props(c).get("relais_id")}) == 299
+    assert len(objects(hs, "calls")) == 300 and associated(hs, "calls") == 300
+    assert len(hs.associations("contacts", owner, "calls")) == 1
+    assert hs.knobs.counters().get("hs.batch_refused.contacts", 0) >= 1
+
+
+def test_a_refused_record_is_read_back_before_it_is_rejected(hs):
+    """Issue 11: any per-record error (not only a guessed message) is checked by
+    relais_id first: the call an earlier attempt wrote is found, not dead-lettered."""
+    conn = private_app(hs)
+    accept(T, call(1))
+    assert drain(conn, T) == {"delivered": 1}
+    with session_scope() as session:  # the answer was lost: the delivery runs again
+        row = session.scalar(select(Delivery).where(Delivery.tenant_id == T))
+        row.status, row.external_id = "pending", None
+    hs.knobs.fail(207, path="/crm/v3/objects/calls/batch/create", body={
+        "status": "COMPLETE", "results": [], "numErrors": 1, "errors": [{
+            "status": "error", "category": "VALIDATION_ERROR", "message": "Duplicate value",
+            "context": {"objectWriteTraceId": [f"{_key()}"]}}]})  # fmt: skip
+    assert drain(conn, T) == {"delivered": 1}
+    assert len(objects(hs, "calls")) == 1
+
+
+def _key() -> str:
+    with session_scope(readonly=True) as session:
+        return session.scalar(select(Delivery.idempotency_key).where(Delivery.tenant_id == T))
+
+
+def test_daily_limit_pauses_until_midnight_in_the_accounts_time_zone(hs):
+    """Issue 11: HubSpot's daily limit resets at midnight in the account's time-zone
+    setting (account-info/v3/details), not at UTC midnight."""
+    from zoneinfo import ZoneInfo
+
+    from connectors.base import ConnectionInfo, RateLimited, Runtime
+    from connectors.hubspot import HubSpotConnector, next_midnight
+
+    hs.configure(time_zone="America/New_York", daily_limit=2)
+    info = ConnectionInfo("conn-daily", T, "hubspot", "hubspot", {"api_base_url": hs.url},
+                          {"access_token": hs.private_app_token})  # fmt: skip
+    zone = ZoneInfo("America/New_York")
+    before = next_midnight(zone)
+    results = []
+    for n in range(3):
+        connector = HubSpotConnector(info, Runtime())
+        results += connector.deliver([_message(n)])
+    after = next_midnight(zone)
+    limited = [r.error for r in results if isinstance(r.error, RateLimited)]
+    assert limited and limited[-1].reset_at in (before, after)
+    assert next_midnight(UTC) not in (before, after)
+
+
+def test_next_midnight_across_a_dst_night():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from connectors.hubspot import next_midnight
+
+    paris = ZoneInfo("Europe/Paris")
+    now = datetime(2026, 3, 28, 22, 30, tzinfo=UTC)  # Saturday 23:30 in Paris
+    assert next_midnight(paris, now) == datetime(2026, 3, 29, tzinfo=paris)
+    assert next_midnight(paris, now).utcoffset().total_seconds() == 3600
+    assert next_midnight(paris, datetime(2026, 3, 29, 12, tzinfo=UTC)).isoformat() == (
+        "2026-03-30T00:00:00+02:00")
+
+
+def _message(n: int):
+    from connectors.base import DeliveryRequest
+
+    payload = {"event": "message.created",
+               "tenant": {"id": T, "timezone": "Europe/Paris", "phone_region": "FR"},
+               "message": {"id": f"m{n}", "call_type": "message", "urgency": "normal",
+                           "caller": {"name": f"Client {n}", "phone": f"+3361234{n:04d}"},
+                           "subject": "s", "body": "b", "taken_by": "Sophie",
+                           "taken_at": "2026-11-27T09:15:00Z", "staff": None,
+                           "callback_requested": False, "intake": {}}}  # fmt: skip
+    return DeliveryRequest(f"d{n}", f"relais-d{n}", "message.created", payload)
+
+
+def test_search_lag_never_duplicates_a_caller(hs):
+    """Issue 11: search results lag writes (the emulator's default: 3 s). A caller
+    created by one batch is not found by the next batch's search a moment later, and
+    with no link to go by (another worker, a lost link) the upsert by relais_id still
+    lands on the same contact."""
+    from connectors.base import ConnectionInfo, Runtime
+    from connectors.hubspot import HubSpotConnector
+
+    info = ConnectionInfo("conn-lag", T, "hubspot", "hubspot", {"api_base_url": hs.url},
+                          {"access_token": hs.private_app_token})  # fmt: skip
+    for n in (1, 2):
+        request = replace(_message(7), delivery_id=f"d7-{n}", idempotency_key=f"relais-d7-{n}")
+        results = HubSpotConnector(info, Runtime()).deliver([request])
+        assert [r.error for r in results] == [None]
+    assert len(objects(hs, "contacts")) == 1 and len(objects(hs, "calls")) == 2

@@ -217,7 +217,7 @@ def test_existing_contacts_are_found_by_the_lookup(sf):
 
 def test_duplicate_rule_match_is_reused_and_linked(sf):
     # Written in a form the lookup does not try; the org's duplicate rule still matches it.
-    existing = sf.insert("Contact", {"LastName": "Martin3", "Phone": "06.12.34.00.03"})
+    existing = sf.insert("Contact", {"LastName": "Martin3", "Phone": "0612 340 003"})
     conn = static_token(sf)
     accept(T, call(3))
     assert drain(conn, T) == {"delivered": 1}
@@ -457,3 +457,72 @@ def test_cancellation_is_recorded_when_the_mapping_reads_the_status(salesforce_e
     assert cancelled.ok and cancelled.external_id == created.external_id
     [event] = emu.records("Event")  # kept, marked
     assert event["ShowAs"] == "Free"
+
+
+# ---------------------------------------------------------------- provider limits (issue 11)
+
+
+def test_a_batch_of_600_new_callers_keeps_to_five_queries_per_composite(salesforce_emulator):
+    """Salesforce refuses a Composite with a sixth query subrequest (the emulator too):
+    the lookup of 600 new callers must still go through, in few calls."""
+    emu = salesforce_emulator
+    connector = direct(emu)
+    before = emu.knobs.counters()
+    results = connector.deliver([message_request(n) for n in range(600)])
+    assert [r.error for r in results if r.error] == []
+    assert len(emu.records("Contact")) == 600 and len(emu.records("Task")) == 600
+    after = emu.knobs.counters()
+    composites = after.get(f"POST {V}/composite", 0) - before.get(f"POST {V}/composite", 0)
+    queries = after.get("sf.query", 0) - before.get("sf.query", 0)
+    assert queries <= 5 * composites and composites <= 3  # long IN lists, few calls
+
+
+def test_the_emulator_refuses_a_sixth_query_in_a_composite(salesforce_emulator):
+    import requests
+
+    emu = salesforce_emulator
+    url = f"/services/data/v59.0/query?q={'SELECT+Id+FROM+Contact'}"
+    body = {"compositeRequest": [
+        {"method": "GET", "url": url, "referenceId": f"q{n}"} for n in range(6)]}  # fmt: skip
+    answer = requests.post(f"{emu.url}{V}/composite", json=body, verify=str(emu.ca_file),
+                           headers={"Authorization": f"Bearer {emu.session_id}"}, timeout=10)
+    assert answer.status_code == 400
+    assert answer.json()["compositeResponse"][0]["body"][0]["errorCode"] == "LIMIT_EXCEEDED"
+    body["compositeRequest"].pop()
+    assert requests.post(f"{emu.url}{V}/composite", json=body, verify=str(emu.ca_file),
+                         headers={"Authorization": f"Bearer {emu.session_id}"},
+                         timeout=10).status_code == 200
+
+
+def test_existing_contacts_typed_in_six_formats_are_found(sf):
+    """Issue 9: a contact typed ``04 72 00 00 02`` (or with dots, dashes, +33…) is the
+    caller +33472000002: found, never duplicated."""
+    formats = ["+33472000001", "04 72 00 00 02", "0472000003", "04.72.00.00.04",
+               "+33 4 72 00 00 05", "04-72-00-00-06"]  # fmt: skip
+    for n, phone in enumerate(formats, 1):
+        sf.insert("Contact", {"LastName": f"Format{n}", "Phone" if n % 2 else "MobilePhone":
+                              phone}, allow_duplicates=True)  # fmt: skip
+    conn = static_token(sf)
+    for n in range(1, 7):
+        accept(T, call(n, caller={"name": f"Client {n}", "phone": f"+3347200000{n}"}))
+    assert drain(conn, T) == {"delivered": 6}
+    contacts = {c["Id"]: c for c in sf.records("Contact")}
+    assert len(contacts) == 6  # zero new contacts
+    whos = {t["WhoId"] for t in sf.records("Task")}
+    assert whos == set(contacts)
+
+
+def test_300_new_callers_with_one_conflicting_contact_all_delivered_once(sf):
+    """Issue 11 acceptance: 300 new callers in one run, one of them already in the org
+    in a form no lookup matches (the duplicate rule catches it): all delivered, nobody
+    twice, and no Composite over Salesforce's five queries."""
+    owner = sf.insert("Contact", {"LastName": "Déjà-là", "Phone": "0612 300 150"})
+    conn = static_token(sf)
+    for n in range(300):
+        accept(T, call(n, caller={"name": f"Client {n}", "phone": f"+336123{n:05d}"}))
+    assert drain(conn, T, timeout=60) == {"delivered": 300}
+    contacts = sf.records("Contact")
+    assert len(contacts) == 300  # 299 new + the owner
+    tasks = sf.records("Task")
+    assert len(tasks) == 300 and len({t["Relais_Id__c"] for t in tasks}) == 300
+    assert sum(t["WhoId"] == owner for t in tasks) == 1

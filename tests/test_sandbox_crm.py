@@ -506,6 +506,12 @@ def test_hs_batch_upsert_200_then_207(hs, hs_emu) -> None:
     assert status == 200 and data.status == "COMPLETE"
     assert sorted((r.properties["relais_id"], r.new) for r in data.results) == [
         ("m-1", True), ("m-2", True)]
+    # By default one conflicting input fails the whole batch (409), nothing written.
+    with pytest.raises(ApiException) as whole:
+        upsert(item("m-1", firstname="Ann"), item("m-3", email="B@ex.fr"))
+    assert whole.value.status == 409 and "Existing ID" in json.loads(whole.value.body)["message"]
+    assert hs_emu.find("contacts", relais_id="m-1")[0]["properties"].get("firstname") is None
+    hs_emu.configure(batch_all_or_nothing=False)  # the per-input answer, also seen
     data, status, _ = upsert(item("m-1", firstname="Ann"), item("m-3", email="B@ex.fr"))
     assert status == 207 and data.num_errors == 1
     assert [(r.properties["relais_id"], r.new) for r in data.results] == [("m-1", False)]

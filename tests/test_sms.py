@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from sandbox_connections import sms_connection
 
 from connectors.base import (
     DeliveryRequest,
@@ -33,7 +34,6 @@ from sandbox.testing import (  # noqa: F401
     SMS_WEBHOOK_SECRET,
     NotificationReceiver,
     notification_receiver,
-    sms_connection,
     sms_gateway,
     sms_server,
 )
