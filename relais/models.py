@@ -21,9 +21,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from sync import clock
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The hub's now (``sync.clock``: injectable, offset by ``relais demo --at``)."""
+    return clock.now()
 
 
 def new_id(prefix: str) -> str:

@@ -69,6 +69,7 @@ from relais.busy_models import CalendarBusyEvent, CalendarBusyWindow
 from relais.calendar_sync_models import CalendarChannel, CalendarCursor
 from relais.db import session_scope
 from relais.models import Appointment, Connection, utcnow
+from sync import clock
 from sync.availability import BusyInterval, BusyKind, FairnessStats
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def build_calendar_connector(info: ConnectionInfo) -> CalendarConnector:
     from sync.delivery import pacer_for
 
     pacer = pacer_for(calendar_connector_class(info.provider), info)
-    connector: CalendarConnector = calendar_connector(info, Runtime(pacer=pacer))
+    connector: CalendarConnector = calendar_connector(info, Runtime(pacer=pacer, now=clock.now))
     return connector
 
 

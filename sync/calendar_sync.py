@@ -75,7 +75,7 @@ from relais.domain import as_utc_iso
 from relais.models import Appointment, Connection, Tenant, utcnow
 from relais.tenants import parsed_config
 from sync import busy as busy_mod
-from sync import pull_lock
+from sync import clock, pull_lock
 from sync.outbox import mark_wake
 
 log = logging.getLogger(__name__)
@@ -590,8 +590,9 @@ def _active_channel(
 def ensure_channel(
     row: Connection, calendar_id: str, address: str, now: datetime | None = None
 ) -> str:
-    """A live channel on the calendar: ``kept`` / ``renewed`` / ``created``."""
-    now = now or utcnow()
+    """A live channel on the calendar: ``kept`` / ``renewed`` / ``created``. Expiry is the
+    provider's instant: compared with the machine's time (``clock.machine_now``)."""
+    now = now or clock.machine_now()
     with session_scope(readonly=True) as session:
         current = _active_channel(session, row.id, calendar_id)
         if current is not None:
@@ -648,7 +649,7 @@ def _stop(row: Connection, channel: CalendarChannel) -> None:
 
 def renew_channels(now: datetime | None = None) -> dict[str, str]:
     """Renew every active channel expiring within ``RENEW_BEFORE`` (beat)."""
-    now = now or utcnow()
+    now = now or clock.machine_now()  # the provider's expiry, the provider's time
     with session_scope(readonly=True) as session:
         due = [
             (c.connection_id, c.calendar_id)
@@ -684,7 +685,7 @@ def _check_channel(
         raise NotificationRejected(404, "unknown channel")
     if not secret or not hmac.compare_digest(secret_hash(secret), channel.secret_hash):
         raise NotificationRejected(401, "wrong channel secret")
-    if channel.status != "active" or channel.expires_at <= utcnow():
+    if channel.status != "active" or channel.expires_at <= clock.machine_now():
         raise NotificationRejected(404, "channel stopped or expired")
     return channel
 

@@ -26,9 +26,9 @@ DAY = "2027-03-23"  # Tuesday
 
 
 @pytest.fixture
-def google(env, google_emulator, monkeypatch):
+def google(hub_clock, env, google_emulator, monkeypatch):
+    hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     setup_tenant(google_emulator, monkeypatch)
-    monkeypatch.setattr(booking_mod, "clock", lambda: NOW)
     conn = conn_id()
     with session_scope() as session:  # the store's window must reach the test's dates
         row = session.get(Connection, conn)

@@ -36,8 +36,7 @@ from sandbox.testing import (  # noqa: F401  (fixtures)
     hubspot_emulator,
     hubspot_server,
 )
-from sync import booking as booking_mod
-from sync import busy
+from sync import busy, clock
 from sync import calendar_sync as cs
 from sync.booking import BookingRequest, book, reschedule
 from sync.contacts import pull_connection as pull_contacts
@@ -99,9 +98,9 @@ def cached(conn: str, calendar: str) -> bool:
 
 
 @pytest.fixture
-def google(env, google_emulator, monkeypatch):
+def google(hub_clock, env, google_emulator, monkeypatch):
+    hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     setup_tenant(google_emulator, monkeypatch)
-    monkeypatch.setattr(booking_mod, "clock", lambda: NOW)
     return google_emulator
 
 
@@ -249,7 +248,7 @@ def test_google_watch_channel_notifications_trigger_a_pull(google, relais_server
     assert pulls == [(conn, [CLAIRE])]
 
     # renewal before expiry: a new channel replaces the old one, which is stopped
-    renewed = cs.renew_channels(utcnow() + timedelta(days=7))
+    renewed = cs.renew_channels(clock.machine_now() + timedelta(days=7))
     assert sorted(renewed.values()) == ["created", "created"]
     with session_scope(readonly=True) as session:
         old = session.get(CalendarChannel, channel.id)
@@ -274,7 +273,8 @@ OUTLOOK = """\
 
 
 @pytest.fixture
-def graph(env, graph_emulator, monkeypatch):
+def graph(hub_clock, env, graph_emulator, monkeypatch):
+    hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     ms = graph_emulator
     outlook.forget_apps()
     for name, value in {"RELAIS_TENANT_MS_AUTHORITY": ms.authority,
@@ -297,7 +297,6 @@ def graph(env, graph_emulator, monkeypatch):
                         .values(status="active"))  # fmt: skip
     busy.CACHE.clear()
     busy.POOL.clear()
-    monkeypatch.setattr(booking_mod, "clock", lambda: NOW)
     return ms
 
 
@@ -394,7 +393,7 @@ def test_graph_subscription_handshake_notifications_and_forgeries(graph, relais_
     assert client.post("/v1/webhooks/graph", json=unknown).status_code == 401
     assert pulls == [(conn, [CLAIRE])]
 
-    renewed = cs.renew_channels(utcnow() + timedelta(days=2, hours=12))
+    renewed = cs.renew_channels(clock.machine_now() + timedelta(days=2, hours=12))
     assert sorted(renewed.values()) == ["renewed", "renewed"]
     assert ms.knobs.counters().get("graph.subscriptions.renewed") == 2
 
