@@ -356,14 +356,16 @@ def night_emergencies(configs: list[TenantConfig]) -> list[tuple]:
 def _acknowledge_night_emergency(
     crm: CrmSandboxes, console: Console, session_scope: Any, timeout: float, night: list[str]
 ) -> bool:
-    """The doctor on call answers "OK" to the night emergency's SMS: that ladder must stop.
+    """The doctor on call answers "OK <ref>" to the night emergency's SMS: that ladder must
+    stop, and the doctor's phone must get the reply naming it (and any ladder still open).
 
-    Other ladders may be open to the same phone (an urgent day call after hours); a
-    bare "OK" acknowledges the most recent one, which is the night emergency's, posted
-    last. The check is on that ladder, found by its message, never on an arbitrary one.
+    Other ladders may be open to the same phone (an urgent day call after hours): the
+    check is on the night emergency's own ladder, found by its message.
     """
     from relais.models import Escalation
 
+    if not night:
+        return True  # no tenant has an escalation ladder
     with session_scope(readonly=True) as session:
         ladders = list(
             session.scalars(
@@ -372,33 +374,40 @@ def _acknowledge_night_emergency(
                 .order_by(Escalation.created_at)
             )
         )
-    if not night:
-        return True  # no tenant has an escalation ladder
     if not ladders:
         console.print("[red]the night emergency opened no escalation ladder[/]")
         return False
     for ladder in ladders:
-        if not ladder.notified:
-            console.print(f"[red]escalation {ladder.id} told nobody[/]")
+        phone = (ladder.notified or [""])[0]
+        asked = f"OK {ladder.ref}"
+        if not any(m.to == phone and asked in m.body for m in crm.sms.messages):
+            console.print(f"[red]no escalation SMS asking {asked!r} reached {phone or 'anyone'}[/]")
             return False
-        phone = ladder.notified[0]
-        if not any(m.to == phone for m in crm.sms.messages):
-            console.print(f"[red]no escalation SMS reached {phone} at the gateway[/]")
-            return False
-        crm.sms.reply(phone, "OK merci")
+        replies_before = sum(1 for m in crm.sms.messages if m.to == phone)
+        crm.sms.reply(phone, f"{asked} merci")
         deadline = time.monotonic() + min(timeout, 30)
-        while True:
-            with session_scope(readonly=True) as session:
-                esc = session.get(Escalation, ladder.id)
-                if esc is not None and esc.acknowledged_at is not None:
-                    console.print(
-                        f"escalation: step {esc.step + 1} acknowledged by "
-                        f"{esc.acknowledged_by} by SMS reply; no further step is sent"
-                    )
-                    break
+        esc = None
+        while esc is None or esc.acknowledged_at is None:
             if time.monotonic() > deadline:
+                console.print(f"[red]{asked!r} from {phone} did not stop escalation {ladder.id}[/]")
                 return False
             time.sleep(0.3)
+            with session_scope(readonly=True) as session:
+                esc = session.get(Escalation, ladder.id)
+        answer = None
+        while answer is None:
+            sent = [m for m in crm.sms.messages if m.to == phone][replies_before:]
+            answer = next((m.body for m in sent if f"alerte {ladder.ref} " in m.body), None)
+            if answer is None and time.monotonic() > deadline:
+                console.print(f"[red]no reply SMS to {phone} confirmed alert {ladder.ref}[/]")
+                return False
+            time.sleep(0.3)
+        console.print(
+            f"escalation {ladder.ref}: step {esc.step + 1} acknowledged by "
+            f"{esc.acknowledged_by} replying {asked!r}; no further step is sent. "
+            f"Reply SMS: {answer}",
+            highlight=False,
+        )
     return True
 
 
