@@ -594,6 +594,9 @@ def _calendar_status_table(rows: list[dict[str, Any]]) -> None:
             str(r["moved"]), str(r["cancelled"]), (r["last_error"] or "")[:80],
         )  # fmt: skip
     out.print(table)
+    for r in rows:  # no change notifications: say so, never silently
+        if r.get("channels_off"):
+            out.print(f"{r['tenant']}/{r['connection']}: {r['channels_off']}", highlight=False)
 
 
 def _age(seconds: float | None) -> str:

@@ -476,3 +476,38 @@ def test_calendar_sync_status_is_shown_to_the_tenant_admin(google):
     assert "missing@cabinet.test" in status["last_error"]
     assert sorted(c["calendar"] for c in status["calendars"]) == [CLAIRE, PAUL]
     assert all(c["has_cursor"] for c in status["calendars"])
+
+
+def test_channels_skipped_without_https_are_said_so(google, monkeypatch, caplog):
+    """RELAIS_PUBLIC_URL not https: no watch channel, and `sync status` and the worker's
+    start say why instead of skipping silently."""
+    import logging
+
+    from typer.testing import CliRunner
+
+    import worker
+    from relais.cli import app
+    from relais.settings import reset_settings
+
+    monkeypatch.setenv("RELAIS_PUBLIC_URL", "http://127.0.0.1:8000")
+    reset_settings()
+    conn = connection_id()
+    assert cs.pull_connection(conn).channels == {}
+    with session_scope(readonly=True) as session:
+        (status,) = cs.sync_status(session, TENANT)
+    assert status["channels_off"] == (
+        "RELAIS_PUBLIC_URL is 'http://127.0.0.1:8000', not https: no watch channel or "
+        "subscription (calendar changes are seen at the scheduled pull only)")
+    shown = CliRunner().invoke(app, ["sync", "status", "--tenant", TENANT])
+    assert shown.exit_code == 0, shown.output
+    assert f"{TENANT}/agenda: RELAIS_PUBLIC_URL is 'http://127.0.0.1:8000', not https" in (
+        " ".join(shown.output.split()))
+    with caplog.at_level(logging.WARNING, logger="relais.worker"):
+        worker._say_what_is_off()
+    assert "not https: no watch channel" in caplog.text
+    # an https public URL: channels are on, nothing to say
+    monkeypatch.setenv("RELAIS_PUBLIC_URL", "https://relais.example")
+    reset_settings()
+    with session_scope(readonly=True) as session:
+        (status,) = cs.sync_status(session, TENANT)
+    assert status["channels_off"] is None
