@@ -250,12 +250,13 @@ def rules_explain(
     ] = None,
 ) -> None:
     """Which rules a call would match, why, and the deliveries it would create."""
-    from datetime import UTC, datetime
+    from datetime import datetime
 
     from mappings.plan import PlanError, explain_text, plan_for
     from mappings.rules import CallContext
     from relais.db import session_scope
     from relais.tenants import UnknownTenant, get_tenant, parsed_config
+    from sync import clock
 
     _upgrade()
     try:
@@ -271,7 +272,7 @@ def rules_explain(
         answers[name.strip()] = value.strip()
     note = ""
     if at is None:
-        instant = datetime.now(UTC)
+        instant = clock.now()  # the hub's now
     else:
         try:
             instant = datetime.fromisoformat(at)

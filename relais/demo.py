@@ -380,7 +380,7 @@ def _acknowledge_night_emergency(
     for ladder in ladders:
         phone = (ladder.notified or [""])[0]
         asked = f"OK {ladder.ref}"
-        if not any(m.to == phone and asked in m.body for m in crm.sms.messages):
+        if not any(m.to == phone and f"{asked} " in m.body for m in crm.sms.messages):
             console.print(f"[red]no escalation SMS asking {asked!r} reached {phone or 'anyone'}[/]")
             return False
         replies_before = sum(1 for m in crm.sms.messages if m.to == phone)

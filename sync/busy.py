@@ -333,7 +333,9 @@ def _ask(
 
 
 def pause_connection(connection_id: str, until: datetime) -> None:
-    """The provider said stop: no call on this connection before ``until``."""
+    """The provider said stop: no call on this connection before ``until`` (the
+    provider's instant, on the machine's clock; stored on the hub's)."""
+    until = clock.from_machine(until)
     with session_scope() as session:
         row = session.get(Connection, connection_id, with_for_update=True)
         if row is not None and (row.paused_until is None or row.paused_until < until):

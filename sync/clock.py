@@ -108,6 +108,12 @@ def to_machine(at: datetime) -> datetime:
     return _aware(at) - (now() - machine_now())
 
 
+def from_machine(at: datetime) -> datetime:
+    """A provider's instant (on the machine's clock, e.g. a rate-limit reset) on the hub's
+    clock, to store and compare it with the hub's now."""
+    return _aware(at) + (now() - machine_now())
+
+
 def current() -> Clock:
     return _current
 

@@ -25,6 +25,7 @@ the reply lists the other, so it is still not silent.)
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,6 +52,7 @@ from sync.senders import SenderMissing, ensure_sender, sender_config
 
 _OK = re.compile(r"^\W*ok\b(?:\W*?(\d{1,6})\b)?", re.IGNORECASE)
 ACK_REPLY = "escalation.ack_reply"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -257,8 +259,9 @@ def _reply(session: Session, tenant_id: str, number: str, about: Escalation,
     config = parsed_config(tenant)
     try:
         sender = ensure_sender(session, tenant_id, "sms")
-    except SenderMissing:
-        return None  # the "OK" came through Relais's own SMS webhook: rare, logged by caller
+    except SenderMissing as exc:  # the "OK" came through Relais's own SMS webhook: rare
+        log.warning("no reply to an OK for escalation %s: %s", about.id, exc)
+        return None
 
     def label(esc: Escalation) -> tuple[int | None, str, datetime]:
         return esc.ref, esc.ladder, esc.created_at
