@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from relais.db import dispose_engines
 from relais.queue import (
@@ -31,6 +31,15 @@ app = celery_app()
 def _fresh_pools(**_kwargs: object) -> None:
     # Database connections must not cross a fork.
     dispose_engines()
+
+
+@worker_ready.connect
+def _say_what_is_off(**_kwargs: object) -> None:
+    from sync.calendar_sync import public_url_not_https
+
+    reason = public_url_not_https()
+    if reason:  # watch channels and subscriptions are skipped: never silently
+        log.warning("calendar connections without notification_url: %s", reason)
 
 
 def _wake(connection_id: str) -> None:

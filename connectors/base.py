@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 
@@ -129,6 +129,9 @@ class Runtime:
     # Limiters of endpoints with a limit of their own (HubSpot search: ~4/s),
     # declared by the connector's ``extra_rate_limits``.
     pacers: dict[str, Pacer] = field(default_factory=dict)
+    # The engine's clock (aware UTC), for windows the engine chooses (e.g. the Graph
+    # delta window). Wire stamps (signatures, token expiry) keep the machine's time.
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def pacer_named(self, name: str) -> Pacer:
         return self.pacers.get(name) or _NoPacing()

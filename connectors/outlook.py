@@ -549,7 +549,7 @@ class OutlookConnector:
         if cursor:
             path = self._path_of(cursor)
         else:
-            now = datetime.now(UTC)
+            now = self.runtime.now()  # the engine's window (its busy store's)
             lo = now - timedelta(days=float(settings.get("delta_past_days", 1)))
             hi = now + timedelta(days=float(settings.get("delta_future_days", 90)))
             path = (

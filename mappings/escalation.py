@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from mappings.recipients import Recipient, channel_connection, resolve_recipients
 from mappings.schema import Escalation, TenantConfig
-from mappings.wallclock import require_aware
+from mappings.wallclock import local, require_aware
 
 DEFAULT_TEMPLATE = "default"
 
@@ -116,3 +116,46 @@ def ladder(config: TenantConfig, name: str) -> Ladder:
         known = ", ".join(config.escalations) or "none"
         raise LookupError(f"unknown escalation ladder {name!r}; known: {known}")
     return _ladder(config, name, spec)
+
+
+_REPLY = {
+    "fr": {
+        "done": "Merci : alerte {label} prise en charge.",
+        "unknown": "Aucune alerte {ref} en cours pour ce numéro.",
+        "already": "Cette alerte était déjà prise en charge.",
+        "open": " Encore en cours : {labels}. Répondez OK suivi du numéro pour chacune.",
+        "none": " Plus aucune alerte en cours.",
+    },
+    "en": {
+        "done": "Thank you: alert {label} acknowledged.",
+        "unknown": "No alert {ref} is running for this number.",
+        "already": "That alert was already acknowledged.",
+        "open": " Still running: {labels}. Reply OK and the number for each.",
+        "none": " No other alert is running.",
+    },
+}
+
+Ladderref = tuple[int | None, str, datetime]  # (ref, ladder name, started at)
+
+
+def ack_reply_text(config: TenantConfig, acknowledged: Ladderref | None,
+                   unknown_ref: int | None, still_open: list[Ladderref]) -> str:
+    """The SMS answering an "OK": which ladder it stopped (or that ``unknown_ref`` names
+    none), then every ladder still open to that phone with its reference. Only refs,
+    ladder names and start times (tenant's zone): nothing of the message itself."""
+    words = _REPLY.get(str(config.language).split("-")[0], _REPLY["en"])
+
+    def label(item: Ladderref) -> str:
+        ref, name, started = item
+        when = local(require_aware(started), config.zone).strftime("%H:%M")
+        return f"{ref if ref is not None else '?'} ({name}, {when})"
+
+    if acknowledged is not None:
+        text = words["done"].format(label=label(acknowledged))
+    elif unknown_ref is not None:
+        text = words["unknown"].format(ref=unknown_ref)
+    else:
+        text = words["already"]
+    if still_open:
+        return text + words["open"].format(labels=", ".join(label(e) for e in still_open))
+    return text + words["none"]

@@ -411,12 +411,13 @@ def rules_explain(
     ] = None,
 ) -> None:
     """Which rules a call would match, why, and the deliveries it would create."""
-    from datetime import UTC, datetime
+    from datetime import datetime
 
     from mappings.plan import PlanError, explain_text, plan_for
     from mappings.rules import CallContext
     from relais.db import session_scope
     from relais.tenants import UnknownTenant, get_tenant, parsed_config
+    from sync import clock
 
     _upgrade()
     try:
@@ -432,7 +433,7 @@ def rules_explain(
         answers[name.strip()] = value.strip()
     note = ""
     if at is None:
-        instant = datetime.now(UTC)
+        instant = clock.now()  # the hub's now
     else:
         try:
             instant = datetime.fromisoformat(at)
@@ -585,13 +586,25 @@ def demo(
     calls: Annotated[int, typer.Option(min=1, max=5000, help="qualified calls to post")] = 60,
     workers: Annotated[int, typer.Option(min=1, max=8)] = 2,
     timeout: Annotated[float, typer.Option(help="seconds to wait for every delivery")] = 180,
+    at: Annotated[
+        str | None,
+        typer.Option(help="run as if it were then, e.g. 2026-12-02T16:18:00+01:00 (hub clock)"),
+    ] = None,
 ) -> None:
     """The main job: API, worker and beat as real processes, a day of calls, every
     delivery settled. Exits non-zero if anything was lost or duplicated."""
+    from datetime import datetime
+
     from relais.demo import run_demo
 
     try:
-        code = run_demo(calls=calls, workers=workers, timeout=timeout, console=out)
+        start = datetime.fromisoformat(at) if at else None
+    except ValueError:
+        fail(f"--at {at!r} is not an ISO 8601 date-time (e.g. 2026-12-02T16:18:00+01:00)")
+    if start is not None and start.utcoffset() is None:
+        fail(f"--at {at!r} needs a UTC offset (e.g. +01:00)")
+    try:
+        code = run_demo(calls=calls, workers=workers, timeout=timeout, console=out, at=start)
     except RuntimeError as exc:
         err.print(f"[bold red]demo failed:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
@@ -749,6 +762,9 @@ def _calendar_status_table(rows: list[dict[str, Any]]) -> None:
             str(r["moved"]), str(r["cancelled"]), r["last_error"] or "",
         )  # fmt: skip
     emit(table)
+    for r in rows:  # no change notifications: say so, never silently
+        if r.get("channels_off"):
+            out.print(f"{r['tenant']}/{r['connection']}: {r['channels_off']}", highlight=False)
 
 
 def _age(seconds: float | None) -> str:

@@ -18,7 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -35,6 +35,7 @@ from relais.demo_crm import CrmSandboxes
 from relais.models import utcnow
 from relais.settings import get_settings, reset_settings
 from sandbox.webhook_receiver import WebhookReceiver
+from sync import clock
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -133,12 +134,13 @@ def _intake_value(kind: str, choices: list[str] | None, rng: random.Random) -> A
     return {
         "number": rng.randint(1, 5),
         "bool": True,
-        "date": (datetime.now(UTC) + timedelta(days=3)).date().isoformat(),
+        "date": (clock.now() + timedelta(days=3)).date().isoformat(),
     }.get(kind, "Précisé à l'appel")
 
 
 def day_of_calls(configs: list[TenantConfig], count: int, seed: int = 2026) -> list[tuple]:
-    """``count`` (tenant id, message JSON) pairs spread over today's office hours."""
+    """``count`` (tenant id, message JSON) pairs taken over the ten hours before now
+    (the hub's now: ``--at`` moves it), so no call is dated in the future."""
     rng = random.Random(seed)  # noqa: S311 - sample data
     calls = []
     for n in range(count):
@@ -146,8 +148,8 @@ def day_of_calls(configs: list[TenantConfig], count: int, seed: int = 2026) -> l
         call_type = rng.choice(config.call_types)
         first, last = rng.choice(FIRST), rng.choice(LAST)
         zone = ZoneInfo(config.timezone)
-        taken = datetime.now(zone).replace(hour=8, minute=30, second=0, microsecond=0) + timedelta(
-            minutes=rng.randint(0, 600)
+        taken = clock.now().astimezone(zone).replace(second=0, microsecond=0) - timedelta(
+            minutes=rng.randint(1, 600)
         )
         caller: dict[str, Any] = {"name": f"{first} {last}", "phone": _phone(rng)}
         if rng.random() < 0.5:
@@ -231,13 +233,25 @@ def _prepare_home() -> Path:
     return home
 
 
-def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
+def run_demo(
+    calls: int, workers: int, timeout: float, console: Console, at: datetime | None = None
+) -> int:
+    """Run the main job; ``at`` is the hub's now when the scenario starts (it keeps ticking).
+
+    ``at`` is injected, not faked: ``RELAIS_CLOCK_OFFSET`` reaches the API, worker and
+    beat started here, and this process's clock is set the same way (``sync.clock``).
+    """
     from relais.auth import create_key
     from relais.db import dispose_engines, session_scope
     from relais.migrate import upgrade
     from relais.models import Connection, Delivery, Message
     from relais.tenants import apply_config, parsed_config
 
+    if at is not None:
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise RuntimeError(f"--at needs a UTC offset or zone, got {at.isoformat()}")
+        os.environ[clock.ENV_OFFSET] = str(clock.offset_for(at))
+        clock.install(clock.from_environment())
     home = _prepare_home()
     logs = home / "logs"
     logs.mkdir(exist_ok=True)
@@ -246,8 +260,12 @@ def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     crm = CrmSandboxes.start(public_url=base)
-    console.print(f"[bold]Relais demo[/] — data in {home}")
     started = utcnow()
+    zone = ZoneInfo("Europe/Paris")
+    console.print(
+        f"[bold]Relais demo[/] — data in {home}; the hub's clock reads "
+        f"{started.astimezone(zone):%a %d/%m/%Y %H:%M %Z} (Paris)"
+    )
 
     upgrade()
     configs, keys = [], {}
@@ -287,11 +305,12 @@ def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
         procs.start("worker", "worker", "--concurrency", str(workers))
         procs.start("beat", "beat")
         _wait_healthy(base, procs)
-        day = day_of_calls(configs, calls) + night_emergencies(configs)
-        posted = _post_calls(base, keys, day, console, procs)
+        night = night_emergencies(configs)
+        posted = _post_calls(base, keys, day_of_calls(configs, calls) + night, console, procs)
         return _settle_and_report(
             started,
             posted,
+            posted[len(posted) - len(night) :],
             {"webhook": receiver.landed, **crm.landings()},
             crm,
             receiver,
@@ -314,7 +333,7 @@ def night_emergencies(configs: list[TenantConfig]) -> list[tuple]:
         if urgent is None or not getattr(config, "escalations", None):
             continue
         zone = ZoneInfo(config.timezone)
-        night = (datetime.now(zone) - timedelta(days=1)).replace(
+        night = (clock.now().astimezone(zone) - timedelta(days=1)).replace(
             hour=23, minute=40, second=0, microsecond=0
         )
         calls.append(
@@ -334,33 +353,62 @@ def night_emergencies(configs: list[TenantConfig]) -> list[tuple]:
     return calls
 
 
-def _acknowledge_an_escalation(
-    crm: CrmSandboxes, console: Console, session_scope: Any, timeout: float
+def _acknowledge_night_emergency(
+    crm: CrmSandboxes, console: Console, session_scope: Any, timeout: float, night: list[str]
 ) -> bool:
-    """The doctor on call answers "OK" to the SMS: the ladder must stop there."""
+    """The doctor on call answers "OK <ref>" to the night emergency's SMS: that ladder must
+    stop, and the doctor's phone must get the reply naming it (and any ladder still open).
+
+    Other ladders may be open to the same phone (an urgent day call after hours): the
+    check is on the night emergency's own ladder, found by its message.
+    """
     from relais.models import Escalation
 
+    if not night:
+        return True  # no tenant has an escalation ladder
     with session_scope(readonly=True) as session:
-        open_ladders = list(session.scalars(select(Escalation)))
-    if not open_ladders:
-        return True  # no tenant escalated anything in this run
-    sent = [m for m in crm.sms.messages if "Répondez OK" in m.body or "Reply OK" in m.body]
-    if not sent:
-        console.print("[red]no escalation SMS reached the gateway[/]")
+        ladders = list(
+            session.scalars(
+                select(Escalation)
+                .where(Escalation.message_id.in_(night))
+                .order_by(Escalation.created_at)
+            )
+        )
+    if not ladders:
+        console.print("[red]the night emergency opened no escalation ladder[/]")
         return False
-    crm.sms.reply(sent[0].to, "OK merci")
-    deadline = time.monotonic() + min(timeout, 30)
-    while time.monotonic() < deadline:
-        with session_scope(readonly=True) as session:
-            esc = session.get(Escalation, open_ladders[0].id)
-            if esc is not None and esc.acknowledged_at is not None:
-                console.print(
-                    f"escalation: step {esc.step + 1} acknowledged by "
-                    f"{esc.acknowledged_by} by SMS reply; no further step is sent"
-                )
-                return True
-        time.sleep(0.3)
-    return False
+    for ladder in ladders:
+        phone = (ladder.notified or [""])[0]
+        asked = f"OK {ladder.ref}"
+        if not any(m.to == phone and f"{asked} " in m.body for m in crm.sms.messages):
+            console.print(f"[red]no escalation SMS asking {asked!r} reached {phone or 'anyone'}[/]")
+            return False
+        replies_before = sum(1 for m in crm.sms.messages if m.to == phone)
+        crm.sms.reply(phone, f"{asked} merci")
+        deadline = time.monotonic() + min(timeout, 30)
+        esc = None
+        while esc is None or esc.acknowledged_at is None:
+            if time.monotonic() > deadline:
+                console.print(f"[red]{asked!r} from {phone} did not stop escalation {ladder.id}[/]")
+                return False
+            time.sleep(0.3)
+            with session_scope(readonly=True) as session:
+                esc = session.get(Escalation, ladder.id)
+        answer = None
+        while answer is None:
+            sent = [m for m in crm.sms.messages if m.to == phone][replies_before:]
+            answer = next((m.body for m in sent if f"alerte {ladder.ref} " in m.body), None)
+            if answer is None and time.monotonic() > deadline:
+                console.print(f"[red]no reply SMS to {phone} confirmed alert {ladder.ref}[/]")
+                return False
+            time.sleep(0.3)
+        console.print(
+            f"escalation {ladder.ref}: step {esc.step + 1} acknowledged by "
+            f"{esc.acknowledged_by} replying {asked!r}; no further step is sent. "
+            f"Reply SMS: {answer}",
+            highlight=False,
+        )
+    return True
 
 
 def _explain_two_calls(configs: list[TenantConfig], console: Console) -> None:
@@ -435,6 +483,7 @@ LATER = ("digest.item", "digest.summary")  # due at the digest's time, not now
 def _settle_and_report(
     started: datetime,
     posted: list[str],
+    night: list[str],
     landings: dict[str, Callable[[], Counter[str]]],
     crm: CrmSandboxes,
     receiver: WebhookReceiver,
@@ -464,7 +513,7 @@ def _settle_and_report(
                 break
             procs.check()
             time.sleep(0.3)
-    acknowledged = _acknowledge_an_escalation(crm, console, session_scope, timeout)
+    acknowledged = _acknowledge_night_emergency(crm, console, session_scope, timeout, night)
 
     with session_scope() as session:
         rows = session.execute(

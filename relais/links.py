@@ -13,10 +13,10 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 from typing import Any
 
 from relais.settings import get_settings
+from sync import clock
 
 _CONTEXT = b"relais-signed-links-v1"
 
@@ -41,7 +41,8 @@ def sign(kind: str, claims: dict[str, Any], ttl: float | None = None,
          now: float | None = None) -> str:
     """A token for ``kind`` (``m`` message, ``ack`` escalation) carrying ``claims``."""
     lifetime = get_settings().link_ttl_seconds if ttl is None else ttl
-    body = {"k": kind, **claims, "exp": int((time.time() if now is None else now) + lifetime)}
+    issued = clock.now().timestamp() if now is None else now  # the hub's clock
+    body = {"k": kind, **claims, "exp": int(issued + lifetime)}
     payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
     mac = hmac.new(_keys()[0], payload.encode(), hashlib.sha256).digest()
     return f"{payload}.{_b64(mac)}"
@@ -67,7 +68,7 @@ def verify(kind: str, token: str, now: float | None = None) -> dict[str, Any]:
         raise BadLink("malformed link") from None
     if not isinstance(claims, dict) or claims.get("k") != kind:
         raise BadLink("not a link of this kind")
-    if float(claims.get("exp", 0)) < (time.time() if now is None else now):
+    if float(claims.get("exp", 0)) < (clock.now().timestamp() if now is None else now):
         raise BadLink("link expired")
     return claims
 

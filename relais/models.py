@@ -21,9 +21,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from sync import clock
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The hub's now (``sync.clock``: injectable, offset by ``relais demo --at``)."""
+    return clock.now()
 
 
 def new_id(prefix: str) -> str:
@@ -221,6 +224,8 @@ class Escalation(Base):
     next_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # Every address told so far (an inbound "OK" is matched on it).
     notified: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The short number in its SMS ("Répondez OK 47"): smallest free among running ladders.
+    ref: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # running | acknowledged | dead_end | abandoned (the ladder left the config)
     outcome: Mapped[str] = mapped_column(String(16), default="running")
     finished: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -103,11 +103,6 @@ NEXT_SLOTS_DAYS = 7
 ANY = "any"
 
 
-def clock() -> datetime:
-    """Now (aware UTC). Tests replace it to stand on a chosen day."""
-    return utcnow()
-
-
 # --------------------------------------------------------------------------- errors
 
 
@@ -307,7 +302,7 @@ def find_availability(
     members, any_mode = _members(config, spec, staff, "staff")
     tz = tz or config.timezone
     _zone(tz, "tz")
-    now = clock()
+    now = utcnow()
     start = start or now
     end = end or start + timedelta(days=min(DEFAULT_DAYS, spec.booking_horizon_days + 1))
     _check_window(spec, start, end, now)
@@ -458,7 +453,7 @@ def book(tenant_id: str, request: BookingRequest) -> Outcome:
 
     spec = _type(config, request.type_id)
     members, any_mode = _members(config, spec, request.staff_id, "staff_id")
-    now = clock()
+    now = utcnow()
     start = request.start
     if start < now - timedelta(days=1):
         raise SlotUnavailable("start is in the past", field="start")
@@ -863,7 +858,7 @@ def reschedule(
     schedule = staff_schedule(config, member)
     old = (row.start, row.end, row.subject, row.notes)
     if moved:
-        now = clock()
+        now = utcnow()
         if new_start < now - timedelta(days=1):
             raise SlotUnavailable("start is in the past", field="start")
         _check_window(spec, new_start, new_start + timedelta(minutes=1), now)

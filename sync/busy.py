@@ -69,6 +69,7 @@ from relais.busy_models import CalendarBusyEvent, CalendarBusyWindow
 from relais.calendar_sync_models import CalendarChannel, CalendarCursor
 from relais.db import session_scope
 from relais.models import Appointment, Connection, utcnow
+from sync import clock
 from sync.availability import BusyInterval, BusyKind, FairnessStats
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def build_calendar_connector(info: ConnectionInfo) -> CalendarConnector:
     from sync.delivery import pacer_for
 
     pacer = pacer_for(calendar_connector_class(info.provider), info)
-    connector: CalendarConnector = calendar_connector(info, Runtime(pacer=pacer))
+    connector: CalendarConnector = calendar_connector(info, Runtime(pacer=pacer, now=clock.now))
     return connector
 
 
@@ -332,7 +333,9 @@ def _ask(
 
 
 def pause_connection(connection_id: str, until: datetime) -> None:
-    """The provider said stop: no call on this connection before ``until``."""
+    """The provider said stop: no call on this connection before ``until`` (the
+    provider's instant, on the machine's clock; stored on the hub's)."""
+    until = clock.from_machine(until)
     with session_scope() as session:
         row = session.get(Connection, connection_id, with_for_update=True)
         if row is not None and (row.paused_until is None or row.paused_until < until):

@@ -75,7 +75,7 @@ from relais.domain import as_utc_iso
 from relais.models import Appointment, Connection, Tenant, utcnow
 from relais.tenants import parsed_config
 from sync import busy as busy_mod
-from sync import pull_lock
+from sync import clock, pull_lock
 from sync.outbox import mark_wake
 
 log = logging.getLogger(__name__)
@@ -542,21 +542,40 @@ def trigger_pull(connection_id: str, calendar_ids: Sequence[str]) -> None:
 # ------------------------------------------------------------------ channels
 
 
+def channels_off(settings: dict[str, Any]) -> str | None:
+    """Why a calendar connection gets no watch channel / subscription (None: it does)."""
+    if settings.get("watch") is False:
+        return "watch: false in the connection's settings"
+    if settings.get("notification_url"):
+        return None
+    return public_url_not_https()
+
+
+def public_url_not_https() -> str | None:
+    """Google and Graph only call https endpoints: without an https RELAIS_PUBLIC_URL,
+    calendars without a ``notification_url`` are only pulled on schedule."""
+    public = _public_url()
+    if public.startswith("https://"):
+        return None
+    shown = repr(public) if public else "not set"
+    return (f"RELAIS_PUBLIC_URL is {shown}, not https: no watch channel or subscription "
+            "(calendar changes are seen at the scheduled pull only)")
+
+
 def notification_address(provider: str, settings: dict[str, Any]) -> str | None:
     """Where the provider should POST notifications, or None (no channels)."""
-    if settings.get("watch") is False:
+    if channels_off(settings) is not None:
         return None
     path = "/v1/webhooks/google" if provider == "google_calendar" else "/v1/webhooks/graph"
-    base = settings.get("notification_url")
-    if not base:
-        from relais.settings import get_settings
-
-        public = str(get_settings().public_url or "")
-        if not public.startswith("https://"):
-            return None  # Google and Graph only call https endpoints
-        base = public
+    base = settings.get("notification_url") or _public_url()
     base = str(base).rstrip("/")
     return base if base.endswith(path) else base + path
+
+
+def _public_url() -> str:
+    from relais.settings import get_settings
+
+    return str(get_settings().public_url or "")
 
 
 def _channels_after_pull(
@@ -591,8 +610,9 @@ def _active_channel(
 def ensure_channel(
     row: Connection, calendar_id: str, address: str, now: datetime | None = None
 ) -> str:
-    """A live channel on the calendar: ``kept`` / ``renewed`` / ``created``."""
-    now = now or utcnow()
+    """A live channel on the calendar: ``kept`` / ``renewed`` / ``created``. Expiry is the
+    provider's instant: compared with the machine's time (``clock.machine_now``)."""
+    now = now or clock.machine_now()
     with session_scope(readonly=True) as session:
         current = _active_channel(session, row.id, calendar_id)
         if current is not None:
@@ -649,7 +669,7 @@ def _stop(row: Connection, channel: CalendarChannel) -> None:
 
 def renew_channels(now: datetime | None = None) -> dict[str, str]:
     """Renew every active channel expiring within ``RENEW_BEFORE`` (beat)."""
-    now = now or utcnow()
+    now = now or clock.machine_now()  # the provider's expiry, the provider's time
     with session_scope(readonly=True) as session:
         due = [
             (c.connection_id, c.calendar_id)
@@ -685,7 +705,7 @@ def _check_channel(
         raise NotificationRejected(404, "unknown channel")
     if not secret or not hmac.compare_digest(secret_hash(secret), channel.secret_hash):
         raise NotificationRejected(401, "wrong channel secret")
-    if channel.status != "active" or channel.expires_at <= utcnow():
+    if channel.status != "active" or channel.expires_at <= clock.machine_now():
         raise NotificationRejected(404, "channel stopped or expired")
     return channel
 
@@ -812,6 +832,7 @@ def sync_status(session: Session, tenant_id: str | None = None) -> list[dict[str
                     {"calendar": c.calendar_id, "expires_at": as_utc_iso(c.expires_at)}
                     for c in channels
                 ],
+                "channels_off": channels_off(conn.settings or {}),
                 "changes_in": state.changes_in if state else 0,
                 "moved": state.moved if state else 0,
                 "cancelled": state.cancelled if state else 0,

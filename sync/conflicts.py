@@ -47,6 +47,7 @@ from mappings.schema import TenantConfig
 from relais.conflict_models import SyncConflict
 from relais.domain import as_utc_iso
 from relais.models import Appointment, AuditEvent
+from sync import clock
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,8 @@ def resolve(
             continue
         policy = policy_for(config, name)
         if policy == "latest":
-            later = change.updated is None or change.updated >= relais_at
+            # the provider's stamp is on the machine's clock; ours on the hub's
+            later = change.updated is None or change.updated >= clock.to_machine(relais_at)
             winner = "calendar" if later else "relais"
         else:
             winner = policy

@@ -12,10 +12,20 @@ overdue ladders, so a lost broker message only delays.
 Acknowledgement (an SMS reply "OK", or the signed link of a step) stops it.
 Every step, acknowledgement and end is an audit event on the escalation,
 which the message's history shows.
+
+One "OK" never leaves an emergency silently running: each ladder has a short
+reference (``ref``, the smallest number no running ladder uses) that its SMS
+carries ("Répondez OK 47"). "OK 47" acknowledges that ladder; a bare "OK" the
+most recent one that told the number. Either way the phone gets a reply SMS
+naming the ladder acknowledged and listing, with their references, those of
+the tenant still open to it. (Two ladders started in the same instant on two
+API processes may draw the same ref: "OK 47" then takes the most recent, and
+the reply lists the other, so it is still not silent.)
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mappings.config import TenantConfig
-from mappings.escalation import Ladder, LadderStep
+from mappings.escalation import Ladder, LadderStep, ack_reply_text
 from mappings.escalation import ladder as get_ladder
 from mappings.recipients import RELAIS_SENDER
 from relais.models import (
@@ -38,9 +48,11 @@ from relais.models import (
     utcnow,
 )
 from relais.tenants import parsed_config
-from sync.senders import ensure_sender, sender_config
+from sync.senders import SenderMissing, ensure_sender, sender_config
 
-_OK = re.compile(r"^\W*ok\b", re.IGNORECASE)
+_OK = re.compile(r"^\W*ok\b(?:\W*?(\d{1,6})\b)?", re.IGNORECASE)
+ACK_REPLY = "escalation.ack_reply"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,6 +108,7 @@ def _send_step(session: Session, config: TenantConfig, esc: Escalation, found: L
                 "kind": "escalation", "channel": step.channel, "to": recipient.address,
                 "template": step.template, "redact": esc.redact, "escalation_id": esc.id,
                 "ladder": esc.ladder, "step": index, "dead_end": step.dead_end,
+                "ref": esc.ref,
                 **({"staff_id": recipient.staff_id} if recipient.staff_id else {}),
                 **({"on_call": True} if recipient.on_call else {}),
             },
@@ -120,11 +133,11 @@ def start(session: Session, config: TenantConfig, message: Message, ladder: str,
     found = get_ladder(config, ladder)
     esc = Escalation(tenant_id=message.tenant_id, message_id=message.id, ladder=ladder,
                      rule=rule, redact=redact, step=0, notified=[], finished=False,
-                     outcome="running")
+                     outcome="running", ref=_free_ref(session))
     session.add(esc)
     session.flush()
     _event(session, esc, "escalation.started", ladder=ladder, rule=rule,
-           steps=len(found.steps))
+           steps=len(found.steps), ref=esc.ref)
     deliveries = _send_step(session, config, esc, found, 0, now)
     esc.next_at = now + found.steps[0].wait
     return esc, deliveries
@@ -170,22 +183,101 @@ def acknowledge(session: Session, escalation_id: str, by: str, via: str,
     esc.acknowledged_at, esc.acknowledged_by, esc.acknowledged_via = now, by, via
     esc.finished, esc.outcome, esc.next_at = True, "acknowledged", None
     _event(session, esc, "escalation.acknowledged", by=by, via=via, at=now.isoformat(),
-           step=esc.step)
+           step=esc.step, ref=esc.ref)
     return esc, True
 
 
 def is_ok_reply(text: str) -> bool:
-    """``OK``, ``ok``, `` Ok ! ``, ``ok merci``: an acknowledgement."""
+    """``OK``, ``ok``, `` Ok ! ``, ``ok merci``, ``OK 47``: an acknowledgement."""
     return bool(_OK.match(text or ""))
 
 
-def open_for_number(session: Session, number: str) -> Escalation | None:
-    """The most recent running escalation that told ``number``."""
+def ok_reference(text: str) -> int | None:
+    """The ladder an "OK" names: ``OK 47`` / ``ok #47 merci`` → 47; a bare OK → None."""
+    found = _OK.match(text or "")
+    return int(found.group(1)) if found and found.group(1) else None
+
+
+def _free_ref(session: Session) -> int:
+    """The smallest reference no running ladder holds: short to type on a phone."""
+    held = set(session.scalars(select(Escalation.ref).where(
+        Escalation.finished.is_(False), Escalation.ref.is_not(None))))
+    ref = 1
+    while ref in held:
+        ref += 1
+    return ref
+
+
+def open_for_number(session: Session, number: str) -> list[Escalation]:
+    """Running escalations that told ``number``, the most recent first."""
     rows = session.scalars(
         select(Escalation).where(Escalation.finished.is_(False))
         .order_by(Escalation.created_at.desc(), Escalation.id.desc())
     )
-    return next((e for e in rows if number in (e.notified or [])), None)
+    return [e for e in rows if number in (e.notified or [])]
+
+
+@dataclass
+class SmsAck:
+    """What an inbound "OK" did: the ladder it stopped (None: none), the tenant's ladders
+    still open to that phone, and the reply SMS (None: no sender to reply with)."""
+
+    acknowledged: Escalation | None
+    still_open: list[Escalation]
+    reply: Delivery | None
+
+
+def acknowledge_sms(session: Session, number: str, text: str,
+                    now: datetime | None = None) -> SmsAck | None:
+    """Act on an SMS from ``number`` (None: not an "OK", or nothing open to that phone).
+
+    "OK 47" stops ladder 47, a bare "OK" the most recent; the reply SMS says which and
+    lists the tenant's ladders still open to the phone. One reply delivery (outbox)."""
+    if not is_ok_reply(text):
+        return None
+    running = open_for_number(session, number)
+    if not running:
+        return None
+    ref = ok_reference(text)
+    target = running[0] if ref is None else next((e for e in running if e.ref == ref), None)
+    acknowledged = None
+    if target is not None:
+        acknowledged, newly = acknowledge(session, target.id, by=number, via="sms", now=now)
+        if not newly:
+            acknowledged = None
+    tenant_id = (target or running[0]).tenant_id
+    still = [e for e in running if e is not target and e.tenant_id == tenant_id]
+    reply = _reply(session, tenant_id, number, target or running[0], acknowledged, ref, still)
+    return SmsAck(acknowledged, still, reply)
+
+
+def _reply(session: Session, tenant_id: str, number: str, about: Escalation,
+           acknowledged: Escalation | None, asked: int | None,
+           still: list[Escalation]) -> Delivery | None:
+    tenant = session.get(Tenant, tenant_id)
+    assert tenant is not None
+    config = parsed_config(tenant)
+    try:
+        sender = ensure_sender(session, tenant_id, "sms")
+    except SenderMissing as exc:  # the "OK" came through Relais's own SMS webhook: rare
+        log.warning("no reply to an OK for escalation %s: %s", about.id, exc)
+        return None
+
+    def label(esc: Escalation) -> tuple[int | None, str, datetime]:
+        return esc.ref, esc.ladder, esc.created_at
+
+    text = ack_reply_text(
+        config, label(acknowledged) if acknowledged else None,
+        None if acknowledged else asked, [label(e) for e in still])
+    delivery = Delivery.new(
+        tenant_id=tenant_id, message_id=about.message_id, connection_id=sender.id,
+        rule=about.rule, action=ACK_REPLY,
+        params={"kind": "escalation", "channel": "sms", "to": number, "reply": text,
+                "escalation_id": about.id, "redact": about.redact},
+        next_attempt_at=utcnow(),
+    )
+    session.add(delivery)
+    return delivery
 
 
 def due(session: Session, now: datetime | None = None, grace: float = 0.0) -> list[str]:
@@ -208,7 +300,8 @@ def history(session: Session, message_id: str) -> list[dict[str, Any]]:
             AuditEvent.subject_type == "escalation", AuditEvent.subject_id == esc.id)
             .order_by(AuditEvent.id))
         out.append({
-            "id": esc.id, "ladder": esc.ladder, "rule": esc.rule, "outcome": esc.outcome,
+            "id": esc.id, "ref": esc.ref, "ladder": esc.ladder, "rule": esc.rule,
+            "outcome": esc.outcome,
             "step": esc.step, "finished": esc.finished,
             "next_at": as_utc_iso(esc.next_at) if esc.next_at else None,
             "acknowledged_at": as_utc_iso(esc.acknowledged_at) if esc.acknowledged_at else None,

@@ -68,7 +68,7 @@ _TEXTS = {
         "notice_subject": "Nouveau message ({tenant})",
         "notice": "Nouveau message pour vous (urgence : {urgency}).\nConsultez-le : {link}",
         "ack": "Pour confirmer la prise en charge : {link}",
-        "ack_sms": "Répondez OK pour confirmer la prise en charge, ou : {link}",
+        "ack_sms": "Répondez OK{ref} pour confirmer la prise en charge, ou : {link}",
         "dead_end": "Personne n'a confirmé la prise en charge (escalade {ladder}).",
         "digest_subject": "Résumé : {count} message(s) ({tenant})",
         "digest_item": "message (urgence : {urgency}) : {link}",
@@ -77,7 +77,7 @@ _TEXTS = {
         "notice_subject": "New message ({tenant})",
         "notice": "New message for you (urgency: {urgency}).\nRead it here: {link}",
         "ack": "To acknowledge: {link}",
-        "ack_sms": "Reply OK to acknowledge, or: {link}",
+        "ack_sms": "Reply OK{ref} to acknowledge, or: {link}",
         "dead_end": "Nobody acknowledged (escalation {ladder}).",
         "digest_subject": "Digest: {count} message(s) ({tenant})",
         "digest_item": "message (urgency: {urgency}): {link}",
@@ -140,6 +140,10 @@ def channel_payload(
     channel = str(params.get("channel") or params.get("kind"))
     to = str(params.get("to") or "")
     words = texts(config)
+    if "reply" in params:  # the answer to an "OK" (sync.escalation): refs and ladder names
+        return {"event": delivery.action, "delivery_id": delivery.id,
+                "tenant": {"id": tenant.id, "name": tenant.name}, "rule": delivery.rule,
+                **_section(channel, to, "", str(params["reply"]))}
     if params.get("redact"):
         link = message_link(tenant.id, message.id)
         subject = words["notice_subject"].format(tenant=tenant.name)
@@ -153,7 +157,9 @@ def channel_payload(
         else:
             ack = ack_link(tenant.id, str(params.get("escalation_id")), to)
             if channel == "sms":  # first: a long SMS is cut at the end, never the link
-                text = words["ack_sms"].format(link=ack) + "\n" + text
+                ref = params.get("ref")  # the ladder's reference: "Répondez OK 47"
+                text = words["ack_sms"].format(link=ack, ref=f" {ref}" if ref else "") + (
+                    "\n" + text)
             else:
                 text = text + "\n\n" + words["ack"].format(link=ack)
     return {

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -24,12 +25,64 @@ from relais.db import dispose_engines, session_scope
 from relais.queue import reset_celery
 from relais.settings import reset_settings
 from sandbox.webhook_receiver import WebhookReceiver
+from sync import clock
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PG_ADMIN_URL = os.environ.get("RELAIS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RELAIS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("RELAIS_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+# The whole session at a shifted *machine* clock (time_machine, ticking), e.g.
+# RELAIS_TEST_MACHINE_CLOCK=2027-12-25T03:00:00+01:00: the suite must pass on any day.
+# Child processes do not share it, so tests that start them are skipped then.
+MACHINE_CLOCK = os.environ.get("RELAIS_TEST_MACHINE_CLOCK", "").strip()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "processes: starts processes (skipped at a shifted machine clock)")
+    if MACHINE_CLOCK:
+        import time_machine
+
+        at = datetime.fromisoformat(MACHINE_CLOCK)
+        if at.tzinfo is None:
+            raise pytest.UsageError("RELAIS_TEST_MACHINE_CLOCK needs an offset, e.g. +01:00")
+        config.stash[_TRAVEL] = traveller = time_machine.travel(at, tick=True)
+        traveller.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    traveller = config.stash.get(_TRAVEL, None)
+    if traveller is not None:
+        traveller.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not MACHINE_CLOCK:
+        return
+    skip = pytest.mark.skip(reason="starts processes, which keep the real machine clock")
+    for item in items:
+        if "spawn" in getattr(item, "fixturenames", ()) or item.get_closest_marker("processes"):
+            item.add_marker(skip)
+
+
+_TRAVEL = pytest.StashKey()
+
+
+@pytest.fixture
+def hub_clock() -> Iterator[Callable[..., clock.Clock]]:
+    """``hub_clock(at)``: the hub's clock stands at ``at`` (``ticking=True``: and runs on)."""
+    previous = clock.current()
+
+    def install(at: datetime, ticking: bool = False) -> clock.Clock:
+        chosen = clock.OffsetClock.starting_at(at) if ticking else clock.FixedClock(at)
+        clock.install(chosen)
+        return chosen
+
+    yield install
+    clock.install(previous)
 
 
 def _port_open(host: str, port: int) -> bool:

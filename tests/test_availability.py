@@ -537,19 +537,17 @@ def test_range_crossing_midnight_including_sunday_into_monday():
 def test_joining_ranges_slots_never_straddle_separate_ranges():
     q = query(utc(2026, 6, 1), utc(2026, 6, 3))  # Monday, Tuesday
     a = appt(90, interval=60)
-    # different dates that merely touch stay apart: no slot across midnight
-    s = StaffSchedule("UTC", weekly={0: ["22:00-00:00"], 1: ["00:00-02:00"]})
-    assert starts(slots_for(s, q, a)) == [
+    # one range crossing midnight is one continuous night…
+    night = [
         "2026-06-01T22:00:00+00:00",
+        "2026-06-01T23:00:00+00:00",  # spans midnight
         "2026-06-02T00:00:00+00:00",
     ]
-    # one range crossing midnight is one continuous night
     s = StaffSchedule("UTC", weekly={0: ["22:00-02:00"]})
-    assert starts(slots_for(s, q, a)) == [
-        "2026-06-01T22:00:00+00:00",
-        "2026-06-01T23:00:00+00:00",
-        "2026-06-02T00:00:00+00:00",
-    ]
+    assert starts(slots_for(s, q, a)) == night
+    # …and so are two ranges of consecutive dates that meet at midnight
+    s = StaffSchedule("UTC", weekly={0: ["22:00-00:00"], 1: ["00:00-02:00"]})
+    assert starts(slots_for(s, q, a)) == night
     # ranges of different dates that overlap: the earlier keeps the overlap,
     # the later resumes after it on its own grid (00:00 + k hours)
     s = StaffSchedule("UTC", weekly={0: ["22:30-01:00"], 1: ["00:00-03:00"]})
@@ -564,6 +562,44 @@ def test_joining_ranges_slots_never_straddle_separate_ranges():
         "2026-06-01T09:00:00+00:00",
         "2026-06-01T10:00:00+00:00",
     ]
+
+
+@pytest.mark.parametrize(("night", "expected"), [
+    # spring forward (Sat 27 → Sun 28 March 2027): 02:00 CET jumps to 03:00 CEST
+    (date(2027, 3, 27), [
+        "2027-03-27T22:00:00+01:00", "2027-03-27T23:00:00+01:00",
+        "2027-03-28T00:00:00+01:00", "2027-03-28T01:00:00+01:00",
+        "2027-03-28T03:00:00+02:00", "2027-03-28T04:00:00+02:00",
+        "2027-03-28T05:00:00+02:00"]),
+    # fall back (Sat 30 → Sun 31 October 2027): 03:00 CEST goes back to 02:00 CET
+    (date(2027, 10, 30), [
+        "2027-10-30T22:00:00+02:00", "2027-10-30T23:00:00+02:00",
+        "2027-10-31T00:00:00+02:00", "2027-10-31T01:00:00+02:00",
+        "2027-10-31T02:00:00+02:00", "2027-10-31T02:00:00+01:00",
+        "2027-10-31T03:00:00+01:00", "2027-10-31T04:00:00+01:00",
+        "2027-10-31T05:00:00+01:00"]),
+])
+def test_two_ranges_meeting_at_midnight_are_one_night_even_on_dst_nights(night, expected):
+    q = query(local(PARIS, night.year, night.month, night.day, 12),
+              local(PARIS, night.year, night.month, night.day + 1, 12), tz="Europe/Paris")
+    a = appt(60, interval=60)
+    split = StaffSchedule("Europe/Paris", weekly={"sat": ["22:00-24:00"], "sun": ["00:00-06:00"]})
+    whole = StaffSchedule("Europe/Paris", weekly={"sat": ["22:00-06:00"]})
+    assert starts(slots_for(split, q, a)) == starts(slots_for(whole, q, a)) == expected
+    # a slot spans the join, on the grid of the night's start
+    half = appt(60, interval=30)
+    assert starts(slots_for(split, q, half)) == starts(slots_for(whole, q, half))
+    assert local(PARIS, night.year, night.month, night.day, 23, 30).isoformat() in starts(
+        slots_for(split, q, half))
+
+
+def test_whole_day_ranges_meeting_at_midnight_stay_apart():
+    # every day 00:00-24:00: each day is its own range (a join reaches one date back at
+    # most, and only from a range that does not start at midnight itself)
+    s = sched("UTC", "00:00-24:00")
+    q = query(utc(2026, 6, 1, 22), utc(2026, 6, 2, 2))
+    assert starts(slots_for(s, q, appt(90, interval=60))) == [
+        "2026-06-01T22:00:00+00:00", "2026-06-02T00:00:00+00:00", "2026-06-02T01:00:00+00:00"]
 
 
 def test_whole_day_range():

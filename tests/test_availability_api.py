@@ -28,9 +28,9 @@ FREEBUSY = "/calendar/v3/freeBusy"
 
 
 @pytest.fixture
-def api(env, google_emulator, monkeypatch):
+def api(hub_clock, env, google_emulator, monkeypatch):
+    hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     keys = setup_tenant(google_emulator, monkeypatch)
-    monkeypatch.setattr(booking_mod, "clock", lambda: NOW)
     client = TestClient(create_app(), raise_server_exceptions=True)
     client.keys = keys
     client.emu = google_emulator
@@ -233,8 +233,9 @@ connections:
 """
 
 
-def test_one_call_per_connection_google_and_outlook_together(env, google_emulator,
+def test_one_call_per_connection_google_and_outlook_together(hub_clock, env, google_emulator,
                                                             graph_emulator, monkeypatch):
+    hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     from relais.auth import create_key
     from relais.connections import set_credentials
     from relais.tenants import apply_config
@@ -267,7 +268,6 @@ def test_one_call_per_connection_google_and_outlook_together(env, google_emulato
         session.execute(update(Connection).where(Connection.name == "o365")
                         .values(status="active"))  # app-only: nothing to authorize
         key = create_key(session, "secretary", "deux-agendas", "t")
-    monkeypatch.setattr(booking_mod, "clock", lambda: NOW)
     booking_mod.busy_mod.CACHE.clear()
     client = TestClient(create_app())
     response = client.get("/v1/tenants/deux-agendas/availability", headers=auth(key), params={

@@ -233,7 +233,20 @@ class Oracle:
             return None
         owner = min(d for _, _, d in cov)
         (anchor,) = [s for s, e in self.joined_of(owner) if s <= x < e]
-        return owner, anchor
+        return self.continued(owner, anchor)
+
+    def continued(self, day: date, start: datetime) -> tuple[date, datetime]:
+        """A date's range starting, untrimmed, at its midnight exactly where one of the
+        previous date ends continues it (``mon 22:00-24:00`` + ``tue 00:00-06:00``),
+        unless that one also starts at its own midnight."""
+        before = day - DAY
+        if start != self.instant(day, time(0)) or any(
+                d < day for _, _, d in self.covering(start)):
+            return day, start  # not at midnight, or trimmed by a range of the day before
+        for s, e in self.joined_of(before):
+            if e == start and s != self.instant(before, time(0)):
+                return before, s
+        return day, start
 
     def expected(self) -> list[datetime]:
         appt, q, zone = self.appt, self.q, self.zone

@@ -29,7 +29,6 @@ from relais.api import create_app
 from relais.db import session_scope
 from relais.tenants import apply_config, connection_secret
 from sandbox.testing import google_emulator, google_server  # noqa: F401  (fixtures)
-from sync import booking as booking_mod
 from sync.booking import BookingRequest, SlotTaken, book
 from sync.delivery import process_connection
 
@@ -40,9 +39,9 @@ EVENTS = r"/calendar/v3/calendars/[^/]+/events$"
 
 
 @pytest.fixture
-def api(env, google_emulator, monkeypatch):
+def api(hub_clock, env, google_emulator, monkeypatch):
+    hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     keys = setup_tenant(google_emulator, monkeypatch)
-    monkeypatch.setattr(booking_mod, "clock", lambda: NOW)
     client = TestClient(create_app(), raise_server_exceptions=True)
     client.keys = keys
     client.emu = google_emulator

@@ -26,9 +26,9 @@ DAY = "2027-03-23"  # Tuesday
 
 
 @pytest.fixture
-def google(env, google_emulator, monkeypatch):
+def google(hub_clock, env, google_emulator, monkeypatch):
+    hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     setup_tenant(google_emulator, monkeypatch)
-    monkeypatch.setattr(booking_mod, "clock", lambda: NOW)
     conn = conn_id()
     with session_scope() as session:  # the store's window must reach the test's dates
         row = session.get(Connection, conn)
@@ -189,3 +189,14 @@ def test_cli_sync_run_and_status_show_calendar_connections(google, monkeypatch):
     assert table.exit_code == 0 and "Calendars" in table.output
     assert "agenda (google_calendar)" in table.output
     assert runner.invoke(app, ["sync", "run", "--kind", "bogus"]).exit_code == 2
+
+
+def test_a_providers_pause_is_kept_on_the_hubs_clock(google):
+    """A rate-limit reset is the provider's instant (machine time); with the hub's clock
+    elsewhere (here NOW, ``relais demo --at``) the pause still lasts what it said."""
+    from sync import clock
+
+    busy.pause_connection(conn_id(), clock.machine_now() + timedelta(seconds=30))
+    with session_scope(readonly=True) as session:
+        until = session.get(Connection, conn_id()).paused_until
+    assert abs((until - clock.now()).total_seconds() - 30) < 5

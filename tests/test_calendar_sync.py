@@ -36,8 +36,7 @@ from sandbox.testing import (  # noqa: F401  (fixtures)
     hubspot_emulator,
     hubspot_server,
 )
-from sync import booking as booking_mod
-from sync import busy
+from sync import busy, clock
 from sync import calendar_sync as cs
 from sync.booking import BookingRequest, book, reschedule
 from sync.contacts import pull_connection as pull_contacts
@@ -99,9 +98,9 @@ def cached(conn: str, calendar: str) -> bool:
 
 
 @pytest.fixture
-def google(env, google_emulator, monkeypatch):
+def google(hub_clock, env, google_emulator, monkeypatch):
+    hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     setup_tenant(google_emulator, monkeypatch)
-    monkeypatch.setattr(booking_mod, "clock", lambda: NOW)
     return google_emulator
 
 
@@ -249,7 +248,7 @@ def test_google_watch_channel_notifications_trigger_a_pull(google, relais_server
     assert pulls == [(conn, [CLAIRE])]
 
     # renewal before expiry: a new channel replaces the old one, which is stopped
-    renewed = cs.renew_channels(utcnow() + timedelta(days=7))
+    renewed = cs.renew_channels(clock.machine_now() + timedelta(days=7))
     assert sorted(renewed.values()) == ["created", "created"]
     with session_scope(readonly=True) as session:
         old = session.get(CalendarChannel, channel.id)
@@ -274,7 +273,8 @@ OUTLOOK = """\
 
 
 @pytest.fixture
-def graph(env, graph_emulator, monkeypatch):
+def graph(hub_clock, env, graph_emulator, monkeypatch):
+    hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     ms = graph_emulator
     outlook.forget_apps()
     for name, value in {"RELAIS_TENANT_MS_AUTHORITY": ms.authority,
@@ -297,7 +297,6 @@ def graph(env, graph_emulator, monkeypatch):
                         .values(status="active"))  # fmt: skip
     busy.CACHE.clear()
     busy.POOL.clear()
-    monkeypatch.setattr(booking_mod, "clock", lambda: NOW)
     return ms
 
 
@@ -394,7 +393,7 @@ def test_graph_subscription_handshake_notifications_and_forgeries(graph, relais_
     assert client.post("/v1/webhooks/graph", json=unknown).status_code == 401
     assert pulls == [(conn, [CLAIRE])]
 
-    renewed = cs.renew_channels(utcnow() + timedelta(days=2, hours=12))
+    renewed = cs.renew_channels(clock.machine_now() + timedelta(days=2, hours=12))
     assert sorted(renewed.values()) == ["renewed", "renewed"]
     assert ms.knobs.counters().get("graph.subscriptions.renewed") == 2
 
@@ -526,3 +525,38 @@ def test_graph_lifecycle_events_resubscribe_and_resync(graph, relais_server, mon
     assert pulls[done:] == [(conn, [CLAIRE])]  # changes still arrive
     run_queued()
     assert appointment(apt.id).start == datetime(2027, 3, 23, 8, 0, tzinfo=UTC)
+
+
+def test_channels_skipped_without_https_are_said_so(google, monkeypatch, caplog):
+    """RELAIS_PUBLIC_URL not https: no watch channel, and `sync status` and the worker's
+    start say why instead of skipping silently."""
+    import logging
+
+    from typer.testing import CliRunner
+
+    import worker
+    from relais.cli import app
+    from relais.settings import reset_settings
+
+    monkeypatch.setenv("RELAIS_PUBLIC_URL", "http://127.0.0.1:8000")
+    reset_settings()
+    conn = connection_id()
+    assert cs.pull_connection(conn).channels == {}
+    with session_scope(readonly=True) as session:
+        (status,) = cs.sync_status(session, TENANT)
+    assert status["channels_off"] == (
+        "RELAIS_PUBLIC_URL is 'http://127.0.0.1:8000', not https: no watch channel or "
+        "subscription (calendar changes are seen at the scheduled pull only)")
+    shown = CliRunner().invoke(app, ["sync", "status", "--tenant", TENANT])
+    assert shown.exit_code == 0, shown.output
+    assert f"{TENANT}/agenda: RELAIS_PUBLIC_URL is 'http://127.0.0.1:8000', not https" in (
+        " ".join(shown.output.split()))
+    with caplog.at_level(logging.WARNING, logger="relais.worker"):
+        worker._say_what_is_off()
+    assert "not https: no watch channel" in caplog.text
+    # an https public URL: channels are on, nothing to say
+    monkeypatch.setenv("RELAIS_PUBLIC_URL", "https://relais.example")
+    reset_settings()
+    with session_scope(readonly=True) as session:
+        (status,) = cs.sync_status(session, TENANT)
+    assert status["channels_off"] is None

@@ -59,7 +59,8 @@ def assert_mail_no_leak(mail) -> None:
         assert_no_leak(part or "")
 
 
-def test_system_senders_and_rendering(vet, smtp_sandbox, sms_gateway):
+def test_system_senders_and_rendering(vet, smtp_sandbox, sms_gateway, hub_clock):
+    hub_clock(T0, ticking=True)  # a Wednesday morning: the rotation names +33611111111
     message_id, ids, _ = accept("urgence", body="Fuite au sous-sol")
     rows = deliveries_of(message_id)
     assert [(r.action, r.params["to"]) for r in rows] == [("escalation.step", "+33611111111")]

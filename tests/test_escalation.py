@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import time
+import uuid
 from datetime import timedelta
 
 import httpx
@@ -26,7 +27,7 @@ from sandbox.testing import (  # noqa: F401
     smtp_sandbox,
     smtp_server,
 )
-from sync.escalation import is_ok_reply, run_due, run_step
+from sync.escalation import is_ok_reply, ok_reference, run_due, run_step
 
 T0 = utc(2026, 11, 25, 9, 0)  # Wednesday 10:00 in Paris: Jean is on call
 JEAN, LUCAS, CHEF = "+33611111111", "+33622222222", "+33633333333"
@@ -60,10 +61,81 @@ def vet(env, monkeypatch, smtp_sandbox, sms_gateway):
 
 
 def test_ok_replies():
-    for text in ("OK", "ok", " Ok ! ", "ok merci", "OK, j'y vais"):
+    for text in ("OK", "ok", " Ok ! ", "ok merci", "OK, j'y vais", "OK 47", "ok #3 merci"):
         assert is_ok_reply(text), text
     for text in ("", "non", "okay?", "pas ok", "book"):
         assert not is_ok_reply(text), text
+    assert [ok_reference(t) for t in ("OK 47", "ok #3 merci", "Ok, 12", "OK", "ok merci")] == [
+        47, 3, 12, None, None]
+
+
+def sms_from(number: str, text: str) -> dict:
+    """A signed inbound SMS POSTed to the API (in-process), as the gateway sends it."""
+    body = json.dumps({"type": "mo_text", "id": f"01{uuid.uuid4().hex[:20].upper()}",
+                       "from": number.lstrip("+"), "to": "RelaisDesk", "body": text}).encode()
+    nonce, now = uuid.uuid4().hex, str(int(time.time()))
+    headers = {"x-sinch-webhook-signature-nonce": nonce,
+               "x-sinch-webhook-signature-timestamp": now,
+               "x-sinch-webhook-signature-algorithm": "HmacSHA256",
+               "x-sinch-webhook-signature": sign_webhook(SMS_WEBHOOK_SECRET, body, nonce, now),
+               "content-type": "application/json"}
+    answer = TestClient(create_app()).post("/v1/webhooks/sms", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def two_ladders_to_jean(gateway) -> tuple[str, str]:
+    first, _, _ = accept("nuit")
+    second, _, _ = accept("nuit")
+    deliver_all()
+    assert [(m.to, m.body.split(" pour ")[0]) for m in gateway.messages] == [
+        (JEAN, "Répondez OK 1"), (JEAN, "Répondez OK 2")]
+    return first, second
+
+
+def test_two_ladders_to_one_phone_each_acknowledged_by_its_reference(vet, sms_gateway,
+                                                                     hub_clock):
+    hub_clock(T0, ticking=True)  # Wednesday 10:00 Paris: Jean is on call
+    first, second = two_ladders_to_jean(sms_gateway)
+    assert sms_from(JEAN, "OK 1 merci") == {"receipts": 0, "acknowledged": 1, "ignored": 0}
+    assert (escalation_of(first).outcome, escalation_of(second).outcome) == (
+        "acknowledged", "running")
+    deliver_all()
+    assert sms_gateway.messages[-1].to == JEAN
+    assert sms_gateway.messages[-1].body == (
+        "Merci : alerte 1 (relais-garde, 10:00) prise en charge. Encore en cours : "
+        "2 (relais-garde, 10:00). Répondez OK suivi du numéro pour chacune.")
+    assert sms_from(JEAN, "ok 2") == {"receipts": 0, "acknowledged": 1, "ignored": 0}
+    assert escalation_of(second).acknowledged_by == JEAN
+    deliver_all()
+    assert sms_gateway.messages[-1].body == (
+        "Merci : alerte 2 (relais-garde, 10:00) prise en charge. Plus aucune alerte en cours.")
+    assert sms_from(JEAN, "OK 2") == {"receipts": 0, "acknowledged": 0, "ignored": 1}
+    assert len(sms_gateway.messages) == 4  # nothing open any more: no reply
+
+
+def test_bare_ok_takes_the_latest_and_says_which_and_what_still_runs(vet, sms_gateway,
+                                                                    hub_clock):
+    hub_clock(T0, ticking=True)
+    first, second = two_ladders_to_jean(sms_gateway)
+    assert sms_from(JEAN, "OK")["acknowledged"] == 1
+    assert (escalation_of(first).outcome, escalation_of(second).outcome) == (
+        "running", "acknowledged")
+    deliver_all()
+    assert sms_gateway.messages[-1].body == (
+        "Merci : alerte 2 (relais-garde, 10:00) prise en charge. Encore en cours : "
+        "1 (relais-garde, 10:00). Répondez OK suivi du numéro pour chacune.")
+    # a reference nobody holds acknowledges nothing, and says so
+    assert sms_from(JEAN, "OK 7")["acknowledged"] == 0
+    deliver_all()
+    assert sms_gateway.messages[-1].body == (
+        "Aucune alerte 7 en cours pour ce numéro. Encore en cours : "
+        "1 (relais-garde, 10:00). Répondez OK suivi du numéro pour chacune.")
+    # the ladder left open is not silent: it climbs on
+    assert run_step(escalation_of(first).id, T0 + 2 * WAIT).deliveries
+    # and a new ladder takes the smallest free reference again
+    third, _, _ = accept("nuit")
+    assert escalation_of(third).ref == 2
 
 
 def test_acknowledged_at_step_2_by_sms_reply(served, smtp_sandbox, sms_gateway):
@@ -77,7 +149,7 @@ def test_acknowledged_at_step_2_by_sms_reply(served, smtp_sandbox, sms_gateway):
     assert step2.run_again_in == 30.0
     deliver_all()
     assert sms_numbers(sms_gateway) == [JEAN, CHEF]
-    assert "Répondez OK" in sms_gateway.messages[1].body
+    assert "Répondez OK 1 pour confirmer" in sms_gateway.messages[1].body
 
     sms_gateway.reply(CHEF, "ok merci")  # a signed mo_text POSTed to our webhook
     wait_until(lambda: escalation_of(message_id).outcome == "acknowledged", 10, "the ack")
@@ -86,7 +158,8 @@ def test_acknowledged_at_step_2_by_sms_reply(served, smtp_sandbox, sms_gateway):
         assert run_due(later) == []
     deliver_all()
     time.sleep(0.3)
-    assert sms_numbers(sms_gateway) == [JEAN, CHEF]  # no step 3
+    assert sms_numbers(sms_gateway) == [JEAN, CHEF, CHEF]  # no step 3; the reply to Claire
+    assert sms_gateway.messages[2].body.startswith("Merci : alerte 1 (astreinte, ")
     assert smtp_sandbox.messages == []  # step 3 (email) and the dead end never went
     done = escalation_of(message_id)
     assert (done.acknowledged_by, done.acknowledged_via, done.step) == (CHEF, "sms", 1)

@@ -27,7 +27,6 @@ from sandbox.testing import (  # noqa: F401  (fixtures)
     smtp_sandbox,
     smtp_server,
 )
-from sync import booking as booking_mod
 from sync import calendar_sync as cs
 from sync.booking import BookingRequest, book, reschedule
 from sync.delivery import process_connection
@@ -50,9 +49,9 @@ def configure(extra: str = "", *, sensitive: bool = False) -> None:
 
 
 @pytest.fixture
-def google(env, google_emulator, monkeypatch):
+def google(hub_clock, env, google_emulator, monkeypatch):
+    hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     keys = setup_tenant(google_emulator, monkeypatch)
-    monkeypatch.setattr(booking_mod, "clock", lambda: NOW)
     google_emulator.keys = keys
     yield google_emulator
     google_emulator.clock.set_offset(0)

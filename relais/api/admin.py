@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -17,7 +17,7 @@ from relais.api.deps import DB, Caller, tenant_for
 from relais.api.errors import ApiError, not_found
 from relais.api.messages import delivery_view
 from relais.db import session_scope
-from relais.models import Connection, Delivery, Tenant
+from relais.models import Connection, Delivery, Tenant, utcnow
 from relais.queue import enqueue_connections
 from relais.settings import get_settings
 from relais.tenants import apply_config, parsed_config
@@ -128,7 +128,7 @@ class ExplainRequest(BaseModel):
 def explain(tenant_id: str, body: ExplainRequest, who: Caller, session: DB) -> dict[str, Any]:
     tenant = tenant_for(session, who, tenant_id, "secretary")
     config = parsed_config(tenant)
-    at = body.at or datetime.now(UTC)
+    at = body.at or utcnow()
     if at.tzinfo is None or at.utcoffset() is None:
         at = at.replace(tzinfo=config.zone)
     try:

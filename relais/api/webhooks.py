@@ -3,7 +3,8 @@
 Every callback must carry a valid, fresh Sinch HMAC signature made with
 ``RELAIS_SMS_WEBHOOK_SECRET``; anything else is refused (401) and not acted on.
 Delivery receipts join the history of the delivery they report on; an inbound
-"OK" acknowledges the most recent running escalation that told that number.
+"OK 47" acknowledges ladder 47, a bare "OK" the most recent one that told that number,
+and a reply SMS says which (sync.escalation.acknowledge_sms).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from connectors.sms import DeliveryReceipt, InboundSms, parse_webhook, verify_we
 from relais.api.errors import ApiError
 from relais.db import session_scope
 from relais.models import AuditEvent, Connection, Delivery
+from relais.queue import enqueue_connections
 from relais.settings import get_settings
-from sync.escalation import acknowledge, is_ok_reply, open_for_number
+from sync.escalation import acknowledge_sms
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -40,15 +42,21 @@ async def sms_webhook(request: Request) -> dict[str, Any]:
     except ValueError as exc:  # includes JSON errors
         raise ApiError(400, "invalid_callback", str(exc)) from None
     receipts = acknowledged = ignored = 0
+    replies: list[str] = []  # connections of the reply SMS, woken after commit
     with session_scope() as session:
         for record in records:
             if isinstance(record, DeliveryReceipt):
                 receipts += _receipt(session, record)
             elif isinstance(record, InboundSms):
-                if _inbound(session, record):
+                done = acknowledge_sms(session, record.from_number, record.text)
+                if done is not None and done.reply is not None:
+                    replies.append(done.reply.connection_id)
+                if done is not None and done.acknowledged is not None:
                     acknowledged += 1
                 else:
                     ignored += 1
+    if replies:
+        enqueue_connections(replies)
     return {"receipts": receipts, "acknowledged": acknowledged, "ignored": ignored}
 
 
@@ -75,13 +83,3 @@ def _receipt(session: Any, receipt: DeliveryReceipt) -> int:
                 "reported_at": receipt.at.isoformat() if receipt.at else None},
     ))
     return 1
-
-
-def _inbound(session: Any, sms: InboundSms) -> bool:
-    if not is_ok_reply(sms.text):
-        return False
-    found = open_for_number(session, sms.from_number)
-    if found is None:
-        return False
-    _, newly = acknowledge(session, found.id, by=sms.from_number, via="sms")
-    return newly

@@ -12,8 +12,10 @@ Pipeline per staff member (``slots.build_plan`` / ``slots.slot_starts``):
    with one DST rule: *the first instant the clock shows that time or later*
    (fall-back overlap: first occurrence, ``fold=0``; spring-forward gap: the
    moment of the jump).  See ``date_ranges``.
-2. Continuous ranges: same-date ranges that overlap or touch join; a slot
-   never straddles two ranges (``date_ranges.continuous_ranges``).
+2. Continuous ranges: same-date ranges that overlap or touch join, and so do
+   two ranges meeting at midnight (``mon 22:00-24:00`` + ``tue 00:00-06:00``
+   is ``mon 22:00-06:00``); a slot never straddles two ranges
+   (``date_ranges.continuous_ranges``).
 3. Minus busy time widened by the appointment type's buffers (and by an
    existing event's own buffers when the caller supplies them).
 4. Starts clipped to ``[max(query.start, now + notice), min(query.end,

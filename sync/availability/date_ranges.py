@@ -25,7 +25,7 @@ Each local date is handled on its own (a calendar day is never assumed to be
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -204,16 +204,23 @@ def working_ranges(schedule: StaffSchedule, first: date, last: date) -> list[tup
     return out
 
 
-def continuous_ranges(ranges: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+def continuous_ranges(
+    ranges: Sequence[tuple[int, int, int]], midnight: Callable[[int], int] | None = None
+) -> list[tuple[int, int, int]]:
     """Continuous working ranges ``(start, end, anchor)``: a slot never straddles two.
 
     * Ranges of the same local date that overlap or touch join
       (``09:00-12:00`` + ``12:00-14:00``); ``anchor`` is the joined start.
-    * Ranges of different dates never join.  Where a range of date ``D``
-      crossing midnight overlaps a range of ``D+1``, the earlier one keeps the
-      overlap and the later one resumes when it ends, still anchored at its
-      own configured start.  Write ``Mon 22:00-02:00`` for one continuous
-      night; ``Mon 22:00-00:00`` + ``Tue 00:00-02:00`` are two ranges.
+    * A range of ``D+1`` that starts exactly where a range of ``D`` ends
+      continues it: ``Mon 22:00-24:00`` + ``Tue 00:00-06:00`` is one opening,
+      anchored at 22:00, exactly as if written ``Mon 22:00-06:00`` (a slot may
+      span midnight).  The later range must start at ``D+1``'s midnight and the
+      earlier must not start at ``D``'s (``midnight(ordinal)``, the instant), so
+      a join never reaches further back than one date and whole days
+      (``00:00-24:00`` every day) stay apart as before.  Where a range of ``D``
+      crossing midnight *overlaps* a range of ``D+1``, the earlier one keeps
+      the overlap and the later one resumes when it ends, still anchored at
+      its own configured start (the two stay apart).
 
     Each range depends only on its own date and the previous one, so the
     result (hence ``range`` alignment) does not depend on the query window.
@@ -236,8 +243,28 @@ def continuous_ranges(ranges: Sequence[tuple[int, int, int]]) -> list[tuple[int,
                 if a < e and b > start:
                     start = b
             if start < e:
-                out.append((start, e, s))
+                out.append((start, e, s, origin))
     out.sort()
+    return _continue_across_dates(out, midnight)
+
+
+def _continue_across_dates(
+    ranges: list[tuple[int, int, int, int]], midnight: Callable[[int], int] | None
+) -> list[tuple[int, int, int]]:
+    """Join a range that starts, untrimmed (``start == anchor``), at its date's midnight
+    exactly where the one before it ends, when that one does not start at its own
+    date's midnight: the night written as two ranges that meet at midnight. Both
+    conditions are of one date each, so a join depends on two consecutive dates only."""
+    out: list[tuple[int, int, int]] = []
+    extensible: list[bool] = []  # may the next date's midnight range continue this one?
+    for s, e, anchor, origin in ranges:
+        at_midnight = midnight is not None and anchor == midnight(origin)
+        if out and extensible[-1] and at_midnight and out[-1][1] == s == anchor:
+            out[-1] = (out[-1][0], e, out[-1][2])
+            extensible[-1] = False  # its end is a range that started at midnight
+        else:
+            out.append((s, e, anchor))
+            extensible.append(midnight is not None and not at_midnight)
     return out
 
 

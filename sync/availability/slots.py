@@ -119,7 +119,10 @@ def build_plan(
     first = first_slot_day - 2 * ONE_DAY
     last = local_date(hi - 1 + duration, zone) + ONE_DAY
 
-    continuous = continuous_ranges(working_ranges(schedule, first, last))
+    continuous = continuous_ranges(
+        working_ranges(schedule, first, last),
+        lambda ordinal: local_midnight(zone, date.fromordinal(ordinal)),
+    )
     plan.working = [(s, e) for s, e, _ in continuous]
     if appointment_type.align == "range":
         plan.segments = continuous
