@@ -747,8 +747,8 @@ def lifecycle_reaction(channel: CalendarChannel, event: Any) -> None:
     - ``missed``: notifications were lost; the pull catches up."""
     if event == "subscriptionRemoved":
         channel.status = "removed"
-    elif event == "reauthorizationRequired":
-        channel.expires_at = utcnow()
+    elif event == "reauthorizationRequired":  # expiry is the provider's instant
+        channel.expires_at = clock.machine_now()
     if event:
         log.info("Graph lifecycle event %s on a subscription of %s", event, channel.connection_id)
 
