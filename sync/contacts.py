@@ -54,7 +54,7 @@ from relais.db import session_scope
 from relais.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
 from relais.models import Connection, ExternalLink, SyncCursor, Tenant, utcnow
 from relais.tenants import parsed_config
-from sync import pull_lock
+from sync import clock, pull_lock
 
 log = logging.getLogger(__name__)
 
@@ -462,7 +462,7 @@ def pull_connection(
         try:
             _run(reader, target, outcome, full, lookback, progress)
         except RateLimited as exc:
-            pause = exc.reset_at
+            pause = clock.from_machine(exc.reset_at)  # the provider's instant
             outcome.status, outcome.error = "paused", str(exc)
         except DeliveryError as exc:  # AuthExpired, Rejected, TransientError
             outcome.status, outcome.error = "error", str(exc)

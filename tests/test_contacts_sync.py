@@ -589,3 +589,19 @@ def test_a_caller_the_directory_knows_is_not_duplicated_whatever_the_format(hs, 
     assert drain(conn, HS) == {"delivered": 2}
     assert len(hs.associations("contacts", owner, "calls")) == 1
     assert len(hs.objects("contacts")) == 2  # the owner and a new one for the other caller
+
+
+def test_a_429_pause_is_kept_on_the_hubs_clock(hs, monkeypatch, hub_clock):
+    """The reset is the provider's instant (machine time): with the hub's clock a year
+    back (``relais demo --at``), the pull still pauses for what the provider said, not
+    for a year."""
+    from sync import clock
+
+    hub_clock(clock.machine_now() - timedelta(days=365), ticking=True)
+    conn = setup_hubspot(hs, monkeypatch, sync_page_size=20)
+    seed_hubspot(hs, 30)
+    hs.knobs.fail(429, times=1, path=SEARCH)
+    assert pull_connection(conn).status == "paused"
+    with session_scope(readonly=True) as session:
+        until = session.get(DirectorySyncState, conn).paused_until
+    assert 0 < (until - clock.now()).total_seconds() < 60
