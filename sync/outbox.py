@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from mappings.config import TenantConfig
@@ -54,14 +55,66 @@ def mark_wake(session: Session, connection_ids: list[str]) -> list[str]:
     The row lock orders this against the worker's claim, which clears the flag
     in the same transaction as it claims: a delivery committed before the claim
     is claimed by it, one committed after finds the flag clear and enqueues.
+
+    The lock is ``FOR NO KEY UPDATE`` (SQLAlchemy's ``key_share``): the deliveries
+    just inserted hold a key-share lock on these rows through their foreign key,
+    which a plain ``FOR UPDATE`` waits for, so two concurrent posts to one
+    connection deadlocked (each waiting for the other's key-share lock).
+    Rows are locked in sorted order so that posts to several connections queue
+    instead of crossing.
     """
     to_wake = []
     for connection_id in sorted(set(connection_ids)):
-        row = session.get(Connection, connection_id, with_for_update=True, populate_existing=True)
+        row = session.get(Connection, connection_id, with_for_update={"key_share": True},
+                          populate_existing=True)
         if row is not None and not row.wake_queued:
             row.wake_queued = True
             to_wake.append(connection_id)
     return to_wake
+
+
+class IdempotencyKeyReused(ValueError):
+    """The key already stored a message with different content (Stripe's rule)."""
+
+    def __init__(self, key: str, message_id: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was already used for message {message_id} "
+                         "with a different body")
+        self.key, self.message_id = key, message_id
+
+
+def _lock_key(session: Session, tenant_id: str, key: str) -> None:
+    """Serialise posts carrying one tenant's key until the first one commits.
+
+    Without it concurrent retries all miss the lookup and all but one insert
+    fail on the unique constraint (500). PostgreSQL: a transaction-scoped
+    advisory lock on a hash of (tenant, key), so the waiter's next statement
+    sees the committed message. SQLite: ``BEGIN IMMEDIATE`` already serialises
+    every writing transaction (relais.db).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                        {"k": f"message-idempotency:{tenant_id}:{key}"})
+
+
+def _content(message: Message) -> dict[str, Any]:
+    return {
+        "call_type": message.call_type, "urgency": message.urgency, "caller": message.caller,
+        "subject": message.subject, "body": message.body, "taken_by": message.taken_by,
+        "taken_at": message.taken_at, "staff_id": message.staff_id,
+        "callback_requested": message.callback_requested, "intake": message.intake,
+    }
+
+
+def _content_of(msg: CallMessage, stored_urgency: str) -> dict[str, Any]:
+    """What ``msg`` would store; an omitted urgency matches the stored default."""
+    return {
+        "call_type": msg.call_type,
+        "urgency": str(msg.urgency.value) if msg.urgency else stored_urgency,
+        "caller": msg.caller.model_dump(mode="json", exclude_none=True),
+        "subject": msg.subject, "body": msg.body, "taken_by": msg.taken_by,
+        "taken_at": msg.taken_at, "staff_id": msg.staff_id,
+        "callback_requested": msg.callback_requested, "intake": msg.intake,
+    }
 
 
 def _check(config: TenantConfig, msg: CallMessage) -> None:
@@ -95,12 +148,15 @@ def accept_message(
 ) -> Accepted:
     """Write the message and its deliveries; ``now`` (tests) is when escalations start."""
     if idempotency_key:
+        _lock_key(session, tenant_id, idempotency_key)
         existing = session.scalar(
             select(Message).where(
                 Message.tenant_id == tenant_id, Message.idempotency_key == idempotency_key
             )
         )
         if existing is not None:
+            if _content(existing) != _content_of(msg, existing.urgency):
+                raise IdempotencyKeyReused(idempotency_key, existing.id)
             deliveries = list(
                 session.scalars(select(Delivery).where(Delivery.message_id == existing.id))
             )

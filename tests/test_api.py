@@ -71,6 +71,33 @@ def test_idempotency_key_replay(api):
     assert first.json()["id"] == second.json()["id"]
 
 
+def test_idempotency_key_reused_with_another_body_is_refused(api):
+    first = post(api, CALL, headers={"Idempotency-Key": "tel-43"})
+    other = post(api, {**CALL, "body": "Un autre appel."}, headers={"Idempotency-Key": "tel-43"})
+    body = error(other, 422)
+    assert body["code"] == "idempotency_key_reused"
+    assert "tel-43" in body["message"] and body["details"][0]["field"] == "Idempotency-Key"
+    same = post(api, CALL, headers={"Idempotency-Key": "tel-43"})
+    assert (first.status_code, same.status_code) == (202, 200)
+    assert same.json()["id"] == first.json()["id"]
+
+
+def test_idempotency_keys_belong_to_their_tenant(api, receiver, monkeypatch):
+    from relais.tenants import apply_config
+
+    monkeypatch.setenv("RELAIS_TENANT_BETA_HOOK_URL", receiver.url + "/hooks/beta/hook")
+    text = (FIXTURES / "acme.yaml").read_text().replace("id: acme", "id: beta").replace(
+        "RELAIS_TENANT_ACME_HOOK_URL", "RELAIS_TENANT_BETA_HOOK_URL")
+    with session_scope() as session:
+        apply_config(session, text, "beta.yaml", actor="test")
+        api.keys["beta"] = create_key(session, "secretary", "beta", "test")
+    first = post(api, CALL, headers={"Idempotency-Key": "tel-44"})
+    other = post(api, {**CALL, "body": "Autre"}, key_role="beta", tenant="beta",
+                 headers={"Idempotency-Key": "tel-44"})
+    assert (first.status_code, other.status_code) == (202, 202), other.text
+    assert first.json()["id"] != other.json()["id"]
+
+
 def test_malformed_json(api):
     body = error(post(api, b'{"call_type": "message",'), 400)
     assert body["code"] == "invalid_json" and "line 1" in body["message"]

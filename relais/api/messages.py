@@ -15,7 +15,7 @@ from relais.domain import CallMessage, as_utc_iso
 from relais.models import AuditEvent, Connection, Delivery, Message
 from relais.tenants import parsed_config
 from sync.escalation import history as escalation_history
-from sync.outbox import MessageRejected, accept_message, enqueue_accepted
+from sync.outbox import IdempotencyKeyReused, MessageRejected, accept_message, enqueue_accepted
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["messages"])
 
@@ -74,6 +74,10 @@ def post_message(
             raise ApiError(422, "invalid_message", summary(details), details) from None
         try:
             accepted = accept_message(session, tenant_id, config, msg, idempotency_key)
+        except IdempotencyKeyReused as exc:
+            detail = {"field": "Idempotency-Key", "problem": str(exc),
+                      "hint": "use a new key for a different call, or resend the same body"}
+            raise ApiError(422, "idempotency_key_reused", str(exc), [detail]) from None
         except MessageRejected as exc:
             detail = {"field": exc.field, "problem": str(exc), "hint": exc.hint}
             raise ApiError(422, "invalid_message", f"{exc.field}: {exc}", [detail]) from None
