@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Response
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy import select
 
 from relais.api.availability import api_error
@@ -20,7 +20,7 @@ from relais.api.errors import ApiError, field_errors, not_found, summary
 from relais.api.messages import delivery_view
 from relais.db import session_scope
 from relais.domain import Caller as CallerRecord
-from relais.domain import Record
+from relais.domain import Instant, Record
 from relais.models import Appointment, Connection, Delivery, Tenant
 from relais.tenants import parsed_config
 from sync.booking import (
@@ -41,7 +41,7 @@ Short = Annotated[str, Field(min_length=1, max_length=64)]
 class BookingBody(Record):
     staff_id: Short  # a staff id, or "any" (round robin among the type's staff)
     type: Short
-    start: AwareDatetime
+    start: Instant
     caller: CallerRecord
     subject: Annotated[str, Field(max_length=300)] = ""
     notes: Annotated[str, Field(max_length=5000)] = ""
@@ -49,7 +49,7 @@ class BookingBody(Record):
 
 
 class ChangeBody(Record):
-    start: AwareDatetime | None = None
+    start: Instant | None = None
     subject: Annotated[str | None, Field(min_length=1, max_length=300)] = None
     notes: Annotated[str | None, Field(max_length=5000)] = None
 

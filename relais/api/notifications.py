@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import time
 from typing import Any
@@ -31,7 +30,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from relais.api.deps import Caller, tenant_for
+from relais.api.deps import Caller, parse_json, tenant_for
 from relais.api.errors import ApiError
 from relais.db import session_scope
 from relais.models import Connection
@@ -75,11 +74,7 @@ async def graph_webhook(request: Request) -> Response:
         if len(token) > MAX_VALIDATION_TOKEN:
             raise ApiError(400, "invalid_notification", "validationToken is too long")
         return PlainTextResponse(token, status_code=200)
-    raw = await request.body()
-    try:
-        payload = json.loads(raw or b"null")
-    except ValueError:
-        raise ApiError(400, "invalid_notification", "the body is not JSON") from None
+    payload = parse_json(await request.body(), "invalid_notification")
     try:
         result = await run_in_threadpool(calendar_sync.graph_notification, payload)
     except calendar_sync.NotificationRejected as exc:
@@ -133,17 +128,13 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
     raw = await request.body()
     signature = request.headers.get("x-hubspot-signature-v3") or ""
     stamp = request.headers.get("x-hubspot-request-timestamp") or ""
-    try:
-        age = abs(time.time() - int(stamp) / 1000)
-    except ValueError:
-        age = float("inf")
+    # Milliseconds since the epoch: 13 digits today; more is no timestamp.
+    age = abs(time.time() - int(stamp) / 1000) if stamp.isdigit() and len(stamp) <= 16 \
+        else float("inf")
     if not signature or age > HUBSPOT_TOLERANCE_SECONDS:
         log.warning("HubSpot webhook refused: missing signature or stale timestamp")
         raise ApiError(401, "unauthenticated", "missing signature or stale timestamp")
-    try:
-        events = json.loads(raw or b"null")
-    except ValueError:
-        events = None
+    events = parse_json(raw, "invalid_notification") if raw.strip() else None
     if not isinstance(events, list):
         events = []
     portals = {str(e.get("portalId")) for e in events if isinstance(e, dict)}
