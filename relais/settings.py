@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     # Celery queue; separate deployments (or test runs) on one broker use distinct names.
     queue: str = "relais"
 
+    def missing_sender_settings(self) -> dict[str, list[str]]:
+        """Per channel of Relais's own senders, the unset settings it needs (empty: ready)."""
+        return {
+            "email": [n for n, v in (("RELAIS_EMAIL_HOST", self.email_host),
+                                     ("RELAIS_EMAIL_FROM_ADDRESS", self.email_from_address))
+                      if not v],
+            "sms": [n for n, v in (("RELAIS_SMS_SERVICE_PLAN_ID", self.sms_service_plan_id),
+                                   ("RELAIS_SMS_API_TOKEN", self.sms_api_token)) if not v],
+        }
+
     @property
     def resolved_home(self) -> Path:
         home = self.home.expanduser().resolve()

@@ -7,16 +7,18 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mappings.config import TenantConfig, load_tenant_config
+from mappings.config import TenantConfig, load_tenant_config, load_tenant_file
 from mappings.errors import ConfigError, ConfigIssue
 from mappings.yamlpos import public_environment
 from relais.connections import OAUTH_PROVIDERS
 from relais.crypto import decrypt_json, encrypt_json
 from relais.models import AuditEvent, Connection, Tenant
+from relais.settings import get_settings
 
 # Connections Relais creates itself for a tenant (sync.senders.SENDER_NAMES).
 SYSTEM_CONNECTIONS = frozenset({"relais-email", "relais-sms"})
@@ -50,6 +52,16 @@ def parsed_config(tenant: Tenant) -> TenantConfig:
     return _parse(tenant.config_yaml, f"tenant {tenant.id} v{tenant.config_version}", env)
 
 
+def missing_senders() -> dict[str, list[str]]:
+    """For ``load_tenant_config``: channels of Relais's own sender this deployment lacks."""
+    return {k: v for k, v in get_settings().missing_sender_settings().items() if v}
+
+
+def load_checked_file(path: str | Path) -> TenantConfig:
+    """``tenants validate``: the file as ``apply`` would check it (senders included)."""
+    return load_tenant_file(path, missing_senders=missing_senders())
+
+
 def _used_variables(text: str) -> dict[str, str]:
     names = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}", text))
     return {k: v for k, v in public_environment().items() if k in names}
@@ -64,7 +76,7 @@ def apply_config(
     the URL. Raises ``mappings.config.ConfigError`` with file and line.
     """
     env = _used_variables(text)
-    config = load_tenant_config(text, filename, env=env)
+    config = load_tenant_config(text, filename, env=env, missing_senders=missing_senders())
     if expect_tenant is not None and config.id != expect_tenant:
         issue = ConfigIssue(
             filename,
