@@ -13,6 +13,7 @@ from relais.api import (
     connections,
     errors,
     messages,
+    openapi,
     ops,
     webhooks,
 )
@@ -39,6 +40,7 @@ def create_app() -> FastAPI:
         description="Integration hub of a telephone answering service.",
     )
     errors.install(app)
+    openapi.install(app)
 
     @app.middleware("http")
     async def _size_guard(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from mappings.rules import CallContext
 from relais.api.deps import DB, Caller, json_body, tenant_for
 from relais.api.errors import ApiError, field_errors, not_found, summary
 from relais.api.messages import delivery_view
+from relais.api.openapi import json_request, text_request
 from relais.db import session_scope
 from relais.domain import check_instant
 from relais.models import Connection, Delivery, Tenant
@@ -28,7 +29,8 @@ router = APIRouter(tags=["admin"])
 Status = Literal["pending", "in_flight", "delivered", "dead"]
 
 
-@router.put("/v1/tenants/{tenant_id}/config")
+@router.put("/v1/tenants/{tenant_id}/config",
+            openapi_extra=text_request("application/yaml", "the tenant's YAML file"))
 async def put_config(tenant_id: str, request: Request, who: Caller) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > get_settings().max_message_bytes * 4:
@@ -125,7 +127,7 @@ class ExplainRequest(BaseModel):
     known_contact: bool | None = None
 
 
-@router.post("/v1/tenants/{tenant_id}/rules/explain")
+@router.post("/v1/tenants/{tenant_id}/rules/explain", openapi_extra=json_request(ExplainRequest))
 def explain(
     tenant_id: str, data: Annotated[Any, Depends(json_body)], who: Caller, session: DB
 ) -> dict[str, Any]:

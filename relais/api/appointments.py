@@ -18,6 +18,7 @@ from relais.api.availability import api_error
 from relais.api.deps import Caller, json_body, tenant_for
 from relais.api.errors import ApiError, field_errors, not_found, summary
 from relais.api.messages import delivery_view
+from relais.api.openapi import json_request
 from relais.db import session_scope
 from relais.domain import Caller as CallerRecord
 from relais.domain import Instant, Record
@@ -90,6 +91,7 @@ def _answer(tenant_id: str, outcome: Outcome) -> dict[str, Any]:
     "/appointments",
     status_code=201,
     responses={200: {"description": "the same Idempotency-Key was used before"}},
+    openapi_extra=json_request(BookingBody),
 )
 def post_appointment(
     tenant_id: str,
@@ -148,7 +150,7 @@ def get_appointment(tenant_id: str, appointment_id: str, who: Caller) -> dict[st
     return answer
 
 
-@router.patch("/appointments/{appointment_id}")
+@router.patch("/appointments/{appointment_id}", openapi_extra=json_request(ChangeBody))
 def patch_appointment(
     tenant_id: str,
     appointment_id: str,

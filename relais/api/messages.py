@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from relais.api.deps import DB, Caller, json_body, tenant_for
 from relais.api.errors import ApiError, error_body, field_errors, not_found, summary
+from relais.api.openapi import json_request
 from relais.db import session_scope
 from relais.domain import CallMessage, as_utc_iso
 from relais.models import AuditEvent, Connection, Delivery, Message
@@ -54,7 +55,9 @@ def delivery_view(delivery: Delivery, connection: Connection | None) -> dict[str
     }
 
 
-@router.post("/messages", status_code=202, responses={202: {}, 200: {}})
+@router.post("/messages", status_code=202, openapi_extra=json_request(CallMessage), responses={
+    202: {"description": "Accepted: the message and its planned deliveries"},
+    200: {"description": "The same Idempotency-Key and body: the original message"}})
 def post_message(
     tenant_id: str,
     who: Caller,

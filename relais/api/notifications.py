@@ -67,7 +67,8 @@ async def google_webhook(request: Request) -> JSONResponse:
     return JSONResponse(result)
 
 
-@router.post("/v1/webhooks/graph")
+@router.post("/v1/webhooks/graph", status_code=202, responses={
+    200: {"description": "Graph's validation handshake: the token echoed as text/plain"}})
 async def graph_webhook(request: Request) -> Response:
     token = request.query_params.get("validationToken")
     if token is not None:
