@@ -246,8 +246,39 @@ def test_explain(api):
 
 
 def test_health_and_metrics(api):
-    assert api.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    assert api.get("/healthz").json() == {"status": "ok", "database": "ok", "broker": "ok"}
     post(api, CALL)
-    text = api.get("/metrics").text
-    assert 'relais_deliveries{tenant="acme",status="pending"} 1' in text
-    assert "Souhaite" not in text
+    assert error(api.get("/metrics"), 401)["code"] == "unauthenticated"
+    for role in ("secretary", "admin"):
+        assert error(api.get("/metrics", headers=auth(api.keys[role])), 403)["code"] == "forbidden"
+    from relais.api.ops import BACKLOG
+
+    BACKLOG._at = 0.0  # another test's database may be cached
+    text = api.get("/metrics", headers=auth(api.keys["operator"])).text
+    assert 'relais_deliveries{status="pending"} 1.0' in text
+    assert "relais_messages_accepted_total" in text and "relais_broker_up 1.0" in text
+    assert "acme" not in text and "Souhaite" not in text
+
+
+def test_broker_down_shows_in_health_and_metrics(api, monkeypatch):
+    from relais.queue import BROKER, reset_celery
+    from relais.settings import reset_settings
+
+    monkeypatch.setenv("RELAIS_BROKER_URL", "redis://127.0.0.1:9/0")  # nothing listens
+    reset_settings()
+    reset_celery()
+    try:
+        assert post(api, CALL).status_code == 202  # committed: the sweep will enqueue it
+        assert not BROKER.up
+        metrics = api.get("/metrics", headers=auth(api.keys["operator"])).text
+        assert "relais_broker_up 0.0" in metrics
+        failures = [line for line in metrics.splitlines()
+                    if line.startswith("relais_enqueue_failures_total ")]
+        assert failures and float(failures[0].split()[1]) >= 1
+        health = api.get("/healthz")
+        assert health.status_code == 503 and health.json()["broker"] != "ok"
+    finally:
+        monkeypatch.delenv("RELAIS_BROKER_URL")
+        reset_settings()
+        reset_celery()
+    assert api.get("/healthz").status_code == 200 and BROKER.up

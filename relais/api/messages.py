@@ -11,6 +11,7 @@ from sqlalchemy import select
 from relais.api.deps import DB, Caller, json_body, tenant_for
 from relais.api.errors import ApiError, error_body, field_errors, not_found, summary
 from relais.api.openapi import json_request
+from relais.api.ops import MESSAGES_ACCEPTED
 from relais.db import session_scope
 from relais.domain import CallMessage, as_utc_iso
 from relais.models import AuditEvent, Connection, Delivery, Message
@@ -96,6 +97,7 @@ def post_message(
             ],
         }
     if accepted.created:
+        MESSAGES_ACCEPTED.inc()
         enqueue_accepted(accepted)  # after commit: the outbox rule
     else:
         response.status_code = 200  # same Idempotency-Key: the original answer
