@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     sms_webhook_secret: str | None = None  # verifies POST /v1/webhooks/sms
     sms_ca_file: str | None = None
 
+    # Let tenant configuration name loopback/private addresses (see relais.netguard).
+    allow_private_urls: bool = False
+
     max_message_bytes: int = 64 * 1024
     delivery_max_attempts: int = 8
     delivery_backoff_base: float = 2.0
