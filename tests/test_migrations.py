@@ -117,6 +117,7 @@ MERGED = {
     "0007_busy_store.py": "4bddcc811f3d3dfe",
     "0008_restore_released_0001.py": "0d8fe83014781503",
     "0009_deliveries_status_index.py": "7d4c344c8a2a963c",
+    "0010_webhook_replays.py": "391a3905e6927c0b",
 }
 
 

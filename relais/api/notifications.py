@@ -34,6 +34,7 @@ from relais.api.deps import Caller, parse_json, tenant_for
 from relais.api.errors import ApiError
 from relais.db import session_scope
 from relais.models import Connection
+from relais.replay import first_time
 from sync import calendar_sync
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,13 @@ async def google_webhook(request: Request) -> JSONResponse:
     headers = {k.lower(): v for k, v in request.headers.items()}
     if not headers.get("x-goog-channel-id"):
         raise ApiError(400, "invalid_notification", "X-Goog-Channel-ID is missing")
+    # Google numbers every message of a channel; the channel keeps the highest seen,
+    # so a replay (same or lower number) is ignored. Without a number it could not be.
+    number = headers.get("x-goog-message-number", "")
+    if not (number.isdigit() and 0 < len(number) <= 18 and int(number) > 0):
+        raise ApiError(400, "invalid_notification",
+                       "X-Goog-Message-Number is missing or not a positive integer",
+                       [{"field": "X-Goog-Message-Number", "problem": "missing or invalid"}])
     try:
         result = await run_in_threadpool(calendar_sync.google_notification, headers)
     except calendar_sync.NotificationRejected as exc:
@@ -153,6 +161,9 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
     if not matched:
         log.warning("HubSpot webhook refused: no connection's secret matches the signature")
         raise ApiError(401, "unauthenticated", "invalid webhook signature")
+    if not await run_in_threadpool(first_time, "hubspot", signature, HUBSPOT_TOLERANCE_SECONDS):
+        log.warning("HubSpot webhook refused: a replay of a request already received")
+        raise ApiError(409, "replayed", "this signed request was already received")
     contact_events = [
         e for e in events
         if isinstance(e, dict) and str(e.get("subscriptionType", "")).startswith("contact.")
