@@ -17,6 +17,7 @@ Pure: no I/O besides reading the file given to :func:`load_tenant_file`.
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Mapping, Sequence
 from os import PathLike
@@ -50,10 +51,16 @@ def load_tenant_config(
     """Parse and validate a tenant file's text; raise ConfigError listing every issue.
 
     ``env`` is the mapping ``${NAME}`` reads from; by default the process
-    environment restricted to ``RELAIS_DEMO_*`` and ``RELAIS_TENANT_*``.
+    environment restricted to ``RELAIS_DEMO_*`` and ``RELAIS_TENANT_*``; of the
+    latter, a file may name only its own tenant's ``RELAIS_TENANT_<ID>_*``.
     ``missing_senders`` (channel -> unset operator settings) refuses rules that
     would send through Relais's own sender of such a channel; None: not checked.
     """
+    tenant_id = _tenant_id(text, filename)
+    if tenant_id is not None:
+        foreign = foreign_variables(text, filename, tenant_id)
+        if foreign:
+            raise ConfigError(foreign)
     document = load_yaml(text, filename, env)
     if not isinstance(document.data, dict):
         raise ConfigError(
@@ -84,6 +91,56 @@ def load_tenant_config(
     if issues:
         raise ConfigError(issues)
     return config
+
+
+TENANT_PREFIX = "RELAIS_TENANT_"
+_REFERENCE = re.compile(r"\$\{(" + TENANT_PREFIX + r"[A-Za-z0-9_]*)(?::-[^}]*)?\}")
+
+
+def tenant_variable_prefix(tenant_id: str) -> str:
+    """``RELAIS_TENANT_<ID>_``: the variables tenant ``tenant_id`` may read
+    (``cabinet-durand`` → ``RELAIS_TENANT_CABINET_DURAND_``)."""
+    return TENANT_PREFIX + re.sub(r"[^A-Z0-9]", "_", tenant_id.upper()) + "_"
+
+
+class _AnyValue(dict):  # type: ignore[type-arg]
+    """An environment where every variable is set: reading the id needs no value."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return "x"
+
+    def __getitem__(self, key: Any) -> Any:
+        return "x"
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+def _tenant_id(text: str, filename: str) -> str | None:
+    try:
+        data = load_yaml(text, filename, _AnyValue()).data
+    except ConfigError:
+        return None  # reported by the real load
+    found = data.get("id") if isinstance(data, dict) else None
+    return found if isinstance(found, str) and found else None
+
+
+def foreign_variables(text: str, filename: str, tenant_id: str) -> list[ConfigIssue]:
+    """``${RELAIS_TENANT_…}`` references outside the tenant's own prefix: a tenant's
+    admin must not read another tenant's secrets into their own file."""
+    own = tenant_variable_prefix(tenant_id)
+    issues = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        code = line.split(" #", 1)[0] if not line.lstrip().startswith("#") else ""
+        for match in _REFERENCE.finditer(code):
+            name = match.group(1)
+            if not name.startswith(own):
+                issues.append(ConfigIssue(
+                    filename, number, match.start() + 1, "",
+                    f"environment variable {name} is not one of tenant {tenant_id}'s",
+                    f"tenant {tenant_id} reads only {own}* variables: name it "
+                    f"{own}{name.removeprefix(TENANT_PREFIX)}", "env_not_allowed"))
+    return issues
 
 
 def load_tenant_file(
