@@ -239,6 +239,8 @@ def run_demo(calls: int, workers: int, timeout: float, console: Console) -> int:
     from relais.tenants import apply_config, parsed_config
 
     home = _prepare_home()
+    os.environ["RELAIS_ALLOW_PRIVATE_URLS"] = "1"  # the sandboxes listen on 127.0.0.1
+    reset_settings()
     logs = home / "logs"
     logs.mkdir(exist_ok=True)
     receiver = WebhookReceiver(fail_first=0.1)

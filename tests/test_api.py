@@ -85,9 +85,8 @@ def test_idempotency_key_reused_with_another_body_is_refused(api):
 def test_idempotency_keys_belong_to_their_tenant(api, receiver, monkeypatch):
     from relais.tenants import apply_config
 
+    text = acme_as("beta", monkeypatch)
     monkeypatch.setenv("RELAIS_TENANT_BETA_HOOK_URL", receiver.url + "/hooks/beta/hook")
-    text = (FIXTURES / "acme.yaml").read_text().replace("id: acme", "id: beta").replace(
-        "RELAIS_TENANT_ACME_HOOK_URL", "RELAIS_TENANT_BETA_HOOK_URL")
     with session_scope() as session:
         apply_config(session, text, "beta.yaml", actor="test")
         api.keys["beta"] = create_key(session, "secretary", "beta", "test")
@@ -165,10 +164,18 @@ def test_missing_and_wrong_key(api):
                           headers={"Authorization": "Basic abc"}), 401)
 
 
+def acme_as(tenant_id: str, monkeypatch) -> str:
+    """acme.yaml as tenant ``tenant_id``, reading its own hook variable."""
+    own = f"RELAIS_TENANT_{tenant_id.upper()}_HOOK_URL"
+    monkeypatch.setenv(own, "https://hooks.example.fr/" + tenant_id)
+    text = (FIXTURES / "acme.yaml").read_text().replace("id: acme", f"id: {tenant_id}", 1)
+    return text.replace("RELAIS_TENANT_ACME_HOOK_URL", own)
+
+
 def test_other_tenant_is_invisible(api, monkeypatch):
     from relais.tenants import apply_config
 
-    other = (FIXTURES / "acme.yaml").read_text().replace("id: acme", "id: beta", 1)
+    other = acme_as("beta", monkeypatch)
     with session_scope() as session:
         apply_config(session, other, "beta.yaml", actor="test")
         beta_key = create_key(session, "admin", "beta", "b")
@@ -209,8 +216,8 @@ def test_put_config_for_another_id_refused(api):
     assert error(response, 422)["details"][0]["path"] == "id"
 
 
-def test_put_config_new_tenant_needs_operator(api):
-    text = (FIXTURES / "acme.yaml").read_text().replace("id: acme", "id: gamma", 1)
+def test_put_config_new_tenant_needs_operator(api, monkeypatch):
+    text = acme_as("gamma", monkeypatch)
     refused = api.put("/v1/tenants/gamma/config", content=text.encode(),
                       headers=auth(api.keys["admin"]))
     assert error(refused, 404)
