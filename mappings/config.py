@@ -17,8 +17,9 @@ Pure: no I/O besides reading the file given to :func:`load_tenant_file`.
 
 from __future__ import annotations
 
+import re
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -29,6 +30,7 @@ from pydantic_core import ErrorDetails
 
 from mappings.errors import ConfigError, ConfigIssue, Path, format_path
 from mappings.fieldmap import check_mapping_references
+from mappings.recipients import RELAIS_SENDER, channel_connection
 from mappings.rulecheck import _Checker, check_rules
 from mappings.schema import (
     PROVIDERS,
@@ -43,13 +45,22 @@ from mappings.yamlpos import YamlDocument, load_yaml
 
 
 def load_tenant_config(
-    text: str, filename: str = "<config>", *, env: Mapping[str, str] | None = None
+    text: str, filename: str = "<config>", *, env: Mapping[str, str] | None = None,
+    missing_senders: Mapping[str, Sequence[str]] | None = None,
 ) -> TenantConfig:
     """Parse and validate a tenant file's text; raise ConfigError listing every issue.
 
     ``env`` is the mapping ``${NAME}`` reads from; by default the process
-    environment restricted to ``RELAIS_DEMO_*`` and ``RELAIS_TENANT_*``.
+    environment restricted to ``RELAIS_DEMO_*`` and ``RELAIS_TENANT_*``; of the
+    latter, a file may name only its own tenant's ``RELAIS_TENANT_<ID>_*``.
+    ``missing_senders`` (channel -> unset operator settings) refuses rules that
+    would send through Relais's own sender of such a channel; None: not checked.
     """
+    tenant_id = _tenant_id(text, filename)
+    if tenant_id is not None:
+        foreign = foreign_variables(text, filename, tenant_id)
+        if foreign:
+            raise ConfigError(foreign)
     document = load_yaml(text, filename, env)
     if not isinstance(document.data, dict):
         raise ConfigError(
@@ -75,13 +86,66 @@ def load_tenant_config(
     except ValidationError as exc:
         raise ConfigError(_translate(e, document) for e in exc.errors()) from None
     issues = check_references(config, document)
+    if not issues and missing_senders:
+        issues = check_senders(config, document, missing_senders)
     if issues:
         raise ConfigError(issues)
     return config
 
 
+TENANT_PREFIX = "RELAIS_TENANT_"
+_REFERENCE = re.compile(r"\$\{(" + TENANT_PREFIX + r"[A-Za-z0-9_]*)(?::-[^}]*)?\}")
+
+
+def tenant_variable_prefix(tenant_id: str) -> str:
+    """``RELAIS_TENANT_<ID>_``: the variables tenant ``tenant_id`` may read
+    (``cabinet-durand`` → ``RELAIS_TENANT_CABINET_DURAND_``)."""
+    return TENANT_PREFIX + re.sub(r"[^A-Z0-9]", "_", tenant_id.upper()) + "_"
+
+
+class _AnyValue(dict):  # type: ignore[type-arg]
+    """An environment where every variable is set: reading the id needs no value."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return "x"
+
+    def __getitem__(self, key: Any) -> Any:
+        return "x"
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+def _tenant_id(text: str, filename: str) -> str | None:
+    try:
+        data = load_yaml(text, filename, _AnyValue()).data
+    except ConfigError:
+        return None  # reported by the real load
+    found = data.get("id") if isinstance(data, dict) else None
+    return found if isinstance(found, str) and found else None
+
+
+def foreign_variables(text: str, filename: str, tenant_id: str) -> list[ConfigIssue]:
+    """``${RELAIS_TENANT_…}`` references outside the tenant's own prefix: a tenant's
+    admin must not read another tenant's secrets into their own file."""
+    own = tenant_variable_prefix(tenant_id)
+    issues = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        code = line.split(" #", 1)[0] if not line.lstrip().startswith("#") else ""
+        for match in _REFERENCE.finditer(code):
+            name = match.group(1)
+            if not name.startswith(own):
+                issues.append(ConfigIssue(
+                    filename, number, match.start() + 1, "",
+                    f"environment variable {name} is not one of tenant {tenant_id}'s",
+                    f"tenant {tenant_id} reads only {own}* variables: name it "
+                    f"{own}{name.removeprefix(TENANT_PREFIX)}", "env_not_allowed"))
+    return issues
+
+
 def load_tenant_file(
-    path: str | PathLike[str], *, env: Mapping[str, str] | None = None
+    path: str | PathLike[str], *, env: Mapping[str, str] | None = None,
+    missing_senders: Mapping[str, Sequence[str]] | None = None,
 ) -> TenantConfig:
     """Read ``path`` (UTF-8) and :func:`load_tenant_config` it, naming the file in errors."""
     filename = str(path)
@@ -103,7 +167,51 @@ def load_tenant_file(
                 )
             ]
         ) from None
-    return load_tenant_config(text, filename, env=env)
+    return load_tenant_config(text, filename, env=env, missing_senders=missing_senders)
+
+
+def check_senders(config: TenantConfig, document: YamlDocument,
+                  missing: Mapping[str, Sequence[str]]) -> list[ConfigIssue]:
+    """Rules, ladders and notices that would send through Relais's own sender of a
+    channel the operator has not configured: every such call would fail to send."""
+    uses: list[tuple[Path, str, str | None, str]] = []  # (path, channel, via, what)
+    rule_lists = [(("rules", "rules", n), r.name, r.then)
+                  for n, r in enumerate(config.rules.rules)]
+    if config.rules.default is not None:
+        rule_lists.append((("rules", "default"), config.rules.default.name,
+                           config.rules.default.then))
+    for where, name, then in rule_lists:
+        for index, action in enumerate(then):
+            spec = action.email or action.sms or action.digest
+            if spec is not None:
+                channel = action.digest.channel if action.digest is not None else action.kind
+                uses.append(((*where, "then", index, action.kind), channel, spec.via,
+                             f"rule {name!r}"))
+    for ladder, spec in config.escalations.items():
+        for index, step in enumerate(spec.steps):
+            uses.append((("escalations", ladder, "steps", index, "channel"), step.channel,
+                         step.via, f"escalation {ladder!r} step {index + 1}"))
+        uses.append((("escalations", ladder, "dead_end"), spec.dead_end.channel,
+                     spec.dead_end.via, f"escalation {ladder!r} dead end"))
+    notice = config.notify_on_calendar_change
+    if notice is not None:
+        uses.append((("notify_on_calendar_change",), notice.channel, notice.via,
+                     "notify_on_calendar_change"))
+    issues = []
+    for path, channel, via, what in uses:
+        connection, _ = channel_connection(config, channel, via)
+        if connection == RELAIS_SENDER and missing.get(channel):
+            issues.append(document.issue(
+                path,
+                f"{what} sends {channel} through Relais's own {channel} sender, which this "
+                f"deployment has not configured ({', '.join(missing[channel])} unset)",
+                f"ask the operator to set {', '.join(missing[channel])}, or add an {channel} "
+                if channel == "email" else
+                f"ask the operator to set {', '.join(missing[channel])}, or add an SMS "
+                "connection and name it with `via:`",
+                "sender_not_configured",
+            ))
+    return issues
 
 
 # --------------------------------------------------------------------------- pydantic errors

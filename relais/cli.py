@@ -20,7 +20,6 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import select
 
-from mappings.config import load_tenant_file
 from mappings.errors import ConfigError
 
 HELP = """Relais carries each call your secretaries qualify to where the business
@@ -155,10 +154,12 @@ def tenants_validate(
     ] = False,
 ) -> None:
     """Check tenant YAML files; print every problem with file and line."""
+    from relais.tenants import load_checked_file
+
     problems = 0
     for path in files:
         try:
-            config = load_tenant_file(path)
+            config = load_checked_file(path)  # as `apply` checks it, senders included
         except ConfigError as exc:
             for issue in exc.issues:
                 err.print(str(issue), highlight=False, soft_wrap=True)

@@ -40,16 +40,20 @@ def _sqlite_setup(engine: Engine, readonly: bool) -> None:
 
 
 def get_engine(url: str | None = None, *, readonly: bool = False) -> Engine:
+    """The engine for ``url``; bound parameters (callers' names, phones, message
+    text) never appear in its logs or exception messages (``hide_parameters``)."""
     url = url or get_settings().resolved_database_url
     sqlite = url.startswith("sqlite")
     key = (url, readonly and sqlite)  # PostgreSQL needs no separate reader
     engine = _engines.get(key)
     if engine is None:
         if sqlite:
-            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                                   hide_parameters=True)
             _sqlite_setup(engine, readonly)
         else:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                                   hide_parameters=True)
         _engines[key] = engine
     return engine
 

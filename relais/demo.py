@@ -253,6 +253,8 @@ def run_demo(
         os.environ[clock.ENV_OFFSET] = str(clock.offset_for(at))
         clock.install(clock.from_environment())
     home = _prepare_home()
+    os.environ["RELAIS_ALLOW_PRIVATE_URLS"] = "1"  # the sandboxes listen on 127.0.0.1
+    reset_settings()
     logs = home / "logs"
     logs.mkdir(exist_ok=True)
     receiver = WebhookReceiver(fail_first=0.1)

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -23,6 +24,20 @@ from pydantic import (
 )
 
 from mappings.schema import normalize_phone
+
+# Instants Relais accepts: wide enough for any call or appointment, narrow
+# enough that converting between zones never leaves datetime's range (year 1
+# at +14:00 has no UTC equivalent).
+FIRST_YEAR, LAST_YEAR = 1971, 2199
+
+
+def check_instant(value: datetime) -> datetime:
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"must lie between the years {FIRST_YEAR} and {LAST_YEAR}")
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(check_instant)]
 
 
 class Urgency(StrEnum):
@@ -68,7 +83,7 @@ class CallMessage(Record):
     subject: Annotated[str, Field(min_length=1, max_length=300)]
     body: Annotated[str, Field(max_length=20_000)] = ""
     taken_by: Annotated[str, Field(min_length=1, max_length=200)]
-    taken_at: AwareDatetime
+    taken_at: Instant
     staff_id: Annotated[str | None, Field(max_length=64)] = None
     callback_requested: bool = False
     intake: dict[str, Any] = Field(default_factory=dict)
@@ -76,8 +91,8 @@ class CallMessage(Record):
 
 class AppointmentRequest(Record):
     staff_id: Annotated[str, Field(min_length=1, max_length=64)]
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Instant
+    end: Instant
     caller: Caller
     subject: Annotated[str, Field(min_length=1, max_length=300)]
     notes: Annotated[str, Field(max_length=5000)] = ""

@@ -171,6 +171,7 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_claim", "connection_id", "status", "next_attempt_at"),
         Index("ix_deliveries_tenant_status", "tenant_id", "status"),
+        Index("ix_deliveries_status", "status"),  # /metrics: the backlog
         Index("ix_deliveries_digest_key", "digest_key"),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("dlv"))

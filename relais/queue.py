@@ -1,16 +1,21 @@
 """The Celery application and how the shell enqueues work.
 
 Tasks are sent by name so the API never imports the worker module. A failure
-to enqueue is logged and ignored on purpose: the rows are already committed,
-and the beat sweep re-enqueues what waits too long (transactional outbox).
+to enqueue does not fail the request: the rows are already committed, and the
+beat sweep re-enqueues what waits too long (transactional outbox). It is not
+silent either: it is logged and marks the broker down in ``/healthz`` and
+``/metrics`` until an enqueue succeeds again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from celery import Celery
+from prometheus_client import Counter, Gauge
 
 from relais import broker_fs
 from relais.settings import Settings, get_settings
@@ -26,6 +31,57 @@ ESCALATION_TASK = "relais.escalation_step"
 ESCALATION_SWEEP_TASK = "relais.escalation_sweep"
 
 _app: Celery | None = None
+
+ENQUEUE_FAILURES = Counter("relais_enqueue_failures_total",
+                           "Tasks the API or beat could not hand to the broker.")
+BROKER_UP = Gauge("relais_broker_up",
+                  "1 when the last enqueue or health check reached the broker, else 0.")
+
+
+@dataclass
+class BrokerState:
+    """The outcome of this process's last enqueue or broker check (for metrics)."""
+
+    up: bool = True
+    error: str = ""
+    since: float = field(default_factory=time.time)
+
+    def record(self, ok: bool, error: str = "") -> None:
+        if ok != self.up:
+            self.since = time.time()
+        self.up, self.error = ok, error
+        BROKER_UP.set(1 if ok else 0)
+
+
+BROKER = BrokerState()
+BROKER_UP.set(1)
+
+
+def send(task: str, args: list[object], what: str, countdown: float = 0.0) -> bool:
+    """Hand ``task`` to the broker; on failure log (no content, ids only), record the
+    broker down, and return False: the rows are committed and the sweep recovers."""
+    try:
+        celery_app().send_task(
+            task, args=args, countdown=countdown or None, retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.5},
+        )
+    except Exception as exc:  # noqa: BLE001 - see module doc
+        ENQUEUE_FAILURES.inc()
+        BROKER.record(False, type(exc).__name__)
+        log.warning("could not enqueue %s: %s", what, exc)
+        return False
+    BROKER.record(True)
+    return True
+
+
+def check_broker(timeout: float = 2.0) -> str | None:
+    """None when the broker accepts a connection now, else the reason (health checks)."""
+    try:
+        with celery_app().connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return type(exc).__name__
+    return None
 
 
 def broker_options(settings: Settings) -> dict[str, object]:
@@ -99,43 +155,19 @@ def reset_celery() -> None:
 
 
 def enqueue_connections(connection_ids: Iterable[str], countdown: float = 0.0) -> None:
-    app = celery_app()
     for connection_id in sorted(set(connection_ids)):
-        try:
-            app.send_task(
-                DELIVER_TASK,
-                args=[connection_id],
-                countdown=countdown or None,
-                retry=True,
-                retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.5},
-            )
-        except Exception as exc:  # noqa: BLE001 - the sweep recovers; see module doc
-            log.warning("could not enqueue delivery of %s: %s", connection_id, exc)
+        send(DELIVER_TASK, [connection_id], f"delivery of {connection_id}", countdown)
 
 
 def enqueue_escalation(escalation_id: str, countdown: float = 0.0) -> None:
     """Schedule the next check of an escalation (the beat sweep covers a lost message)."""
-    try:
-        celery_app().send_task(
-            ESCALATION_TASK,
-            args=[escalation_id],
-            countdown=countdown or None,
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.5},
-        )
-    except Exception as exc:  # noqa: BLE001 - the sweep recovers
-        log.warning("could not schedule escalation %s: %s", escalation_id, exc)
+    send(ESCALATION_TASK, [escalation_id], f"escalation {escalation_id}", countdown)
 
 
 def enqueue_contact_pulls(connection_ids: Iterable[str]) -> None:
     """One directory pull per connection (the pull lock refuses a second one)."""
-    app = celery_app()
     for connection_id in sorted(set(connection_ids)):
-        try:
-            app.send_task(CONTACTS_PULL_TASK, args=[connection_id], retry=True,
-                          retry_policy={"max_retries": 2, "interval_start": 0.1})
-        except Exception as exc:  # noqa: BLE001 - the next beat tick tries again
-            log.warning("could not enqueue the contacts pull of %s: %s", connection_id, exc)
+        send(CONTACTS_PULL_TASK, [connection_id], f"the contacts pull of {connection_id}")
 
 
 # ------------------------------------------------------------------ calendar two-way sync
@@ -150,18 +182,10 @@ def enqueue_calendar_pull(
     connection_id: str, calendar_ids: list[str] | None = None, countdown: float = 0.0
 ) -> None:
     """Pull a calendar connection now (all its calendars, or ``calendar_ids``)."""
-    try:
-        celery_app().send_task(CALENDAR_PULL_TASK, args=[connection_id, calendar_ids],
-                               countdown=countdown or None, retry=True,
-                               retry_policy={"max_retries": 2, "interval_start": 0.1})
-    except Exception as exc:  # noqa: BLE001 - the beat's interval pull catches up
-        log.warning("could not enqueue the calendar pull of %s: %s", connection_id, exc)
+    send(CALENDAR_PULL_TASK, [connection_id, calendar_ids],
+         f"the calendar pull of {connection_id}", countdown)
 
 
 def enqueue_contact_pull_now(connection_id: str) -> None:
     """A CRM webhook said contacts changed: pull that directory now (not only if due)."""
-    try:
-        celery_app().send_task(CONTACTS_PULL_NOW_TASK, args=[connection_id], retry=True,
-                               retry_policy={"max_retries": 2, "interval_start": 0.1})
-    except Exception as exc:  # noqa: BLE001 - the beat's interval pull catches up
-        log.warning("could not enqueue the contacts pull of %s: %s", connection_id, exc)
+    send(CONTACTS_PULL_NOW_TASK, [connection_id], f"the contacts pull of {connection_id}")

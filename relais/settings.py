@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     sms_webhook_secret: str | None = None  # verifies POST /v1/webhooks/sms
     sms_ca_file: str | None = None
 
+    # Let tenant configuration name loopback/private addresses (see relais.netguard).
+    allow_private_urls: bool = False
+
     max_message_bytes: int = 64 * 1024
     delivery_max_attempts: int = 8
     delivery_backoff_base: float = 2.0
@@ -63,6 +66,16 @@ class Settings(BaseSettings):
     broker_polling_interval: float = 0.1
     # Celery queue; separate deployments (or test runs) on one broker use distinct names.
     queue: str = "relais"
+
+    def missing_sender_settings(self) -> dict[str, list[str]]:
+        """Per channel of Relais's own senders, the unset settings it needs (empty: ready)."""
+        return {
+            "email": [n for n, v in (("RELAIS_EMAIL_HOST", self.email_host),
+                                     ("RELAIS_EMAIL_FROM_ADDRESS", self.email_from_address))
+                      if not v],
+            "sms": [n for n, v in (("RELAIS_SMS_SERVICE_PLAN_ID", self.sms_service_plan_id),
+                                   ("RELAIS_SMS_API_TOKEN", self.sms_api_token)) if not v],
+        }
 
     @property
     def resolved_home(self) -> Path:

@@ -7,16 +7,19 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mappings.config import TenantConfig, load_tenant_config
+from mappings.config import TenantConfig, load_tenant_config, load_tenant_file
 from mappings.errors import ConfigError, ConfigIssue
-from mappings.yamlpos import public_environment
+from mappings.yamlpos import load_yaml, public_environment
 from relais.connections import OAUTH_PROVIDERS
 from relais.crypto import decrypt_json, encrypt_json
 from relais.models import AuditEvent, Connection, Tenant
+from relais.netguard import hosts_in, internal_reason
+from relais.settings import get_settings
 
 # Connections Relais creates itself for a tenant (sync.senders.SENDER_NAMES).
 SYSTEM_CONNECTIONS = frozenset({"relais-email", "relais-sms"})
@@ -50,6 +53,36 @@ def parsed_config(tenant: Tenant) -> TenantConfig:
     return _parse(tenant.config_yaml, f"tenant {tenant.id} v{tenant.config_version}", env)
 
 
+def missing_senders() -> dict[str, list[str]]:
+    """For ``load_tenant_config``: channels of Relais's own sender this deployment lacks."""
+    return {k: v for k, v in get_settings().missing_sender_settings().items() if v}
+
+
+def load_checked_file(path: str | Path) -> TenantConfig:
+    """``tenants validate``: the file as ``apply`` would check it (senders included)."""
+    return load_tenant_file(path, missing_senders=missing_senders())
+
+
+def internal_targets(config: TenantConfig, text: str, filename: str,
+                     env: dict[str, str]) -> list[ConfigIssue]:
+    """Connection URLs and hosts that point inside the operator's network (SSRF)."""
+    document = load_yaml(text, filename, env)
+    issues = []
+    for name, spec in config.connections.items():
+        base: tuple[str | int, ...] = ("connections", name)
+        settings = spec.connector_settings()
+        if spec.provider != "webhook":
+            base += ("settings",)
+        for path, host in hosts_in(settings):
+            reason = internal_reason(host)
+            if reason:
+                issues.append(document.issue(
+                    (*base, *path), f"connection {name!r} points inside the network: {reason}",
+                    "use the provider's public address; an operator may allow internal ones "
+                    "with RELAIS_ALLOW_PRIVATE_URLS=1", "internal_url"))
+    return issues
+
+
 def _used_variables(text: str) -> dict[str, str]:
     names = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}", text))
     return {k: v for k, v in public_environment().items() if k in names}
@@ -64,7 +97,11 @@ def apply_config(
     the URL. Raises ``mappings.config.ConfigError`` with file and line.
     """
     env = _used_variables(text)
-    config = load_tenant_config(text, filename, env=env)
+    config = load_tenant_config(text, filename, env=env, missing_senders=missing_senders())
+    if not get_settings().allow_private_urls:
+        internal = internal_targets(config, text, filename, env)
+        if internal:
+            raise ConfigError(internal)
     if expect_tenant is not None and config.id != expect_tenant:
         issue = ConfigIssue(
             filename,

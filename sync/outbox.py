@@ -4,10 +4,12 @@ outbox). Enqueuing happens after commit, in the caller."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from mappings.config import TenantConfig
@@ -15,12 +17,13 @@ from mappings.plan import PlanError, PlannedDelivery, plan_for
 from mappings.recipients import RELAIS_SENDER
 from mappings.rules import CallContext
 from mappings.schema import CONNECTION_KINDS
-from relais.domain import CallMessage
+from relais.crypto import encrypt_json
+from relais.domain import CallMessage, check_instant
 from relais.models import AuditEvent, Connection, Delivery, Message, new_id, utcnow
 from sync import digest as digests
 from sync import escalation as escalations
 from sync.contacts import is_known_caller
-from sync.senders import SenderMissing, ensure_sender, sender_config
+from sync.senders import SENDER_NAMES, SenderMissing, ensure_sender, sender_config
 
 
 class MessageRejected(ValueError):
@@ -54,14 +57,66 @@ def mark_wake(session: Session, connection_ids: list[str]) -> list[str]:
     The row lock orders this against the worker's claim, which clears the flag
     in the same transaction as it claims: a delivery committed before the claim
     is claimed by it, one committed after finds the flag clear and enqueues.
+
+    The lock is ``FOR NO KEY UPDATE`` (SQLAlchemy's ``key_share``): the deliveries
+    just inserted hold a key-share lock on these rows through their foreign key,
+    which a plain ``FOR UPDATE`` waits for, so two concurrent posts to one
+    connection deadlocked (each waiting for the other's key-share lock).
+    Rows are locked in sorted order so that posts to several connections queue
+    instead of crossing.
     """
     to_wake = []
     for connection_id in sorted(set(connection_ids)):
-        row = session.get(Connection, connection_id, with_for_update=True, populate_existing=True)
+        row = session.get(Connection, connection_id, with_for_update={"key_share": True},
+                          populate_existing=True)
         if row is not None and not row.wake_queued:
             row.wake_queued = True
             to_wake.append(connection_id)
     return to_wake
+
+
+class IdempotencyKeyReused(ValueError):
+    """The key already stored a message with different content (Stripe's rule)."""
+
+    def __init__(self, key: str, message_id: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was already used for message {message_id} "
+                         "with a different body")
+        self.key, self.message_id = key, message_id
+
+
+def _lock_key(session: Session, tenant_id: str, key: str) -> None:
+    """Serialise posts carrying one tenant's key until the first one commits.
+
+    Without it concurrent retries all miss the lookup and all but one insert
+    fail on the unique constraint (500). PostgreSQL: a transaction-scoped
+    advisory lock on a hash of (tenant, key), so the waiter's next statement
+    sees the committed message. SQLite: ``BEGIN IMMEDIATE`` already serialises
+    every writing transaction (relais.db).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                        {"k": f"message-idempotency:{tenant_id}:{key}"})
+
+
+def _content(message: Message) -> dict[str, Any]:
+    return {
+        "call_type": message.call_type, "urgency": message.urgency, "caller": message.caller,
+        "subject": message.subject, "body": message.body, "taken_by": message.taken_by,
+        "taken_at": message.taken_at, "staff_id": message.staff_id,
+        "callback_requested": message.callback_requested, "intake": message.intake,
+    }
+
+
+def _content_of(msg: CallMessage, stored_urgency: str) -> dict[str, Any]:
+    """What ``msg`` would store; an omitted urgency matches the stored default."""
+    return {
+        "call_type": msg.call_type,
+        "urgency": str(msg.urgency.value) if msg.urgency else stored_urgency,
+        "caller": msg.caller.model_dump(mode="json", exclude_none=True),
+        "subject": msg.subject, "body": msg.body, "taken_by": msg.taken_by,
+        "taken_at": msg.taken_at, "staff_id": msg.staff_id,
+        "callback_requested": msg.callback_requested, "intake": msg.intake,
+    }
 
 
 def _check(config: TenantConfig, msg: CallMessage) -> None:
@@ -76,13 +131,51 @@ def _check(config: TenantConfig, msg: CallMessage) -> None:
         raise MessageRejected(
             "staff_id", f"unknown staff member {msg.staff_id!r}", f"use one of: {known}"
         )
-    for spec in call_type.intake_fields:
-        if spec.required and msg.intake.get(spec.name) in (None, ""):
+    declared = {spec.name: spec for spec in call_type.intake_fields}
+    for name in msg.intake:
+        if name not in declared:
             raise MessageRejected(
-                f"intake.{spec.name}",
-                f"intake field {spec.name!r} is required for call type {call_type.id!r}",
-                f"add intake.{spec.name} ({spec.label})",
+                f"intake.{name}",
+                f"call type {call_type.id!r} has no intake field {name!r}",
+                f"known fields: {', '.join(declared) or 'none'}",
             )
+    for spec in call_type.intake_fields:
+        value = msg.intake.get(spec.name)
+        if value in (None, ""):
+            if spec.required:
+                raise MessageRejected(
+                    f"intake.{spec.name}",
+                    f"intake field {spec.name!r} is required for call type {call_type.id!r}",
+                    f"add intake.{spec.name} ({spec.label})",
+                )
+            continue
+        problem = _intake_problem(spec.type, spec.choices, value)
+        if problem:
+            raise MessageRejected(f"intake.{spec.name}", f"{value!r} {problem[0]}", problem[1])
+
+
+def _intake_problem(kind: str, choices: list[str] | None, value: Any) -> tuple[str, str] | None:
+    """Why ``value`` is no answer of type ``kind``: (problem, hint); None when it is."""
+    if kind == "number":
+        number = value.replace(",", ".").strip() if isinstance(value, str) else value
+        try:
+            ok = not isinstance(number, bool) and math.isfinite(float(number))
+        except (TypeError, ValueError):
+            ok = False
+        return None if ok else ("is not a number", "send a number such as 3 or 2.5")
+    if kind == "bool":
+        return None if isinstance(value, bool) else ("is not true or false",
+                                                     "send true or false")
+    if kind == "date":
+        try:
+            check_instant(datetime.combine(date.fromisoformat(value), time(), UTC))
+        except (TypeError, ValueError):
+            return "is not a date", "send a date as YYYY-MM-DD, e.g. 2026-12-24"
+        return None
+    if kind == "choice":
+        return None if value in (choices or []) else (
+            "is not one of the choices", f"use one of: {', '.join(choices or [])}")
+    return None if isinstance(value, str) else ("is not text", "send text in quotes")
 
 
 def accept_message(
@@ -95,12 +188,15 @@ def accept_message(
 ) -> Accepted:
     """Write the message and its deliveries; ``now`` (tests) is when escalations start."""
     if idempotency_key:
+        _lock_key(session, tenant_id, idempotency_key)
         existing = session.scalar(
             select(Message).where(
                 Message.tenant_id == tenant_id, Message.idempotency_key == idempotency_key
             )
         )
         if existing is not None:
+            if _content(existing) != _content_of(msg, existing.urgency):
+                raise IdempotencyKeyReused(idempotency_key, existing.id)
             deliveries = list(
                 session.scalars(select(Delivery).where(Delivery.message_id == existing.id))
             )
@@ -131,7 +227,7 @@ def accept_message(
             f"no rule routes call type {msg.call_type!r} and the tenant has no default rule",
             "ask the tenant admin to add a rule or a default rule",
         )
-    _check_senders(config, plan.deliveries)
+    unsendable = _missing_senders(config, plan.deliveries)
     connections = {
         c.name: c
         for c in session.scalars(
@@ -162,7 +258,10 @@ def accept_message(
     later: list[tuple[str, float]] = []
     started: list[tuple[str, float]] = []
     now = now or utcnow()
-    for planned in plan.deliveries:
+    for index, planned in enumerate(plan.deliveries):
+        if index in unsendable:
+            deliveries.append(_unsent(session, tenant_id, message.id, planned, unsendable[index]))
+            continue
         if planned.kind == "escalate":
             assert planned.ladder is not None
             esc, sent = escalations.start(
@@ -209,14 +308,23 @@ def accept_message(
     session.flush()
     accepted = Accepted(message, deliveries, created=True, wake_later=later,
                         escalations=started)
-    due_now = {d.connection_id for d in deliveries if d.action != digests.ITEM}
+    due_now = {d.connection_id for d in deliveries
+               if d.action != digests.ITEM and d.status != "dead"}
     accepted.to_wake = mark_wake(session, sorted(due_now))
     return accepted
 
 
-def _check_senders(config: TenantConfig, planned: list[PlannedDelivery]) -> None:
-    """Refuse a message whose rules need Relais's own sender when the operator has none."""
-    for delivery in planned:
+def _missing_senders(
+    config: TenantConfig, planned: list[PlannedDelivery]
+) -> dict[int, SenderMissing]:
+    """Planned deliveries (by index) needing a Relais sender the operator has not set up.
+
+    The call is accepted anyway (``tenants apply`` refuses such rules, but the
+    operator may unset a sender later): those deliveries are recorded dead, with
+    the reason, instead of refusing what the secretary took down.
+    """
+    out = {}
+    for index, delivery in enumerate(planned):
         try:
             if delivery.kind == "escalate":
                 assert delivery.ladder is not None
@@ -224,15 +332,30 @@ def _check_senders(config: TenantConfig, planned: list[PlannedDelivery]) -> None
             elif delivery.kind not in CONNECTION_KINDS and delivery.connection == RELAIS_SENDER:
                 sender_config(str(delivery.action.get("channel") or delivery.kind))
         except SenderMissing as exc:
-            what = (f"escalate {delivery.ladder}" if delivery.kind == "escalate"
-                    else f"{delivery.kind} to {delivery.recipients[0].address}")
-            raise MessageRejected(
-                "rules",
-                f"rule {delivery.rule!r} ({what}) sends through Relais's own "
-                f"{exc.channel} sender, which is not configured",
-                f"the operator must set {', '.join(exc.missing)}, or the tenant must add an "
-                f"{exc.channel} connection and name it with `via:`",
-            ) from None
+            out[index] = exc
+    return out
+
+
+def _unsent(session: Session, tenant_id: str, message_id: str, planned: PlannedDelivery,
+            exc: SenderMissing) -> Delivery:
+    """A dead delivery saying why it was not sent, on the sender's (inactive) connection."""
+    name = SENDER_NAMES[exc.channel]
+    row = session.scalar(
+        select(Connection).where(Connection.tenant_id == tenant_id, Connection.name == name)
+    )
+    if row is None:
+        row = Connection(tenant_id=tenant_id, name=name, provider=exc.channel, role="notify",
+                         status="not_configured", settings={}, credentials=encrypt_json({}))
+        session.add(row)
+        session.flush()
+    what = (f"escalate {planned.ladder}" if planned.kind == "escalate"
+            else f"{planned.kind} to {planned.recipients[0].address}")
+    return Delivery.new(
+        tenant_id=tenant_id, message_id=message_id, connection_id=row.id, rule=planned.rule,
+        action="message.created", params=dict(planned.action), status="dead",
+        last_error=f"not sent: rule {planned.rule!r} ({what}) needs Relais's own "
+                   f"{exc.channel} sender; the operator must set {', '.join(exc.missing)}",
+    )
 
 
 def _connection_for(

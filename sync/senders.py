@@ -39,8 +39,7 @@ def sender_config(channel: str, settings: Settings | None = None
     """``(connection settings, credentials)`` of Relais's own ``channel`` sender."""
     s = settings or get_settings()
     if channel == "email":
-        missing = [n for n, v in (("RELAIS_EMAIL_HOST", s.email_host),
-                                  ("RELAIS_EMAIL_FROM_ADDRESS", s.email_from_address)) if not v]
+        missing = s.missing_sender_settings()["email"]
         if missing:
             raise SenderMissing(channel, missing)
         out: dict[str, Any] = {"host": s.email_host, "security": s.email_security,
@@ -51,8 +50,7 @@ def sender_config(channel: str, settings: Settings | None = None
                 out[key] = value
         return out, ({"password": s.email_password} if s.email_password else {})
     if channel == "sms":
-        missing = [n for n, v in (("RELAIS_SMS_SERVICE_PLAN_ID", s.sms_service_plan_id),
-                                  ("RELAIS_SMS_API_TOKEN", s.sms_api_token)) if not v]
+        missing = s.missing_sender_settings()["sms"]
         if missing:
             raise SenderMissing(channel, missing)
         out = {"gateway": "sinch", "service_plan_id": s.sms_service_plan_id,

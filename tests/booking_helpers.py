@@ -25,8 +25,8 @@ CLAIRE, PAUL = "claire@cabinet.test", "paul@cabinet.test"
 def setup_tenant(emu: GoogleCalendarEmulator, monkeypatch) -> dict[str, str]:
     """Apply tests/fixtures/booking.yaml, connect its Google calendar to ``emu``;
     return API keys by role."""
-    monkeypatch.setenv("RELAIS_TENANT_GOOGLE_URL", emu.url)
-    monkeypatch.setenv("RELAIS_TENANT_CRM_URL", "http://127.0.0.1:9/crm")
+    monkeypatch.setenv("RELAIS_TENANT_CABINET_TEST_GOOGLE_URL", emu.url)
+    monkeypatch.setenv("RELAIS_TENANT_CABINET_TEST_CRM_URL", "http://127.0.0.1:9/crm")
     for calendar in (CLAIRE, PAUL):
         emu.add_calendar(calendar, time_zone=PARIS)
     creds = emu.credentials()

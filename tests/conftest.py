@@ -144,6 +144,7 @@ def make_env(monkeypatch, tmp_path: Path, database_url: str | None, broker_url: 
         "RELAIS_SECRET_KEYS": "kVvJ0x0b3Ckq6bQ1kXq3vP8s7mYkJ6V8o9Qf1m2n3o4=",
         "RELAIS_DELIVERY_BACKOFF_BASE": "0.2",
         "RELAIS_DELIVERY_BACKOFF_MAX": "2",
+        "RELAIS_ALLOW_PRIVATE_URLS": "1",  # the sandboxes listen on 127.0.0.1
         **extra,
     }
     if database_url:

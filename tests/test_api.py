@@ -71,6 +71,32 @@ def test_idempotency_key_replay(api):
     assert first.json()["id"] == second.json()["id"]
 
 
+def test_idempotency_key_reused_with_another_body_is_refused(api):
+    first = post(api, CALL, headers={"Idempotency-Key": "tel-43"})
+    other = post(api, {**CALL, "body": "Un autre appel."}, headers={"Idempotency-Key": "tel-43"})
+    body = error(other, 422)
+    assert body["code"] == "idempotency_key_reused"
+    assert "tel-43" in body["message"] and body["details"][0]["field"] == "Idempotency-Key"
+    same = post(api, CALL, headers={"Idempotency-Key": "tel-43"})
+    assert (first.status_code, same.status_code) == (202, 200)
+    assert same.json()["id"] == first.json()["id"]
+
+
+def test_idempotency_keys_belong_to_their_tenant(api, receiver, monkeypatch):
+    from relais.tenants import apply_config
+
+    text = acme_as("beta", monkeypatch)
+    monkeypatch.setenv("RELAIS_TENANT_BETA_HOOK_URL", receiver.url + "/hooks/beta/hook")
+    with session_scope() as session:
+        apply_config(session, text, "beta.yaml", actor="test")
+        api.keys["beta"] = create_key(session, "secretary", "beta", "test")
+    first = post(api, CALL, headers={"Idempotency-Key": "tel-44"})
+    other = post(api, {**CALL, "body": "Autre"}, key_role="beta", tenant="beta",
+                 headers={"Idempotency-Key": "tel-44"})
+    assert (first.status_code, other.status_code) == (202, 202), other.text
+    assert first.json()["id"] != other.json()["id"]
+
+
 def test_malformed_json(api):
     body = error(post(api, b'{"call_type": "message",'), 400)
     assert body["code"] == "invalid_json" and "line 1" in body["message"]
@@ -138,10 +164,18 @@ def test_missing_and_wrong_key(api):
                           headers={"Authorization": "Basic abc"}), 401)
 
 
+def acme_as(tenant_id: str, monkeypatch) -> str:
+    """acme.yaml as tenant ``tenant_id``, reading its own hook variable."""
+    own = f"RELAIS_TENANT_{tenant_id.upper()}_HOOK_URL"
+    monkeypatch.setenv(own, "https://hooks.example.fr/" + tenant_id)
+    text = (FIXTURES / "acme.yaml").read_text().replace("id: acme", f"id: {tenant_id}", 1)
+    return text.replace("RELAIS_TENANT_ACME_HOOK_URL", own)
+
+
 def test_other_tenant_is_invisible(api, monkeypatch):
     from relais.tenants import apply_config
 
-    other = (FIXTURES / "acme.yaml").read_text().replace("id: acme", "id: beta", 1)
+    other = acme_as("beta", monkeypatch)
     with session_scope() as session:
         apply_config(session, other, "beta.yaml", actor="test")
         beta_key = create_key(session, "admin", "beta", "b")
@@ -182,8 +216,8 @@ def test_put_config_for_another_id_refused(api):
     assert error(response, 422)["details"][0]["path"] == "id"
 
 
-def test_put_config_new_tenant_needs_operator(api):
-    text = (FIXTURES / "acme.yaml").read_text().replace("id: acme", "id: gamma", 1)
+def test_put_config_new_tenant_needs_operator(api, monkeypatch):
+    text = acme_as("gamma", monkeypatch)
     refused = api.put("/v1/tenants/gamma/config", content=text.encode(),
                       headers=auth(api.keys["admin"]))
     assert error(refused, 404)
@@ -219,8 +253,39 @@ def test_explain(api):
 
 
 def test_health_and_metrics(api):
-    assert api.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    assert api.get("/healthz").json() == {"status": "ok", "database": "ok", "broker": "ok"}
     post(api, CALL)
-    text = api.get("/metrics").text
-    assert 'relais_deliveries{tenant="acme",status="pending"} 1' in text
-    assert "Souhaite" not in text
+    assert error(api.get("/metrics"), 401)["code"] == "unauthenticated"
+    for role in ("secretary", "admin"):
+        assert error(api.get("/metrics", headers=auth(api.keys[role])), 403)["code"] == "forbidden"
+    from relais.api.ops import BACKLOG
+
+    BACKLOG._at = 0.0  # another test's database may be cached
+    text = api.get("/metrics", headers=auth(api.keys["operator"])).text
+    assert 'relais_deliveries{status="pending"} 1.0' in text
+    assert "relais_messages_accepted_total" in text and "relais_broker_up 1.0" in text
+    assert "acme" not in text and "Souhaite" not in text
+
+
+def test_broker_down_shows_in_health_and_metrics(api, monkeypatch):
+    from relais.queue import BROKER, reset_celery
+    from relais.settings import reset_settings
+
+    monkeypatch.setenv("RELAIS_BROKER_URL", "redis://127.0.0.1:9/0")  # nothing listens
+    reset_settings()
+    reset_celery()
+    try:
+        assert post(api, CALL).status_code == 202  # committed: the sweep will enqueue it
+        assert not BROKER.up
+        metrics = api.get("/metrics", headers=auth(api.keys["operator"])).text
+        assert "relais_broker_up 0.0" in metrics
+        failures = [line for line in metrics.splitlines()
+                    if line.startswith("relais_enqueue_failures_total ")]
+        assert failures and float(failures[0].split()[1]) >= 1
+        health = api.get("/healthz")
+        assert health.status_code == 503 and health.json()["broker"] != "ok"
+    finally:
+        monkeypatch.delenv("RELAIS_BROKER_URL")
+        reset_settings()
+        reset_celery()
+    assert api.get("/healthz").status_code == 200 and BROKER.up

@@ -223,13 +223,13 @@ appointment_types:
 connections:
   google:
     provider: google_calendar
-    settings: {api_base_url: "${RELAIS_TENANT_GOOGLE_URL}"}
+    settings: {api_base_url: "${RELAIS_TENANT_DEUX_AGENDAS_GOOGLE_URL}"}
   o365:
     provider: outlook
     settings:
-      authority: "${RELAIS_TENANT_MS_AUTHORITY}"
-      graph_base_url: "${RELAIS_TENANT_GRAPH_URL}"
-      ca_file: "${RELAIS_TENANT_GRAPH_CA}"
+      authority: "${RELAIS_TENANT_DEUX_AGENDAS_MS_AUTHORITY}"
+      graph_base_url: "${RELAIS_TENANT_DEUX_AGENDAS_GRAPH_URL}"
+      ca_file: "${RELAIS_TENANT_DEUX_AGENDAS_GRAPH_CA}"
 """
 
 
@@ -241,10 +241,10 @@ def test_one_call_per_connection_google_and_outlook_together(hub_clock, env, goo
     from relais.tenants import apply_config
 
     g, ms = google_emulator, graph_emulator
-    for name, value in {"RELAIS_TENANT_GOOGLE_URL": g.url,
-                        "RELAIS_TENANT_MS_AUTHORITY": ms.authority,
-                        "RELAIS_TENANT_GRAPH_URL": ms.graph_url,
-                        "RELAIS_TENANT_GRAPH_CA": str(ms.ca_file)}.items():
+    for name, value in {"RELAIS_TENANT_DEUX_AGENDAS_GOOGLE_URL": g.url,
+                        "RELAIS_TENANT_DEUX_AGENDAS_MS_AUTHORITY": ms.authority,
+                        "RELAIS_TENANT_DEUX_AGENDAS_GRAPH_URL": ms.graph_url,
+                        "RELAIS_TENANT_DEUX_AGENDAS_GRAPH_CA": str(ms.ca_file)}.items():
         monkeypatch.setenv(name, value)
     for cal in ("g1@x.test", "g2@x.test"):
         g.add_calendar(cal, time_zone="Europe/Paris")

@@ -220,7 +220,7 @@ def test_moving_onto_its_own_time_overlaps_nothing(api):
 
 
 def test_appointment_deliveries_carry_the_snapshot(api, receiver, monkeypatch):
-    monkeypatch.setenv("RELAIS_TENANT_CRM_URL", receiver.url + "/hooks/crm")
+    monkeypatch.setenv("RELAIS_TENANT_CABINET_TEST_CRM_URL", receiver.url + "/hooks/crm")
     with session_scope() as session:
         apply_config(session, (FIXTURES / "booking.yaml").read_text(), "booking.yaml",
                      actor="test")

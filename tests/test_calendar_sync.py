@@ -264,9 +264,9 @@ OUTLOOK = """\
   agenda:
     provider: outlook
     settings:
-      authority: ${RELAIS_TENANT_MS_AUTHORITY}
-      graph_base_url: ${RELAIS_TENANT_GRAPH_URL}
-      ca_file: ${RELAIS_TENANT_GRAPH_CA}
+      authority: ${RELAIS_TENANT_CABINET_TEST_MS_AUTHORITY}
+      graph_base_url: ${RELAIS_TENANT_CABINET_TEST_GRAPH_URL}
+      ca_file: ${RELAIS_TENANT_CABINET_TEST_GRAPH_CA}
       delta_future_days: 800
       sync_page_size: 2
 """
@@ -277,10 +277,10 @@ def graph(hub_clock, env, graph_emulator, monkeypatch):
     hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     ms = graph_emulator
     outlook.forget_apps()
-    for name, value in {"RELAIS_TENANT_MS_AUTHORITY": ms.authority,
-                        "RELAIS_TENANT_GRAPH_URL": ms.graph_url,
-                        "RELAIS_TENANT_GRAPH_CA": str(ms.ca_file),
-                        "RELAIS_TENANT_CRM_URL": "http://127.0.0.1:9/crm"}.items():
+    for name, value in {"RELAIS_TENANT_CABINET_TEST_MS_AUTHORITY": ms.authority,
+                        "RELAIS_TENANT_CABINET_TEST_GRAPH_URL": ms.graph_url,
+                        "RELAIS_TENANT_CABINET_TEST_GRAPH_CA": str(ms.ca_file),
+                        "RELAIS_TENANT_CABINET_TEST_CRM_URL": "http://127.0.0.1:9/crm"}.items():
         monkeypatch.setenv(name, value)  # fmt: skip
     for mail in (CLAIRE, PAUL):
         ms.add_mailbox(mail, time_zone="Europe/Paris")
@@ -406,7 +406,7 @@ HS = "crmco"
 @pytest.fixture
 def hs(env, hubspot_emulator, monkeypatch):
     hubspot_emulator.clock.set_offset(0)
-    monkeypatch.setenv("RELAIS_TENANT_HS_URL", hubspot_emulator.url)
+    monkeypatch.setenv("RELAIS_TENANT_CRMCO_HS_URL", hubspot_emulator.url)
     with session_scope() as session:
         apply_config(session, (FIXTURES / "crm.yaml").read_text(), "crm.yaml", actor="test")
     with session_scope() as session:

@@ -44,7 +44,7 @@ def test_readme_example_is_valid(tmp_path, monkeypatch):
     text = (ROOT / "README.md").read_text()
     start = text.index("```yaml\n") + len("```yaml\n")
     (tmp_path / "readme.yaml").write_text(text[start:text.index("```", start)])
-    monkeypatch.setenv("RELAIS_TENANT_PLOMBERIE_CRM_URL", "https://crm.example.fr/hook")
+    monkeypatch.setenv("RELAIS_TENANT_PLOMBERIE_MARTIN_CRM_URL", "https://crm.example.fr/hook")
     result = run("tenants", "validate", str(tmp_path / "readme.yaml"))
     assert result.exit_code == 0, result.output
 

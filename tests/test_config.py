@@ -296,10 +296,11 @@ def test_yaml_1_2_scalars() -> None:
 def test_env_interpolation_forms() -> None:
     text = replace(
         "    url: https://sms.example.fr/hook",
-        "    url: ${RELAIS_TENANT_SMS:-https://fallback.example.fr}/hook\n"
-        "    headers: {Authorization: 'Bearer ${RELAIS_TENANT_TOKEN}', X-Price: 'cost $$5'}",
+        "    url: ${RELAIS_TENANT_ACME_PLOMBERIE_SMS:-https://fallback.example.fr}/hook\n"
+        "    headers: {Authorization: 'Bearer ${RELAIS_TENANT_ACME_PLOMBERIE_TOKEN}',"
+        " X-Price: 'cost $$5'}",
     )
-    config = load(text, {"RELAIS_TENANT_TOKEN": "abc"})
+    config = load(text, {"RELAIS_TENANT_ACME_PLOMBERIE_TOKEN": "abc"})
     settings = config.connections["sms"].connector_settings()
     assert settings["url"] == "https://fallback.example.fr/hook"
     assert settings["headers"] == {"Authorization": "Bearer abc", "X-Price": "cost $5"}
@@ -494,15 +495,16 @@ def test_yaml_tab_and_unclosed_quote() -> None:
 
 
 def test_unset_env_var() -> None:
-    text = replace("    url: https://mail.example.fr/hook", "    url: ${RELAIS_TENANT_MAIL}/h")
+    text = replace("    url: https://mail.example.fr/hook",
+                   "    url: ${RELAIS_TENANT_ACME_PLOMBERIE_MAIL}/h")
     issue = only_issue(text)
-    assert (issue.line, issue.column) == (line_of(text, "RELAIS_TENANT_MAIL"), 10)
+    assert (issue.line, issue.column) == (line_of(text, "RELAIS_TENANT_ACME_PLOMBERIE_MAIL"), 10)
     assert issue.path == "connections.mail.url"
     assert issue.code == "env_unset"
-    assert issue.message == "environment variable RELAIS_TENANT_MAIL is not set"
-    assert "${RELAIS_TENANT_MAIL:-value}" in issue.hint
+    assert issue.message == "environment variable RELAIS_TENANT_ACME_PLOMBERIE_MAIL is not set"
+    assert "${RELAIS_TENANT_ACME_PLOMBERIE_MAIL:-value}" in issue.hint
     assert (
-        load(text, {"RELAIS_TENANT_MAIL": "https://m.fr"})
+        load(text, {"RELAIS_TENANT_ACME_PLOMBERIE_MAIL": "https://m.fr"})
         .connections["mail"]
         .connector_settings()["url"]
         == "https://m.fr/h"

@@ -21,8 +21,8 @@ runner = CliRunner()
 
 
 def test_salesforce_client_credentials_from_the_cli(env, salesforce_emulator, monkeypatch):
-    monkeypatch.setenv("RELAIS_TENANT_SF_URL", salesforce_emulator.url)
-    monkeypatch.setenv("RELAIS_TENANT_SF_CA", str(salesforce_emulator.ca_file))
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_URL", salesforce_emulator.url)
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_CA", str(salesforce_emulator.ca_file))
     with session_scope() as session:
         apply_config(session, (FIXTURES / "crm_salesforce.yaml").read_text(), "sf.yaml",
                      actor="test")
@@ -44,8 +44,8 @@ def test_salesforce_client_credentials_from_the_cli(env, salesforce_emulator, mo
 
 
 def test_authorize_by_provider_name_uses_pkce(env, salesforce_emulator, monkeypatch):
-    monkeypatch.setenv("RELAIS_TENANT_SF_URL", salesforce_emulator.url)
-    monkeypatch.setenv("RELAIS_TENANT_SF_CA", str(salesforce_emulator.ca_file))
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_URL", salesforce_emulator.url)
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_CA", str(salesforce_emulator.ca_file))
     with session_scope() as session:
         apply_config(session, (FIXTURES / "crm_salesforce.yaml").read_text(), "sf.yaml",
                      actor="test")

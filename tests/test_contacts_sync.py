@@ -56,9 +56,9 @@ def apply(text: str, name: str) -> None:
 
 
 def setup_hubspot(hs, monkeypatch, **settings) -> str:
-    monkeypatch.setenv("RELAIS_TENANT_HS_URL", hs.url)
+    monkeypatch.setenv("RELAIS_TENANT_CRMCO_HS_URL", hs.url)
     text = with_settings((FIXTURES / "crm.yaml").read_text(),
-                         "      api_base_url: ${RELAIS_TENANT_HS_URL}\n", **settings)
+                         "      api_base_url: ${RELAIS_TENANT_CRMCO_HS_URL}\n", **settings)
     apply(text, "crm.yaml")
     with session_scope() as session:
         set_credentials(session, HS, "hubspot", {"access_token": hs.private_app_token})
@@ -66,10 +66,10 @@ def setup_hubspot(hs, monkeypatch, **settings) -> str:
 
 
 def setup_salesforce(sf, monkeypatch, **settings) -> str:
-    monkeypatch.setenv("RELAIS_TENANT_SF_URL", sf.url)
-    monkeypatch.setenv("RELAIS_TENANT_SF_CA", str(sf.ca_file))
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_URL", sf.url)
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_CA", str(sf.ca_file))
     text = with_settings((FIXTURES / "crm_salesforce.yaml").read_text(),
-                         "      ca_file: ${RELAIS_TENANT_SF_CA}\n", **settings)
+                         "      ca_file: ${RELAIS_TENANT_SFCO_SF_CA}\n", **settings)
     apply(text, "crm_salesforce.yaml")
     with session_scope() as session:
         set_credentials(session, SF, "salesforce", {"access_token": sf.session_id})
@@ -286,11 +286,11 @@ def test_salesforce_full_then_incremental_with_deletes(sf, monkeypatch):
 
 
 def test_salesforce_reads_leads_when_callers_are_leads(sf, monkeypatch):
-    monkeypatch.setenv("RELAIS_TENANT_SF_URL", sf.url)
-    monkeypatch.setenv("RELAIS_TENANT_SF_CA", str(sf.ca_file))
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_URL", sf.url)
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_CA", str(sf.ca_file))
     text = (FIXTURES / "crm_salesforce.yaml").read_text().replace(
-        "      ca_file: ${RELAIS_TENANT_SF_CA}\n",
-        "      ca_file: ${RELAIS_TENANT_SF_CA}\n    mapping:\n      contact:\n"
+        "      ca_file: ${RELAIS_TENANT_SFCO_SF_CA}\n",
+        "      ca_file: ${RELAIS_TENANT_SFCO_SF_CA}\n    mapping:\n      contact:\n"
         "        object: Lead\n")
     apply(text, "crm_salesforce.yaml")
     with session_scope() as session:
@@ -417,8 +417,8 @@ def test_lookup_forgets_deleted_contacts(directory, hs):
 
 def test_tenants_are_sealed_and_sync_status_is_for_admins(directory, monkeypatch):
     client, key, admin, _ = directory
-    monkeypatch.setenv("RELAIS_TENANT_SF_URL", "https://127.0.0.1:9")
-    monkeypatch.setenv("RELAIS_TENANT_SF_CA", "/nonexistent")
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_URL", "https://127.0.0.1:9")
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_CA", "/nonexistent")
     apply((FIXTURES / "crm_salesforce.yaml").read_text(), "crm_salesforce.yaml")
     with session_scope() as session:
         other = create_key(session, "admin", SF, "other")

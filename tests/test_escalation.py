@@ -274,7 +274,10 @@ def test_beat_sweep_advances_overdue_ladders(vet, sms_gateway):
     assert sms_numbers(sms_gateway) == [JEAN, CHEF]
 
 
-def test_missing_sender_refuses_the_message(env, monkeypatch, smtp_sandbox, sms_gateway):
+def test_missing_sender_accepts_the_call_with_a_dead_delivery(
+        env, monkeypatch, smtp_sandbox, sms_gateway):
+    """The call is never refused for a destination's setup (issue 9): the ladder's
+    delivery is recorded dead with the rule and the missing setting."""
     setup_vet(monkeypatch, env, smtp_sandbox, sms_gateway)
     monkeypatch.delenv("RELAIS_SMS_API_TOKEN")
     from relais.settings import reset_settings
@@ -287,10 +290,11 @@ def test_missing_sender_refuses_the_message(env, monkeypatch, smtp_sandbox, sms_
                       json={"call_type": "urgence", "caller": {"name": "X", "phone": JEAN},
                             "subject": "s", "body": "b", "taken_by": "Sophie",
                             "taken_at": "2026-11-25T10:15:00+01:00"})
-    assert answer.status_code == 422
-    error = answer.json()["error"]
-    assert "rule 'urgences' (escalate astreinte)" in error["message"]
-    assert "RELAIS_SMS_API_TOKEN" in error["details"][0]["hint"]
+    assert answer.status_code == 202, answer.text
+    [dead] = answer.json()["deliveries"]
+    assert dead["status"] == "dead"
+    assert "rule 'urgences' (escalate astreinte)" in dead["last_error"]
+    assert "RELAIS_SMS_API_TOKEN" in dead["last_error"]
 
 
 def test_real_worker_runs_the_ladder(env, monkeypatch, smtp_sandbox, sms_gateway, spawn):

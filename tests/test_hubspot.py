@@ -26,7 +26,7 @@ T = "crmco"
 
 @pytest.fixture
 def hs(env, hubspot_emulator, monkeypatch):
-    monkeypatch.setenv("RELAIS_TENANT_HS_URL", hubspot_emulator.url)
+    monkeypatch.setenv("RELAIS_TENANT_CRMCO_HS_URL", hubspot_emulator.url)
     with session_scope() as session:
         apply_config(session, (FIXTURES / "crm.yaml").read_text(), "crm.yaml", actor="test")
     return hubspot_emulator

@@ -28,7 +28,7 @@ def with_mapping(fixture: str, connection: str, mapping: str) -> str:
 
 
 def test_hubspot_live_check_names_bad_fields(env, hubspot_emulator, monkeypatch, tmp_path):
-    monkeypatch.setenv("RELAIS_TENANT_HS_URL", hubspot_emulator.url)
+    monkeypatch.setenv("RELAIS_TENANT_CRMCO_HS_URL", hubspot_emulator.url)
     text = with_mapping("crm.yaml", "hubspot", (
         "    mapping:\n"
         "      contact:\n"
@@ -55,8 +55,8 @@ def test_hubspot_live_check_names_bad_fields(env, hubspot_emulator, monkeypatch,
 
 
 def test_salesforce_live_check(env, salesforce_emulator, monkeypatch, tmp_path):
-    monkeypatch.setenv("RELAIS_TENANT_SF_URL", salesforce_emulator.url)
-    monkeypatch.setenv("RELAIS_TENANT_SF_CA", str(salesforce_emulator.ca_file))
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_URL", salesforce_emulator.url)
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_CA", str(salesforce_emulator.ca_file))
     text = with_mapping("crm_salesforce.yaml", "salesforce", (
         "    mapping:\n"
         "      call_log:\n"

@@ -106,7 +106,7 @@ def test_request_examples_use_the_api_field_names():
 @pytest.fixture
 def readme_tenant(env, monkeypatch, receiver):
     text = README[README.index("```yaml\n") + len("```yaml\n"):]
-    monkeypatch.setenv("RELAIS_TENANT_PLOMBERIE_CRM_URL", receiver.url + "/crm")
+    monkeypatch.setenv("RELAIS_TENANT_PLOMBERIE_MARTIN_CRM_URL", receiver.url + "/crm")
     with session_scope() as session:
         apply_config(session, text[:text.index("```")], "README.md", actor="test")
         return create_key(session, "secretary", "plomberie-martin", "readme")

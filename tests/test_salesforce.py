@@ -47,8 +47,8 @@ def apply(text: str) -> None:
 
 @pytest.fixture
 def sf(env, salesforce_emulator, monkeypatch):
-    monkeypatch.setenv("RELAIS_TENANT_SF_URL", salesforce_emulator.url)
-    monkeypatch.setenv("RELAIS_TENANT_SF_CA", str(salesforce_emulator.ca_file))
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_URL", salesforce_emulator.url)
+    monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_CA", str(salesforce_emulator.ca_file))
     apply(YAML)
     return salesforce_emulator
 
@@ -273,8 +273,8 @@ def test_contact_deleted_in_salesforce_is_looked_up_again(sf):
 
 def test_mapping_and_record_errors_dead_letter_only_their_message(sf):
     apply(YAML.replace(
-        "      ca_file: ${RELAIS_TENANT_SF_CA}\n",
-        "      ca_file: ${RELAIS_TENANT_SF_CA}\n"
+        "      ca_file: ${RELAIS_TENANT_SFCO_SF_CA}\n",
+        "      ca_file: ${RELAIS_TENANT_SFCO_SF_CA}\n"
         "    mapping:\n      contact:\n        fields:\n"
         "          LastName: caller.company\n          Title: message.subject\n"))  # fmt: skip
     conn = static_token(sf)

@@ -216,7 +216,8 @@ def test_conflicts_are_visible_on_the_appointment_and_to_the_admin(google):
 
 def test_conflict_and_notice_settings_are_checked_with_file_and_line():
     text = (FIXTURES / "booking.yaml").read_text()
-    env = {"RELAIS_TENANT_GOOGLE_URL": "http://x", "RELAIS_TENANT_CRM_URL": "http://y"}
+    env = {"RELAIS_TENANT_CABINET_TEST_GOOGLE_URL": "http://x",
+           "RELAIS_TENANT_CABINET_TEST_CRM_URL": "http://y"}
     good = load_tenant_config(text + "sync:\n  conflicts:\n    notes: relais\n"
                               "notify_on_calendar_change:\n  to: [claire]\n", env=env)
     assert good.sync.conflicts.notes == "relais" and good.sync.conflicts.start is None

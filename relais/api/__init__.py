@@ -13,6 +13,7 @@ from relais.api import (
     connections,
     errors,
     messages,
+    openapi,
     ops,
     webhooks,
 )
@@ -22,6 +23,16 @@ from relais.settings import get_settings
 MAX_REQUEST_BYTES = 1024 * 1024
 
 
+def _nul_in_url(request: Request) -> str | None:
+    """The path or query parameter holding a NUL character (no store can keep one)."""
+    if "\x00" in request.url.path:
+        return "path"
+    for key, value in request.query_params.multi_items():
+        if "\x00" in key or "\x00" in value:
+            return key.replace("\x00", "") or "query"
+    return None
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Relais",
@@ -29,6 +40,7 @@ def create_app() -> FastAPI:
         description="Integration hub of a telephone answering service.",
     )
     errors.install(app)
+    openapi.install(app)
 
     @app.middleware("http")
     async def _size_guard(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -40,6 +52,11 @@ def create_app() -> FastAPI:
                 errors.error_body("too_large", f"body is {length} bytes; the limit is {limit}"),
                 status_code=413,
             )
+        refused = _nul_in_url(request)
+        if refused:
+            return JSONResponse(errors.error_body(
+                "invalid_request", f"{refused}: contains a NUL character",
+                [{"field": refused, "problem": "contains a NUL character"}]), status_code=400)
         return await call_next(request)
 
     for module in (messages, availability, appointments, admin, connections, ops, webhooks, acks):

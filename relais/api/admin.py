@@ -5,18 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, ValidationError
 from sqlalchemy import select
 
 from mappings.errors import ConfigError
 from mappings.plan import PlanError, explain_text, plan_for
 from mappings.rules import CallContext
-from relais.api.deps import DB, Caller, tenant_for
-from relais.api.errors import ApiError, not_found
+from relais.api.deps import DB, Caller, json_body, tenant_for
+from relais.api.errors import ApiError, field_errors, not_found, summary
 from relais.api.messages import delivery_view
+from relais.api.openapi import json_request, text_request
 from relais.db import session_scope
+from relais.domain import check_instant
 from relais.models import Connection, Delivery, Tenant, utcnow
 from relais.queue import enqueue_connections
 from relais.settings import get_settings
@@ -27,7 +29,8 @@ router = APIRouter(tags=["admin"])
 Status = Literal["pending", "in_flight", "delivered", "dead"]
 
 
-@router.put("/v1/tenants/{tenant_id}/config")
+@router.put("/v1/tenants/{tenant_id}/config",
+            openapi_extra=text_request("application/yaml", "the tenant's YAML file"))
 async def put_config(tenant_id: str, request: Request, who: Caller) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > get_settings().max_message_bytes * 4:
@@ -118,15 +121,24 @@ class ExplainRequest(BaseModel):
     urgency: Literal["low", "normal", "high", "urgent"] | None = None
     # The instant of the call; without an offset it is read in the tenant's zone.
     # Default: now.
-    at: datetime | None = None
+    at: Annotated[datetime, AfterValidator(check_instant)] | None = None
     staff_id: str | None = None
     intake: dict[str, Any] = {}
     known_contact: bool | None = None
 
 
-@router.post("/v1/tenants/{tenant_id}/rules/explain")
-def explain(tenant_id: str, body: ExplainRequest, who: Caller, session: DB) -> dict[str, Any]:
+@router.post("/v1/tenants/{tenant_id}/rules/explain", openapi_extra=json_request(ExplainRequest))
+def explain(
+    tenant_id: str, data: Annotated[Any, Depends(json_body)], who: Caller, session: DB
+) -> dict[str, Any]:
     tenant = tenant_for(session, who, tenant_id, "secretary")
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "body must be a JSON object")
+    try:
+        body = ExplainRequest.model_validate(data)
+    except ValidationError as exc:
+        details = field_errors(exc)
+        raise ApiError(422, "invalid_request", summary(details), details) from None
     config = parsed_config(tenant)
     at = body.at or utcnow()
     if at.tzinfo is None or at.utcoffset() is None:

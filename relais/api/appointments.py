@@ -11,16 +11,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Response
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy import select
 
 from relais.api.availability import api_error
 from relais.api.deps import Caller, json_body, tenant_for
 from relais.api.errors import ApiError, field_errors, not_found, summary
 from relais.api.messages import delivery_view
+from relais.api.openapi import json_request
 from relais.db import session_scope
 from relais.domain import Caller as CallerRecord
-from relais.domain import Record
+from relais.domain import Instant, Record
 from relais.models import Appointment, Connection, Delivery, Tenant
 from relais.tenants import parsed_config
 from sync.booking import (
@@ -41,7 +42,7 @@ Short = Annotated[str, Field(min_length=1, max_length=64)]
 class BookingBody(Record):
     staff_id: Short  # a staff id, or "any" (round robin among the type's staff)
     type: Short
-    start: AwareDatetime
+    start: Instant
     caller: CallerRecord
     subject: Annotated[str, Field(max_length=300)] = ""
     notes: Annotated[str, Field(max_length=5000)] = ""
@@ -49,7 +50,7 @@ class BookingBody(Record):
 
 
 class ChangeBody(Record):
-    start: AwareDatetime | None = None
+    start: Instant | None = None
     subject: Annotated[str | None, Field(min_length=1, max_length=300)] = None
     notes: Annotated[str | None, Field(max_length=5000)] = None
 
@@ -90,6 +91,7 @@ def _answer(tenant_id: str, outcome: Outcome) -> dict[str, Any]:
     "/appointments",
     status_code=201,
     responses={200: {"description": "the same Idempotency-Key was used before"}},
+    openapi_extra=json_request(BookingBody),
 )
 def post_appointment(
     tenant_id: str,
@@ -148,7 +150,7 @@ def get_appointment(tenant_id: str, appointment_id: str, who: Caller) -> dict[st
     return answer
 
 
-@router.patch("/appointments/{appointment_id}")
+@router.patch("/appointments/{appointment_id}", openapi_extra=json_request(ChangeBody))
 def patch_appointment(
     tenant_id: str,
     appointment_id: str,

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from relais.api.deps import Caller, tenant_for
 from relais.api.errors import HINTS, ApiError
 from relais.db import session_scope
+from relais.domain import check_instant
 from relais.tenants import parsed_config
 from sync.booking import BookingError, find_availability
 
@@ -43,7 +44,11 @@ def parse_instant(value: str | None, name: str) -> datetime | None:
             [{"field": name, "problem": "timezone-naive date-time",
               "hint": HINTS["timezone_aware"]}],
         )  # fmt: skip
-    return parsed
+    try:
+        return check_instant(parsed)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", f"{name}: {exc}",
+                       [{"field": name, "problem": str(exc)}]) from None
 
 
 def api_error(exc: BookingError) -> ApiError:

@@ -10,12 +10,14 @@ from sqlalchemy import select
 
 from relais.api.deps import DB, Caller, json_body, tenant_for
 from relais.api.errors import ApiError, error_body, field_errors, not_found, summary
+from relais.api.openapi import json_request
+from relais.api.ops import MESSAGES_ACCEPTED
 from relais.db import session_scope
 from relais.domain import CallMessage, as_utc_iso
 from relais.models import AuditEvent, Connection, Delivery, Message
 from relais.tenants import parsed_config
 from sync.escalation import history as escalation_history
-from sync.outbox import MessageRejected, accept_message, enqueue_accepted
+from sync.outbox import IdempotencyKeyReused, MessageRejected, accept_message, enqueue_accepted
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["messages"])
 
@@ -54,7 +56,9 @@ def delivery_view(delivery: Delivery, connection: Connection | None) -> dict[str
     }
 
 
-@router.post("/messages", status_code=202, responses={202: {}, 200: {}})
+@router.post("/messages", status_code=202, openapi_extra=json_request(CallMessage), responses={
+    202: {"description": "Accepted: the message and its planned deliveries"},
+    200: {"description": "The same Idempotency-Key and body: the original message"}})
 def post_message(
     tenant_id: str,
     who: Caller,
@@ -74,6 +78,10 @@ def post_message(
             raise ApiError(422, "invalid_message", summary(details), details) from None
         try:
             accepted = accept_message(session, tenant_id, config, msg, idempotency_key)
+        except IdempotencyKeyReused as exc:
+            detail = {"field": "Idempotency-Key", "problem": str(exc),
+                      "hint": "use a new key for a different call, or resend the same body"}
+            raise ApiError(422, "idempotency_key_reused", str(exc), [detail]) from None
         except MessageRejected as exc:
             detail = {"field": exc.field, "problem": str(exc), "hint": exc.hint}
             raise ApiError(422, "invalid_message", f"{exc.field}: {exc}", [detail]) from None
@@ -89,6 +97,7 @@ def post_message(
             ],
         }
     if accepted.created:
+        MESSAGES_ACCEPTED.inc()
         enqueue_accepted(accepted)  # after commit: the outbox rule
     else:
         response.status_code = 200  # same Idempotency-Key: the original answer

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import time
 from typing import Any
@@ -31,10 +30,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from relais.api.deps import Caller, tenant_for
+from relais.api.deps import Caller, parse_json, tenant_for
 from relais.api.errors import ApiError
 from relais.db import session_scope
 from relais.models import Connection
+from relais.replay import first_time
 from sync import calendar_sync
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,13 @@ async def google_webhook(request: Request) -> JSONResponse:
     headers = {k.lower(): v for k, v in request.headers.items()}
     if not headers.get("x-goog-channel-id"):
         raise ApiError(400, "invalid_notification", "X-Goog-Channel-ID is missing")
+    # Google numbers every message of a channel; the channel keeps the highest seen,
+    # so a replay (same or lower number) is ignored. Without a number it could not be.
+    number = headers.get("x-goog-message-number", "")
+    if not (number.isdigit() and 0 < len(number) <= 18 and int(number) > 0):
+        raise ApiError(400, "invalid_notification",
+                       "X-Goog-Message-Number is missing or not a positive integer",
+                       [{"field": "X-Goog-Message-Number", "problem": "missing or invalid"}])
     try:
         result = await run_in_threadpool(calendar_sync.google_notification, headers)
     except calendar_sync.NotificationRejected as exc:
@@ -68,18 +75,15 @@ async def google_webhook(request: Request) -> JSONResponse:
     return JSONResponse(result)
 
 
-@router.post("/v1/webhooks/graph")
+@router.post("/v1/webhooks/graph", status_code=202, responses={
+    200: {"description": "Graph's validation handshake: the token echoed as text/plain"}})
 async def graph_webhook(request: Request) -> Response:
     token = request.query_params.get("validationToken")
     if token is not None:
         if len(token) > MAX_VALIDATION_TOKEN:
             raise ApiError(400, "invalid_notification", "validationToken is too long")
         return PlainTextResponse(token, status_code=200)
-    raw = await request.body()
-    try:
-        payload = json.loads(raw or b"null")
-    except ValueError:
-        raise ApiError(400, "invalid_notification", "the body is not JSON") from None
+    payload = parse_json(await request.body(), "invalid_notification")
     try:
         result = await run_in_threadpool(calendar_sync.graph_notification, payload)
     except calendar_sync.NotificationRejected as exc:
@@ -133,17 +137,13 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
     raw = await request.body()
     signature = request.headers.get("x-hubspot-signature-v3") or ""
     stamp = request.headers.get("x-hubspot-request-timestamp") or ""
-    try:
-        age = abs(time.time() - int(stamp) / 1000)
-    except ValueError:
-        age = float("inf")
+    # Milliseconds since the epoch: 13 digits today; more is no timestamp.
+    age = abs(time.time() - int(stamp) / 1000) if stamp.isdigit() and len(stamp) <= 16 \
+        else float("inf")
     if not signature or age > HUBSPOT_TOLERANCE_SECONDS:
         log.warning("HubSpot webhook refused: missing signature or stale timestamp")
         raise ApiError(401, "unauthenticated", "missing signature or stale timestamp")
-    try:
-        events = json.loads(raw or b"null")
-    except ValueError:
-        events = None
+    events = parse_json(raw, "invalid_notification") if raw.strip() else None
     if not isinstance(events, list):
         events = []
     portals = {str(e.get("portalId")) for e in events if isinstance(e, dict)}
@@ -161,6 +161,9 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
     if not matched:
         log.warning("HubSpot webhook refused: no connection's secret matches the signature")
         raise ApiError(401, "unauthenticated", "invalid webhook signature")
+    if not await run_in_threadpool(first_time, "hubspot", signature, HUBSPOT_TOLERANCE_SECONDS):
+        log.warning("HubSpot webhook refused: a replay of a request already received")
+        raise ApiError(409, "replayed", "this signed request was already received")
     contact_events = [
         e for e in events
         if isinstance(e, dict) and str(e.get("subscriptionType", "")).startswith("contact.")

@@ -14,17 +14,26 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
-from connectors.sms import DeliveryReceipt, InboundSms, parse_webhook, verify_webhook_signature
+from connectors.sms import (
+    NONCE_HEADER,
+    DeliveryReceipt,
+    InboundSms,
+    parse_webhook,
+    verify_webhook_signature,
+)
 from relais.api.errors import ApiError
 from relais.db import session_scope
 from relais.models import AuditEvent, Connection, Delivery
 from relais.queue import enqueue_connections
+from relais.replay import first_time
 from relais.settings import get_settings
 from sync.escalation import acknowledge_sms
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
+SIGNATURE_WINDOW_SECONDS = 300.0  # verify_webhook_signature's default tolerance
 
 
 @router.post("/v1/webhooks/sms")
@@ -37,6 +46,10 @@ async def sms_webhook(request: Request) -> dict[str, Any]:
     if not verify_webhook_signature(secret, dict(request.headers), raw):
         log.warning("SMS callback refused: bad or stale signature")
         raise ApiError(401, "unauthenticated", "invalid or stale webhook signature")
+    nonce = request.headers.get(NONCE_HEADER, "")
+    if not await run_in_threadpool(first_time, "sms", nonce, SIGNATURE_WINDOW_SECONDS):
+        log.warning("SMS callback refused: a replay of a callback already received")
+        raise ApiError(409, "replayed", "this signed callback was already received")
     try:
         records = parse_webhook(raw)
     except ValueError as exc:  # includes JSON errors

@@ -8,6 +8,7 @@ import relais.busy_models  # noqa: F401
 import relais.calendar_sync_models  # noqa: F401
 import relais.conflict_models  # noqa: F401
 import relais.directory  # noqa: F401
+import relais.replay  # noqa: F401
 from relais.models import Base
 
 config = context.config
