@@ -116,7 +116,7 @@ def test_a_token_is_refused_for_a_webhook_connection(acme):
 
 def test_no_broker_hostname_warning(env, monkeypatch):
     """``connect --token`` enqueues on the embedded broker: no kombu warning on stderr."""
-    monkeypatch.setenv("RELAIS_TENANT_HS_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("RELAIS_TENANT_CRMCO_HS_URL", "http://127.0.0.1:9")
     with session_scope() as session:
         apply_config(session, (FIXTURES / "crm.yaml").read_text(), "crm.yaml", actor="test")
     done = subprocess.run(
@@ -148,7 +148,7 @@ def test_sync_run_fails_when_a_calendar_pull_fails_beside_a_good_crm_pull(
     from relais.connections import set_credentials
 
     setup_tenant(google_emulator, monkeypatch)  # booking.yaml: zoe's calendar does not exist
-    monkeypatch.setenv("RELAIS_TENANT_HS_URL", hubspot_emulator.url)
+    monkeypatch.setenv("RELAIS_TENANT_CRMCO_HS_URL", hubspot_emulator.url)
     with session_scope() as session:
         apply_config(session, (FIXTURES / "crm.yaml").read_text(), "crm.yaml", actor="test")
     with session_scope() as session:
