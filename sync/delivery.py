@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import (
@@ -54,6 +57,7 @@ from sync.ratelimit import Pacer, default_store
 log = logging.getLogger(__name__)
 # Delivery params kinds sent as email / SMS built by Relais (payload["email"|"sms"]).
 CHANNEL_KINDS = ("email", "sms", "escalation")
+URGENT = "urgent"  # the urgency that skips a connector's batching linger
 
 
 @dataclass
@@ -76,16 +80,34 @@ def backoff_seconds(attempt: int, settings: Settings, rng: random.Random | None 
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
+_EVENTS = "relais_delivery_events"
+
+
 def _event(session: Session, delivery: Delivery, kind: str, **detail: Any) -> None:
-    session.add(
-        AuditEvent(
-            tenant_id=delivery.tenant_id,
-            kind=kind,
-            subject_type="delivery",
-            subject_id=delivery.id,
-            detail=detail,
-        )
-    )
+    """One history row; queued in a batch transaction (see ``_batched_events``)."""
+    row = {
+        "tenant_id": delivery.tenant_id,
+        "at": utcnow(),
+        "kind": kind,
+        "subject_type": "delivery",
+        "subject_id": delivery.id,
+        "detail": detail,
+    }
+    queued = session.info.get(_EVENTS)
+    if queued is None:
+        session.add(AuditEvent(**row))
+    else:
+        queued.append(row)
+
+
+@contextmanager
+def _batched_events(session: Session) -> Iterator[None]:
+    """History rows written in this block go to the database in one INSERT."""
+    session.info[_EVENTS] = []
+    yield
+    rows = session.info.pop(_EVENTS)
+    if rows:
+        session.execute(insert(AuditEvent), rows)
 
 
 def _claim(
@@ -105,11 +127,12 @@ def _claim(
     )
     claimed = list(session.scalars(query))
     lease = now + timedelta(seconds=settings.delivery_lease_seconds)
-    for delivery in claimed:
-        delivery.status = "in_flight"
-        delivery.attempts += 1
-        delivery.leased_until = lease
-        _event(session, delivery, "delivery.attempt", attempt=delivery.attempts)
+    with _batched_events(session):
+        for delivery in claimed:
+            delivery.status = "in_flight"
+            delivery.attempts += 1
+            delivery.leased_until = lease
+            _event(session, delivery, "delivery.attempt", attempt=delivery.attempts)
     return claimed
 
 
@@ -120,20 +143,27 @@ def _requests(
 ) -> list[DeliveryRequest]:
     """The payloads of a claimed batch. A delivery whose payload cannot be built (a
     template failing on this message) goes to ``failed`` as a rejection with the reason."""
-    # One query per table for the whole batch (the session then serves them by id).
-    list(
-        session.scalars(
+    # One query per table for the whole batch, kept here: the session's identity
+    # map holds rows weakly, so a discarded preload would be read again per delivery.
+    messages = {
+        m.id: m
+        for m in session.scalars(
             select(Message).where(
                 Message.id.in_({d.message_id for d in deliveries if d.message_id})
             )
         )
-    )
+    }
+    tenants = {
+        t.id: t
+        for t in session.scalars(
+            select(Tenant).where(Tenant.id.in_({d.tenant_id for d in deliveries}))
+        )
+    }
     requests = []
     for delivery in deliveries:
-        tenant = session.get(Tenant, delivery.tenant_id)
-        assert tenant is not None
+        tenant = tenants[delivery.tenant_id]
         try:
-            payload = _payload(session, tenant, delivery)
+            payload = _payload(session, tenant, delivery, messages)
         except TemplateRenderError as exc:
             if failed is None:
                 raise
@@ -154,7 +184,9 @@ def _requests(
     return requests
 
 
-def _payload(session: Session, tenant: Tenant, delivery: Delivery) -> dict[str, Any] | None:
+def _payload(
+    session: Session, tenant: Tenant, delivery: Delivery, messages: dict[str, Message]
+) -> dict[str, Any] | None:
     """What the connector receives (None: an appointment change, built elsewhere)."""
     config = parsed_config(tenant)
     if delivery.action == DIGEST_SUMMARY:
@@ -166,7 +198,7 @@ def _payload(session: Session, tenant: Tenant, delivery: Delivery) -> dict[str, 
         return notice_payload(tenant.id, tenant.name, delivery)
     if delivery.message_id is None and delivery.appointment_id is not None:
         return None
-    message = session.get(Message, delivery.message_id) if delivery.message_id else None
+    message = messages.get(delivery.message_id) if delivery.message_id else None
     assert message is not None
     staff = _staff_label(config, message.staff_id)
     if (delivery.params or {}).get("kind") in CHANNEL_KINDS:
@@ -288,53 +320,159 @@ def process_connection(
         requests = _requests(session, claimed, unbuilt)
 
     links = ConnectionLinks(info.tenant_id, info.id)
-    runtime = Runtime(pacer=pacer_for(kind, info), links=links, pacers=extra_pacers(kind, info))
-    connector = build_connector(info, runtime)
+    recorder = _Recorder([d.id for d in claimed], links, info, settings, outcome)
+    runtime = Runtime(
+        pacer=pacer_for(kind, info), links=links, pacers=extra_pacers(kind, info),
+        report=recorder.report,
+    )
+    recorder.start()
     try:
-        results = connector.deliver(requests) if requests else []
-    except Exception as exc:  # a connector bug must not strand the batch
-        log.exception("connector %s crashed on a batch", info.provider)
-        error = TransientError(f"internal error in the {info.provider} connector: {exc!r}")
-        results = [DeliveryResult(r.delivery_id, error=error) for r in requests]
+        connector = build_connector(info, runtime)
+        try:
+            results = connector.deliver(requests) if requests else []
+        except Exception as exc:  # a connector bug must not strand the batch
+            log.exception("connector %s crashed on a batch", info.provider)
+            error = TransientError(f"internal error in the {info.provider} connector: {exc!r}")
+            results = [DeliveryResult(r.delivery_id, error=error) for r in requests]
+        finally:
+            connector.close()
+        if len(results) != len(requests):
+            raise RuntimeError(f"{info.provider} connector returned {len(results)} results")
     finally:
-        connector.close()
-    if len(results) != len(requests):
-        raise RuntimeError(f"{info.provider} connector returned {len(results)} results")
-    results = [*results, *unbuilt]
-
-    with session_scope() as session:
-        links.flush(session)
-        rows = {
-            d.id: d
-            for d in session.scalars(
-                select(Delivery)
-                .where(Delivery.id.in_([r.delivery_id for r in results]))
-                .with_for_update()
-            )
-        }
-        with session.no_autoflush:
-            for result in results:
-                _record(session, rows[result.delivery_id], result, info, settings, outcome)
-                settle_digest(session, rows[result.delivery_id])
+        recorder.stop()
+    recorder.write([*results, *unbuilt])
     return outcome
+
+
+class _Recorder:
+    """Records a batch's results while the connector is still sending it.
+
+    Invariants: a result is recorded at most once per run (the first report
+    wins; ``_record`` also skips rows already delivered); the deliveries not
+    yet recorded keep a live lease, renewed every third of the lease while the
+    batch is out, so the sweep never re-queues a batch that is still being sent
+    to a slow but healthy destination. A worker killed mid-batch re-sends only
+    what was in flight or landed during the last commit (a group commit per
+    wake-up: one transaction, however many results arrived meanwhile).
+    """
+
+    # Stop renewing after this long: a batch wedged this long is taken back.
+    MAX_RENEWALS = 30
+
+    def __init__(
+        self,
+        delivery_ids: Sequence[str],
+        links: ConnectionLinks,
+        info: ConnectionInfo,
+        settings: Settings,
+        outcome: BatchOutcome,
+    ) -> None:
+        self.unrecorded = set(delivery_ids)
+        self.links, self.info, self.settings, self.outcome = links, info, settings, outcome
+        self.landed: list[DeliveryResult] = []
+        self.done = False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="delivery-recorder", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def report(self, results: Sequence[DeliveryResult]) -> None:
+        with self.cond:
+            self.landed.extend(results)
+            self.cond.notify()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.done = True
+            self.cond.notify()
+        self.thread.join()
+
+    def _run(self) -> None:
+        every = self.settings.delivery_lease_seconds / 3
+        renew_at, renewals = time.monotonic() + every, 0
+        while True:
+            with self.cond:
+                self.cond.wait_for(
+                    lambda: self.landed or self.done, max(0.0, renew_at - time.monotonic())
+                )
+                landed, self.landed = self.landed, []
+                done = self.done
+            try:
+                if landed:
+                    self.write(landed)
+                if not done and time.monotonic() >= renew_at and renewals < self.MAX_RENEWALS:
+                    self._renew()
+                    renewals += 1
+                    renew_at = time.monotonic() + every
+            except Exception:  # noqa: BLE001 - the caller records what is left
+                log.exception("recording results of connection %s failed", self.info.id)
+                with self.cond:
+                    self.landed[:0] = landed
+                time.sleep(0.5)
+            if done:
+                return
+
+    def _renew(self) -> None:
+        ids = sorted(self.unrecorded)
+        if not ids:
+            return
+        lease = utcnow() + timedelta(seconds=self.settings.delivery_lease_seconds)
+        with session_scope() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids), Delivery.status == "in_flight")
+                .values(leased_until=lease)
+            )
+
+    def write(self, results: Sequence[DeliveryResult]) -> None:
+        """Record the results not recorded yet, in one transaction."""
+        results = [r for r in results if r.delivery_id in self.unrecorded]
+        if not results:
+            return
+        with session_scope() as session, _batched_events(session):
+            links = self.links.flush(session)
+            rows = {
+                d.id: d
+                for d in session.scalars(
+                    select(Delivery)
+                    .where(Delivery.id.in_([r.delivery_id for r in results]))
+                    .with_for_update()
+                )
+            }
+            with session.no_autoflush:
+                for result in results:
+                    row = rows[result.delivery_id]
+                    _record(session, row, result, self.info, self.settings, self.outcome)
+                    settle_digest(session, row)
+        self.links.forget(links)
+        self.unrecorded.difference_update(r.delivery_id for r in results)
 
 
 def _linger_left(
     session: Session, kind: Any, connection_id: str, now: datetime, limit: int
 ) -> float:
-    """Seconds to wait for more deliveries before sending a partial batch (0: send)."""
+    """Seconds to wait for more deliveries before sending a partial batch (0: send).
+    An urgent message due now never waits: it leaves with whatever is due."""
     linger = float(getattr(kind, "linger_seconds", 0.0))
     if linger <= 0:
         return 0.0
-    count, oldest = session.execute(
-        select(func.count(), func.min(Delivery.next_attempt_at)).where(
+    count, oldest, urgent = session.execute(
+        select(
+            func.count(),
+            func.min(Delivery.next_attempt_at),
+            func.max(case((Message.urgency == URGENT, 1), else_=0)),
+        )
+        .select_from(Delivery)
+        .outerjoin(Message, Message.id == Delivery.message_id)
+        .where(
             Delivery.connection_id == connection_id,
             Delivery.status == "pending",
             Delivery.next_attempt_at <= now,
             Delivery.action != DIGEST_ITEM,
         )
     ).one()
-    if not count or count >= limit or oldest is None:
+    if not count or count >= limit or oldest is None or urgent:
         return 0.0
     if oldest.tzinfo is None:  # an aggregate skips the column type on SQLite
         oldest = oldest.replace(tzinfo=UTC)
