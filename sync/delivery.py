@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -241,16 +242,25 @@ def _appointment_request(tenant: Tenant, delivery: Delivery) -> DeliveryRequest:
     )
 
 
+PIPELINE_SECONDS = 30.0  # one task sends full batches back to back for at most this long
+
+
 def process_connection(
     connection_id: str,
     settings: Settings | None = None,
     wake: Callable[[str], None] | None = None,
 ) -> BatchOutcome:
-    """Deliver one batch of due deliveries of one connection.
+    """Deliver due deliveries of one connection: one batch, or several full ones.
 
-    When the batch is full, ``wake`` enqueues the next task *before* this batch
-    is sent, so another worker process claims the next batch meanwhile. A
-    connector with a linger waits for its batch to fill, up to that long.
+    When a batch is full, ``wake`` enqueues the next task *before* this batch
+    is sent, so another worker process can claim a batch meanwhile; and this
+    run claims and builds its next batch while the current one is out
+    (pipelining: a rate-limited provider is never idle while we do database
+    work), for up to ``PIPELINE_SECONDS``. A connector with a linger waits for
+    its batch to fill, up to that long, unless an urgent message is due.
+    Database cost per batch: one claim transaction, one read, and one write
+    transaction per group of results landed (plus one lease renewal per third
+    of the lease while the batch is out).
     """
     settings = settings or get_settings()
     outcome = BatchOutcome(connection_id)
@@ -263,18 +273,65 @@ def process_connection(
         outcome.notes.append(str(exc))
         outcome.run_again_in = 30.0
         return outcome
+    opened = _open(connection_id, settings, outcome)
+    if opened is None:
+        return outcome
+    info, kind, claimed = opened
+    limit = int(getattr(kind, "max_batch", 50))
+    if len(claimed) >= limit:
+        if wake is not None:
+            wake(connection_id)
+        else:
+            outcome.run_again_in = 0.0
+    if not claimed:
+        return outcome
+    links = ConnectionLinks(info.tenant_id, info.id)
+    write_lock = threading.Lock()  # one run's result writes go one after the other
+    batch: _Batch | None = _prepare(claimed, limit, links, info, settings, write_lock)
+    recorders: list[_Recorder] = []
+    deadline = time.monotonic() + PIPELINE_SECONDS
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="claim-ahead") as ahead:
+            while batch is not None:
+                recorders.append(batch.recorder)
+                outcome.claimed += len(batch.claimed)
+                upcoming = None
+                if batch.full and time.monotonic() < deadline:
+                    upcoming = ahead.submit(
+                        _claim_ahead, connection_id, limit, links, info, settings, write_lock
+                    )
+                results = _send(batch, kind, info, links)
+                batch.recorder.finish([*results, *batch.unbuilt])
+                following = upcoming.result() if upcoming is not None else None
+                if following is not None and _stopped(results):
+                    _release(following)
+                    following = None
+                if following is None and batch.full:
+                    _again(outcome, 0.0)  # more may be due: another run picks it up
+                batch = following
+    finally:
+        for recorder in recorders:
+            recorder.close()
+            _merge(outcome, recorder.outcome)
+    return outcome
+
+
+def _open(
+    connection_id: str, settings: Settings, outcome: BatchOutcome
+) -> tuple[ConnectionInfo, Any, list[Delivery]] | None:
+    """Lock the connection, check it may send, claim the first batch."""
     with session_scope() as session:
         connection = session.get(
             Connection, connection_id, with_for_update=True, populate_existing=True
         )
         if connection is None or connection.status != "active":
             outcome.notes.append(f"connection {connection.status if connection else 'gone'}")
-            return outcome
+            return None
         now = utcnow()
         if connection.paused_until and connection.paused_until > now:
             outcome.run_again_in = (connection.paused_until - now).total_seconds()
             outcome.notes.append("paused by provider limit")
-            return outcome
+            return None
         info = connection_info(connection)
         tenant = session.get(Tenant, connection.tenant_id)
         assert tenant is not None
@@ -287,11 +344,10 @@ def process_connection(
         if linger:
             outcome.run_again_in = linger  # the wake flag stays set: one task waits
             outcome.notes.append("waiting for the batch to fill")
-            return outcome
+            return None
         connection.wake_queued = False  # see sync.outbox.mark_wake
         claimed = _claim(session, connection, now, settings, limit)
-        full = len(claimed) >= limit
-        if full:
+        if len(claimed) >= limit:
             connection.wake_queued = True
         # Retries waiting for a later time need a task then too: one countdown per
         # batch covers only the earliest of the retries it scheduled.
@@ -306,42 +362,118 @@ def process_connection(
         if later is not None:
             later = later if later.tzinfo else later.replace(tzinfo=UTC)
             _again(outcome, (later - now).total_seconds())
-    if full:
-        if wake is not None:
-            wake(connection_id)
-        else:
-            outcome.run_again_in = 0.0
-    outcome.claimed = len(claimed)
-    if not claimed:
-        return outcome
-    # Build the payloads outside the claim: the write lock is held only to claim.
-    unbuilt: list[DeliveryResult] = []
-    with session_scope(readonly=True) as session:
-        requests = _requests(session, claimed, unbuilt)
+    return info, kind, claimed
 
-    links = ConnectionLinks(info.tenant_id, info.id)
-    recorder = _Recorder([d.id for d in claimed], links, info, settings, outcome)
+
+@dataclass
+class _Batch:
+    claimed: list[Delivery]
+    requests: list[DeliveryRequest]
+    unbuilt: list[DeliveryResult]  # payloads that could not be built: rejections
+    recorder: _Recorder
+    full: bool
+
+
+def _prepare(
+    claimed: list[Delivery],
+    limit: int,
+    links: ConnectionLinks,
+    info: ConnectionInfo,
+    settings: Settings,
+    write_lock: threading.Lock,
+) -> _Batch:
+    """Build the payloads (outside the claim: its write lock is held only to claim)
+    and start the batch's recorder, which keeps its lease alive from now on."""
+    recorder = _Recorder([d.id for d in claimed], links, info, settings, write_lock)
+    recorder.start()
+    unbuilt: list[DeliveryResult] = []
+    try:
+        with session_scope(readonly=True) as session:
+            requests = _requests(session, claimed, unbuilt)
+    except BaseException:
+        recorder.close()
+        raise
+    return _Batch(claimed, requests, unbuilt, recorder, len(claimed) >= limit)
+
+
+def _claim_ahead(
+    connection_id: str,
+    limit: int,
+    links: ConnectionLinks,
+    info: ConnectionInfo,
+    settings: Settings,
+    write_lock: threading.Lock,
+) -> _Batch | None:
+    """Claim and build the next batch while the current one is out (None: nothing
+    due, or the connection may not send now)."""
+    with session_scope() as session:
+        connection = session.get(
+            Connection, connection_id, with_for_update=True, populate_existing=True
+        )
+        now = utcnow()
+        if connection is None or connection.status != "active":
+            return None
+        if connection.paused_until and connection.paused_until > now:
+            return None
+        claimed = _claim(session, connection, now, settings, limit)
+    if not claimed:
+        return None
+    return _prepare(claimed, limit, links, info, settings, write_lock)
+
+
+def _send(
+    batch: _Batch, kind: Any, info: ConnectionInfo, links: ConnectionLinks
+) -> list[DeliveryResult]:
+    """Hand the batch to a fresh connector; one result per request, never raises
+    for a connector bug (the batch is retried)."""
+    if not batch.requests:
+        return []
     runtime = Runtime(
         pacer=pacer_for(kind, info), links=links, pacers=extra_pacers(kind, info),
-        report=recorder.report,
+        report=batch.recorder.report,
     )
-    recorder.start()
+    connector = build_connector(info, runtime)
     try:
-        connector = build_connector(info, runtime)
-        try:
-            results = connector.deliver(requests) if requests else []
-        except Exception as exc:  # a connector bug must not strand the batch
-            log.exception("connector %s crashed on a batch", info.provider)
-            error = TransientError(f"internal error in the {info.provider} connector: {exc!r}")
-            results = [DeliveryResult(r.delivery_id, error=error) for r in requests]
-        finally:
-            connector.close()
-        if len(results) != len(requests):
-            raise RuntimeError(f"{info.provider} connector returned {len(results)} results")
+        results = connector.deliver(batch.requests)
+    except Exception as exc:  # a connector bug must not strand the batch
+        log.exception("connector %s crashed on a batch", info.provider)
+        error = TransientError(f"internal error in the {info.provider} connector: {exc!r}")
+        results = [DeliveryResult(r.delivery_id, error=error) for r in batch.requests]
     finally:
-        recorder.stop()
-    recorder.write([*results, *unbuilt])
-    return outcome
+        connector.close()
+    if len(results) != len(batch.requests):
+        raise RuntimeError(f"{info.provider} connector returned {len(results)} results")
+    return results
+
+
+def _stopped(results: Sequence[DeliveryResult]) -> bool:
+    """The provider said stop (rate limit) or the token died: send nothing more now."""
+    return any(isinstance(r.error, RateLimited | AuthExpired) for r in results)
+
+
+def _release(batch: _Batch) -> None:
+    """Give back a batch claimed ahead that will not be sent now: pending again,
+    its attempt not counted."""
+    batch.recorder.abandon()
+    with session_scope() as session, _batched_events(session):
+        rows = session.scalars(
+            select(Delivery)
+            .where(Delivery.id.in_([d.id for d in batch.claimed]), Delivery.status == "in_flight")
+            .with_for_update()
+        )
+        for row in rows:
+            row.status, row.leased_until = "pending", None
+            row.attempts = max(0, row.attempts - 1)
+            _event(session, row, "delivery.released", reason="the connection must wait")
+
+
+def _merge(total: BatchOutcome, part: BatchOutcome) -> None:
+    total.delivered += part.delivered
+    total.retried += part.retried
+    total.dead += part.dead
+    total.notes += part.notes
+    if part.run_again_in is not None:
+        _again(total, part.run_again_in)
 
 
 class _Recorder:
@@ -349,14 +481,14 @@ class _Recorder:
 
     Invariants: a result is recorded at most once per run (the first report
     wins; ``_record`` also skips rows already delivered); the deliveries not
-    yet recorded keep a live lease, renewed every third of the lease while the
-    batch is out, so the sweep never re-queues a batch that is still being sent
-    to a slow but healthy destination. A worker killed mid-batch re-sends only
-    what was in flight or landed during the last commit (a group commit per
-    wake-up: one transaction, however many results arrived meanwhile).
+    yet recorded keep a live lease, renewed every third of the lease from the
+    claim until recorded, so the sweep never re-queues a batch that is still
+    being sent to a slow but healthy destination. A worker killed mid-batch
+    re-sends only what was in flight or landed during the last commit (a group
+    commit per wake-up: one transaction, however many results arrived).
     """
 
-    # Stop renewing after this long: a batch wedged this long is taken back.
+    # Stop renewing after this many: a batch wedged this long is taken back.
     MAX_RENEWALS = 30
 
     def __init__(
@@ -365,11 +497,14 @@ class _Recorder:
         links: ConnectionLinks,
         info: ConnectionInfo,
         settings: Settings,
-        outcome: BatchOutcome,
+        write_lock: threading.Lock,
     ) -> None:
         self.unrecorded = set(delivery_ids)
-        self.links, self.info, self.settings, self.outcome = links, info, settings, outcome
+        self.links, self.info, self.settings = links, info, settings
+        self.write_lock = write_lock
+        self.outcome = BatchOutcome(info.id)
         self.landed: list[DeliveryResult] = []
+        self.final: list[DeliveryResult] = []
         self.done = False
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="delivery-recorder", daemon=True)
@@ -382,11 +517,29 @@ class _Recorder:
             self.landed.extend(results)
             self.cond.notify()
 
-    def stop(self) -> None:
+    def finish(self, results: Sequence[DeliveryResult]) -> None:
+        """All results are in: record what is left, in the background."""
+        with self.cond:
+            self.final = list(results)
+            self.landed.extend(results)
+            self.done = True
+            self.cond.notify()
+
+    def abandon(self) -> None:
+        """Stop without recording anything (the batch was released)."""
+        with self.cond:
+            self.unrecorded.clear()
+            self.done = True
+            self.cond.notify()
+        self.thread.join()
+
+    def close(self) -> None:
+        """Wait for the background writes; write here what they could not."""
         with self.cond:
             self.done = True
             self.cond.notify()
         self.thread.join()
+        self.write(self.final)
 
     def _run(self) -> None:
         every = self.settings.delivery_lease_seconds / 3
@@ -405,8 +558,10 @@ class _Recorder:
                     self._renew()
                     renewals += 1
                     renew_at = time.monotonic() + every
-            except Exception:  # noqa: BLE001 - the caller records what is left
+            except Exception:  # noqa: BLE001 - close() records what is left
                 log.exception("recording results of connection %s failed", self.info.id)
+                if done:
+                    return
                 with self.cond:
                     self.landed[:0] = landed
                 time.sleep(0.5)
@@ -427,26 +582,27 @@ class _Recorder:
 
     def write(self, results: Sequence[DeliveryResult]) -> None:
         """Record the results not recorded yet, in one transaction."""
-        results = [r for r in results if r.delivery_id in self.unrecorded]
-        if not results:
-            return
-        with session_scope() as session, _batched_events(session):
-            links = self.links.flush(session)
-            rows = {
-                d.id: d
-                for d in session.scalars(
-                    select(Delivery)
-                    .where(Delivery.id.in_([r.delivery_id for r in results]))
-                    .with_for_update()
-                )
-            }
-            with session.no_autoflush:
-                for result in results:
-                    row = rows[result.delivery_id]
-                    _record(session, row, result, self.info, self.settings, self.outcome)
-                    settle_digest(session, row)
-        self.links.forget(links)
-        self.unrecorded.difference_update(r.delivery_id for r in results)
+        with self.write_lock:
+            results = [r for r in results if r.delivery_id in self.unrecorded]
+            if not results:
+                return
+            with session_scope() as session, _batched_events(session):
+                links = self.links.flush(session)
+                rows = {
+                    d.id: d
+                    for d in session.scalars(
+                        select(Delivery)
+                        .where(Delivery.id.in_([r.delivery_id for r in results]))
+                        .with_for_update()
+                    )
+                }
+                with session.no_autoflush:
+                    for result in results:
+                        row = rows[result.delivery_id]
+                        _record(session, row, result, self.info, self.settings, self.outcome)
+                        settle_digest(session, row)
+            self.links.forget(links)
+            self.unrecorded.difference_update(r.delivery_id for r in results)
 
 
 def _linger_left(

@@ -162,3 +162,23 @@ def test_worker_killed_mid_batch_repeats_only_a_handful(env, receiver, monkeypat
     wait_until(lambda: counts() == {"delivered": 120}, 120, "all 120 delivered")
     assert receiver.unique == 120
     assert receiver.duplicates <= 5, f"{receiver.duplicates} repeats after one kill"
+
+
+def test_next_batch_is_claimed_while_the_current_one_is_out(env, receiver, monkeypatch):
+    """120 due (batches of 50): one run sends them all, and claims batch n+1
+    before batch n's answers are in (the provider is never idle meanwhile)."""
+    apply_acme(receiver, monkeypatch)
+    receiver.latency = 0.1
+    conn, _keys = accept_many(120)
+    outcome = process_connection(conn)
+    assert (outcome.claimed, outcome.delivered) == (120, 120)
+    from relais.models import AuditEvent
+
+    with session_scope(readonly=True) as session:
+        events = session.execute(select(AuditEvent.subject_id, AuditEvent.kind, AuditEvent.at)
+                                 .order_by(AuditEvent.id)).all()
+    attempts = [(subject, at) for subject, kind, at in events if kind == "delivery.attempt"]
+    delivered = {subject: at for subject, kind, at in events if kind == "delivery.delivered"}
+    first = [subject for subject, _at in attempts[:50]]
+    second_claimed = min(at for _subject, at in attempts[50:100])
+    assert second_claimed < max(delivered[s] for s in first)
