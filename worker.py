@@ -25,6 +25,11 @@ from sync.escalation import Advanced, run_due, run_step
 log = logging.getLogger("relais.worker")
 
 app = celery_app()
+# No remote control: nothing of ours uses it, and its per-node queue is exclusive
+# on RabbitMQ, so two workers on one host (same default node name), or a worker
+# restarted after a SIGKILL before the broker noticed the dead connection, died
+# at start with 405 RESOURCE_LOCKED.
+app.conf.worker_enable_remote_control = False
 
 
 def _warm_up() -> None:
