@@ -25,6 +25,7 @@ Usage: python bench/pipeline.py [--messages 400] [--repeats 3] [--clients 16]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -105,7 +106,8 @@ def bench_backend(backend: str, args: argparse.Namespace) -> None:
     receiver = ReceiverProcess(args.latency_ms / 1000)
     print(f"{hub.label}: {args.clients} clients x {args.messages} messages per run, "
           f"{args.repeats} runs, receiver latency {args.latency_ms:.0f} ms; "
-          "median (min-max)", flush=True)
+          f"median (min-max); {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at start", flush=True)
     try:
         secrets = hub.apply(TENANT_YAML, {"RELAIS_TENANT_ACME_HOOK_URL": receiver.url + HOOK_PATH})
         receiver.secret(HOOK_PATH, secrets["hook"])
@@ -133,9 +135,9 @@ def bench_backend(backend: str, args: argparse.Namespace) -> None:
         hub.stop(relay)
         print(base_runs.line("baseline: synchronous relay (2 proc)"), flush=True)
         med = statistics.median
-        print(f"  ratio Relais (2 API) / baseline: accepted/s "
-              f"{med(runs.accept_rate) / med(base_runs.accept_rate):.1f}x, p99 accept latency "
-              f"{med(base_runs.p99) / med(runs.p99):.1f}x lower, "
+        print(f"  ratio Relais (2 API) / baseline (medians): accepted/s "
+              f"{med(runs.accept_rate) / med(base_runs.accept_rate):.2f}x, p99 accept latency "
+              f"{med(runs.p99) / med(base_runs.p99):.2f}x, "
               f"end-to-end {med(runs.e2e) / med(base_runs.e2e):.2f}x", flush=True)
         stats = receiver.stats()
         print(f"  receiver: {stats['unique']} distinct keys, {stats['repeats']} repeats, "
