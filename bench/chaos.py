@@ -50,9 +50,9 @@ from hub import (  # noqa: E402 - the path above
     post_concurrently,
 )
 
-# A worker killed holds at most its in-flight requests (8 per process, 2
+# A worker killed re-sends at most its in-flight requests (16 per process, 2
 # processes) plus what landed during its last commit.
-REPEATS_PER_KILL = 20
+REPEATS_PER_KILL = 36
 SETTLE_SECONDS = 300.0
 CLIENTS = 16
 

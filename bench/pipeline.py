@@ -147,6 +147,58 @@ def bench_backend(backend: str, args: argparse.Namespace) -> None:
         receiver.stop()
 
 
+def sending(args: argparse.Namespace) -> None:
+    """One worker step in-process on the embedded store: the same batches to the
+    same receiver, sent concurrently (the default) and one at a time
+    (``ordered: true``, what every webhook did before)."""
+    from relais.db import session_scope
+    from relais.domain import CallMessage
+    from relais.tenants import get_tenant, parsed_config
+    from sync.delivery import process_connection
+    from sync.outbox import accept_message
+
+    hub = Hub("sqlite")
+    receiver = ReceiverProcess(args.latency_ms / 1000)
+    n = 100
+    print(f"Sending one connection's batches ({n} messages, webhook answering in "
+          f"{args.latency_ms:.0f} ms), one worker step in-process; median (min-max)", flush=True)
+    try:
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for repeat in range(args.repeats):
+            for ordered in (False, True):
+                text = TENANT_YAML.replace("    timeout_seconds: 2\n", "    timeout_seconds: 2\n"
+                                           f"    ordered: {'true' if ordered else 'false'}\n")
+                secrets = hub.apply(text, {"RELAIS_TENANT_ACME_HOOK_URL":
+                                           receiver.url + HOOK_PATH})
+                if "hook" in secrets:
+                    receiver.secret(HOOK_PATH, secrets["hook"])
+                with session_scope() as session:
+                    config = parsed_config(get_tenant(session, "acme"))
+                    for i in range(n):
+                        msg = CallMessage.model_validate(call_for(repeat, ordered, i),
+                                                         context={"region": "FR"})
+                        connection = accept_message(session, "acme", config,
+                                                    msg).connection_ids[0]
+                start = time.perf_counter()
+                sent = 0
+                while sent < n:
+                    sent += process_connection(connection).delivered
+                rates[ordered].append(n / (time.perf_counter() - start))
+        print(f"  concurrent (default):     {spread(rates[False])} msg/s", flush=True)
+        print(f"  one at a time (ordered):  {spread(rates[True])} msg/s", flush=True)
+        print(f"  ratio: {statistics.median(rates[False]) / statistics.median(rates[True]):.1f}x",
+              flush=True)
+    finally:
+        hub.close()
+        receiver.stop()
+
+
+def call_for(repeat: int, ordered: bool, i: int) -> dict:
+    from hub import call
+
+    return call(1_000_000 + repeat * 10_000 + (5_000 if ordered else 0) + i)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=400)
@@ -154,9 +206,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--backends", default="sqlite,pg-redis")
+    parser.add_argument("--skip-sending", action="store_true")
     args = parser.parse_args()
-    for backend in args.backends.split(","):
-        bench_backend(backend.strip(), args)
+    if not args.skip_sending:
+        sending(args)
+    for backend in filter(None, (b.strip() for b in args.backends.split(","))):
+        bench_backend(backend, args)
 
 
 if __name__ == "__main__":

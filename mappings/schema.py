@@ -625,7 +625,7 @@ class WebhookConnection(_ConnectionBase):
     headers: Annotated[dict[str, str], BeforeValidator(_empty_dict)] = {}
     # Requests of one batch in flight at once; ``ordered`` sends one at a time,
     # in the order the messages were taken, for receivers that need it.
-    concurrency: Annotated[int, Field(ge=1, le=32)] = 8
+    concurrency: Annotated[int, Field(ge=1, le=32)] = 16
     ordered: bool = False
 
     @field_validator("headers")

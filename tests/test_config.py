@@ -220,7 +220,7 @@ def test_base_config_loads_with_typed_values() -> None:
         "url": "https://crm.example.fr/hook",
         "timeout_seconds": 10,
         "headers": {},
-        "concurrency": 8,
+        "concurrency": 16,
         "ordered": False,
     }
 

@@ -52,7 +52,7 @@ def apply_ordered(receiver, monkeypatch) -> None:
 
 def test_batch_requests_go_out_concurrently(env, receiver, monkeypatch):
     """16 messages to an endpoint answering in 200 ms: one at a time would take
-    3.2 s; eight at once take ~0.4 s."""
+    3.2 s; sixteen at once take ~0.2 s."""
     apply_acme(receiver, monkeypatch)
     receiver.latency = 0.2
     conn, keys = accept_many(16)
