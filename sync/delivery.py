@@ -300,7 +300,12 @@ def process_connection(
                     upcoming = ahead.submit(
                         _claim_ahead, connection_id, limit, links, info, settings, write_lock
                     )
-                results = _send(batch, kind, info, links)
+                try:
+                    results = _send(batch, kind, info, links)
+                except BaseException:  # the batch claimed ahead is given back
+                    if upcoming is not None and (claimed_ahead := upcoming.result()):
+                        _release(claimed_ahead)
+                    raise
                 batch.recorder.finish([*results, *batch.unbuilt])
                 following = upcoming.result() if upcoming is not None else None
                 if following is not None and _stopped(results):
