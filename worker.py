@@ -25,6 +25,25 @@ from sync.escalation import Advanced, run_due, run_step
 log = logging.getLogger("relais.worker")
 
 app = celery_app()
+# No remote control: nothing of ours uses it, and its per-node queue is exclusive
+# on RabbitMQ, so two workers on one host (same default node name), or a worker
+# restarted after a SIGKILL before the broker noticed the dead connection, died
+# at start with 405 RESOURCE_LOCKED.
+app.conf.worker_enable_remote_control = False
+
+
+def _warm_up() -> None:
+    """Pay once, in the parent before the pool forks, what each child would
+    otherwise pay on its first delivery (~0.2-0.6 s: the provider SDKs' imports,
+    the TLS trust store): a lone urgent message must not wait for it."""
+    from connectors.http import shared_ssl_context
+    from connectors.registry import connector_class
+
+    connector_class("webhook")  # imports and registers every built-in connector
+    shared_ssl_context()
+
+
+_warm_up()
 
 
 @worker_process_init.connect

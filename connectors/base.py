@@ -16,6 +16,7 @@ the delivery is decided here, once, by its kind:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
@@ -110,6 +111,10 @@ class _NoPacing:
         return None
 
 
+def _no_report(results: Sequence[DeliveryResult]) -> None:
+    return None
+
+
 class _NoLinks:
     def get_many(
         self, local_type: str, local_ids: Sequence[str], remote_type: str
@@ -132,6 +137,10 @@ class Runtime:
     # The engine's clock (aware UTC), for windows the engine chooses (e.g. the Graph
     # delta window). Wire stamps (signatures, token expiry) keep the machine's time.
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Called with results as they land, before ``deliver`` returns, so the engine
+    # records them at once: a worker killed mid-batch then re-sends only what
+    # was in flight, not the whole batch. Optional for connectors.
+    report: Callable[[Sequence[DeliveryResult]], None] = _no_report
 
     def pacer_named(self, name: str) -> Pacer:
         return self.pacers.get(name) or _NoPacing()
@@ -155,19 +164,67 @@ class Connector(Protocol):
 def deliver_each(
     batch: Sequence[DeliveryRequest],
     one: Callable[[DeliveryRequest], DeliveryResult],
+    report: Callable[[Sequence[DeliveryResult]], None] = _no_report,
 ) -> list[DeliveryResult]:
     """Deliver one request at a time; after a rate limit, send nothing more.
 
     The rest of the batch gets the same ``RateLimited`` so the engine pauses the
-    connection instead of hammering a provider that already said stop.
+    connection instead of hammering a provider that already said stop. Each
+    result is passed to ``report`` as soon as it lands.
     """
     results: list[DeliveryResult] = []
     for position, request in enumerate(batch):
         result = one(request)
         results.append(result)
+        report([result])
         if isinstance(result.error, RateLimited):
             results.extend(
                 DeliveryResult(r.delivery_id, error=result.error) for r in batch[position + 1 :]
             )
             break
     return results
+
+
+def deliver_concurrently(
+    batch: Sequence[DeliveryRequest],
+    one: Callable[[DeliveryRequest], DeliveryResult],
+    cap: int,
+    report: Callable[[Sequence[DeliveryResult]], None] = _no_report,
+) -> list[DeliveryResult]:
+    """Like ``deliver_each`` with up to ``cap`` requests in flight (started in
+    batch order). After a rate limit no new request starts; those in flight
+    finish; the unsent ones get the same ``RateLimited``. ``one`` must be
+    thread-safe. ``report`` is called from this thread as results land."""
+    if cap <= 1 or len(batch) <= 1:
+        return deliver_each(batch, one, report)
+    results: dict[int, DeliveryResult] = {}
+    stop: RateLimited | None = None
+    running: dict[Future[DeliveryResult], int] = {}
+
+    def harvest(block: bool) -> None:
+        nonlocal stop
+        done, _ = wait(list(running), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        landed = []
+        for future in done:
+            result = future.result()
+            results[running.pop(future)] = result
+            landed.append(result)
+            if isinstance(result.error, RateLimited) and stop is None:
+                stop = result.error
+        if landed:
+            report(landed)
+
+    with ThreadPoolExecutor(max_workers=cap, thread_name_prefix="deliver") as pool:
+        for position, request in enumerate(batch):
+            while len(running) >= cap:
+                harvest(block=True)
+            if stop is not None:
+                break
+            running[pool.submit(one, request)] = position
+        while running:
+            harvest(block=True)
+    for position, request in enumerate(batch):
+        if position not in results:
+            assert stop is not None
+            results[position] = DeliveryResult(request.delivery_id, error=stop)
+    return [results[position] for position in range(len(batch))]

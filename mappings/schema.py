@@ -623,6 +623,10 @@ class WebhookConnection(_ConnectionBase):
     url: Annotated[str, AfterValidator(_url)]
     timeout_seconds: Annotated[int, Field(ge=1, le=60)] = 10
     headers: Annotated[dict[str, str], BeforeValidator(_empty_dict)] = {}
+    # Requests of one batch in flight at once; ``ordered`` sends one at a time,
+    # in the order the messages were taken, for receivers that need it.
+    concurrency: Annotated[int, Field(ge=1, le=32)] = 16
+    ordered: bool = False
 
     @field_validator("headers")
     @classmethod
@@ -639,7 +643,8 @@ class WebhookConnection(_ConnectionBase):
         return headers
 
     def connector_settings(self) -> dict[str, Any]:
-        return {"url": self.url, "timeout_seconds": self.timeout_seconds, "headers": self.headers}
+        return {"url": self.url, "timeout_seconds": self.timeout_seconds, "headers": self.headers,
+                "concurrency": self.concurrency, "ordered": self.ordered}
 
 
 class _SettingsConnection(_ConnectionBase):

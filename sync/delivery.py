@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import (
@@ -54,6 +58,7 @@ from sync.ratelimit import Pacer, default_store
 log = logging.getLogger(__name__)
 # Delivery params kinds sent as email / SMS built by Relais (payload["email"|"sms"]).
 CHANNEL_KINDS = ("email", "sms", "escalation")
+URGENT = "urgent"  # the urgency that skips a connector's batching linger
 
 
 @dataclass
@@ -76,16 +81,34 @@ def backoff_seconds(attempt: int, settings: Settings, rng: random.Random | None 
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
+_EVENTS = "relais_delivery_events"
+
+
 def _event(session: Session, delivery: Delivery, kind: str, **detail: Any) -> None:
-    session.add(
-        AuditEvent(
-            tenant_id=delivery.tenant_id,
-            kind=kind,
-            subject_type="delivery",
-            subject_id=delivery.id,
-            detail=detail,
-        )
-    )
+    """One history row; queued in a batch transaction (see ``_batched_events``)."""
+    row = {
+        "tenant_id": delivery.tenant_id,
+        "at": utcnow(),
+        "kind": kind,
+        "subject_type": "delivery",
+        "subject_id": delivery.id,
+        "detail": detail,
+    }
+    queued = session.info.get(_EVENTS)
+    if queued is None:
+        session.add(AuditEvent(**row))
+    else:
+        queued.append(row)
+
+
+@contextmanager
+def _batched_events(session: Session) -> Iterator[None]:
+    """History rows written in this block go to the database in one INSERT."""
+    session.info[_EVENTS] = []
+    yield
+    rows = session.info.pop(_EVENTS)
+    if rows:
+        session.execute(insert(AuditEvent), rows)
 
 
 def _claim(
@@ -105,11 +128,12 @@ def _claim(
     )
     claimed = list(session.scalars(query))
     lease = now + timedelta(seconds=settings.delivery_lease_seconds)
-    for delivery in claimed:
-        delivery.status = "in_flight"
-        delivery.attempts += 1
-        delivery.leased_until = lease
-        _event(session, delivery, "delivery.attempt", attempt=delivery.attempts)
+    with _batched_events(session):
+        for delivery in claimed:
+            delivery.status = "in_flight"
+            delivery.attempts += 1
+            delivery.leased_until = lease
+            _event(session, delivery, "delivery.attempt", attempt=delivery.attempts)
     return claimed
 
 
@@ -120,20 +144,27 @@ def _requests(
 ) -> list[DeliveryRequest]:
     """The payloads of a claimed batch. A delivery whose payload cannot be built (a
     template failing on this message) goes to ``failed`` as a rejection with the reason."""
-    # One query per table for the whole batch (the session then serves them by id).
-    list(
-        session.scalars(
+    # One query per table for the whole batch, kept here: the session's identity
+    # map holds rows weakly, so a discarded preload would be read again per delivery.
+    messages = {
+        m.id: m
+        for m in session.scalars(
             select(Message).where(
                 Message.id.in_({d.message_id for d in deliveries if d.message_id})
             )
         )
-    )
+    }
+    tenants = {
+        t.id: t
+        for t in session.scalars(
+            select(Tenant).where(Tenant.id.in_({d.tenant_id for d in deliveries}))
+        )
+    }
     requests = []
     for delivery in deliveries:
-        tenant = session.get(Tenant, delivery.tenant_id)
-        assert tenant is not None
+        tenant = tenants[delivery.tenant_id]
         try:
-            payload = _payload(session, tenant, delivery)
+            payload = _payload(session, tenant, delivery, messages)
         except TemplateRenderError as exc:
             if failed is None:
                 raise
@@ -154,7 +185,9 @@ def _requests(
     return requests
 
 
-def _payload(session: Session, tenant: Tenant, delivery: Delivery) -> dict[str, Any] | None:
+def _payload(
+    session: Session, tenant: Tenant, delivery: Delivery, messages: dict[str, Message]
+) -> dict[str, Any] | None:
     """What the connector receives (None: an appointment change, built elsewhere)."""
     config = parsed_config(tenant)
     if delivery.action == DIGEST_SUMMARY:
@@ -166,7 +199,7 @@ def _payload(session: Session, tenant: Tenant, delivery: Delivery) -> dict[str, 
         return notice_payload(tenant.id, tenant.name, delivery)
     if delivery.message_id is None and delivery.appointment_id is not None:
         return None
-    message = session.get(Message, delivery.message_id) if delivery.message_id else None
+    message = messages.get(delivery.message_id) if delivery.message_id else None
     assert message is not None
     staff = _staff_label(config, message.staff_id)
     if (delivery.params or {}).get("kind") in CHANNEL_KINDS:
@@ -209,16 +242,25 @@ def _appointment_request(tenant: Tenant, delivery: Delivery) -> DeliveryRequest:
     )
 
 
+PIPELINE_SECONDS = 30.0  # one task sends full batches back to back for at most this long
+
+
 def process_connection(
     connection_id: str,
     settings: Settings | None = None,
     wake: Callable[[str], None] | None = None,
 ) -> BatchOutcome:
-    """Deliver one batch of due deliveries of one connection.
+    """Deliver due deliveries of one connection: one batch, or several full ones.
 
-    When the batch is full, ``wake`` enqueues the next task *before* this batch
-    is sent, so another worker process claims the next batch meanwhile. A
-    connector with a linger waits for its batch to fill, up to that long.
+    When a batch is full, ``wake`` enqueues the next task *before* this batch
+    is sent, so another worker process can claim a batch meanwhile; and this
+    run claims and builds its next batch while the current one is out
+    (pipelining: a rate-limited provider is never idle while we do database
+    work), for up to ``PIPELINE_SECONDS``. A connector with a linger waits for
+    its batch to fill, up to that long, unless an urgent message is due.
+    Database cost per batch: one claim transaction, one read, and one write
+    transaction per group of results landed (plus one lease renewal per third
+    of the lease while the batch is out).
     """
     settings = settings or get_settings()
     outcome = BatchOutcome(connection_id)
@@ -231,18 +273,70 @@ def process_connection(
         outcome.notes.append(str(exc))
         outcome.run_again_in = 30.0
         return outcome
+    opened = _open(connection_id, settings, outcome)
+    if opened is None:
+        return outcome
+    info, kind, claimed = opened
+    limit = int(getattr(kind, "max_batch", 50))
+    if len(claimed) >= limit:
+        if wake is not None:
+            wake(connection_id)
+        else:
+            outcome.run_again_in = 0.0
+    if not claimed:
+        return outcome
+    links = ConnectionLinks(info.tenant_id, info.id)
+    write_lock = threading.Lock()  # one run's result writes go one after the other
+    batch: _Batch | None = _prepare(claimed, limit, links, info, settings, write_lock)
+    recorders: list[_Recorder] = []
+    deadline = time.monotonic() + PIPELINE_SECONDS
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="claim-ahead") as ahead:
+            while batch is not None:
+                recorders.append(batch.recorder)
+                outcome.claimed += len(batch.claimed)
+                upcoming = None
+                if batch.full and time.monotonic() < deadline:
+                    upcoming = ahead.submit(
+                        _claim_ahead, connection_id, limit, links, info, settings, write_lock
+                    )
+                try:
+                    results = _send(batch, kind, info, links)
+                except BaseException:  # the batch claimed ahead is given back
+                    if upcoming is not None and (claimed_ahead := upcoming.result()):
+                        _release(claimed_ahead)
+                    raise
+                batch.recorder.finish([*results, *batch.unbuilt])
+                following = upcoming.result() if upcoming is not None else None
+                if following is not None and _stopped(results):
+                    _release(following)
+                    following = None
+                if following is None and batch.full:
+                    _again(outcome, 0.0)  # more may be due: another run picks it up
+                batch = following
+    finally:
+        for recorder in recorders:
+            recorder.close()
+            _merge(outcome, recorder.outcome)
+    return outcome
+
+
+def _open(
+    connection_id: str, settings: Settings, outcome: BatchOutcome
+) -> tuple[ConnectionInfo, Any, list[Delivery]] | None:
+    """Lock the connection, check it may send, claim the first batch."""
     with session_scope() as session:
         connection = session.get(
             Connection, connection_id, with_for_update=True, populate_existing=True
         )
         if connection is None or connection.status != "active":
             outcome.notes.append(f"connection {connection.status if connection else 'gone'}")
-            return outcome
+            return None
         now = utcnow()
         if connection.paused_until and connection.paused_until > now:
             outcome.run_again_in = (connection.paused_until - now).total_seconds()
             outcome.notes.append("paused by provider limit")
-            return outcome
+            return None
         info = connection_info(connection)
         if not delivers(info.provider):  # a calendar connection: booking writes its events
             outcome.notes.append(f"{info.provider} connections have no deliveries")
@@ -258,11 +352,10 @@ def process_connection(
         if linger:
             outcome.run_again_in = linger  # the wake flag stays set: one task waits
             outcome.notes.append("waiting for the batch to fill")
-            return outcome
+            return None
         connection.wake_queued = False  # see sync.outbox.mark_wake
         claimed = _claim(session, connection, now, settings, limit)
-        full = len(claimed) >= limit
-        if full:
+        if len(claimed) >= limit:
             connection.wake_queued = True
         # Retries waiting for a later time need a task then too: one countdown per
         # batch covers only the earliest of the retries it scheduled.
@@ -277,67 +370,273 @@ def process_connection(
         if later is not None:
             later = later if later.tzinfo else later.replace(tzinfo=UTC)
             _again(outcome, (later - now).total_seconds())
-    if full:
-        if wake is not None:
-            wake(connection_id)
-        else:
-            outcome.run_again_in = 0.0
-    outcome.claimed = len(claimed)
-    if not claimed:
-        return outcome
-    # Build the payloads outside the claim: the write lock is held only to claim.
-    unbuilt: list[DeliveryResult] = []
-    with session_scope(readonly=True) as session:
-        requests = _requests(session, claimed, unbuilt)
+    return info, kind, claimed
 
-    links = ConnectionLinks(info.tenant_id, info.id)
-    runtime = Runtime(pacer=pacer_for(kind, info), links=links, pacers=extra_pacers(kind, info))
+
+@dataclass
+class _Batch:
+    claimed: list[Delivery]
+    requests: list[DeliveryRequest]
+    unbuilt: list[DeliveryResult]  # payloads that could not be built: rejections
+    recorder: _Recorder
+    full: bool
+
+
+def _prepare(
+    claimed: list[Delivery],
+    limit: int,
+    links: ConnectionLinks,
+    info: ConnectionInfo,
+    settings: Settings,
+    write_lock: threading.Lock,
+) -> _Batch:
+    """Build the payloads (outside the claim: its write lock is held only to claim)
+    and start the batch's recorder, which keeps its lease alive from now on."""
+    recorder = _Recorder([d.id for d in claimed], links, info, settings, write_lock)
+    recorder.start()
+    unbuilt: list[DeliveryResult] = []
+    try:
+        with session_scope(readonly=True) as session:
+            requests = _requests(session, claimed, unbuilt)
+    except BaseException:
+        recorder.close()
+        raise
+    return _Batch(claimed, requests, unbuilt, recorder, len(claimed) >= limit)
+
+
+def _claim_ahead(
+    connection_id: str,
+    limit: int,
+    links: ConnectionLinks,
+    info: ConnectionInfo,
+    settings: Settings,
+    write_lock: threading.Lock,
+) -> _Batch | None:
+    """Claim and build the next batch while the current one is out (None: nothing
+    due, or the connection may not send now)."""
+    with session_scope() as session:
+        connection = session.get(
+            Connection, connection_id, with_for_update=True, populate_existing=True
+        )
+        now = utcnow()
+        if connection is None or connection.status != "active":
+            return None
+        if connection.paused_until and connection.paused_until > now:
+            return None
+        claimed = _claim(session, connection, now, settings, limit)
+    if not claimed:
+        return None
+    return _prepare(claimed, limit, links, info, settings, write_lock)
+
+
+def _send(
+    batch: _Batch, kind: Any, info: ConnectionInfo, links: ConnectionLinks
+) -> list[DeliveryResult]:
+    """Hand the batch to a fresh connector; one result per request, never raises
+    for a connector bug (the batch is retried)."""
+    if not batch.requests:
+        return []
+    runtime = Runtime(
+        pacer=pacer_for(kind, info), links=links, pacers=extra_pacers(kind, info),
+        report=batch.recorder.report,
+    )
     connector = build_connector(info, runtime)
     try:
-        results = connector.deliver(requests) if requests else []
+        results = connector.deliver(batch.requests)
     except Exception as exc:  # a connector bug must not strand the batch
         log.exception("connector %s crashed on a batch", info.provider)
         error = TransientError(f"internal error in the {info.provider} connector: {exc!r}")
-        results = [DeliveryResult(r.delivery_id, error=error) for r in requests]
+        results = [DeliveryResult(r.delivery_id, error=error) for r in batch.requests]
     finally:
         connector.close()
-    if len(results) != len(requests):
+    if len(results) != len(batch.requests):
         raise RuntimeError(f"{info.provider} connector returned {len(results)} results")
-    results = [*results, *unbuilt]
+    return results
 
-    with session_scope() as session:
-        links.flush(session)
-        rows = {
-            d.id: d
-            for d in session.scalars(
-                select(Delivery)
-                .where(Delivery.id.in_([r.delivery_id for r in results]))
-                .with_for_update()
+
+def _stopped(results: Sequence[DeliveryResult]) -> bool:
+    """The provider said stop (rate limit) or the token died: send nothing more now."""
+    return any(isinstance(r.error, RateLimited | AuthExpired) for r in results)
+
+
+def _release(batch: _Batch) -> None:
+    """Give back a batch claimed ahead that will not be sent now: pending again,
+    its attempt not counted."""
+    batch.recorder.abandon()
+    with session_scope() as session, _batched_events(session):
+        rows = session.scalars(
+            select(Delivery)
+            .where(Delivery.id.in_([d.id for d in batch.claimed]), Delivery.status == "in_flight")
+            .with_for_update()
+        )
+        for row in rows:
+            row.status, row.leased_until = "pending", None
+            row.attempts = max(0, row.attempts - 1)
+            _event(session, row, "delivery.released", reason="the connection must wait")
+
+
+def _merge(total: BatchOutcome, part: BatchOutcome) -> None:
+    total.delivered += part.delivered
+    total.retried += part.retried
+    total.dead += part.dead
+    total.notes += part.notes
+    if part.run_again_in is not None:
+        _again(total, part.run_again_in)
+
+
+class _Recorder:
+    """Records a batch's results while the connector is still sending it.
+
+    Invariants: a result is recorded at most once per run (the first report
+    wins; ``_record`` also skips rows already delivered); the deliveries not
+    yet recorded keep a live lease, renewed every third of the lease from the
+    claim until recorded, so the sweep never re-queues a batch that is still
+    being sent to a slow but healthy destination. A worker killed mid-batch
+    re-sends only what was in flight or landed during the last commit (a group
+    commit per wake-up: one transaction, however many results arrived).
+    """
+
+    # Stop renewing after this many: a batch wedged this long is taken back.
+    MAX_RENEWALS = 30
+
+    def __init__(
+        self,
+        delivery_ids: Sequence[str],
+        links: ConnectionLinks,
+        info: ConnectionInfo,
+        settings: Settings,
+        write_lock: threading.Lock,
+    ) -> None:
+        self.unrecorded = set(delivery_ids)
+        self.links, self.info, self.settings = links, info, settings
+        self.write_lock = write_lock
+        self.outcome = BatchOutcome(info.id)
+        self.landed: list[DeliveryResult] = []
+        self.final: list[DeliveryResult] = []
+        self.done = False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="delivery-recorder", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def report(self, results: Sequence[DeliveryResult]) -> None:
+        with self.cond:
+            self.landed.extend(results)
+            self.cond.notify()
+
+    def finish(self, results: Sequence[DeliveryResult]) -> None:
+        """All results are in: record what is left, in the background."""
+        with self.cond:
+            self.final = list(results)
+            self.landed.extend(results)
+            self.done = True
+            self.cond.notify()
+
+    def abandon(self) -> None:
+        """Stop without recording anything (the batch was released)."""
+        with self.cond:
+            self.unrecorded.clear()
+            self.done = True
+            self.cond.notify()
+        self.thread.join()
+
+    def close(self) -> None:
+        """Wait for the background writes; write here what they could not."""
+        with self.cond:
+            self.done = True
+            self.cond.notify()
+        self.thread.join()
+        self.write(self.final)
+
+    def _run(self) -> None:
+        every = self.settings.delivery_lease_seconds / 3
+        renew_at, renewals = time.monotonic() + every, 0
+        while True:
+            with self.cond:
+                self.cond.wait_for(
+                    lambda: self.landed or self.done, max(0.0, renew_at - time.monotonic())
+                )
+                landed, self.landed = self.landed, []
+                done = self.done
+            try:
+                if landed:
+                    self.write(landed)
+                if not done and time.monotonic() >= renew_at and renewals < self.MAX_RENEWALS:
+                    self._renew()
+                    renewals += 1
+                    renew_at = time.monotonic() + every
+            except Exception:  # noqa: BLE001 - close() records what is left
+                log.exception("recording results of connection %s failed", self.info.id)
+                if done:
+                    return
+                with self.cond:
+                    self.landed[:0] = landed
+                time.sleep(0.5)
+            if done:
+                return
+
+    def _renew(self) -> None:
+        ids = sorted(self.unrecorded)
+        if not ids:
+            return
+        lease = utcnow() + timedelta(seconds=self.settings.delivery_lease_seconds)
+        with session_scope() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids), Delivery.status == "in_flight")
+                .values(leased_until=lease)
             )
-        }
-        with session.no_autoflush:
-            for result in results:
-                _record(session, rows[result.delivery_id], result, info, settings, outcome)
-                settle_digest(session, rows[result.delivery_id])
-    return outcome
+
+    def write(self, results: Sequence[DeliveryResult]) -> None:
+        """Record the results not recorded yet, in one transaction."""
+        with self.write_lock:
+            results = [r for r in results if r.delivery_id in self.unrecorded]
+            if not results:
+                return
+            with session_scope() as session, _batched_events(session):
+                links = self.links.flush(session)
+                rows = {
+                    d.id: d
+                    for d in session.scalars(
+                        select(Delivery)
+                        .where(Delivery.id.in_([r.delivery_id for r in results]))
+                        .with_for_update()
+                    )
+                }
+                with session.no_autoflush:
+                    for result in results:
+                        row = rows[result.delivery_id]
+                        _record(session, row, result, self.info, self.settings, self.outcome)
+                        settle_digest(session, row)
+            self.links.forget(links)
+            self.unrecorded.difference_update(r.delivery_id for r in results)
 
 
 def _linger_left(
     session: Session, kind: Any, connection_id: str, now: datetime, limit: int
 ) -> float:
-    """Seconds to wait for more deliveries before sending a partial batch (0: send)."""
+    """Seconds to wait for more deliveries before sending a partial batch (0: send).
+    An urgent message due now never waits: it leaves with whatever is due."""
     linger = float(getattr(kind, "linger_seconds", 0.0))
     if linger <= 0:
         return 0.0
-    count, oldest = session.execute(
-        select(func.count(), func.min(Delivery.next_attempt_at)).where(
+    count, oldest, urgent = session.execute(
+        select(
+            func.count(),
+            func.min(Delivery.next_attempt_at),
+            func.max(case((Message.urgency == URGENT, 1), else_=0)),
+        )
+        .select_from(Delivery)
+        .outerjoin(Message, Message.id == Delivery.message_id)
+        .where(
             Delivery.connection_id == connection_id,
             Delivery.status == "pending",
             Delivery.next_attempt_at <= now,
             Delivery.action != DIGEST_ITEM,
         )
     ).one()
-    if not count or count >= limit or oldest is None:
+    if not count or count >= limit or oldest is None or urgent:
         return 0.0
     if oldest.tzinfo is None:  # an aggregate skips the column type on SQLite
         oldest = oldest.replace(tzinfo=UTC)

@@ -1,11 +1,13 @@
 """The engine's LinkStore: external_links rows of one connection.
 
 Reads go to the database at once (read-only); writes are buffered and saved
-with the batch's results, in the same transaction.
+with the batch's results, in the same transaction. A connector may ``put``
+from its sending threads while the engine flushes results from another.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -19,14 +21,17 @@ class ConnectionLinks:
     def __init__(self, tenant_id: str, connection_id: str) -> None:
         self.tenant_id, self.connection_id = tenant_id, connection_id
         self.pending: dict[tuple[str, str, str], str] = {}
+        self._lock = threading.Lock()
 
     def get_many(
         self, local_type: str, local_ids: Sequence[str], remote_type: str
     ) -> dict[str, str]:
         wanted = set(local_ids)
+        with self._lock:
+            pending = dict(self.pending)
         found = {
             lid: rid
-            for (lt, lid, rt), rid in self.pending.items()
+            for (lt, lid, rt), rid in pending.items()
             if lt == local_type and rt == remote_type and lid in wanted
         }
         missing = sorted(wanted - set(found))
@@ -44,21 +49,26 @@ class ConnectionLinks:
         return found
 
     def put(self, local_type: str, local_id: str, remote_type: str, remote_id: str) -> None:
-        self.pending[(local_type, local_id, remote_type)] = remote_id
+        with self._lock:
+            self.pending[(local_type, local_id, remote_type)] = remote_id
 
-    def flush(self, session: Session) -> None:
-        if not self.pending:
-            return
+    def flush(self, session: Session) -> dict[tuple[str, str, str], str]:
+        """Add the buffered links to ``session``'s transaction and return them; they
+        stay buffered (a later flush writes them again) until ``forget`` after commit."""
+        with self._lock:
+            pending = dict(self.pending)
+        if not pending:
+            return pending
         existing = {
             (row.local_type, row.local_id, row.remote_type): row
             for row in session.scalars(
                 select(ExternalLink).where(
                     ExternalLink.connection_id == self.connection_id,
-                    ExternalLink.local_id.in_({lid for _lt, lid, _rt in self.pending}),
+                    ExternalLink.local_id.in_({lid for _lt, lid, _rt in pending}),
                 )
             )
         }
-        for key, remote_id in sorted(self.pending.items()):
+        for key, remote_id in sorted(pending.items()):
             row = existing.get(key)
             if row is None:
                 local_type, local_id, remote_type = key
@@ -74,4 +84,11 @@ class ConnectionLinks:
                 )
             else:
                 row.remote_id = remote_id
-        self.pending.clear()
+        return pending
+
+    def forget(self, written: dict[tuple[str, str, str], str]) -> None:
+        """Drop from the buffer what a committed flush wrote (unless put again since)."""
+        with self._lock:
+            for key, remote_id in written.items():
+                if self.pending.get(key) == remote_id:
+                    del self.pending[key]

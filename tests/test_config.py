@@ -220,6 +220,8 @@ def test_base_config_loads_with_typed_values() -> None:
         "url": "https://crm.example.fr/hook",
         "timeout_seconds": 10,
         "headers": {},
+        "concurrency": 16,
+        "ordered": False,
     }
 
 
@@ -760,3 +762,15 @@ def test_alias_bomb_is_refused_quickly() -> None:
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
     issue = only_issue("\n".join(lines) + "\n")
     assert issue.message == "the document expands to more than 50000 values"
+
+
+def test_webhook_concurrency_and_order() -> None:
+    text = replace("    url: https://crm.example.fr/hook\n",
+                   "    url: https://crm.example.fr/hook\n    ordered: true\n    concurrency: 4\n")
+    settings = load(text).connections["crm"].connector_settings()
+    assert (settings["ordered"], settings["concurrency"]) == (True, 4)
+    bad = replace("    url: https://crm.example.fr/hook\n",
+                  "    url: https://crm.example.fr/hook\n    concurrency: 0\n")
+    issue = only_issue(bad)
+    assert issue.path == "connections.crm.concurrency"
+    assert issue.line == line_of(bad, "concurrency: 0")

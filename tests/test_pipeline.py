@@ -17,8 +17,30 @@ from sqlalchemy import func, select
 from relais.api import create_app
 from relais.db import session_scope
 from relais.models import Delivery
+from sandbox.webhook_receiver import WebhookReceiver
 
 WORKER_READY = "ready."
+
+
+class WholeBodies(WebhookReceiver):
+    """A request cut by a SIGKILL mid-send (body shorter than its Content-Length)
+    is an aborted request, not a forged one: answered 400, counted apart."""
+
+    truncated = 0
+
+    def handle(self, path, headers, body):
+        if len(body) < int(headers.get("Content-Length", 0)):
+            self.truncated += 1
+            return 400, {"error": "incomplete body"}
+        return super().handle(path, headers, body)
+
+
+@pytest.fixture
+def whole_receiver():
+    rcv = WholeBodies()
+    rcv.start()
+    yield rcv
+    rcv.stop()
 
 
 def call(n: int) -> dict:
@@ -65,8 +87,10 @@ def test_worker_delivers_on_each_backend(any_env, receiver, monkeypatch, spawn):
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_run_loses_and_duplicates_nothing(env, receiver, monkeypatch, spawn):
+def test_worker_killed_mid_run_loses_and_duplicates_nothing(env, whole_receiver, monkeypatch,
+                                                            spawn):
     """500 messages; SIGKILL the worker mid-run; a new worker and beat finish the job."""
+    receiver = whole_receiver
     monkeypatch.setenv("RELAIS_DELIVERY_LEASE_SECONDS", "4")
     monkeypatch.setenv("RELAIS_DELIVERY_STALE_SECONDS", "2")
     monkeypatch.setenv("RELAIS_SWEEP_INTERVAL_SECONDS", "1")

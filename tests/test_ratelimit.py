@@ -97,3 +97,11 @@ def test_processes_share_one_window(backend, env):
     assert sorted(slots)[:10] == [5_000.0] * 10
     assert_window_respected(slots, 10, 5.0)
     assert os.getpid()  # the parent is untouched
+
+
+def test_short_window_is_not_stretched_by_half(env):
+    """HubSpot search: 4 per 1 s window. 20 searches need 4 more windows; the
+    margin may add jitter's worth to each, not half a second (was 6 s, 2.7/s)."""
+    times = sends(DatabaseWindows(), limit=4, window=1.0, count=20)
+    assert_window_respected(times, 4, 1.0)
+    assert times[-1] - times[0] <= 4 * 1.1
