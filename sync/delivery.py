@@ -340,7 +340,8 @@ def _open(
         info = connection_info(connection)
         if not delivers(info.provider):  # a calendar connection: booking writes its events
             outcome.notes.append(f"{info.provider} connections have no deliveries")
-            return outcome
+            connection.wake_queued = False
+            return None
         tenant = session.get(Tenant, connection.tenant_id)
         assert tenant is not None
         spec = parsed_config(tenant).connections.get(connection.name)
