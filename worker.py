@@ -5,6 +5,7 @@ Only wiring lives here; the work is in ``sync/``.
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from celery.signals import worker_process_init
@@ -31,6 +32,7 @@ app = celery_app()
 def _fresh_pools(**_kwargs: object) -> None:
     # Database connections must not cross a fork.
     dispose_engines()
+    gc.freeze()  # the inherited heap lives on: keep it out of every full collection
 
 
 def _wake(connection_id: str) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -22,11 +26,21 @@ from relais.settings import get_settings
 MAX_REQUEST_BYTES = 1024 * 1024
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # The start-up heap (~150k objects: modules, models, routes) never dies: out of
+    # the collector's sight, a full pass costs ~10 ms instead of ~100 ms.
+    gc.collect()
+    gc.freeze()
+    yield
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Relais",
         version="1",
         description="Integration hub of a telephone answering service.",
+        lifespan=_lifespan,
     )
     errors.install(app)
 
