@@ -101,10 +101,11 @@ def consume(out: str) -> None:
 
 def start_worker(env: dict[str, str], home: Path, out: Path) -> subprocess.Popen[bytes]:
     log_path = home / "worker.log"
+    inherited = {k: v for k, v in os.environ.items() if k != "RELAIS_BROKER_URL"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, __file__, "--consume", str(out)], cwd=ROOT,
-            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            env={**inherited, **env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 120
     while "ready." not in log_path.read_text(errors="replace"):
@@ -155,7 +156,7 @@ def one_round(kind: str, messages: int, probes: int) -> Round:
         app = celery_app(env)
         with app.producer_or_acquire() as producer:
             app.send_task(TASK, args=[-1, time.time()], producer=producer)  # connect first
-            wait_for(out, 1)
+            wait_for(out, 1, timeout=60)
             start = time.perf_counter()
             for i in range(messages):
                 app.send_task(TASK, args=[i, time.time()], producer=producer)
