@@ -33,6 +33,7 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     yield
+    gc.unfreeze()  # an app stopped in a longer-lived process (tests): collectable again
 
 
 def create_app() -> FastAPI:
