@@ -27,7 +27,7 @@ process records when each request arrived and when its answer was sent; the
 union of those spans inside a query's wall time); "own" time is wall time minus
 provider time: the hub's (HTTP, auth, database, engine) for ours, the script's
 (SDK, slot scan) for the baseline. The three slot lists are checked equal. Printed: per round p50
-and p99 wall time, p50 own and provider time, provider calls per query; then
+and p99 (and max) wall time, p50 own and provider time, provider calls per query; then
 the median over rounds with [min-max], and ours against the baseline.
 
 Usage: python bench/availability.py [--rounds 3] [--queries 20] [--warm-queries 200]
@@ -474,7 +474,7 @@ def spread(values: list[float], fmt: str = "{:.1f}") -> str:
 
 def row(s: Series) -> str:
     return (f"    {s.label:<26} calls/query {statistics.mean(s.calls):4.1f}   "
-            f"p50 {s.p(50):7.1f} ms  p99 {s.p(99):7.1f} ms   own p50 "
+            f"p50 {s.p(50):7.1f} ms  p99 {s.p(99):7.1f} ms  max {max(s.wall):7.1f} ms   own p50 "
             f"{statistics.median(s.own):7.1f} ms  provider p50 "
             f"{statistics.median(s.provider):6.1f} ms")
 
@@ -540,6 +540,7 @@ def summary(name: str, rounds: list[dict[str, Series]], staff: int) -> None:
         rs = [r[kind] for r in rounds]
         print(f"    {rs[0].label:<26} calls/query {spread([statistics.mean(s.calls) for s in rs])}"
               f"   p50 {spread([s.p(50) for s in rs])} ms   p99 {spread([s.p(99) for s in rs])} ms"
+              f"   max {spread([max(s.wall) for s in rs])} ms"
               f"   own p50 {spread([statistics.median(s.own) for s in rs])} ms"
               f"   provider p50 {spread([statistics.median(s.provider) for s in rs])} ms")
     for kind in ("cold", "warm"):
