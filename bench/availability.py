@@ -504,6 +504,14 @@ def run_provider(name: str, args: argparse.Namespace, hub: Any, key: str, script
         assert not body["unavailable"], body["unavailable"]
         return [(s["staff_id"], s["start"]) for s in body["slots"]]
 
+    def reopening(i: int) -> Slots:
+        """The script's query, unmeasured, once more if its idle connection was closed."""
+        try:
+            return script.query(*windows[i])
+        except ConnectionError as exc:
+            stale.append(f"baseline script: {exc!r}")
+            return script.query(*windows[i])
+
     rounds = []
     for r in range(args.rounds):
         print(f"  round {r + 1}/{args.rounds}", flush=True)
@@ -511,11 +519,7 @@ def run_provider(name: str, args: argparse.Namespace, hub: Any, key: str, script
         # reopens the provider connection the emulator (uvicorn: 5 s keep-alive) closed
         # while the hub idled during the warm queries; failures counted and printed.
         ours(6, reconnect=True)
-        try:  # the script's connection idled as long: the same unmeasured reopening
-            script.query(*windows[6])
-        except ConnectionError as exc:
-            stale.append(f"baseline script: {exc!r}")
-            script.query(*windows[6])
+        reopening(6)  # the script's connection idled as long: the same unmeasured reopening
         # the cycle goes on from the last round: its last four windows are still cached
         at = r * args.queries
         cold, base = measure({
@@ -528,7 +532,7 @@ def run_provider(name: str, args: argparse.Namespace, hub: Any, key: str, script
         for s in (cold, warm, base):
             print(row(s), flush=True)
         assert cold.results == base.results, "the slot lists differ"
-        assert warm.results[0] == script.query(*windows[7]), "the slot lists differ"
+        assert warm.results[0] == reopening(7), "the slot lists differ"
         rounds.append({"cold": cold, "warm": warm, "base": base})
     if stale:
         print(f"  NOTE: {len(stale)} unmeasured query(ies) found the provider connection "
