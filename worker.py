@@ -5,6 +5,7 @@ Only wiring lives here; the work is in ``sync/``.
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from celery.signals import worker_process_init, worker_ready
@@ -50,6 +51,7 @@ _warm_up()
 def _fresh_pools(**_kwargs: object) -> None:
     # Database connections must not cross a fork.
     dispose_engines()
+    gc.freeze()  # the inherited heap lives on: keep it out of every full collection
 
 
 @worker_ready.connect

@@ -17,6 +17,15 @@ largest directory: in-process (``lookup_phone``, one SQL round trip each) and
 through the HTTP API (FastAPI TestClient, auth included), full numbers in
 varied formats and 6-digit partial numbers.
 
+**Archived contacts (HubSpot).** A share of each size (``--archived-share``,
+default 0.1: 1,000 of 10,000, 10,000 of 100,000) is archived (deleted) in the
+CRM an hour before the first pull, as a real portal's recycle bin holds them.
+Listing archived contacts has no date filter in HubSpot's API: a pull that
+lists them all pays ``ceil(archived / 100)`` calls every time, so the
+incremental cost grows with the archive, not with the changes. The table's
+incremental column shows it (issue 16, item 7: the connector fix, on another
+branch, makes it flat; this bench is how to see it).
+
 The providers' rate limits are lifted in the emulators and the connection
 (``rate_limit``, ``search_rate_limit``): the bench measures our cost, in API
 calls; under HubSpot's real search limit (~4/s) every search call costs ~0.25 s
@@ -34,6 +43,7 @@ in-process cache cleared) answered from the busy store: provider calls 0.
 
 Usage: python bench/sync.py [--sizes 10000,100000] [--only hubspot|salesforce|calendar]
                             [--lookups 2000] [--calendar-sizes 2000,20000]
+                            [--archived-share 0.1] [--quick]
 """
 
 from __future__ import annotations
@@ -61,6 +71,7 @@ def configure_store(home: Path) -> None:
         {
             "RELAIS_HOME": str(home),
             "RELAIS_SECRET_KEYS": "kVvJ0x0b3Ckq6bQ1kXq3vP8s7mYkJ6V8o9Qf1m2n3o4=",
+            "RELAIS_ALLOW_PRIVATE_URLS": "1",  # the emulators listen on loopback
         }
     )
     for key in ("RELAIS_DATABASE_URL", "RELAIS_BROKER_URL"):
@@ -94,6 +105,7 @@ def phone(n: int) -> str:
 
 class HubSpotCase:
     name = "hubspot"
+    archived_share = 0.1
 
     def start(self) -> None:
         from sandbox.hubspot import HubSpotConfig, HubSpotEmulator
@@ -113,9 +125,14 @@ class HubSpotCase:
         return {"access_token": self.emu.private_app_token}
 
     def seed(self, count: int) -> list[str]:
+        """``count`` contacts, the ``archived_share`` of them archived: the live ids."""
+        from hubspot.crm.contacts import BatchInputSimplePublicObjectId
+
+        from sandbox.testing import hubspot_client
+
         self.emu.clock.set_offset(-3600)
         try:
-            return self.emu.seed(
+            ids = self.emu.seed(
                 "contacts",
                 count,
                 lambda i: {
@@ -126,6 +143,13 @@ class HubSpotCase:
                     "company": f"Société {i % 997}",
                 },
             )
+            archived = ids[: int(count * self.archived_share)]
+            batch = hubspot_client(self.emu).crm.contacts.batch_api
+            for at in range(0, len(archived), 100):  # the batch endpoint takes 100 ids
+                batch.archive(BatchInputSimplePublicObjectId(
+                    inputs=[{"id": i} for i in archived[at:at + 100]]))  # fmt: skip
+            self.archived = len(archived)
+            return ids[len(archived):]
         finally:
             self.emu.clock.set_offset(0)
 
@@ -307,7 +331,7 @@ def run_case(case: Any, size: int, lookups: int, measure_lookups: bool) -> dict[
             conn, ids = setup(case, size)
             seeded = time.perf_counter() - t0
             full = pull_connection(conn)
-            assert full.status == "ok" and full.records_in == size, full
+            assert full.status == "ok" and full.records_in == len(ids), full
             case.change(random.Random(size).sample(ids, CHANGES))
             incremental = pull_connection(conn)
             assert incremental.status == "ok", incremental
@@ -321,15 +345,18 @@ def run_case(case: Any, size: int, lookups: int, measure_lookups: bool) -> dict[
                 "full": full,
                 "incremental": incremental,
                 "baseline": baseline,
+                "archived": getattr(case, "archived", 0),
+                "live": len(ids),
             }
             if measure_lookups:
-                row["lookups"] = measure(size, lookups)
+                row["lookups"] = measure(size, lookups, first=row["archived"])
             return row
     finally:
         case.stop()
 
 
-def measure(size: int, count: int) -> dict[str, Any]:
+def measure(size: int, count: int, first: int = 0) -> dict[str, Any]:
+    """Lookups of contacts ``first`` to ``size`` (the ones before are archived)."""
     from fastapi.testclient import TestClient
 
     from relais.api import create_app
@@ -340,7 +367,7 @@ def measure(size: int, count: int) -> dict[str, Any]:
     rng = random.Random(7)
     queries = []
     for _ in range(count):
-        n = rng.randrange(size)
+        n = rng.randrange(first, size)
         digits = phone(n).replace(" ", "")
         style = rng.randrange(4)
         if style == 0:
@@ -382,7 +409,14 @@ def main() -> int:
     parser.add_argument("--only", choices=("hubspot", "salesforce", "calendar"))
     parser.add_argument("--lookups", type=int, default=2000)
     parser.add_argument("--calendar-sizes", default="2000,20000")
+    parser.add_argument("--archived-share", type=float, default=HubSpotCase.archived_share,
+                        help="HubSpot: share of the seeded contacts archived before the pulls")
+    parser.add_argument("--quick", action="store_true",
+                        help="sizes 2000,20000; calendar 500,5000; 500 lookups")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.calendar_sizes, args.lookups = "2000,20000", "500,5000", 500
+    HubSpotCase.archived_share = args.archived_share
     sizes = [int(s) for s in args.sizes.split(",") if s]
     cases = [c for c in (HubSpotCase(), SalesforceCase()) if not args.only or c.name == args.only]
     calendar_rows = []
@@ -440,14 +474,15 @@ def main() -> int:
 def print_crm_summary(cases: list[Any], rows: list[dict[str, Any]]) -> None:
     print()
     print(
-        f"{'provider':<11}{'size':>9} | {'full: calls':>11}{'s':>8} | "
+        f"{'provider':<11}{'size':>9}{'archived':>9} | {'full: calls':>11}{'s':>8} | "
         f"{'incremental: calls':>18}{'s':>7} | {'re-read: calls':>14}{'s':>8} | "
         f"{'calls saved':>11}"
     )
     for r in rows:
         f, i, b = r["full"], r["incremental"], r["baseline"]
         print(
-            f"{r['provider']:<11}{r['size']:>9,} | {f.calls:>11}{f.seconds:>8.1f} | "
+            f"{r['provider']:<11}{r['size']:>9,}{r['archived']:>9,} | "
+            f"{f.calls:>11}{f.seconds:>8.1f} | "
             f"{i.calls:>18}{i.seconds:>7.2f} | {b.calls:>14}{b.seconds:>8.1f} | "
             f"{b.calls / max(1, i.calls):>10.0f}x"
         )
@@ -461,6 +496,14 @@ def print_crm_summary(cases: list[Any], rows: list[dict[str, Any]]) -> None:
                 f"(x{big['size'] / small['size']:.0f} data); re-read calls "
                 f"{small['baseline'].calls} vs {big['baseline'].calls}"
             )
+            if big["archived"]:
+                print(
+                    f"{case.name}: with {small['archived']:,} then {big['archived']:,} archived "
+                    f"contacts, the incremental pull made {small['incremental'].calls} then "
+                    f"{big['incremental'].calls} calls for the same {CHANGES} changes "
+                    "(flat = deletions read incrementally; growing = the whole archive "
+                    "listed on every pull)"
+                )
 
 
 def report_calendar_row(row: dict[str, Any]) -> None:
@@ -478,8 +521,9 @@ def report_calendar_row(row: dict[str, Any]) -> None:
 def report_row(row: dict[str, Any]) -> None:
     f, i, b = row["full"], row["incremental"], row["baseline"]
     print(
-        f"  seeded in {row['seed_s']:.1f} s; full {f.calls} calls {f.seconds:.1f} s; "
-        f"incremental ({CHANGES} changed) {i.calls} calls {i.seconds:.2f} s, "
+        f"  seeded in {row['seed_s']:.1f} s ({row['archived']:,} archived); full {f.calls} "
+        f"calls {f.seconds:.1f} s; incremental ({CHANGES} changed) {i.calls} calls "
+        f"{i.seconds:.2f} s, "
         f"{i.records_in} in; re-read {b.calls} calls {b.seconds:.1f} s",
         flush=True,
     )

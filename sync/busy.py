@@ -433,7 +433,7 @@ def external_intervals(
                 )
                 if e > s
             ]
-        out.extend(BusyInterval(s, e, BusyKind.EXTERNAL) for s, e in pieces)
+        out.extend(BusyInterval.external(s, e) for s, e in pieces)
     return out
 
 

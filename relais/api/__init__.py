@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -33,11 +37,22 @@ def _nul_in_url(request: Request) -> str | None:
     return None
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # The start-up heap (~150k objects: modules, models, routes) never dies: out of
+    # the collector's sight, a full pass costs ~10 ms instead of ~100 ms.
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()  # an app stopped in a longer-lived process (tests): collectable again
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Relais",
         version="1",
         description="Integration hub of a telephone answering service.",
+        lifespan=_lifespan,
     )
     errors.install(app)
     openapi.install(app)
