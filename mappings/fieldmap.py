@@ -67,7 +67,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, get_args
 
 from jinja2 import TemplateError, TemplateSyntaxError
 from markupsafe import escape
@@ -82,7 +82,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from mappings.errors import ConfigIssue, Path, format_path
+from mappings.errors import ConfigIssue, Path, did_you_mean, format_path
 from mappings.templates import (
     compile_template,
     epoch_ms,
@@ -103,6 +103,9 @@ if TYPE_CHECKING:  # mappings.schema imports this module
     from mappings.yamlpos import YamlDocument
 
 # --------------------------------------------------------------------------- sources
+
+Urgency = Literal["low", "normal", "high", "urgent"]
+URGENCY_LEVELS: tuple[str, ...] = get_args(Urgency)  # the values of ``message.urgency``
 
 KNOWN_PATHS: tuple[str, ...] = (
     "caller.phone",
@@ -159,12 +162,6 @@ def _fail(code: str, message: str, hint: str = "", **extra: Any) -> NoReturn:
     raise PydanticCustomError(code, "{message}", {"message": message, "hint": hint, **extra})
 
 
-def _did_you_mean(value: str, choices: list[str] | tuple[str, ...]) -> str:
-    from mappings.schema import did_you_mean
-
-    return did_you_mean(value, choices)
-
-
 def _path_problem(parts: tuple[str, ...]) -> tuple[str, str] | None:
     """``(message, hint)`` when ``parts`` is not a known source, else None.
 
@@ -173,7 +170,7 @@ def _path_problem(parts: tuple[str, ...]) -> tuple[str, str] | None:
     dotted = ".".join(parts)
     listing = "known sources: " + ", ".join(KNOWN_PATHS)
     if parts[0] not in _KEYS:
-        hint = _did_you_mean(dotted, [p.replace(".<field>", "") for p in KNOWN_PATHS])
+        hint = did_you_mean(dotted, [p.replace(".<field>", "") for p in KNOWN_PATHS])
         if len(parts) == 1:
             hint += f"for a fixed value write {{value: {dotted}}}; "
         return f"unknown source {dotted!r}", hint + listing
@@ -181,7 +178,7 @@ def _path_problem(parts: tuple[str, ...]) -> tuple[str, str] | None:
         return None
     if parts[1] not in _KEYS[parts[0]]:
         candidates = [p for p in KNOWN_PATHS if not p.endswith("<field>")]
-        return f"unknown source {dotted!r}", _did_you_mean(dotted, candidates) + listing
+        return f"unknown source {dotted!r}", did_you_mean(dotted, candidates) + listing
     if parts[:2] == ("message", "intake") and len(parts) > 2:
         if not _INTAKE_NAME.fullmatch(parts[2]):
             return (
@@ -231,7 +228,7 @@ def _check_transform(name: str) -> str:
         return f"truncate:{int(found.group(1))}"
     if text in TRANSFORMS:
         return text
-    hint = _did_you_mean(text, TRANSFORMS)
+    hint = did_you_mean(text, TRANSFORMS)
     if text.startswith("truncate"):
         hint = "write truncate:N, e.g. truncate:255; "
     _fail("invalid_transform", f"unknown transform {text!r}", hint + "use " + ", ".join(TRANSFORMS))
@@ -320,7 +317,7 @@ class Expression(_Model):
     @classmethod
     def _template(cls, value: str | None) -> str | None:
         if value is not None:
-            _analyse_template(value)
+            analyse_template(value)
         return value
 
     @field_validator("map")
@@ -364,7 +361,7 @@ class Expression(_Model):
                 if len(ref.parts) > 1:
                     yield SourceReference(_leaf(ref.parts), "template", ref.lineno)
 
-    def evaluate(self, view: _View) -> Any:
+    def evaluate(self, view: RenderView) -> Any:
         if self.source is not None:
             value = view.lookup(self.source)
         elif self.template is not None:
@@ -413,7 +410,7 @@ def _shorthand(value: Any) -> Any:
 FieldExpression = Annotated[Expression | None, BeforeValidator(_shorthand)]
 
 
-def _analyse_template(source: str) -> None:
+def analyse_template(source: str) -> None:
     try:
         tree = parse_template(source)
     except TemplateSyntaxError as exc:
@@ -434,7 +431,7 @@ def _analyse_template(source: str) -> None:
         _fail(
             "template_unknown",
             f"unknown variable {name!r} in the template",
-            _did_you_mean(name, ROOTS) + "variables: " + ", ".join(ROOTS),
+            did_you_mean(name, ROOTS) + "variables: " + ", ".join(ROOTS),
             template_line=lineno,
         )
     for ref in references(tree, frozenset(ROOTS)):
@@ -807,7 +804,7 @@ class MappingRenderError(ValueError):
         return self.message
 
 
-class _View:
+class RenderView:
     """The render context as template variables: every known key present (``None`` if absent)."""
 
     def __init__(self, context: RenderContext) -> None:
@@ -855,7 +852,7 @@ class _View:
             raise _ExpressionError(f"the template failed: {exc}", "fix the template") from None
 
 
-def _moment(value: Any, view: _View, transform: str) -> Any:
+def _moment(value: Any, view: RenderView, transform: str) -> Any:
     try:
         return to_datetime(value, view.zone)
     except ValueError:
@@ -865,7 +862,7 @@ def _moment(value: Any, view: _View, transform: str) -> Any:
         ) from None
 
 
-def _apply(name: str, value: Any, view: _View) -> Any:
+def _apply(name: str, value: Any, view: RenderView) -> Any:
     if _is_empty(value):
         return None
     if name in ("e164", "national", "international"):
@@ -925,7 +922,7 @@ class Section:
 
         Raises :class:`MappingRenderError` naming the CRM field and the fix.
         """
-        view = _View(context)
+        view = RenderView(context)
         out: dict[str, Any] = {}
         for name, expression in self.fields:
             where = f"mapping.{self.name}.fields.{name}"
@@ -1025,8 +1022,6 @@ _HS_PREFIXES = {"hs_call_": "calls", "hs_note_": "notes", "hs_task_": "tasks",
 
 def _value_domain(config: TenantConfig, path: str) -> tuple[str, ...] | None:
     """Every value ``path`` can take for this tenant, when that is a known finite list."""
-    from mappings.schema import URGENCY_LEVELS
-
     if path == "message.urgency":
         return URGENCY_LEVELS
     if path == "message.call_type":
@@ -1117,7 +1112,7 @@ def _expression_issues(
         known = ", ".join(intake_names) if intake_names else "none yet"
         message = f"no call type has an intake field {name!r}"
         hint = (
-            _did_you_mean(name, intake_names)
+            did_you_mean(name, intake_names)
             + f"intake fields: {known} (declared under call_types[].intake_fields)"
         )
         if ref.key == "template":
@@ -1138,7 +1133,7 @@ def _expression_issues(
             yield document.issue(
                 (*path, "map", key),
                 f"{key!r} is not a value of {expression.source}",
-                _did_you_mean(key, domain) + "its values: " + ", ".join(domain),
+                did_you_mean(key, domain) + "its values: " + ", ".join(domain),
                 "unknown_value",
                 key=True,
             )
