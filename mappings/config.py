@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from mappings.errors import ConfigError, ConfigIssue, Path, did_you_mean, format_path
-from mappings.fieldmap import check_mapping_references
+from mappings.fieldcheck import check_mapping_references
 from mappings.recipients import RELAIS_SENDER, channel_connection
 from mappings.rulecheck import RuleChecker, check_rules
 from mappings.schema import (

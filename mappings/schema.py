@@ -43,6 +43,7 @@ from mappings.fieldmap import (
     analyse_template,
     effective_mapping,
 )
+from mappings.wallclock import format_duration
 
 # --------------------------------------------------------------------------- helpers
 
@@ -788,18 +789,12 @@ def _duration_between(low: timedelta, high: timedelta) -> Any:
         if not low <= value <= high:
             fail(
                 "invalid_duration",
-                f"{_show(value)} is {'too short' if value < low else 'too long'}",
-                f"write a duration from {_show(low)} to {_show(high)}",
+                f"{format_duration(value)} is {'too short' if value < low else 'too long'}",
+                f"write a duration from {format_duration(low)} to {format_duration(high)}",
             )
         return value
 
     return AfterValidator(check)
-
-
-def _show(delta: timedelta) -> str:
-    from mappings.wallclock import format_duration
-
-    return format_duration(delta)
 
 
 Wait = Annotated[
