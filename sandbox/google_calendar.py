@@ -108,7 +108,7 @@ from sandbox.calendar_common import (
     resolve_tz,
 )
 from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send
-from sandbox.pkce import verifier_matches
+from sandbox.oauth import verifier_matches
 from sandbox.rrule_expand import Occurrences, RecurrenceError, from_rfc5545
 from sandbox.server import Emulator
 

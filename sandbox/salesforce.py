@@ -53,7 +53,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send
-from sandbox.pkce import verifier_matches
+from sandbox.oauth import verifier_matches
 from sandbox.server import Emulator
 from sandbox.soql import FieldInfo, SoqlError, compile_soql, parse_datetime
 
