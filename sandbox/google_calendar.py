@@ -86,16 +86,18 @@ import json
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email import message_from_bytes
 from email.utils import format_datetime
+from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 
 from sandbox.calendar_common import (
     Notifier,
@@ -107,8 +109,14 @@ from sandbox.calendar_common import (
     parse_rfc3339,
     resolve_tz,
 )
-from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send
-from sandbox.oauth import verifier_matches
+from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send, control_routes
+from sandbox.oauth import (
+    basic_credentials,
+    read_form,
+    redirect_with,
+    token_control_routes,
+    verifier_matches,
+)
 from sandbox.rrule_expand import Occurrences, RecurrenceError, from_rfc5545
 from sandbox.server import Emulator
 
@@ -615,34 +623,15 @@ class GoogleCalendarEmulator(Emulator):
         return status, {"content-type": JSON_CT}, json.dumps(err.body()).encode()
 
     def control_routes(self) -> list[BaseRoute]:
-        async def body_of(request: Request) -> dict[str, Any]:
-            raw = await request.body()
-            return json.loads(raw) if raw.strip() else {}
-
-        def guarded(fn: Any) -> Any:
-            async def endpoint(request: Request) -> JSONResponse:
-                try:
-                    return JSONResponse(await fn(request))
-                except GError as exc:
-                    return JSONResponse(exc.body(), status_code=exc.status)
-                except (ValueError, KeyError, TypeError) as exc:
-                    return JSONResponse({"error": str(exc)}, status_code=400)
-            return endpoint
-
-        async def creds(request: Request) -> dict[str, Any]:
-            return self.credentials()
-
-        async def calendars(request: Request) -> dict[str, Any]:
+        def calendars(data: dict[str, Any], request: Request) -> dict[str, Any]:
             if request.method == "POST":
-                data = await body_of(request)
                 return self.add_calendar(data["id"], time_zone=data.get("timeZone"),
                                          summary=data.get("summary"))
             with self.lock:
                 return {"items": [self._calendar_wire(c) for c in self.calendars.values()]}
 
-        async def events(request: Request) -> dict[str, Any]:
+        def events(data: dict[str, Any], request: Request) -> dict[str, Any]:
             if request.method == "POST":
-                data = await body_of(request)
                 cid = data["calendarId"]
                 if cid not in self.calendars and data.get("timeZone"):
                     self.add_calendar(cid, time_zone=data["timeZone"])
@@ -653,54 +642,30 @@ class GoogleCalendarEmulator(Emulator):
             include = request.query_params.get("includeCancelled", "true").lower() != "false"
             return {"items": self.events(cid, include_cancelled=include)}
 
-        async def invalidate(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"invalidated": self.invalidate_sync_tokens(data.get("calendarId"))}
-
-        async def token(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"access_token": self.issue_access_token(user=data.get("user"),
-                                                            ttl=data.get("ttl"))}
-
-        async def expire(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"expired": self.expire_access_tokens(data.get("access_token"))}
-
-        async def revoke(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"revoked": self.revoke_refresh_token(data.get("refresh_token"))}
-
-        async def code(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"code": self.issue_auth_code(user=data.get("user"),
-                                                 redirect_uri=data.get("redirect_uri"))}
-
-        async def users(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return self.add_user(data["email"])
-
-        async def channels(request: Request) -> dict[str, Any]:
-            return {"items": self.channels()}
-
-        async def notifications(request: Request) -> dict[str, Any]:
-            return {"items": self.notifications()}
-
-        p = "/__sandbox__"
+        errors = (GError, lambda exc: (exc.status, exc.body()))
         return [
-            Route(p + "/credentials", guarded(creds), methods=["GET"]),
-            Route(p + "/calendars", guarded(calendars), methods=["GET", "POST"]),
-            Route(p + "/events", guarded(events), methods=["GET", "POST"]),
-            Route(p + "/sync-tokens/invalidate", guarded(invalidate), methods=["POST"]),
-            Route(p + "/tokens", guarded(token), methods=["POST"]),
-            Route(p + "/tokens/expire", guarded(expire), methods=["POST"]),
-            Route(p + "/refresh-tokens/revoke", guarded(revoke), methods=["POST"]),
-            Route(p + "/auth-codes", guarded(code), methods=["POST"]),
-            Route(p + "/users", guarded(users), methods=["POST"]),
-            Route(p + "/channels", guarded(channels), methods=["GET"]),
-            Route(p + "/notifications", guarded(notifications), methods=["GET"]),
+            *token_control_routes(
+                credentials=self.credentials,
+                token=lambda data: self.issue_access_token(user=data.get("user"),
+                                                           ttl=data.get("ttl")),
+                expire=self.expire_access_tokens,
+                revoke=self.revoke_refresh_token,
+                code=lambda data: self.issue_auth_code(user=data.get("user"),
+                                                       redirect_uri=data.get("redirect_uri")),
+                errors=errors,
+            ),
+            *control_routes({
+                "/calendars": ("GET|POST", calendars),
+                "/events": ("GET|POST", events),
+                "/sync-tokens/invalidate": ("POST", lambda data, request: {
+                    "invalidated": self.invalidate_sync_tokens(data.get("calendarId"))}),
+                "/users": ("POST", lambda data, request: self.add_user(data["email"])),
+                "/channels": ("GET", lambda data, request: {"items": self.channels()}),
+                "/notifications": ("GET", lambda data, request: {
+                    "items": self.notifications()}),
+            }, errors=errors),
         ]
 
-    # ================================================================= ASGI
     def build_app(self) -> ASGIApp:
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             request = Request(scope, receive)
@@ -712,14 +677,9 @@ class GoogleCalendarEmulator(Emulator):
                              keep_blank_values=True)
             headers = {k.lower(): v for k, v in request.headers.items()}
             response: Response
-            if path in ("/token", "/oauth2/v4/token") and method == "POST":
-                response = self._oauth_token(body, headers)
-            elif path in ("/o/oauth2/v2/auth", "/o/oauth2/auth") and method == "GET":
-                response = self._oauth_authorize(request)
-            elif path in ("/revoke", "/o/oauth2/revoke") and method == "POST":
-                response = self._oauth_revoke(body, query)
-            elif path in ("/batch/calendar/v3", "/batch") and method == "POST":
-                response = self._batch(headers, body)
+            endpoint = self._endpoints.get((method, path))
+            if endpoint is not None:
+                response = endpoint(request, body, query, headers)
             elif path == API_PREFIX or path.startswith(API_PREFIX + "/"):
                 with self.lock:
                     resp = self._api(method, raw_path, query, headers, body)
@@ -729,6 +689,24 @@ class GoogleCalendarEmulator(Emulator):
             await response(scope, receive, send)
 
         return app
+
+    @cached_property
+    def _endpoints(self) -> dict[tuple[str, str], Callable[..., Response]]:
+        """(method, exact path) -> handler(request, body, query, headers): the endpoints
+        outside the REST API (the OAuth server's old and new paths, batch)."""
+        table: dict[tuple[str, str], Callable[..., Response]] = {}
+        for method, paths, handler in [
+            ("POST", ("/token", "/oauth2/v4/token"),
+             lambda r, body, q, headers: self._oauth_token(body, headers)),
+            ("GET", ("/o/oauth2/v2/auth", "/o/oauth2/auth"),
+             lambda r, body, q, headers: self._oauth_authorize(r)),
+            ("POST", ("/revoke", "/o/oauth2/revoke"),
+             lambda r, body, q, headers: self._oauth_revoke(body, q)),
+            ("POST", ("/batch/calendar/v3", "/batch"),
+             lambda r, body, q, headers: self._batch(headers, body)),
+        ]:
+            table.update({(method, path): handler for path in paths})
+        return table
 
     @staticmethod
     def _to_response(resp: GResp) -> Response:
@@ -746,16 +724,11 @@ class GoogleCalendarEmulator(Emulator):
                             status_code=status)
 
     def _oauth_token(self, raw: bytes, headers: dict[str, str]) -> Response:
-        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace"),
-                                             keep_blank_values=True).items()}
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                cid, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
-                form.setdefault("client_id", unquote(cid))
-                form.setdefault("client_secret", unquote(secret))
-            except ValueError:
-                pass
+        form = read_form(raw)
+        basic = basic_credentials(headers.get("authorization", ""))
+        if basic is not None:  # the client id and secret form-urlencoded (RFC 6749 2.3.1)
+            form.setdefault("client_id", unquote(basic[0]))
+            form.setdefault("client_secret", unquote(basic[1]))
         with self.lock:
             grant = form.get("grant_type")
             if form.get("client_id") != self.client_id:
@@ -823,8 +796,7 @@ class GoogleCalendarEmulator(Emulator):
         query = {"code": code, "scope": params.get("scope") or SCOPE}
         if params.get("state") is not None:
             query["state"] = params["state"]
-        sep = "&" if "?" in redirect_uri else "?"
-        return RedirectResponse(f"{redirect_uri}{sep}{urlencode(query)}", 302)
+        return redirect_with(redirect_uri, query)
 
     def _oauth_revoke(self, raw: bytes, query: dict[str, list[str]]) -> Response:
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
