@@ -95,7 +95,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from sandbox.calendar_common import (
     Notifier,
@@ -106,8 +106,9 @@ from sandbox.calendar_common import (
     parse_rfc3339,
     resolve_tz,
 )
-from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send
+from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send, control_routes
 from sandbox.ms_identity import AccessToken, MsIdentity
+from sandbox.oauth import token_control_routes
 from sandbox.rrule_expand import Occurrences, RecurrenceError, from_graph_pattern
 from sandbox.server import Emulator
 
@@ -584,35 +585,16 @@ class GraphEmulator(Emulator):
         return status, headers, json.dumps(err.body()).encode()
 
     def control_routes(self) -> list[BaseRoute]:
-        async def body_of(request: Request) -> dict[str, Any]:
-            raw = await request.body()
-            return json.loads(raw) if raw.strip() else {}
-
-        def guarded(fn: Any) -> Any:
-            async def endpoint(request: Request) -> JSONResponse:
-                try:
-                    return JSONResponse(await fn(request))
-                except GraphError as exc:
-                    return JSONResponse(exc.body(), status_code=exc.status)
-                except (ValueError, KeyError, TypeError) as exc:
-                    return JSONResponse({"error": str(exc)}, status_code=400)
-            return endpoint
-
-        async def creds(request: Request) -> dict[str, Any]:
-            return self.credentials()
-
-        async def users(request: Request) -> dict[str, Any]:
+        def users(data: dict[str, Any], request: Request) -> dict[str, Any]:
             if request.method == "POST":
-                data = await body_of(request)
                 return self.add_mailbox(data["mail"], display_name=data.get("displayName"),
                                         time_zone=data.get("timeZone") or "UTC",
                                         user_id=data.get("id"))
             with self.lock:
                 return {"value": [mb.wire() for mb in self.mailboxes.values()]}
 
-        async def events(request: Request) -> dict[str, Any]:
+        def events(data: dict[str, Any], request: Request) -> dict[str, Any]:
             if request.method == "POST":
-                data = await body_of(request)
                 user = data["user"]
                 if self.find_mailbox(user) is None:
                     self.add_mailbox(user, time_zone=data.get("timeZone") or "UTC")
@@ -622,50 +604,34 @@ class GraphEmulator(Emulator):
             deleted = request.query_params.get("includeDeleted", "false").lower() == "true"
             return {"value": self.events(user, include_deleted=deleted)}
 
-        async def invalidate(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"invalidated": self.invalidate_delta_tokens(data.get("user"))}
-
-        async def token(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
+        def token(data: dict[str, Any]) -> str:
             if data.get("user"):
-                return {"access_token": self.issue_user_token(data["user"], ttl=data.get("ttl"))}
-            return {"access_token": self.issue_app_token(ttl=data.get("ttl"))}
+                return self.issue_user_token(data["user"], ttl=data.get("ttl"))
+            return self.issue_app_token(ttl=data.get("ttl"))
 
-        async def expire(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"expired": self.expire_access_tokens(data.get("access_token"))}
-
-        async def revoke(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"revoked": self.revoke_refresh_token(data.get("refresh_token"))}
-
-        async def code(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"code": self.issue_auth_code(data.get("user"),
-                                                 redirect_uri=data.get("redirect_uri"))}
-
-        async def subs(request: Request) -> dict[str, Any]:
-            return {"value": self.subscriptions()}
-
-        async def notifications(request: Request) -> dict[str, Any]:
-            return {"value": self.notifications()}
-
-        p = "/__sandbox__"
+        errors = (GraphError, lambda exc: (exc.status, exc.body()))
         return [
-            Route(p + "/credentials", guarded(creds), methods=["GET"]),
-            Route(p + "/users", guarded(users), methods=["GET", "POST"]),
-            Route(p + "/events", guarded(events), methods=["GET", "POST"]),
-            Route(p + "/delta-tokens/invalidate", guarded(invalidate), methods=["POST"]),
-            Route(p + "/tokens", guarded(token), methods=["POST"]),
-            Route(p + "/tokens/expire", guarded(expire), methods=["POST"]),
-            Route(p + "/refresh-tokens/revoke", guarded(revoke), methods=["POST"]),
-            Route(p + "/auth-codes", guarded(code), methods=["POST"]),
-            Route(p + "/subscriptions", guarded(subs), methods=["GET"]),
-            Route(p + "/notifications", guarded(notifications), methods=["GET"]),
+            *token_control_routes(
+                credentials=self.credentials,
+                token=token,
+                expire=self.expire_access_tokens,
+                revoke=self.revoke_refresh_token,
+                code=lambda data: self.issue_auth_code(data.get("user"),
+                                                       redirect_uri=data.get("redirect_uri")),
+                errors=errors,
+            ),
+            *control_routes({
+                "/users": ("GET|POST", users),
+                "/events": ("GET|POST", events),
+                "/delta-tokens/invalidate": ("POST", lambda data, request: {
+                    "invalidated": self.invalidate_delta_tokens(data.get("user"))}),
+                "/subscriptions": ("GET", lambda data, request: {
+                    "value": self.subscriptions()}),
+                "/notifications": ("GET", lambda data, request: {
+                    "value": self.notifications()}),
+            }, errors=errors),
         ]
 
-    # ================================================================= ASGI
     def build_app(self) -> ASGIApp:
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             request = Request(scope, receive)
