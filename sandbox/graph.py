@@ -88,8 +88,10 @@ import random
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
@@ -109,6 +111,7 @@ from sandbox.calendar_common import (
 from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send, control_routes
 from sandbox.ms_identity import AccessToken, MsIdentity
 from sandbox.oauth import token_control_routes
+from sandbox.routing import RouteTable
 from sandbox.rrule_expand import Occurrences, RecurrenceError, from_graph_pattern
 from sandbox.server import Emulator
 
@@ -151,6 +154,21 @@ def _bad(message: str, code: str = "ErrorInvalidRequest") -> GraphError:
 
 def _item_not_found() -> GraphError:
     return GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A calendar call once its mailbox is resolved and allowed, as route handlers read it."""
+
+    mb: Mailbox
+    query: dict[str, list[str]]
+    payload: Any
+    out_tz: tzinfo
+    tz_name: str | None
+    page_size: int | None
+    base: str
+    user_path: str
+    headers: dict[str, str]  # the response headers (Preference-Applied)
 
 
 @dataclass
@@ -806,53 +824,64 @@ class GraphEmulator(Emulator):
             return GResp(200, self._get_schedule(_obj(payload), tz_name, out_tz),
                          resp_headers)
         self._require(tok, mb, "write" if write else "read")
-        if low_rest == ["calendar"] and method == "GET":
-            return GResp(200, {"id": "AAMkAG" + mb.id.replace("-", ""), "name": "Calendar",
-                               "color": "auto", "isDefaultCalendar": True,
-                               "canShare": True, "canViewPrivateItems": True, "canEdit": True,
-                               "defaultOnlineMeetingProvider": "teamsForBusiness",
-                               "owner": {"name": mb.display_name, "address": mb.mail}})
         if low_rest[:1] == ["calendar"] and low_rest[1:2] == ["events"]:
-            low_rest, rest = low_rest[1:], rest[1:]
-        if low_rest == ["calendarview"] and method == "GET":
-            return GResp(200, self._calendar_view(mb, query, out_tz, tz_name, base, user_path),
-                         resp_headers)
-        if low_rest == ["calendarview", "delta"] and method == "GET":
-            body, extra = self._delta(mb, query, out_tz, tz_name, page_size, base, user_path)
-            return GResp(200, body, {**resp_headers, **extra})
-        if low_rest == ["events"]:
-            if method == "GET":
-                return GResp(200, self._list_events(mb, query, out_tz, tz_name, base, user_path),
-                             resp_headers)
-            if method == "POST":
-                body = _obj(payload)
-                before = len(mb.events)
-                ev = self._create(mb, body, dedupe=True)
-                if len(mb.events) > before:
-                    self._changed(mb, ev.id, "created")
-                wire = self._wire(ev.res, out_tz, tz_name)
-                wire["@odata.context"] = (f"{base}/v1.0/$metadata#users('{quote(mb.id)}')"
-                                          "/events/$entity")
-                return GResp(201, wire, resp_headers)
-        if len(low_rest) == 2 and low_rest[0] == "events":
-            eid = rest[1]
-            if method == "GET":
-                return GResp(200, self._wire(self._get(mb, eid), out_tz, tz_name), resp_headers)
-            if method == "PATCH":
-                return GResp(200, self._update(mb, eid, _obj(payload), out_tz=out_tz,
-                                               tz_name=tz_name), resp_headers)
-            if method == "DELETE":
-                self._delete(mb, eid)
-                return GResp(204)
-        if len(low_rest) == 3 and low_rest[0] == "events":
-            eid = rest[1]
-            if low_rest[2] == "instances" and method == "GET":
-                return GResp(200, self._instances(mb, eid, query, out_tz, tz_name), resp_headers)
-            if low_rest[2] == "cancel" and method == "POST":
-                self._delete(mb, eid)
-                return GResp(202)
-        raise _bad(f"Resource not found for the segment '{rest[-1] if rest else ''}'.",
-                   "BadRequest")
+            rest = rest[1:]
+        found = self._calendar_routes.match(method, rest)
+        if found is None:
+            raise _bad(f"Resource not found for the segment '{rest[-1] if rest else ''}'.",
+                       "BadRequest")
+        call = _Call(mb, query, payload, out_tz, tz_name, page_size, base, user_path,
+                     resp_headers)
+        return found.handler(call, **found.params)
+
+    @cached_property
+    def _calendar_routes(self) -> RouteTable[Callable[..., GResp]]:
+        # under /me or /users/{id} (``calendar/events`` is ``events``); handler(call, **captures)
+        return RouteTable([
+            ("GET", "calendar", lambda c: GResp(200, self._calendar_wire(c.mb))),
+            ("GET", "calendarView", lambda c: GResp(200, self._calendar_view(
+                c.mb, c.query, c.out_tz, c.tz_name, c.base, c.user_path), c.headers)),
+            ("GET", "calendarView/delta", self._delta_endpoint),
+            ("GET", "events", lambda c: GResp(200, self._list_events(
+                c.mb, c.query, c.out_tz, c.tz_name, c.base, c.user_path), c.headers)),
+            ("POST", "events", self._create_endpoint),
+            ("GET", "events/{id}", lambda c, id: GResp(
+                200, self._wire(self._get(c.mb, id), c.out_tz, c.tz_name), c.headers)),
+            ("PATCH", "events/{id}", lambda c, id: GResp(200, self._update(
+                c.mb, id, _obj(c.payload), out_tz=c.out_tz, tz_name=c.tz_name), c.headers)),
+            ("DELETE", "events/{id}", lambda c, id: self._delete_endpoint(c, id, 204)),
+            ("GET", "events/{id}/instances", lambda c, id: GResp(200, self._instances(
+                c.mb, id, c.query, c.out_tz, c.tz_name), c.headers)),
+            ("POST", "events/{id}/cancel", lambda c, id: self._delete_endpoint(c, id, 202)),
+        ], fold_case=True)
+
+    @staticmethod
+    def _calendar_wire(mb: Mailbox) -> dict[str, Any]:
+        return {"id": "AAMkAG" + mb.id.replace("-", ""), "name": "Calendar",
+                "color": "auto", "isDefaultCalendar": True,
+                "canShare": True, "canViewPrivateItems": True, "canEdit": True,
+                "defaultOnlineMeetingProvider": "teamsForBusiness",
+                "owner": {"name": mb.display_name, "address": mb.mail}}
+
+    def _delta_endpoint(self, c: _Call) -> GResp:
+        body, extra = self._delta(c.mb, c.query, c.out_tz, c.tz_name, c.page_size, c.base,
+                                  c.user_path)
+        return GResp(200, body, {**c.headers, **extra})
+
+    def _create_endpoint(self, c: _Call) -> GResp:
+        body = _obj(c.payload)
+        before = len(c.mb.events)
+        ev = self._create(c.mb, body, dedupe=True)
+        if len(c.mb.events) > before:
+            self._changed(c.mb, ev.id, "created")
+        wire = self._wire(ev.res, c.out_tz, c.tz_name)
+        wire["@odata.context"] = (f"{c.base}/v1.0/$metadata#users('{quote(c.mb.id)}')"
+                                  "/events/$entity")
+        return GResp(201, wire, c.headers)
+
+    def _delete_endpoint(self, c: _Call, eid: str, status: int) -> GResp:
+        self._delete(c.mb, eid)
+        return GResp(status)
 
     def _require(self, tok: AccessToken, mb: Mailbox, need: str, *, other_ok: bool = False) -> None:
         perms = tok.permissions()

@@ -6,7 +6,9 @@ answers an unknown path with its provider's own 404 body. Starlette's router
 does neither, so this small table does: a pattern is segments separated by
 ``/``; ``{name}`` captures one segment, a last ``{name*}`` captures the rest
 (possibly none) as a list, ``{name+}`` the rest (at least one). Methods are a
-``|``-separated list or ``*`` (any). The first matching route wins.
+``|``-separated list or ``*`` (any). The first matching route wins. With
+``fold_case`` literal segments match in any case (Graph's are case-insensitive)
+while captures keep the case they were sent in.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ class _Route(Generic[H]):
 class RouteTable(Generic[H]):
     """``RouteTable([("GET", "crm/v3/objects/{type}/{rest*}", handler), ...])``."""
 
-    def __init__(self, routes: Iterable[tuple[str, str, H]]) -> None:
+    def __init__(self, routes: Iterable[tuple[str, str, H]], *, fold_case: bool = False) -> None:
+        self._fold = fold_case
         self._routes: list[_Route[H]] = []
         for methods, pattern, handler in routes:
             parts = [p for p in pattern.split("/") if p]
+            if fold_case:
+                parts = [p if p.startswith("{") else p.lower() for p in parts]
             rest, rest_min = None, 0
             if parts and parts[-1].startswith("{") and parts[-1][-2:] in ("*}", "+}"):
                 rest, rest_min = parts[-1][1:-2], 1 if parts[-1].endswith("+}") else 0
@@ -79,7 +84,7 @@ class RouteTable(Generic[H]):
                 continue
             params: dict[str, Any] = {}
             for seg, lit, name in zip(parts, route.literal, route.names, strict=False):
-                if lit is not None and seg != lit:
+                if lit is not None and (seg.lower() if self._fold else seg) != lit:
                     break
                 if name is not None:
                     params[name] = seg
