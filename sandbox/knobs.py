@@ -53,15 +53,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-
-if TYPE_CHECKING:  # pragma: no cover
-    from sandbox.server import Emulator
 
 __all__ = [
     "CONTROL_PREFIX",
@@ -316,6 +313,26 @@ class Knobs:
             "faults": self.faults(),
             "clock": {"now": self.clock.now().isoformat(), "offset_seconds": self.clock.offset},
         }
+
+
+class Emulator(Protocol):
+    """What the control endpoints and the middleware use of an emulator
+    (:class:`sandbox.server.Emulator` is one): a protocol, so this module needs no
+    import of the server."""
+
+    name: str
+    knobs: Knobs
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def running(self) -> bool: ...
+    def config_dict(self) -> dict[str, Any]: ...
+    def configure(self, **settings: Any) -> dict[str, Any]: ...
+    def snapshot(self) -> dict[str, Any]: ...
+    def reset(self, data: bool = True) -> None: ...
+    def control_routes(self) -> list[BaseRoute]: ...
+    def fault_response(self, status: int) -> tuple[int, dict[str, str], bytes]: ...
 
 
 # ---------------------------------------------------------------- middleware

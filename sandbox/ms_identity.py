@@ -38,10 +38,11 @@ import hashlib
 import html
 import json
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlencode
 
 import jwt
@@ -49,10 +50,44 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from sandbox.knobs import Clock, Knobs
 from sandbox.oauth import b64url, basic_credentials, read_form, redirect_with, verifier_matches
 
-if TYPE_CHECKING:  # pragma: no cover
-    from sandbox.graph import GraphEmulator, Mailbox
+
+class Mailbox(Protocol):
+    """A directory user as the identity platform reads it (``sandbox.graph.Mailbox``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def upn(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+
+
+class _Settings(Protocol):
+    @property
+    def require_token_scope(self) -> bool: ...
+    @property
+    def access_token_ttl_seconds(self) -> int: ...
+    @property
+    def auth_code_ttl_seconds(self) -> int: ...
+
+
+class Directory(Protocol):
+    """The emulator serving this identity platform (``sandbox.graph.GraphEmulator``): its
+    clock, knobs, lock, settings and users. A protocol, so neither module imports the other."""
+
+    clock: Clock
+    knobs: Knobs
+    lock: threading.RLock
+
+    @property
+    def config(self) -> _Settings: ...
+    @property
+    def default_mailbox(self) -> Mailbox: ...
+    def find_mailbox(self, ident: str) -> Mailbox | None: ...
+    def mailbox_by_id(self, user_id: str) -> Mailbox: ...
 
 __all__ = ["AccessToken", "MsApp", "MsIdentity"]
 
@@ -131,7 +166,7 @@ class AadError(Exception):
 class MsIdentity:
     """Token issuance and validation; HTTP handled by :meth:`handle`."""
 
-    def __init__(self, owner: GraphEmulator, *, tenant_id: str | None = None,
+    def __init__(self, owner: Directory, *, tenant_id: str | None = None,
                  tenant_domain: str = "relaissandbox.onmicrosoft.com",
                  client_id: str | None = None, client_secret: str | None = None) -> None:
         self.owner = owner

@@ -2,8 +2,9 @@
 
 Each module's imports are parsed with `ast` (function-level imports count: a
 cycle hidden inside a function is still a cycle). Imports under
-`if TYPE_CHECKING:` count for the layer rules (a type is a dependency too) but
-not for cycles (they never run).
+`if TYPE_CHECKING:` count too: a type is a dependency, and a cycle that only
+type checkers see is still two modules that cannot be read apart (a Protocol
+in the lower module breaks it).
 
 The rules are data: a row of `LAYERS` says which of our packages a package may
 import, a name in `ACYCLIC` says that its files import each other without a
@@ -136,7 +137,7 @@ def cycles(package: str) -> list[list[str]]:
     """Strongly connected components of more than one file (or a file importing itself)."""
     graph: dict[str, set[str]] = {}
     for i in imports(package):
-        if i.type_only or not i.target.startswith(package) or i.target == i.source:
+        if not i.target.startswith(package) or i.target == i.source:
             continue
         graph.setdefault(i.source, set()).add(i.target)
     # Tarjan, iterative enough for a package of modest size.
