@@ -353,6 +353,7 @@ def _qbool(query: dict[str, list[str]], key: str) -> bool:
 
 class GoogleCalendarEmulator(Emulator):
     name = "google"
+    label = "Google Calendar"
     default_tls = False
 
     def __init__(self, *, config: GoogleCalendarConfig | None = None,
@@ -576,20 +577,10 @@ class GoogleCalendarEmulator(Emulator):
             self._notifier.close()
             self._notifier = None
 
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        with self.lock:
-            unknown = set(settings) - set(asdict(self.config))
-            if unknown:
-                raise KeyError(f"unknown Google Calendar settings: {sorted(unknown)}")
-            for key, value in settings.items():
-                setattr(self.config, key, value)
-            if self._notifier is not None:
-                self._notifier.retries = self.config.notify_retries
-                self._notifier.timeout = self.config.notify_timeout_seconds
-        return self.config_dict()
+    def reconfigured(self, settings: dict[str, Any]) -> None:
+        if self._notifier is not None:
+            self._notifier.retries = self.config.notify_retries
+            self._notifier.timeout = self.config.notify_timeout_seconds
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:

@@ -89,7 +89,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cached_property
 from typing import Any
@@ -343,6 +343,7 @@ def _q1(query: dict[str, list[str]], key: str) -> str | None:
 
 class GraphEmulator(Emulator):
     name = "graph"
+    label = "Graph"
     default_tls = True
 
     def __init__(self, *, config: GraphConfig | None = None, clock: Clock | None = None,
@@ -559,20 +560,10 @@ class GraphEmulator(Emulator):
             self._notifier.close()
             self._notifier = None
 
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        with self.lock:
-            unknown = set(settings) - set(asdict(self.config))
-            if unknown:
-                raise KeyError(f"unknown Graph settings: {sorted(unknown)}")
-            for key, value in settings.items():
-                setattr(self.config, key, value)
-            if self._notifier is not None:
-                self._notifier.retries = self.config.notify_retries
-                self._notifier.timeout = self.config.notification_timeout_seconds
-        return self.config_dict()
+    def reconfigured(self, settings: dict[str, Any]) -> None:
+        if self._notifier is not None:
+            self._notifier.retries = self.config.notify_retries
+            self._notifier.timeout = self.config.notification_timeout_seconds
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:

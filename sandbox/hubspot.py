@@ -54,7 +54,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -373,6 +373,7 @@ class _Token:
 
 class HubSpotEmulator(Emulator):
     name = "hubspot"
+    label = "HubSpot"
     default_tls = False
 
     def __init__(self, *, config: HubSpotConfig | None = None, clock: Clock | None = None,
@@ -509,20 +510,10 @@ class HubSpotEmulator(Emulator):
             self.refresh_tokens = {self.refresh_token: False}
             self.auth_codes.clear()
 
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        with self.lock:
-            unknown = set(settings) - set(asdict(self.config))
-            if unknown:
-                raise KeyError(f"unknown HubSpot settings: {sorted(unknown)}")
-            for key, value in settings.items():
-                setattr(self.config, key, value)
-            if not settings or "unique_property" in settings:
-                self.schema = _build_schema(self.config.unique_property)
-                self._reindex()
-        return self.config_dict()
+    def reconfigured(self, settings: dict[str, Any]) -> None:
+        if not settings or "unique_property" in settings:
+            self.schema = _build_schema(self.config.unique_property)
+            self._reindex()
 
     def snapshot(self) -> dict[str, Any]:
         return {

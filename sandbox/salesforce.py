@@ -343,6 +343,7 @@ class _Cursor:
 
 class SalesforceEmulator(Emulator):
     name = "salesforce"
+    label = "Salesforce"
     default_tls = True
 
     def __init__(
@@ -514,16 +515,9 @@ class SalesforceEmulator(Emulator):
         data["api_usage"] = dict(zip(("used", "max"), self.api_usage(), strict=True))
         return data
 
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        with self.lock:
-            unknown = set(settings) - set(asdict(self.config))
-            if unknown:
-                raise KeyError(f"unknown Salesforce settings: {sorted(unknown)}")
-            for key, value in settings.items():
-                setattr(self.config, key, value)
-            if not settings or {"external_id_field", "external_id_unique"} & set(settings):
-                self._rebuild_schema()
-        return self.config_dict()
+    def reconfigured(self, settings: dict[str, Any]) -> None:
+        if not settings or {"external_id_field", "external_id_unique"} & set(settings):
+            self._rebuild_schema()
 
     def snapshot(self) -> dict[str, Any]:
         used, limit = self.api_usage()

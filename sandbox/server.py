@@ -38,6 +38,7 @@ import json
 import logging
 import socket
 import threading
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -182,7 +183,9 @@ class Emulator:
     """Base of the provider emulators: clock, knobs, control hooks, lifecycle."""
 
     name = "emulator"
+    label = ""  # the provider's name in messages ("unknown HubSpot settings")
     default_tls = False
+    config: Any = None  # the settings, a dataclass, when the emulator has any
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
@@ -200,12 +203,24 @@ class Emulator:
         """Wipe the emulator's records (credentials survive)."""
 
     def config_dict(self) -> dict[str, Any]:
-        return {}
+        return asdict(self.config) if is_dataclass(self.config) else {}
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        if settings:
-            raise KeyError(f"unknown settings: {sorted(settings)}")
+        """Set fields of ``self.config`` (unknown names: KeyError, nothing set), then let
+        :meth:`reconfigured` apply them; returns :meth:`config_dict`."""
+        with self.lock:
+            known = {f.name for f in fields(self.config)} if is_dataclass(self.config) else set()
+            unknown = set(settings) - known
+            if unknown:
+                what = " ".join(filter(None, ["unknown", self.label, "settings"]))
+                raise KeyError(f"{what}: {sorted(unknown)}")
+            for key, value in settings.items():
+                setattr(self.config, key, value)
+            self.reconfigured(settings)
         return self.config_dict()
+
+    def reconfigured(self, settings: dict[str, Any]) -> None:
+        """Apply new ``settings`` (already set on ``self.config``); called under the lock."""
 
     def snapshot(self) -> dict[str, Any]:
         return {}

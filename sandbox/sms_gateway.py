@@ -168,6 +168,7 @@ class _Invalid(Exception):
 
 class SmsGatewayEmulator(Emulator):
     name = "sms"
+    label = "SMS gateway"
     default_tls = False
 
     def __init__(self, *, config: SmsGatewayConfig | None = None, clock: Clock | None = None,
@@ -230,17 +231,6 @@ class SmsGatewayEmulator(Emulator):
         settings.update(overrides)
         return settings
 
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        with self.lock:
-            unknown = set(settings) - set(asdict(self.config))
-            if unknown:
-                raise KeyError(f"unknown SMS gateway settings: {sorted(unknown)}")
-            for key, value in settings.items():
-                setattr(self.config, key, value)
-        return self.config_dict()
 
     def fail_number(self, msisdn: str, code: int = 402) -> None:
         """Messages to ``msisdn`` end ``Failed`` with ``code`` (402: unroutable, unverified)."""
