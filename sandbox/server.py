@@ -48,7 +48,7 @@ from starlette.routing import BaseRoute
 from sandbox.knobs import ASGIApp, Clock, Knobs, KnobsMiddleware
 from sandbox.tls import TLSMaterial, shared_tls
 
-__all__ = ["Emulator", "SandboxServer"]
+__all__ = ["Emulator", "EmulatorGroup", "SandboxServer"]
 
 log = logging.getLogger("sandbox")
 
@@ -225,6 +225,10 @@ class Emulator:
     def snapshot(self) -> dict[str, Any]:
         return {}
 
+    def credentials(self) -> dict[str, Any]:
+        """What a client needs to connect (ids, secrets, tokens)."""
+        return {}
+
     def control_routes(self) -> list[BaseRoute]:
         """Extra routes mounted under ``/__sandbox__`` (full paths)."""
         return []
@@ -294,6 +298,45 @@ class Emulator:
     def __enter__(self) -> Self:
         if not self.running:
             self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmulatorGroup:
+    """Emulators started together (a dataclass of ``Emulator | None`` fields and ``tls``):
+    one ``describe``, ``reset`` and ``stop`` for all of them."""
+
+    tls: TLSMaterial
+
+    def members(self) -> dict[str, Emulator]:
+        """The running emulators by field name, in field order."""
+        return {f.name: value for f in fields(self)  # type: ignore[arg-type]
+                if isinstance(value := getattr(self, f.name), Emulator)}  # fmt: skip
+
+    @property
+    def ca_file(self) -> Path:
+        """PEM of the CA that signs the HTTPS emulators' certificates."""
+        return self.tls.ca_file
+
+    def describe(self) -> dict[str, Any]:
+        """URLs, credentials and control endpoints, JSON-serialisable."""
+        out: dict[str, Any] = {"ca_file": str(self.ca_file)}
+        for name, emu in self.members().items():
+            out[name] = {"url": emu.url, "control": emu.url + "/__sandbox__/",
+                         **emu.credentials()}  # fmt: skip
+        return out
+
+    def reset(self, data: bool = True) -> None:
+        for emu in self.members().values():
+            emu.reset(data=data)
+
+    def stop(self) -> None:
+        for emu in self.members().values():
+            emu.stop()
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
