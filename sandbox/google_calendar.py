@@ -117,6 +117,7 @@ from sandbox.oauth import (
     token_control_routes,
     verifier_matches,
 )
+from sandbox.routing import RouteTable
 from sandbox.rrule_expand import Occurrences, RecurrenceError, from_rfc5545
 from sandbox.server import Emulator
 
@@ -172,6 +173,17 @@ def _not_found() -> GError:
 
 def _bad(message: str, reason: str = "invalid", **kw: Any) -> GError:
     return GError(400, reason, message, **kw)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One REST call under /calendar/v3, as the route handlers read it."""
+
+    method: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    payload: Any
+    tok: _Token
 
 
 @dataclass
@@ -867,53 +879,68 @@ class GoogleCalendarEmulator(Emulator):
 
     def _route(self, method: str, parts: list[str], query: dict[str, list[str]],
                headers: dict[str, str], payload: Any, tok: _Token) -> GResp:
-        n = len(parts)
-        if parts == ["freeBusy"] and method == "POST":
-            return GResp(200, self._freebusy(_obj(payload)))
-        if parts == ["channels", "stop"] and method == "POST":
-            return self._stop_channel(_obj(payload))
-        if n >= 3 and parts[:3] == ["users", "me", "calendarList"] and method == "GET":
-            if n == 3:
-                items = [self._calendar_list_entry(c) for c in self.calendars.values()]
-                return GResp(200, {"kind": "calendar#calendarList", "etag": _etag(self._last_seq),
-                                   "nextSyncToken": self._new_sync_token("*"), "items": items})
-            if n == 4:
-                cal = self._calendar(parts[3], tok)
-                return GResp(200, self._calendar_list_entry(cal))
-        if not parts or parts[0] != "calendars" or n < 2:
+        call = _Call(method, query, headers, payload, tok)
+        found = self._api_routes.match(method, parts)
+        if found is not None:
+            return found.handler(call, **found.params)
+        if not parts or parts[0] != "calendars" or len(parts) < 2:
             raise _not_found()
+        # the calendar is resolved (404, or auto-created) before the rest of the path is read
         cal = self._calendar(parts[1], tok)
-        if n == 2 and method == "GET":
+        if len(parts) == 2 and method == "GET":
             return GResp(200, self._calendar_wire(cal))
-        if n < 3 or parts[2] != "events":
+        if len(parts) < 3 or parts[2] != "events":
             raise _not_found()
         out_tz = self._out_tz(cal, query)
-        if n == 3:
-            if method == "GET":
-                return GResp(200, self._list(cal, query, out_tz))
-            if method == "POST":
-                ev = self._insert(cal, _obj(payload), user=tok.user)
-                self._changed(cal)
-                return GResp(200, self._full(cal, ev.res, out_tz))
-        if n == 4 and parts[3] == "watch" and method == "POST":
-            return GResp(200, self._watch(cal, _obj(payload)))
-        if n == 5 and parts[4] == "instances" and method == "GET":
-            return GResp(200, self._instances_list(cal, parts[3], query, out_tz))
-        if n == 4:
-            eid = parts[3]
-            if_match = headers.get("if-match")
-            if method == "GET":
-                return GResp(200, self._full(cal, self._get(cal, eid), out_tz))
-            if method in ("PATCH", "PUT"):
-                ev = self._write(cal, eid, _obj(payload), replace=method == "PUT",
-                                 if_match=if_match)
-                self._changed(cal)
-                return GResp(200, self._full(cal, ev.res, out_tz))
-            if method == "DELETE":
-                self._delete(cal, eid, if_match=if_match)
-                self._changed(cal)
-                return GResp(204)
-        raise _not_found()
+        found_event = self._event_routes.match(method, parts[3:])
+        if found_event is None:
+            raise _not_found()
+        return found_event.handler(call, cal, out_tz, **found_event.params)
+
+    @cached_property
+    def _api_routes(self) -> RouteTable[Callable[..., GResp]]:
+        # under /calendar/v3, outside calendars/{id}; handler(call, **captures)
+        return RouteTable([
+            ("POST", "freeBusy", lambda c: GResp(200, self._freebusy(_obj(c.payload)))),
+            ("POST", "channels/stop", lambda c: self._stop_channel(_obj(c.payload))),
+            ("GET", "users/me/calendarList", lambda c: GResp(200, {
+                "kind": "calendar#calendarList", "etag": _etag(self._last_seq),
+                "nextSyncToken": self._new_sync_token("*"),
+                "items": [self._calendar_list_entry(cal) for cal in self.calendars.values()]})),
+            ("GET", "users/me/calendarList/{cid}", lambda c, cid: GResp(
+                200, self._calendar_list_entry(self._calendar(cid, c.tok)))),
+        ])
+
+    @cached_property
+    def _event_routes(self) -> RouteTable[Callable[..., GResp]]:
+        # under calendars/{id}/events; handler(call, calendar, output zone, **captures)
+        return RouteTable([
+            ("GET", "", lambda c, cal, tz: GResp(200, self._list(cal, c.query, tz))),
+            ("POST", "", self._insert_endpoint),
+            ("POST", "watch", lambda c, cal, tz: GResp(200, self._watch(cal, _obj(c.payload)))),
+            ("GET", "{eid}/instances", lambda c, cal, tz, eid: GResp(
+                200, self._instances_list(cal, eid, c.query, tz))),
+            ("GET", "{eid}", lambda c, cal, tz, eid: GResp(
+                200, self._full(cal, self._get(cal, eid), tz))),
+            ("PATCH|PUT", "{eid}", self._write_endpoint),
+            ("DELETE", "{eid}", self._delete_endpoint),
+        ])
+
+    def _insert_endpoint(self, c: _Call, cal: _Calendar, out_tz: tzinfo) -> GResp:
+        ev = self._insert(cal, _obj(c.payload), user=c.tok.user)
+        self._changed(cal)
+        return GResp(200, self._full(cal, ev.res, out_tz))
+
+    def _write_endpoint(self, c: _Call, cal: _Calendar, out_tz: tzinfo, eid: str) -> GResp:
+        ev = self._write(cal, eid, _obj(c.payload), replace=c.method == "PUT",
+                         if_match=c.headers.get("if-match"))
+        self._changed(cal)
+        return GResp(200, self._full(cal, ev.res, out_tz))
+
+    def _delete_endpoint(self, c: _Call, cal: _Calendar, out_tz: tzinfo, eid: str) -> GResp:
+        self._delete(cal, eid, if_match=c.headers.get("if-match"))
+        self._changed(cal)
+        return GResp(204)
 
     # ---------------------------------------------------------- calendars
     def _calendar(self, calendar_id: str, tok: _Token | None) -> _Calendar:
