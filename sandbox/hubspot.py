@@ -704,8 +704,7 @@ class HubSpotEmulator(Emulator):
     def _api_routes(self) -> RouteTable[Callable[..., HsResponse]]:
         # (method, path, handler(method, query, payload, **captures)); first match wins
         return RouteTable([
-            ("*", "crm/v3/objects/{type}/{rest*}",
-             lambda m, q, p, type, rest: self._objects(m, self._req_type(type), rest, q, p)),
+            *self._object_routes("crm/v3/objects/{type}"),
             ("*", "crm/v3/properties/{type}/{rest*}",
              lambda m, q, p, type, rest: self._properties(m, self._req_type(type), rest, p)),
             ("*", "crm/v4/objects/{from_type}/{id}/{to_type}/{rest*}",
@@ -729,42 +728,59 @@ class HubSpotEmulator(Emulator):
                                 "dataHostingLocation": "eu1"})
 
     # -------------------------------------------------------------- objects
-    def _objects(self, method: str, t: str, rest: list[str], query: dict[str, list[str]],
-                 payload: Any) -> HsResponse:
-        props = _multi(query, "properties")
-        assoc_types = _multi(query, "associations")
-        archived = (query.get("archived") or ["false"])[0] == "true"
-        if not rest:
-            if method == "POST":
-                body = _dict(payload)
-                obj = self._create(t, _dict(body.get("properties", {})), body.get("associations"))
-                return HsResponse(201, self._wire(obj, None, created=True))
-            if method == "GET":
-                return self._list(t, query, props, assoc_types, archived)
+    def _object_routes(self, base: str) -> list[tuple[str, str, Callable[..., HsResponse]]]:
+        """The CRM object endpoints under ``base`` (``.../objects/{type}``): every handler
+        resolves the type first (400 for an unknown one, whatever the rest of the path)."""
+        def on(handler: Callable[..., HsResponse]) -> Callable[..., HsResponse]:
+            return lambda m, q, p, type, **kw: handler(self._req_type(type), q, p, **kw)
+
+        def not_allowed(t: str, q: dict[str, list[str]], p: Any) -> HsResponse:
             raise HsError(405, "Method Not Allowed", "VALIDATION_ERROR")
-        if rest[0] == "search" and len(rest) == 1 and method == "POST":
-            return self._search(t, _dict(payload))
-        if rest[0] == "batch" and len(rest) == 2 and method == "POST":
-            return self._batch(t, rest[1], _dict(payload))
-        if len(rest) == 1:
-            id_property = (query.get("idProperty") or [None])[0]
-            if method == "GET":
-                obj = self._lookup(t, rest[0], id_property, archived=archived)
-                if obj is None:
-                    raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
-                return HsResponse(200, self._wire(obj, props or None, assoc_types=assoc_types))
-            if method == "PATCH":
-                obj = self._lookup(t, rest[0], id_property)
-                if obj is None:
-                    raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
-                self._update(obj, _dict(_dict(payload).get("properties", {})))
-                return HsResponse(200, self._wire(obj, None, created=True))
-            if method == "DELETE":
-                obj = self._lookup(t, rest[0], None)
-                if obj is not None:
-                    self._archive(obj)
-                return HsResponse(204)
-        raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
+
+        def not_found(t: str, q: dict[str, list[str]], p: Any, rest: list[str]) -> HsResponse:
+            raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
+
+        return [
+            ("POST", base, on(self._create_endpoint)),
+            ("GET", base, on(lambda t, q, p: self._list(
+                t, q, _multi(q, "properties"), _multi(q, "associations"), _archived(q)))),
+            ("*", base, on(not_allowed)),
+            ("POST", base + "/search", on(lambda t, q, p: self._search(t, _dict(p)))),
+            ("POST", base + "/batch/{action}",
+             on(lambda t, q, p, action: self._batch(t, action, _dict(p)))),
+            ("GET", base + "/{id}", on(self._read_endpoint)),
+            ("PATCH", base + "/{id}", on(self._update_endpoint)),
+            ("DELETE", base + "/{id}", on(self._archive_endpoint)),
+            ("*", base + "/{rest*}", on(not_found)),
+        ]
+
+    def _create_endpoint(self, t: str, query: dict[str, list[str]], payload: Any) -> HsResponse:
+        body = _dict(payload)
+        obj = self._create(t, _dict(body.get("properties", {})), body.get("associations"))
+        return HsResponse(201, self._wire(obj, None, created=True))
+
+    def _read_endpoint(self, t: str, query: dict[str, list[str]], payload: Any,
+                       id: str) -> HsResponse:
+        props, assoc_types = _multi(query, "properties"), _multi(query, "associations")
+        obj = self._lookup(t, id, _id_property(query), archived=_archived(query))
+        if obj is None:
+            raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
+        return HsResponse(200, self._wire(obj, props or None, assoc_types=assoc_types))
+
+    def _update_endpoint(self, t: str, query: dict[str, list[str]], payload: Any,
+                         id: str) -> HsResponse:
+        obj = self._lookup(t, id, _id_property(query))
+        if obj is None:
+            raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
+        self._update(obj, _dict(_dict(payload).get("properties", {})))
+        return HsResponse(200, self._wire(obj, None, created=True))
+
+    def _archive_endpoint(self, t: str, query: dict[str, list[str]], payload: Any,
+                          id: str) -> HsResponse:
+        obj = self._lookup(t, id, None)
+        if obj is not None:
+            self._archive(obj)
+        return HsResponse(204)
 
     def _list(self, t: str, query: dict[str, list[str]], props: list[str],
               assoc_types: list[str], archived: bool) -> HsResponse:
@@ -1639,6 +1655,14 @@ def _dict(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise HsError(400, "Invalid input JSON: expected an object", "VALIDATION_ERROR")
     return value
+
+
+def _archived(query: dict[str, list[str]]) -> bool:
+    return (query.get("archived") or ["false"])[0] == "true"
+
+
+def _id_property(query: dict[str, list[str]]) -> str | None:
+    return (query.get("idProperty") or [None])[0]
 
 
 def _multi(query: dict[str, list[str]], key: str) -> list[str]:
