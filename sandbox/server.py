@@ -29,6 +29,12 @@ Writing another emulator (Google Calendar, Microsoft Graph...)::
 Keep state changes under ``self.lock`` (tests read it from another thread),
 name custom counters in lower case (``self.knobs.count("graph.events")``) and
 add provider-specific control endpoints with ``control_routes()``.
+
+What every emulator shares: dispatch through a :class:`sandbox.routing.RouteTable`
+(raw-path segments, the provider's own 404), the OAuth server pieces and the
+credential knobs in :mod:`sandbox.oauth`, control endpoints as a table with
+:func:`sandbox.knobs.control_routes`, settings as a dataclass in ``self.config``
+(``configure()`` here; override ``reconfigured()`` to re-apply a change).
 """
 
 from __future__ import annotations
