@@ -28,10 +28,10 @@ import phonenumbers
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from mappings.errors import ConfigError, ConfigIssue, Path, format_path
-from mappings.fieldmap import check_mapping_references
+from mappings.errors import ConfigError, ConfigIssue, Path, did_you_mean, format_path
+from mappings.fieldcheck import check_mapping_references
 from mappings.recipients import RELAIS_SENDER, channel_connection
-from mappings.rulecheck import _Checker, check_rules
+from mappings.rulecheck import RuleChecker, check_rules
 from mappings.schema import (
     PROVIDERS,
     Action,
@@ -39,7 +39,6 @@ from mappings.schema import (
     DefaultRule,
     ProviderConnection,
     TenantConfig,
-    did_you_mean,
 )
 from mappings.yamlpos import YamlDocument, load_yaml
 
@@ -656,7 +655,7 @@ def check_references(config: TenantConfig, document: YamlDocument) -> list[Confi
     issues.extend(check_rules(config, document))
     if config.notify_on_calendar_change is not None:  # recipients, template, via
         notice = config.notify_on_calendar_change
-        checker = _Checker(config, document)
+        checker = RuleChecker(config, document)
         checker.check_message(("notify_on_calendar_change",), notice.channel, notice.to,
                               notice.template, notice.via)  # fmt: skip
         issues.extend(checker.issues)

@@ -10,6 +10,7 @@ file in one round trip. ``str(err)`` is one issue per line, compiler style::
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -76,3 +77,12 @@ class ConfigError(Exception):
     def as_json(self) -> list[dict[str, Any]]:
         """The issues as JSON-ready dicts (file, line, column, path, message, hint, code)."""
         return [issue.as_dict() for issue in self.issues]
+
+
+def did_you_mean(value: str, choices: list[str] | tuple[str, ...], *, prefix: str = "") -> str:
+    """``"did you mean 'x'? "`` when ``value`` is close to one of ``choices``, else ``""``."""
+    folded = {c.casefold(): c for c in choices}
+    if value.casefold() in folded and folded[value.casefold()] != value:
+        return f"did you mean {folded[value.casefold()]!r}? {prefix}"
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? {prefix}" if close else prefix

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from mappings.recipients import Recipient, channel_connection, resolve_recipients
-from mappings.schema import Escalation, TenantConfig
+from mappings.schema import EscalationLadder, TenantConfig
 from mappings.wallclock import local, require_aware
 
 DEFAULT_TEMPLATE = "default"
@@ -74,7 +74,7 @@ class Ladder:
         return out
 
 
-def _ladder(config: TenantConfig, name: str, spec: Escalation) -> Ladder:
+def _ladder(config: TenantConfig, name: str, spec: EscalationLadder) -> Ladder:
     steps = []
     for index, step in enumerate(spec.steps):
         connection, provider = channel_connection(config, step.channel, step.via)

@@ -67,7 +67,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn, Protocol, get_args
 
 from jinja2 import TemplateError, TemplateSyntaxError
 from markupsafe import escape
@@ -82,7 +82,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from mappings.errors import ConfigIssue, Path, format_path
+from mappings.errors import did_you_mean
 from mappings.templates import (
     compile_template,
     epoch_ms,
@@ -98,11 +98,20 @@ from mappings.templates import (
     zone_of,
 )
 
-if TYPE_CHECKING:  # mappings.schema imports this module
-    from mappings.schema import TenantConfig
-    from mappings.yamlpos import YamlDocument
+
+class TenantLike(Protocol):
+    """What :func:`tenant_info` reads of a tenant (``mappings.schema.TenantConfig``)."""
+
+    id: str
+    name: str
+    timezone: str
+    phone_region: str
+
 
 # --------------------------------------------------------------------------- sources
+
+Urgency = Literal["low", "normal", "high", "urgent"]
+URGENCY_LEVELS: tuple[str, ...] = get_args(Urgency)  # the values of ``message.urgency``
 
 KNOWN_PATHS: tuple[str, ...] = (
     "caller.phone",
@@ -159,12 +168,6 @@ def _fail(code: str, message: str, hint: str = "", **extra: Any) -> NoReturn:
     raise PydanticCustomError(code, "{message}", {"message": message, "hint": hint, **extra})
 
 
-def _did_you_mean(value: str, choices: list[str] | tuple[str, ...]) -> str:
-    from mappings.schema import did_you_mean
-
-    return did_you_mean(value, choices)
-
-
 def _path_problem(parts: tuple[str, ...]) -> tuple[str, str] | None:
     """``(message, hint)`` when ``parts`` is not a known source, else None.
 
@@ -173,7 +176,7 @@ def _path_problem(parts: tuple[str, ...]) -> tuple[str, str] | None:
     dotted = ".".join(parts)
     listing = "known sources: " + ", ".join(KNOWN_PATHS)
     if parts[0] not in _KEYS:
-        hint = _did_you_mean(dotted, [p.replace(".<field>", "") for p in KNOWN_PATHS])
+        hint = did_you_mean(dotted, [p.replace(".<field>", "") for p in KNOWN_PATHS])
         if len(parts) == 1:
             hint += f"for a fixed value write {{value: {dotted}}}; "
         return f"unknown source {dotted!r}", hint + listing
@@ -181,7 +184,7 @@ def _path_problem(parts: tuple[str, ...]) -> tuple[str, str] | None:
         return None
     if parts[1] not in _KEYS[parts[0]]:
         candidates = [p for p in KNOWN_PATHS if not p.endswith("<field>")]
-        return f"unknown source {dotted!r}", _did_you_mean(dotted, candidates) + listing
+        return f"unknown source {dotted!r}", did_you_mean(dotted, candidates) + listing
     if parts[:2] == ("message", "intake") and len(parts) > 2:
         if not _INTAKE_NAME.fullmatch(parts[2]):
             return (
@@ -231,7 +234,7 @@ def _check_transform(name: str) -> str:
         return f"truncate:{int(found.group(1))}"
     if text in TRANSFORMS:
         return text
-    hint = _did_you_mean(text, TRANSFORMS)
+    hint = did_you_mean(text, TRANSFORMS)
     if text.startswith("truncate"):
         hint = "write truncate:N, e.g. truncate:255; "
     _fail("invalid_transform", f"unknown transform {text!r}", hint + "use " + ", ".join(TRANSFORMS))
@@ -320,7 +323,7 @@ class Expression(_Model):
     @classmethod
     def _template(cls, value: str | None) -> str | None:
         if value is not None:
-            _analyse_template(value)
+            analyse_template(value)
         return value
 
     @field_validator("map")
@@ -364,7 +367,7 @@ class Expression(_Model):
                 if len(ref.parts) > 1:
                     yield SourceReference(_leaf(ref.parts), "template", ref.lineno)
 
-    def evaluate(self, view: _View) -> Any:
+    def evaluate(self, view: RenderView) -> Any:
         if self.source is not None:
             value = view.lookup(self.source)
         elif self.template is not None:
@@ -413,7 +416,7 @@ def _shorthand(value: Any) -> Any:
 FieldExpression = Annotated[Expression | None, BeforeValidator(_shorthand)]
 
 
-def _analyse_template(source: str) -> None:
+def analyse_template(source: str) -> None:
     try:
         tree = parse_template(source)
     except TemplateSyntaxError as exc:
@@ -434,7 +437,7 @@ def _analyse_template(source: str) -> None:
         _fail(
             "template_unknown",
             f"unknown variable {name!r} in the template",
-            _did_you_mean(name, ROOTS) + "variables: " + ", ".join(ROOTS),
+            did_you_mean(name, ROOTS) + "variables: " + ", ".join(ROOTS),
             template_line=lineno,
         )
     for ref in references(tree, frozenset(ROOTS)):
@@ -784,7 +787,7 @@ class RenderContext:
     tenant: dict[str, Any] = field(default_factory=dict)
 
 
-def tenant_info(config: TenantConfig) -> dict[str, Any]:
+def tenant_info(config: TenantLike) -> dict[str, Any]:
     """The ``tenant`` part of a :class:`RenderContext` for a loaded tenant configuration."""
     return {
         "id": config.id,
@@ -807,7 +810,7 @@ class MappingRenderError(ValueError):
         return self.message
 
 
-class _View:
+class RenderView:
     """The render context as template variables: every known key present (``None`` if absent)."""
 
     def __init__(self, context: RenderContext) -> None:
@@ -855,7 +858,7 @@ class _View:
             raise _ExpressionError(f"the template failed: {exc}", "fix the template") from None
 
 
-def _moment(value: Any, view: _View, transform: str) -> Any:
+def _moment(value: Any, view: RenderView, transform: str) -> Any:
     try:
         return to_datetime(value, view.zone)
     except ValueError:
@@ -865,7 +868,7 @@ def _moment(value: Any, view: _View, transform: str) -> Any:
         ) from None
 
 
-def _apply(name: str, value: Any, view: _View) -> Any:
+def _apply(name: str, value: Any, view: RenderView) -> Any:
     if _is_empty(value):
         return None
     if name in ("e164", "national", "international"):
@@ -925,7 +928,7 @@ class Section:
 
         Raises :class:`MappingRenderError` naming the CRM field and the fix.
         """
-        view = _View(context)
+        view = RenderView(context)
         out: dict[str, Any] = {}
         for name, expression in self.fields:
             where = f"mapping.{self.name}.fields.{name}"
@@ -1015,145 +1018,3 @@ def effective_mapping(provider: str, mapping: FieldMapping | None) -> ResolvedMa
             required=REQUIRED.get((provider, obj), ()),
         )
     return ResolvedMapping(provider=provider, sections=sections)
-
-
-# --------------------------------------------------------------------------- load-time checks
-
-_HS_PREFIXES = {"hs_call_": "calls", "hs_note_": "notes", "hs_task_": "tasks",
-                "hs_meeting_": "meetings"}  # fmt: skip
-
-
-def _value_domain(config: TenantConfig, path: str) -> tuple[str, ...] | None:
-    """Every value ``path`` can take for this tenant, when that is a known finite list."""
-    from mappings.schema import URGENCY_LEVELS
-
-    if path == "message.urgency":
-        return URGENCY_LEVELS
-    if path == "message.call_type":
-        return tuple(dict.fromkeys(c.id for c in config.call_types))
-    if path == "message.callback_requested":
-        return ("true", "false")
-    if path.startswith("message.intake."):
-        name = path.removeprefix("message.intake.")
-        found = [f for c in config.call_types for f in c.intake_fields if f.name == name]
-        if found and all(f.type == "choice" for f in found):
-            return tuple(dict.fromkeys(choice for f in found for choice in f.choices or []))
-        if found and all(f.type == "bool" for f in found):
-            return ("true", "false")
-    return None
-
-
-def _object_name(provider: str, obj: str) -> str:
-    """``a Lead`` (Salesforce objects are singular), ``notes`` (HubSpot's are plural)."""
-    return obj if provider == "hubspot" else f"a {obj}"
-
-
-def check_mapping_references(config: TenantConfig, document: YamlDocument) -> list[ConfigIssue]:
-    """Mapping problems that need the whole file: intake fields that no call type has,
-    picklist maps missing values of a known list, required CRM fields removed,
-    HubSpot engagement properties on the wrong object."""
-    issues: list[ConfigIssue] = []
-    intake_names = list(
-        dict.fromkeys(f.name for c in config.call_types for f in c.intake_fields)
-    )
-    for conn_name, connection in config.connections.items():
-        mapping = getattr(connection, "mapping", None)
-        if not isinstance(mapping, FieldMapping):
-            continue
-        provider = connection.provider
-        for section_name, section in mapping.sections().items():
-            obj = section.object or OBJECTS[provider][section_name][0]
-            required = {r.casefold(): r for r in REQUIRED.get((provider, obj), ())}
-            for crm_field, expression in section.fields.items():
-                path: Path = ("connections", conn_name, "mapping", section_name, "fields",
-                              crm_field)  # fmt: skip
-                if expression is None:
-                    if crm_field.casefold() in required:
-                        issues.append(
-                            document.issue(
-                                path,
-                                f"{PROVIDER_NAMES[provider]} requires "
-                                f"{required[crm_field.casefold()]} on "
-                                f"{_object_name(provider, obj)}, so it cannot be removed",
-                                "delete this line to keep the default, or map the field "
-                                "to another source (with a `default:` when it may be empty)",
-                                "required_field",
-                            )
-                        )
-                    continue
-                issues.extend(
-                    _expression_issues(config, document, path, expression, intake_names)
-                )
-                if provider == "hubspot":
-                    for prefix, owner in _HS_PREFIXES.items():
-                        if crm_field.startswith(prefix) and owner != obj:
-                            issues.append(
-                                document.issue(
-                                    path,
-                                    f"{crm_field} is a property of HubSpot {owner}, "
-                                    f"but this section writes {obj}",
-                                    f"use the {obj} properties, or set `object: {owner}` "
-                                    "if the section allows it",
-                                    "wrong_object",
-                                    key=True,
-                                )
-                            )
-    return issues
-
-
-def _expression_issues(
-    config: TenantConfig,
-    document: YamlDocument,
-    path: Path,
-    expression: Expression,
-    intake_names: list[str],
-) -> Iterator[ConfigIssue]:
-    for ref in expression.source_references():
-        if not ref.path.startswith("message.intake."):
-            continue
-        name = ref.path.removeprefix("message.intake.")
-        if name in intake_names:
-            continue
-        known = ", ".join(intake_names) if intake_names else "none yet"
-        message = f"no call type has an intake field {name!r}"
-        hint = (
-            _did_you_mean(name, intake_names)
-            + f"intake fields: {known} (declared under call_types[].intake_fields)"
-        )
-        if ref.key == "template":
-            line, column = document.locate_in_scalar((*path, "template"), ref.template_line)
-            yield ConfigIssue(
-                document.filename, line, column, format_path((*path, "template")), message, hint,
-                "unknown_intake_field",
-            )  # fmt: skip
-        else:
-            yield document.issue((*path, "from"), message, hint, "unknown_intake_field")
-    if expression.map is None or expression.source is None or expression.transform:
-        return
-    domain = _value_domain(config, expression.source)
-    if domain is None:
-        return
-    for key in expression.map:
-        if key not in domain and key.casefold() not in {d.casefold() for d in domain}:
-            yield document.issue(
-                (*path, "map", key),
-                f"{key!r} is not a value of {expression.source}",
-                _did_you_mean(key, domain) + "its values: " + ", ".join(domain),
-                "unknown_value",
-                key=True,
-            )
-    if not expression.has_default:
-        listed = {k.casefold() for k in expression.map}
-        missing = [d for d in domain if d.casefold() not in listed]
-        if missing:
-            yield document.issue(
-                (*path, "map"),
-                f"the map does not list {', '.join(repr(m) for m in missing)} of "
-                f"{expression.source}, and there is no default",
-                "add " + ", ".join(f"`{m}: <CRM value>`" for m in missing)
-                + " under map, or a `default:`",
-                "unmapped_value",
-                key=True,
-            )
-
-

@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict
 
 from mappings.escalation import ladder as get_ladder
+from mappings.fieldmap import URGENCY_LEVELS
 from mappings.recipients import (
     RELAIS_SENDER,
     Recipient,
@@ -51,7 +52,6 @@ from mappings.recipients import (
 from mappings.rules import DEFAULT_TEMPLATE, MATCHERS, CallContext, written
 from mappings.schema import (
     CONNECTION_KINDS,
-    URGENCY_LEVELS,
     Action,
     DigestAction,
     TenantConfig,

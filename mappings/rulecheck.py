@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
-from mappings.errors import ConfigIssue, Path, format_path
+from mappings.errors import ConfigIssue, Path, did_you_mean, format_path
 from mappings.fieldmap import ROOTS
 from mappings.oncall import instant
 from mappings.schema import (
@@ -28,7 +28,6 @@ from mappings.schema import (
     IntakeMatch,
     TenantConfig,
     When,
-    did_you_mean,
     recipient_kind,
 )
 from mappings.templates import parse_template, references
@@ -37,10 +36,12 @@ from mappings.yamlpos import YamlDocument
 
 def check_rules(config: TenantConfig, document: YamlDocument) -> list[ConfigIssue]:
     """Every cross-reference problem of windows, templates, on-call, ladders and rules."""
-    return _Checker(config, document).run()
+    return RuleChecker(config, document).run()
 
 
-class _Checker:
+class RuleChecker:
+    """The cross-reference checks of one tenant file; ``run()`` returns every issue found."""
+
     def __init__(self, config: TenantConfig, document: YamlDocument) -> None:
         self.config = config
         self.document = document

@@ -48,13 +48,13 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from mappings.fieldmap import RenderContext, _View, tenant_info
+from mappings.fieldmap import RenderContext, RenderView, tenant_info
 from mappings.schema import (
     WEEKDAYS,
+    ClockRange,
     IntakeMatch,
     MessageTemplate,
     TenantConfig,
-    TimeRange,
     parse_days,
 )
 from mappings.templates import compile_template
@@ -128,12 +128,12 @@ def closed_day(config: TenantConfig, day: date) -> str | None:
 
 # --------------------------------------------------------------------------- windows
 
-Weekly = tuple[tuple[TimeRange, ...], ...]  # Monday first
+Weekly = tuple[tuple[ClockRange, ...], ...]  # Monday first
 
 
-def weekly_ranges(days: Mapping[str, list[TimeRange]]) -> Weekly:
+def weekly_ranges(days: Mapping[str, list[ClockRange]]) -> Weekly:
     """A window's ``{"mon-fri": [ranges]}`` spread over the seven weekdays, sorted."""
-    out: list[list[TimeRange]] = [[] for _ in WEEKDAYS]
+    out: list[list[ClockRange]] = [[] for _ in WEEKDAYS]
     for spec, ranges in days.items():
         for day in parse_days(spec):
             out[day].extend(ranges)
@@ -153,7 +153,7 @@ def window_weekly(config: TenantConfig, name: str) -> Weekly:
 @dataclass(frozen=True)
 class OpenRange:
     day: date  # the day the range starts
-    range: TimeRange
+    range: ClockRange
     start: datetime  # UTC
     end: datetime
 
@@ -418,7 +418,7 @@ def render_template(
             appointment=context.appointment,
             tenant=tenant_info(config),
         )
-    roots = _View(context).roots
+    roots = RenderView(context).roots
     # An intake field this message lacks reads as empty (names are checked at load).
     known = {f.name: None for c in config.call_types for f in c.intake_fields}
     roots["message"]["intake"] = {**known, **roots["message"]["intake"]}

@@ -12,7 +12,6 @@ validation context: ``TenantConfig.model_validate(data, context={"phone_region":
 
 from __future__ import annotations
 
-import difflib
 import re
 import unicodedata
 from datetime import date, datetime, time, timedelta
@@ -34,13 +33,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from mappings.errors import did_you_mean
 from mappings.fieldmap import (
     FieldMapping,
     HubSpotMapping,
     ResolvedMapping,
     SalesforceMapping,
+    Urgency,
+    analyse_template,
     effective_mapping,
 )
+from mappings.wallclock import format_duration
 
 # --------------------------------------------------------------------------- helpers
 
@@ -48,15 +51,6 @@ from mappings.fieldmap import (
 def fail(code: str, message: str, hint: str = "") -> NoReturn:
     """Raise a validation error with a message and a hint (what to write instead)."""
     raise PydanticCustomError(code, "{message}", {"message": message, "hint": hint})
-
-
-def did_you_mean(value: str, choices: list[str] | tuple[str, ...], *, prefix: str = "") -> str:
-    """``"did you mean 'x'? "`` when ``value`` is close to one of ``choices``, else ``""``."""
-    folded = {c.casefold(): c for c in choices}
-    if value.casefold() in folded and folded[value.casefold()] != value:
-        return f"did you mean {folded[value.casefold()]!r}? {prefix}"
-    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? {prefix}" if close else prefix
 
 
 def slugify(text: str) -> str:
@@ -190,8 +184,6 @@ Slug = Annotated[str, AfterValidator(_slug)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 ZoneName = Annotated[str, AfterValidator(_timezone)]
 Email = Annotated[str, AfterValidator(_email)]
-Urgency = Literal["low", "normal", "high", "urgent"]
-URGENCY_LEVELS: tuple[str, ...] = ("low", "normal", "high", "urgent")
 
 
 class Model(BaseModel):
@@ -206,7 +198,7 @@ _HHMM_RANGE = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
 _RANGE_HINT = "write HH:MM-HH:MM, e.g. 09:00-12:30 (22:00-06:00 runs past midnight)"
 
 
-class TimeRange(BaseModel):
+class ClockRange(BaseModel):
     """Opening hours within a day. ``end <= start`` means the range runs past midnight.
 
     ``00:00-24:00`` (the whole day) is stored as start 00:00, end 00:00.
@@ -233,8 +225,8 @@ class TimeRange(BaseModel):
 
 
 def parse_time_range(value: Any) -> Any:
-    """``"09:00-12:30"`` → TimeRange; ``"22:00-06:00"`` crosses midnight."""
-    if isinstance(value, TimeRange):
+    """``"09:00-12:30"`` → ClockRange; ``"22:00-06:00"`` crosses midnight."""
+    if isinstance(value, ClockRange):
         return value
     if not isinstance(value, str):
         fail("invalid_time_range", f"{value!r} is not a time range", _RANGE_HINT)
@@ -256,7 +248,7 @@ def parse_time_range(value: Any) -> Any:
             f"{value!r} is empty (it starts when it ends)",
             "for the whole day write 00:00-24:00",
         )
-    return TimeRange(start=start, end=end)
+    return ClockRange(start=start, end=end)
 
 
 def _day_ranges(value: Any) -> Any:
@@ -266,15 +258,15 @@ def _day_ranges(value: Any) -> Any:
 
 
 DayRanges = Annotated[
-    list[Annotated[TimeRange, BeforeValidator(parse_time_range)]], BeforeValidator(_day_ranges)
+    list[Annotated[ClockRange, BeforeValidator(parse_time_range)]], BeforeValidator(_day_ranges)
 ]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _check_day_ranges(ranges: list[TimeRange]) -> list[TimeRange]:
+def _check_day_ranges(ranges: list[ClockRange]) -> list[ClockRange]:
     """One day's ranges, sorted; overlapping ones (or more than a day) are errors."""
 
-    def span(r: TimeRange) -> tuple[int, int]:
+    def span(r: ClockRange) -> tuple[int, int]:
         start = r.start.hour * 60 + r.start.minute
         return start, start + r.minutes
 
@@ -305,7 +297,7 @@ class BusinessHours(Model):
 
     @field_validator(*WEEKDAYS)
     @classmethod
-    def _no_overlap(cls, ranges: list[TimeRange]) -> list[TimeRange]:
+    def _no_overlap(cls, ranges: list[ClockRange]) -> list[ClockRange]:
         return _check_day_ranges(ranges)
 
     @field_validator("closures")
@@ -313,9 +305,9 @@ class BusinessHours(Model):
     def _sorted_dates(cls, closures: list[date]) -> list[date]:
         return sorted(set(closures))
 
-    def day(self, weekday: int) -> list[TimeRange]:
+    def day(self, weekday: int) -> list[ClockRange]:
         """Ranges of a weekday, Monday = 0 (as ``date.weekday()``)."""
-        ranges: list[TimeRange] = getattr(self, WEEKDAYS[weekday])
+        ranges: list[ClockRange] = getattr(self, WEEKDAYS[weekday])
         return ranges
 
     def is_open(self, at: datetime, zone: ZoneInfo) -> bool:
@@ -343,7 +335,7 @@ class BusinessHours(Model):
 # --------------------------------------------------------------------------- staff
 
 
-class StaffCalendar(Model):
+class StaffCalendarRef(Model):
     connection: str  # a connection name whose role is calendar
     id: Text  # calendar id (Google) or mailbox (Outlook)
 
@@ -361,7 +353,7 @@ def _override_ranges(value: Any) -> Any:
 
 
 OverrideRanges = Annotated[
-    list[Annotated[TimeRange, BeforeValidator(parse_time_range)]],
+    list[Annotated[ClockRange, BeforeValidator(parse_time_range)]],
     BeforeValidator(_override_ranges),
     AfterValidator(_check_day_ranges),
 ]
@@ -373,7 +365,7 @@ class StaffMember(Model):
     email: Email | None = None
     phone: str | None = None  # normalised to E.164 with the tenant's phone_region
     timezone: ZoneName | None = None  # filled with the tenant's zone after loading
-    calendar: StaffCalendar | None = None
+    calendar: StaffCalendarRef | None = None
     crm_owner_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     # Bookable hours, in the staff member's zone; default: the tenant's business_hours.
     # Their `closures` are this person's own days off.
@@ -754,10 +746,10 @@ def _day_spec(value: str) -> str:
     return value
 
 
-def _check_window(days: dict[str, list[TimeRange]]) -> dict[str, list[TimeRange]]:
+def _check_window(days: dict[str, list[ClockRange]]) -> dict[str, list[ClockRange]]:
     if not days:
         fail("empty_window", "this window has no hours", "add e.g. `mon-fri: 18:00-22:00`")
-    weekly: list[list[TimeRange]] = [[] for _ in WEEKDAYS]
+    weekly: list[list[ClockRange]] = [[] for _ in WEEKDAYS]
     for spec, ranges in days.items():
         for day in parse_days(spec):
             weekly[day].extend(ranges)
@@ -802,18 +794,12 @@ def _duration_between(low: timedelta, high: timedelta) -> Any:
         if not low <= value <= high:
             fail(
                 "invalid_duration",
-                f"{_show(value)} is {'too short' if value < low else 'too long'}",
-                f"write a duration from {_show(low)} to {_show(high)}",
+                f"{format_duration(value)} is {'too short' if value < low else 'too long'}",
+                f"write a duration from {format_duration(low)} to {format_duration(high)}",
             )
         return value
 
     return AfterValidator(check)
-
-
-def _show(delta: timedelta) -> str:
-    from mappings.wallclock import format_duration
-
-    return format_duration(delta)
 
 
 Wait = Annotated[
@@ -943,9 +929,7 @@ Channel = Literal["email", "sms"]
 
 def _template_text(value: str | None) -> str | None:
     if value is not None:
-        from mappings.fieldmap import _analyse_template  # sandboxed, compiled once
-
-        _analyse_template(value)
+        analyse_template(value)  # sandboxed, compiled once
     return value
 
 
@@ -1069,7 +1053,7 @@ class DeadEnd(Model):
     via: str | None = None
 
 
-class Escalation(Model):
+class EscalationLadder(Model):
     steps: Annotated[list[EscalationStep], Field(min_length=1)]
     dead_end: DeadEnd
 
@@ -1368,7 +1352,7 @@ class TenantConfig(Model):
     windows: Annotated[dict[WindowName, WindowDays], BeforeValidator(_empty_dict)] = {}
     templates: Annotated[dict[Name, MessageTemplate], BeforeValidator(_empty_dict)] = {}
     on_call: OnCall | None = None
-    escalations: Annotated[dict[Name, Escalation], BeforeValidator(_empty_dict)] = {}
+    escalations: Annotated[dict[Name, EscalationLadder], BeforeValidator(_empty_dict)] = {}
     # Two-way calendar sync (additive): conflict policies, and who is told when the
     # office moves or cancels an appointment in its calendar.
     sync: Annotated[SyncSettings, BeforeValidator(_empty_dict)] = Field(

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
 
 from sandbox.google_calendar import GoogleCalendarConfig, GoogleCalendarEmulator
 from sandbox.graph import GraphConfig, GraphEmulator
 from sandbox.knobs import Clock
+from sandbox.server import EmulatorGroup
 from sandbox.tls import TLSMaterial, create_tls, shared_tls
 
 __all__ = ["CalendarSandboxes", "start_calendar_sandboxes"]
 
 
 @dataclass
-class CalendarSandboxes:
+class CalendarSandboxes(EmulatorGroup):
     """Handles of the running calendar emulators (either may be None).
 
     ``google.url`` (plain HTTP by default) and ``graph.url`` (HTTPS: trust
@@ -25,39 +25,6 @@ class CalendarSandboxes:
     google: GoogleCalendarEmulator | None
     graph: GraphEmulator | None
     tls: TLSMaterial
-
-    @property
-    def ca_file(self) -> Path:
-        """PEM of the CA that signs the HTTPS emulators' certificates."""
-        return self.tls.ca_file
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ca_file": str(self.ca_file)}
-        if self.google is not None:
-            out["google"] = {"url": self.google.url,
-                             "control": self.google.url + "/__sandbox__/",
-                             **self.google.credentials()}
-        if self.graph is not None:
-            out["graph"] = {"url": self.graph.url,
-                            "control": self.graph.url + "/__sandbox__/",
-                            **self.graph.credentials()}
-        return out
-
-    def reset(self, data: bool = True) -> None:
-        for emu in (self.google, self.graph):
-            if emu is not None:
-                emu.reset(data=data)
-
-    def stop(self) -> None:
-        for emu in (self.google, self.graph):
-            if emu is not None:
-                emu.stop()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_calendar_sandboxes(

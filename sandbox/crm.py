@@ -4,61 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
 
 from sandbox.hubspot import HubSpotConfig, HubSpotEmulator
 from sandbox.knobs import Clock
 from sandbox.salesforce import SalesforceConfig, SalesforceEmulator
+from sandbox.server import EmulatorGroup
 from sandbox.tls import TLSMaterial, create_tls, shared_tls
 
 __all__ = ["CrmSandboxes", "start_crm_sandboxes"]
 
 
 @dataclass
-class CrmSandboxes:
+class CrmSandboxes(EmulatorGroup):
     """Handles of the running CRM emulators (either may be None)."""
 
     salesforce: SalesforceEmulator | None
     hubspot: HubSpotEmulator | None
     tls: TLSMaterial
-
-    @property
-    def ca_file(self) -> Path:
-        """PEM of the CA that signs the HTTPS emulators' certificates."""
-        return self.tls.ca_file
-
-    def describe(self) -> dict[str, Any]:
-        """URLs, credentials and control endpoints, JSON-serialisable."""
-        out: dict[str, Any] = {"ca_file": str(self.ca_file)}
-        if self.salesforce is not None:
-            out["salesforce"] = {
-                "url": self.salesforce.url,
-                "control": self.salesforce.url + "/__sandbox__/",
-                **self.salesforce.credentials(),
-            }
-        if self.hubspot is not None:
-            out["hubspot"] = {
-                "url": self.hubspot.url,
-                "control": self.hubspot.url + "/__sandbox__/",
-                **self.hubspot.credentials(),
-            }
-        return out
-
-    def reset(self, data: bool = True) -> None:
-        for emu in (self.salesforce, self.hubspot):
-            if emu is not None:
-                emu.reset(data=data)
-
-    def stop(self) -> None:
-        for emu in (self.salesforce, self.hubspot):
-            if emu is not None:
-                emu.stop()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_crm_sandboxes(

@@ -86,16 +86,18 @@ import json
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email import message_from_bytes
 from email.utils import format_datetime
+from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 
 from sandbox.calendar_common import (
     Notifier,
@@ -107,8 +109,15 @@ from sandbox.calendar_common import (
     parse_rfc3339,
     resolve_tz,
 )
-from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send
-from sandbox.pkce import verifier_matches
+from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send, control_routes
+from sandbox.oauth import (
+    basic_credentials,
+    read_form,
+    redirect_with,
+    token_control_routes,
+    verifier_matches,
+)
+from sandbox.routing import RouteTable
 from sandbox.rrule_expand import Occurrences, RecurrenceError, from_rfc5545
 from sandbox.server import Emulator
 
@@ -164,6 +173,17 @@ def _not_found() -> GError:
 
 def _bad(message: str, reason: str = "invalid", **kw: Any) -> GError:
     return GError(400, reason, message, **kw)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One REST call under /calendar/v3, as the route handlers read it."""
+
+    method: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    payload: Any
+    tok: _Token
 
 
 @dataclass
@@ -345,6 +365,7 @@ def _qbool(query: dict[str, list[str]], key: str) -> bool:
 
 class GoogleCalendarEmulator(Emulator):
     name = "google"
+    label = "Google Calendar"
     default_tls = False
 
     def __init__(self, *, config: GoogleCalendarConfig | None = None,
@@ -568,20 +589,10 @@ class GoogleCalendarEmulator(Emulator):
             self._notifier.close()
             self._notifier = None
 
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        with self.lock:
-            unknown = set(settings) - set(asdict(self.config))
-            if unknown:
-                raise KeyError(f"unknown Google Calendar settings: {sorted(unknown)}")
-            for key, value in settings.items():
-                setattr(self.config, key, value)
-            if self._notifier is not None:
-                self._notifier.retries = self.config.notify_retries
-                self._notifier.timeout = self.config.notify_timeout_seconds
-        return self.config_dict()
+    def reconfigured(self, settings: dict[str, Any]) -> None:
+        if self._notifier is not None:
+            self._notifier.retries = self.config.notify_retries
+            self._notifier.timeout = self.config.notify_timeout_seconds
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -615,34 +626,15 @@ class GoogleCalendarEmulator(Emulator):
         return status, {"content-type": JSON_CT}, json.dumps(err.body()).encode()
 
     def control_routes(self) -> list[BaseRoute]:
-        async def body_of(request: Request) -> dict[str, Any]:
-            raw = await request.body()
-            return json.loads(raw) if raw.strip() else {}
-
-        def guarded(fn: Any) -> Any:
-            async def endpoint(request: Request) -> JSONResponse:
-                try:
-                    return JSONResponse(await fn(request))
-                except GError as exc:
-                    return JSONResponse(exc.body(), status_code=exc.status)
-                except (ValueError, KeyError, TypeError) as exc:
-                    return JSONResponse({"error": str(exc)}, status_code=400)
-            return endpoint
-
-        async def creds(request: Request) -> dict[str, Any]:
-            return self.credentials()
-
-        async def calendars(request: Request) -> dict[str, Any]:
+        def calendars(data: dict[str, Any], request: Request) -> dict[str, Any]:
             if request.method == "POST":
-                data = await body_of(request)
                 return self.add_calendar(data["id"], time_zone=data.get("timeZone"),
                                          summary=data.get("summary"))
             with self.lock:
                 return {"items": [self._calendar_wire(c) for c in self.calendars.values()]}
 
-        async def events(request: Request) -> dict[str, Any]:
+        def events(data: dict[str, Any], request: Request) -> dict[str, Any]:
             if request.method == "POST":
-                data = await body_of(request)
                 cid = data["calendarId"]
                 if cid not in self.calendars and data.get("timeZone"):
                     self.add_calendar(cid, time_zone=data["timeZone"])
@@ -653,54 +645,30 @@ class GoogleCalendarEmulator(Emulator):
             include = request.query_params.get("includeCancelled", "true").lower() != "false"
             return {"items": self.events(cid, include_cancelled=include)}
 
-        async def invalidate(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"invalidated": self.invalidate_sync_tokens(data.get("calendarId"))}
-
-        async def token(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"access_token": self.issue_access_token(user=data.get("user"),
-                                                            ttl=data.get("ttl"))}
-
-        async def expire(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"expired": self.expire_access_tokens(data.get("access_token"))}
-
-        async def revoke(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"revoked": self.revoke_refresh_token(data.get("refresh_token"))}
-
-        async def code(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"code": self.issue_auth_code(user=data.get("user"),
-                                                 redirect_uri=data.get("redirect_uri"))}
-
-        async def users(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return self.add_user(data["email"])
-
-        async def channels(request: Request) -> dict[str, Any]:
-            return {"items": self.channels()}
-
-        async def notifications(request: Request) -> dict[str, Any]:
-            return {"items": self.notifications()}
-
-        p = "/__sandbox__"
+        errors = (GError, lambda exc: (exc.status, exc.body()))
         return [
-            Route(p + "/credentials", guarded(creds), methods=["GET"]),
-            Route(p + "/calendars", guarded(calendars), methods=["GET", "POST"]),
-            Route(p + "/events", guarded(events), methods=["GET", "POST"]),
-            Route(p + "/sync-tokens/invalidate", guarded(invalidate), methods=["POST"]),
-            Route(p + "/tokens", guarded(token), methods=["POST"]),
-            Route(p + "/tokens/expire", guarded(expire), methods=["POST"]),
-            Route(p + "/refresh-tokens/revoke", guarded(revoke), methods=["POST"]),
-            Route(p + "/auth-codes", guarded(code), methods=["POST"]),
-            Route(p + "/users", guarded(users), methods=["POST"]),
-            Route(p + "/channels", guarded(channels), methods=["GET"]),
-            Route(p + "/notifications", guarded(notifications), methods=["GET"]),
+            *token_control_routes(
+                credentials=self.credentials,
+                token=lambda data: self.issue_access_token(user=data.get("user"),
+                                                           ttl=data.get("ttl")),
+                expire=self.expire_access_tokens,
+                revoke=self.revoke_refresh_token,
+                code=lambda data: self.issue_auth_code(user=data.get("user"),
+                                                       redirect_uri=data.get("redirect_uri")),
+                errors=errors,
+            ),
+            *control_routes({
+                "/calendars": ("GET|POST", calendars),
+                "/events": ("GET|POST", events),
+                "/sync-tokens/invalidate": ("POST", lambda data, request: {
+                    "invalidated": self.invalidate_sync_tokens(data.get("calendarId"))}),
+                "/users": ("POST", lambda data, request: self.add_user(data["email"])),
+                "/channels": ("GET", lambda data, request: {"items": self.channels()}),
+                "/notifications": ("GET", lambda data, request: {
+                    "items": self.notifications()}),
+            }, errors=errors),
         ]
 
-    # ================================================================= ASGI
     def build_app(self) -> ASGIApp:
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             request = Request(scope, receive)
@@ -712,14 +680,9 @@ class GoogleCalendarEmulator(Emulator):
                              keep_blank_values=True)
             headers = {k.lower(): v for k, v in request.headers.items()}
             response: Response
-            if path in ("/token", "/oauth2/v4/token") and method == "POST":
-                response = self._oauth_token(body, headers)
-            elif path in ("/o/oauth2/v2/auth", "/o/oauth2/auth") and method == "GET":
-                response = self._oauth_authorize(request)
-            elif path in ("/revoke", "/o/oauth2/revoke") and method == "POST":
-                response = self._oauth_revoke(body, query)
-            elif path in ("/batch/calendar/v3", "/batch") and method == "POST":
-                response = self._batch(headers, body)
+            endpoint = self._endpoints.get((method, path))
+            if endpoint is not None:
+                response = endpoint(request, body, query, headers)
             elif path == API_PREFIX or path.startswith(API_PREFIX + "/"):
                 with self.lock:
                     resp = self._api(method, raw_path, query, headers, body)
@@ -729,6 +692,24 @@ class GoogleCalendarEmulator(Emulator):
             await response(scope, receive, send)
 
         return app
+
+    @cached_property
+    def _endpoints(self) -> dict[tuple[str, str], Callable[..., Response]]:
+        """(method, exact path) -> handler(request, body, query, headers): the endpoints
+        outside the REST API (the OAuth server's old and new paths, batch)."""
+        table: dict[tuple[str, str], Callable[..., Response]] = {}
+        for method, paths, handler in [
+            ("POST", ("/token", "/oauth2/v4/token"),
+             lambda r, body, q, headers: self._oauth_token(body, headers)),
+            ("GET", ("/o/oauth2/v2/auth", "/o/oauth2/auth"),
+             lambda r, body, q, headers: self._oauth_authorize(r)),
+            ("POST", ("/revoke", "/o/oauth2/revoke"),
+             lambda r, body, q, headers: self._oauth_revoke(body, q)),
+            ("POST", ("/batch/calendar/v3", "/batch"),
+             lambda r, body, q, headers: self._batch(headers, body)),
+        ]:
+            table.update({(method, path): handler for path in paths})
+        return table
 
     @staticmethod
     def _to_response(resp: GResp) -> Response:
@@ -746,16 +727,11 @@ class GoogleCalendarEmulator(Emulator):
                             status_code=status)
 
     def _oauth_token(self, raw: bytes, headers: dict[str, str]) -> Response:
-        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace"),
-                                             keep_blank_values=True).items()}
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                cid, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
-                form.setdefault("client_id", unquote(cid))
-                form.setdefault("client_secret", unquote(secret))
-            except ValueError:
-                pass
+        form = read_form(raw)
+        basic = basic_credentials(headers.get("authorization", ""))
+        if basic is not None:  # the client id and secret form-urlencoded (RFC 6749 2.3.1)
+            form.setdefault("client_id", unquote(basic[0]))
+            form.setdefault("client_secret", unquote(basic[1]))
         with self.lock:
             grant = form.get("grant_type")
             if form.get("client_id") != self.client_id:
@@ -823,8 +799,7 @@ class GoogleCalendarEmulator(Emulator):
         query = {"code": code, "scope": params.get("scope") or SCOPE}
         if params.get("state") is not None:
             query["state"] = params["state"]
-        sep = "&" if "?" in redirect_uri else "?"
-        return RedirectResponse(f"{redirect_uri}{sep}{urlencode(query)}", 302)
+        return redirect_with(redirect_uri, query)
 
     def _oauth_revoke(self, raw: bytes, query: dict[str, list[str]]) -> Response:
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
@@ -904,53 +879,68 @@ class GoogleCalendarEmulator(Emulator):
 
     def _route(self, method: str, parts: list[str], query: dict[str, list[str]],
                headers: dict[str, str], payload: Any, tok: _Token) -> GResp:
-        n = len(parts)
-        if parts == ["freeBusy"] and method == "POST":
-            return GResp(200, self._freebusy(_obj(payload)))
-        if parts == ["channels", "stop"] and method == "POST":
-            return self._stop_channel(_obj(payload))
-        if n >= 3 and parts[:3] == ["users", "me", "calendarList"] and method == "GET":
-            if n == 3:
-                items = [self._calendar_list_entry(c) for c in self.calendars.values()]
-                return GResp(200, {"kind": "calendar#calendarList", "etag": _etag(self._last_seq),
-                                   "nextSyncToken": self._new_sync_token("*"), "items": items})
-            if n == 4:
-                cal = self._calendar(parts[3], tok)
-                return GResp(200, self._calendar_list_entry(cal))
-        if not parts or parts[0] != "calendars" or n < 2:
+        call = _Call(method, query, headers, payload, tok)
+        found = self._api_routes.match(method, parts)
+        if found is not None:
+            return found.handler(call, **found.params)
+        if not parts or parts[0] != "calendars" or len(parts) < 2:
             raise _not_found()
+        # the calendar is resolved (404, or auto-created) before the rest of the path is read
         cal = self._calendar(parts[1], tok)
-        if n == 2 and method == "GET":
+        if len(parts) == 2 and method == "GET":
             return GResp(200, self._calendar_wire(cal))
-        if n < 3 or parts[2] != "events":
+        if len(parts) < 3 or parts[2] != "events":
             raise _not_found()
         out_tz = self._out_tz(cal, query)
-        if n == 3:
-            if method == "GET":
-                return GResp(200, self._list(cal, query, out_tz))
-            if method == "POST":
-                ev = self._insert(cal, _obj(payload), user=tok.user)
-                self._changed(cal)
-                return GResp(200, self._full(cal, ev.res, out_tz))
-        if n == 4 and parts[3] == "watch" and method == "POST":
-            return GResp(200, self._watch(cal, _obj(payload)))
-        if n == 5 and parts[4] == "instances" and method == "GET":
-            return GResp(200, self._instances_list(cal, parts[3], query, out_tz))
-        if n == 4:
-            eid = parts[3]
-            if_match = headers.get("if-match")
-            if method == "GET":
-                return GResp(200, self._full(cal, self._get(cal, eid), out_tz))
-            if method in ("PATCH", "PUT"):
-                ev = self._write(cal, eid, _obj(payload), replace=method == "PUT",
-                                 if_match=if_match)
-                self._changed(cal)
-                return GResp(200, self._full(cal, ev.res, out_tz))
-            if method == "DELETE":
-                self._delete(cal, eid, if_match=if_match)
-                self._changed(cal)
-                return GResp(204)
-        raise _not_found()
+        found_event = self._event_routes.match(method, parts[3:])
+        if found_event is None:
+            raise _not_found()
+        return found_event.handler(call, cal, out_tz, **found_event.params)
+
+    @cached_property
+    def _api_routes(self) -> RouteTable[Callable[..., GResp]]:
+        # under /calendar/v3, outside calendars/{id}; handler(call, **captures)
+        return RouteTable([
+            ("POST", "freeBusy", lambda c: GResp(200, self._freebusy(_obj(c.payload)))),
+            ("POST", "channels/stop", lambda c: self._stop_channel(_obj(c.payload))),
+            ("GET", "users/me/calendarList", lambda c: GResp(200, {
+                "kind": "calendar#calendarList", "etag": _etag(self._last_seq),
+                "nextSyncToken": self._new_sync_token("*"),
+                "items": [self._calendar_list_entry(cal) for cal in self.calendars.values()]})),
+            ("GET", "users/me/calendarList/{cid}", lambda c, cid: GResp(
+                200, self._calendar_list_entry(self._calendar(cid, c.tok)))),
+        ])
+
+    @cached_property
+    def _event_routes(self) -> RouteTable[Callable[..., GResp]]:
+        # under calendars/{id}/events; handler(call, calendar, output zone, **captures)
+        return RouteTable([
+            ("GET", "", lambda c, cal, tz: GResp(200, self._list(cal, c.query, tz))),
+            ("POST", "", self._insert_endpoint),
+            ("POST", "watch", lambda c, cal, tz: GResp(200, self._watch(cal, _obj(c.payload)))),
+            ("GET", "{eid}/instances", lambda c, cal, tz, eid: GResp(
+                200, self._instances_list(cal, eid, c.query, tz))),
+            ("GET", "{eid}", lambda c, cal, tz, eid: GResp(
+                200, self._full(cal, self._get(cal, eid), tz))),
+            ("PATCH|PUT", "{eid}", self._write_endpoint),
+            ("DELETE", "{eid}", self._delete_endpoint),
+        ])
+
+    def _insert_endpoint(self, c: _Call, cal: _Calendar, out_tz: tzinfo) -> GResp:
+        ev = self._insert(cal, _obj(c.payload), user=c.tok.user)
+        self._changed(cal)
+        return GResp(200, self._full(cal, ev.res, out_tz))
+
+    def _write_endpoint(self, c: _Call, cal: _Calendar, out_tz: tzinfo, eid: str) -> GResp:
+        ev = self._write(cal, eid, _obj(c.payload), replace=c.method == "PUT",
+                         if_match=c.headers.get("if-match"))
+        self._changed(cal)
+        return GResp(200, self._full(cal, ev.res, out_tz))
+
+    def _delete_endpoint(self, c: _Call, cal: _Calendar, out_tz: tzinfo, eid: str) -> GResp:
+        self._delete(cal, eid, if_match=c.headers.get("if-match"))
+        self._changed(cal)
+        return GResp(204)
 
     # ---------------------------------------------------------- calendars
     def _calendar(self, calendar_id: str, tok: _Token | None) -> _Calendar:

@@ -88,14 +88,16 @@ import random
 import re
 import secrets
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from sandbox.calendar_common import (
     Notifier,
@@ -106,8 +108,10 @@ from sandbox.calendar_common import (
     parse_rfc3339,
     resolve_tz,
 )
-from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send
+from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send, control_routes
 from sandbox.ms_identity import AccessToken, MsIdentity
+from sandbox.oauth import token_control_routes
+from sandbox.routing import RouteTable
 from sandbox.rrule_expand import Occurrences, RecurrenceError, from_graph_pattern
 from sandbox.server import Emulator
 
@@ -150,6 +154,21 @@ def _bad(message: str, code: str = "ErrorInvalidRequest") -> GraphError:
 
 def _item_not_found() -> GraphError:
     return GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A calendar call once its mailbox is resolved and allowed, as route handlers read it."""
+
+    mb: Mailbox
+    query: dict[str, list[str]]
+    payload: Any
+    out_tz: tzinfo
+    tz_name: str | None
+    page_size: int | None
+    base: str
+    user_path: str
+    headers: dict[str, str]  # the response headers (Preference-Applied)
 
 
 @dataclass
@@ -324,6 +343,7 @@ def _q1(query: dict[str, list[str]], key: str) -> str | None:
 
 class GraphEmulator(Emulator):
     name = "graph"
+    label = "Graph"
     default_tls = True
 
     def __init__(self, *, config: GraphConfig | None = None, clock: Clock | None = None,
@@ -540,20 +560,10 @@ class GraphEmulator(Emulator):
             self._notifier.close()
             self._notifier = None
 
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        with self.lock:
-            unknown = set(settings) - set(asdict(self.config))
-            if unknown:
-                raise KeyError(f"unknown Graph settings: {sorted(unknown)}")
-            for key, value in settings.items():
-                setattr(self.config, key, value)
-            if self._notifier is not None:
-                self._notifier.retries = self.config.notify_retries
-                self._notifier.timeout = self.config.notification_timeout_seconds
-        return self.config_dict()
+    def reconfigured(self, settings: dict[str, Any]) -> None:
+        if self._notifier is not None:
+            self._notifier.retries = self.config.notify_retries
+            self._notifier.timeout = self.config.notification_timeout_seconds
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -584,35 +594,16 @@ class GraphEmulator(Emulator):
         return status, headers, json.dumps(err.body()).encode()
 
     def control_routes(self) -> list[BaseRoute]:
-        async def body_of(request: Request) -> dict[str, Any]:
-            raw = await request.body()
-            return json.loads(raw) if raw.strip() else {}
-
-        def guarded(fn: Any) -> Any:
-            async def endpoint(request: Request) -> JSONResponse:
-                try:
-                    return JSONResponse(await fn(request))
-                except GraphError as exc:
-                    return JSONResponse(exc.body(), status_code=exc.status)
-                except (ValueError, KeyError, TypeError) as exc:
-                    return JSONResponse({"error": str(exc)}, status_code=400)
-            return endpoint
-
-        async def creds(request: Request) -> dict[str, Any]:
-            return self.credentials()
-
-        async def users(request: Request) -> dict[str, Any]:
+        def users(data: dict[str, Any], request: Request) -> dict[str, Any]:
             if request.method == "POST":
-                data = await body_of(request)
                 return self.add_mailbox(data["mail"], display_name=data.get("displayName"),
                                         time_zone=data.get("timeZone") or "UTC",
                                         user_id=data.get("id"))
             with self.lock:
                 return {"value": [mb.wire() for mb in self.mailboxes.values()]}
 
-        async def events(request: Request) -> dict[str, Any]:
+        def events(data: dict[str, Any], request: Request) -> dict[str, Any]:
             if request.method == "POST":
-                data = await body_of(request)
                 user = data["user"]
                 if self.find_mailbox(user) is None:
                     self.add_mailbox(user, time_zone=data.get("timeZone") or "UTC")
@@ -622,50 +613,34 @@ class GraphEmulator(Emulator):
             deleted = request.query_params.get("includeDeleted", "false").lower() == "true"
             return {"value": self.events(user, include_deleted=deleted)}
 
-        async def invalidate(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"invalidated": self.invalidate_delta_tokens(data.get("user"))}
-
-        async def token(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
+        def token(data: dict[str, Any]) -> str:
             if data.get("user"):
-                return {"access_token": self.issue_user_token(data["user"], ttl=data.get("ttl"))}
-            return {"access_token": self.issue_app_token(ttl=data.get("ttl"))}
+                return self.issue_user_token(data["user"], ttl=data.get("ttl"))
+            return self.issue_app_token(ttl=data.get("ttl"))
 
-        async def expire(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"expired": self.expire_access_tokens(data.get("access_token"))}
-
-        async def revoke(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"revoked": self.revoke_refresh_token(data.get("refresh_token"))}
-
-        async def code(request: Request) -> dict[str, Any]:
-            data = await body_of(request)
-            return {"code": self.issue_auth_code(data.get("user"),
-                                                 redirect_uri=data.get("redirect_uri"))}
-
-        async def subs(request: Request) -> dict[str, Any]:
-            return {"value": self.subscriptions()}
-
-        async def notifications(request: Request) -> dict[str, Any]:
-            return {"value": self.notifications()}
-
-        p = "/__sandbox__"
+        errors = (GraphError, lambda exc: (exc.status, exc.body()))
         return [
-            Route(p + "/credentials", guarded(creds), methods=["GET"]),
-            Route(p + "/users", guarded(users), methods=["GET", "POST"]),
-            Route(p + "/events", guarded(events), methods=["GET", "POST"]),
-            Route(p + "/delta-tokens/invalidate", guarded(invalidate), methods=["POST"]),
-            Route(p + "/tokens", guarded(token), methods=["POST"]),
-            Route(p + "/tokens/expire", guarded(expire), methods=["POST"]),
-            Route(p + "/refresh-tokens/revoke", guarded(revoke), methods=["POST"]),
-            Route(p + "/auth-codes", guarded(code), methods=["POST"]),
-            Route(p + "/subscriptions", guarded(subs), methods=["GET"]),
-            Route(p + "/notifications", guarded(notifications), methods=["GET"]),
+            *token_control_routes(
+                credentials=self.credentials,
+                token=token,
+                expire=self.expire_access_tokens,
+                revoke=self.revoke_refresh_token,
+                code=lambda data: self.issue_auth_code(data.get("user"),
+                                                       redirect_uri=data.get("redirect_uri")),
+                errors=errors,
+            ),
+            *control_routes({
+                "/users": ("GET|POST", users),
+                "/events": ("GET|POST", events),
+                "/delta-tokens/invalidate": ("POST", lambda data, request: {
+                    "invalidated": self.invalidate_delta_tokens(data.get("user"))}),
+                "/subscriptions": ("GET", lambda data, request: {
+                    "value": self.subscriptions()}),
+                "/notifications": ("GET", lambda data, request: {
+                    "value": self.notifications()}),
+            }, errors=errors),
         ]
 
-    # ================================================================= ASGI
     def build_app(self) -> ASGIApp:
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             request = Request(scope, receive)
@@ -840,53 +815,64 @@ class GraphEmulator(Emulator):
             return GResp(200, self._get_schedule(_obj(payload), tz_name, out_tz),
                          resp_headers)
         self._require(tok, mb, "write" if write else "read")
-        if low_rest == ["calendar"] and method == "GET":
-            return GResp(200, {"id": "AAMkAG" + mb.id.replace("-", ""), "name": "Calendar",
-                               "color": "auto", "isDefaultCalendar": True,
-                               "canShare": True, "canViewPrivateItems": True, "canEdit": True,
-                               "defaultOnlineMeetingProvider": "teamsForBusiness",
-                               "owner": {"name": mb.display_name, "address": mb.mail}})
         if low_rest[:1] == ["calendar"] and low_rest[1:2] == ["events"]:
-            low_rest, rest = low_rest[1:], rest[1:]
-        if low_rest == ["calendarview"] and method == "GET":
-            return GResp(200, self._calendar_view(mb, query, out_tz, tz_name, base, user_path),
-                         resp_headers)
-        if low_rest == ["calendarview", "delta"] and method == "GET":
-            body, extra = self._delta(mb, query, out_tz, tz_name, page_size, base, user_path)
-            return GResp(200, body, {**resp_headers, **extra})
-        if low_rest == ["events"]:
-            if method == "GET":
-                return GResp(200, self._list_events(mb, query, out_tz, tz_name, base, user_path),
-                             resp_headers)
-            if method == "POST":
-                body = _obj(payload)
-                before = len(mb.events)
-                ev = self._create(mb, body, dedupe=True)
-                if len(mb.events) > before:
-                    self._changed(mb, ev.id, "created")
-                wire = self._wire(ev.res, out_tz, tz_name)
-                wire["@odata.context"] = (f"{base}/v1.0/$metadata#users('{quote(mb.id)}')"
-                                          "/events/$entity")
-                return GResp(201, wire, resp_headers)
-        if len(low_rest) == 2 and low_rest[0] == "events":
-            eid = rest[1]
-            if method == "GET":
-                return GResp(200, self._wire(self._get(mb, eid), out_tz, tz_name), resp_headers)
-            if method == "PATCH":
-                return GResp(200, self._update(mb, eid, _obj(payload), out_tz=out_tz,
-                                               tz_name=tz_name), resp_headers)
-            if method == "DELETE":
-                self._delete(mb, eid)
-                return GResp(204)
-        if len(low_rest) == 3 and low_rest[0] == "events":
-            eid = rest[1]
-            if low_rest[2] == "instances" and method == "GET":
-                return GResp(200, self._instances(mb, eid, query, out_tz, tz_name), resp_headers)
-            if low_rest[2] == "cancel" and method == "POST":
-                self._delete(mb, eid)
-                return GResp(202)
-        raise _bad(f"Resource not found for the segment '{rest[-1] if rest else ''}'.",
-                   "BadRequest")
+            rest = rest[1:]
+        found = self._calendar_routes.match(method, rest)
+        if found is None:
+            raise _bad(f"Resource not found for the segment '{rest[-1] if rest else ''}'.",
+                       "BadRequest")
+        call = _Call(mb, query, payload, out_tz, tz_name, page_size, base, user_path,
+                     resp_headers)
+        return found.handler(call, **found.params)
+
+    @cached_property
+    def _calendar_routes(self) -> RouteTable[Callable[..., GResp]]:
+        # under /me or /users/{id} (``calendar/events`` is ``events``); handler(call, **captures)
+        return RouteTable([
+            ("GET", "calendar", lambda c: GResp(200, self._calendar_wire(c.mb))),
+            ("GET", "calendarView", lambda c: GResp(200, self._calendar_view(
+                c.mb, c.query, c.out_tz, c.tz_name, c.base, c.user_path), c.headers)),
+            ("GET", "calendarView/delta", self._delta_endpoint),
+            ("GET", "events", lambda c: GResp(200, self._list_events(
+                c.mb, c.query, c.out_tz, c.tz_name, c.base, c.user_path), c.headers)),
+            ("POST", "events", self._create_endpoint),
+            ("GET", "events/{id}", lambda c, id: GResp(
+                200, self._wire(self._get(c.mb, id), c.out_tz, c.tz_name), c.headers)),
+            ("PATCH", "events/{id}", lambda c, id: GResp(200, self._update(
+                c.mb, id, _obj(c.payload), out_tz=c.out_tz, tz_name=c.tz_name), c.headers)),
+            ("DELETE", "events/{id}", lambda c, id: self._delete_endpoint(c, id, 204)),
+            ("GET", "events/{id}/instances", lambda c, id: GResp(200, self._instances(
+                c.mb, id, c.query, c.out_tz, c.tz_name), c.headers)),
+            ("POST", "events/{id}/cancel", lambda c, id: self._delete_endpoint(c, id, 202)),
+        ], fold_case=True)
+
+    @staticmethod
+    def _calendar_wire(mb: Mailbox) -> dict[str, Any]:
+        return {"id": "AAMkAG" + mb.id.replace("-", ""), "name": "Calendar",
+                "color": "auto", "isDefaultCalendar": True,
+                "canShare": True, "canViewPrivateItems": True, "canEdit": True,
+                "defaultOnlineMeetingProvider": "teamsForBusiness",
+                "owner": {"name": mb.display_name, "address": mb.mail}}
+
+    def _delta_endpoint(self, c: _Call) -> GResp:
+        body, extra = self._delta(c.mb, c.query, c.out_tz, c.tz_name, c.page_size, c.base,
+                                  c.user_path)
+        return GResp(200, body, {**c.headers, **extra})
+
+    def _create_endpoint(self, c: _Call) -> GResp:
+        body = _obj(c.payload)
+        before = len(c.mb.events)
+        ev = self._create(c.mb, body, dedupe=True)
+        if len(c.mb.events) > before:
+            self._changed(c.mb, ev.id, "created")
+        wire = self._wire(ev.res, c.out_tz, c.tz_name)
+        wire["@odata.context"] = (f"{c.base}/v1.0/$metadata#users('{quote(c.mb.id)}')"
+                                  "/events/$entity")
+        return GResp(201, wire, c.headers)
+
+    def _delete_endpoint(self, c: _Call, eid: str, status: int) -> GResp:
+        self._delete(c.mb, eid)
+        return GResp(status)
 
     def _require(self, tok: AccessToken, mb: Mailbox, need: str, *, other_ok: bool = False) -> None:
         perms = tok.permissions()

@@ -53,17 +53,21 @@ import json
 import re
 import secrets
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode
+from urllib.parse import parse_qs, urlencode
 from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 
-from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send
+from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send, control_routes
+from sandbox.oauth import read_form, redirect_with, token_control_routes
+from sandbox.routing import RouteTable, segments
 from sandbox.server import Emulator
 from sandbox.soql import parse_datetime
 
@@ -369,6 +373,7 @@ class _Token:
 
 class HubSpotEmulator(Emulator):
     name = "hubspot"
+    label = "HubSpot"
     default_tls = False
 
     def __init__(self, *, config: HubSpotConfig | None = None, clock: Clock | None = None,
@@ -505,20 +510,10 @@ class HubSpotEmulator(Emulator):
             self.refresh_tokens = {self.refresh_token: False}
             self.auth_codes.clear()
 
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        with self.lock:
-            unknown = set(settings) - set(asdict(self.config))
-            if unknown:
-                raise KeyError(f"unknown HubSpot settings: {sorted(unknown)}")
-            for key, value in settings.items():
-                setattr(self.config, key, value)
-            if not settings or "unique_property" in settings:
-                self.schema = _build_schema(self.config.unique_property)
-                self._reindex()
-        return self.config_dict()
+    def reconfigured(self, settings: dict[str, Any]) -> None:
+        if not settings or "unique_property" in settings:
+            self.schema = _build_schema(self.config.unique_property)
+            self._reindex()
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -536,40 +531,21 @@ class HubSpotEmulator(Emulator):
         return status, {"content-type": JSON_CT}, json.dumps(body).encode()
 
     def control_routes(self) -> list[BaseRoute]:
-        async def creds(request: Request) -> JSONResponse:
-            return JSONResponse(self.credentials())
-
-        async def expire(request: Request) -> JSONResponse:
-            data = json.loads(await request.body() or b"{}")
-            return JSONResponse({"expired": self.expire_access_tokens(data.get("access_token"))})
-
-        async def revoke(request: Request) -> JSONResponse:
-            data = json.loads(await request.body() or b"{}")
-            return JSONResponse({"revoked": self.revoke_refresh_token(data["refresh_token"])})
-
-        async def token(request: Request) -> JSONResponse:
-            data = json.loads(await request.body() or b"{}")
-            return JSONResponse({"access_token": self.issue_access_token(ttl=data.get("ttl"))})
-
-        async def code(request: Request) -> JSONResponse:
-            data = json.loads(await request.body() or b"{}")
-            return JSONResponse({"code": self.issue_auth_code(
-                redirect_uri=data.get("redirect_uri"))})
-
-        async def objects(request: Request) -> JSONResponse:
+        def objects(data: dict[str, Any], request: Request) -> Response:
             try:
                 return JSONResponse({"results": self.objects(request.path_params["type"])})
             except KeyError:
                 return JSONResponse({"error": "unknown object type"}, status_code=404)
 
-        p = "/__sandbox__"
         return [
-            Route(p + "/credentials", creds, methods=["GET"]),
-            Route(p + "/tokens/expire", expire, methods=["POST"]),
-            Route(p + "/tokens", token, methods=["POST"]),
-            Route(p + "/refresh-tokens/revoke", revoke, methods=["POST"]),
-            Route(p + "/auth-codes", code, methods=["POST"]),
-            Route(p + "/objects/{type}", objects, methods=["GET"]),
+            *token_control_routes(
+                credentials=self.credentials,
+                token=lambda data: self.issue_access_token(ttl=data.get("ttl")),
+                expire=self.expire_access_tokens,
+                revoke=lambda token: self.revoke_refresh_token(token or ""),
+                code=lambda data: self.issue_auth_code(redirect_uri=data.get("redirect_uri")),
+            ),
+            *control_routes({"/objects/{type}": ("GET", objects)}),
         ]
 
     # ----------------------------------------------------------------- ASGI
@@ -577,8 +553,8 @@ class HubSpotEmulator(Emulator):
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             request = Request(scope, receive)
             raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-            parts = [unquote(p) for p in raw_path.split("?", 1)[0].split("/") if p]
-            if parts[:1] == ["oauth"]:
+            parts = segments(raw_path)
+            if parts[:1] == ["oauth"]:  # the OAuth server answers before any token check
                 response = await self._oauth(request, parts[1:])
                 await response(scope, receive, send)
                 return
@@ -718,66 +694,93 @@ class HubSpotEmulator(Emulator):
 
     def _dispatch(self, method: str, parts: list[str], query: dict[str, list[str]],
                   payload: Any) -> HsResponse:
-        if parts[:3] == ["crm", "v3", "objects"] and len(parts) >= 4:
-            return self._objects(method, self._req_type(parts[3]), parts[4:], query, payload)
-        if parts[:3] == ["crm", "v3", "properties"] and len(parts) >= 4:
-            return self._properties(method, self._req_type(parts[3]), parts[4:], payload)
-        if parts[:3] == ["crm", "v4", "objects"] and len(parts) >= 6:
-            return self._assoc_single(method, parts[3:], payload)
-        if parts[:3] == ["crm", "v4", "associations"] and len(parts) >= 7 and \
-                parts[5] == "batch":
-            return self._assoc_batch(method, self._req_type(parts[3]),
-                                     self._req_type(parts[4]), parts[6:], payload)
-        if parts == ["account-info", "v3", "details"] and method == "GET":
-            local = self.clock.now().astimezone(ZoneInfo(self.config.time_zone))
-            offset = local.utcoffset() or timedelta()
-            return HsResponse(200, {"portalId": self.config.portal_id, "accountType": "STANDARD",
-                                    "timeZone": self.config.time_zone, "companyCurrency": "EUR",
-                                    "additionalCurrencies": [],
-                                    "utcOffset": local.isoformat()[-6:],
-                                    "utcOffsetMilliseconds": int(offset.total_seconds() * 1000),
-                                    "uiDomain": "app-eu1.hubspot.com",
-                                    "dataHostingLocation": "eu1"})
-        return HsResponse(404, {"status": "error", "message": "Not Found",
-                                "correlationId": str(uuid.uuid4())})
+        found = self._api_routes.match(method, parts)
+        if found is None:
+            return HsResponse(404, {"status": "error", "message": "Not Found",
+                                    "correlationId": str(uuid.uuid4())})
+        return found.handler(method, query, payload, **found.params)
+
+    @cached_property
+    def _api_routes(self) -> RouteTable[Callable[..., HsResponse]]:
+        # (method, path, handler(method, query, payload, **captures)); first match wins
+        return RouteTable([
+            *self._object_routes("crm/v3/objects/{type}"),
+            ("*", "crm/v3/properties/{type}/{rest*}",
+             lambda m, q, p, type, rest: self._properties(m, self._req_type(type), rest, p)),
+            ("*", "crm/v4/objects/{from_type}/{id}/{to_type}/{rest*}",
+             lambda m, q, p, from_type, id, to_type, rest:
+                 self._assoc_single(m, [from_type, id, to_type, *rest], p)),
+            ("*", "crm/v4/associations/{from_type}/{to_type}/batch/{rest+}",
+             lambda m, q, p, from_type, to_type, rest: self._assoc_batch(
+                 m, self._req_type(from_type), self._req_type(to_type), rest, p)),
+            ("GET", "account-info/v3/details", lambda m, q, p: self._account_info()),
+        ])
+
+    def _account_info(self) -> HsResponse:
+        local = self.clock.now().astimezone(ZoneInfo(self.config.time_zone))
+        offset = local.utcoffset() or timedelta()
+        return HsResponse(200, {"portalId": self.config.portal_id, "accountType": "STANDARD",
+                                "timeZone": self.config.time_zone, "companyCurrency": "EUR",
+                                "additionalCurrencies": [],
+                                "utcOffset": local.isoformat()[-6:],
+                                "utcOffsetMilliseconds": int(offset.total_seconds() * 1000),
+                                "uiDomain": "app-eu1.hubspot.com",
+                                "dataHostingLocation": "eu1"})
 
     # -------------------------------------------------------------- objects
-    def _objects(self, method: str, t: str, rest: list[str], query: dict[str, list[str]],
-                 payload: Any) -> HsResponse:
-        props = _multi(query, "properties")
-        assoc_types = _multi(query, "associations")
-        archived = (query.get("archived") or ["false"])[0] == "true"
-        if not rest:
-            if method == "POST":
-                body = _dict(payload)
-                obj = self._create(t, _dict(body.get("properties", {})), body.get("associations"))
-                return HsResponse(201, self._wire(obj, None, created=True))
-            if method == "GET":
-                return self._list(t, query, props, assoc_types, archived)
+    def _object_routes(self, base: str) -> list[tuple[str, str, Callable[..., HsResponse]]]:
+        """The CRM object endpoints under ``base`` (``.../objects/{type}``): every handler
+        resolves the type first (400 for an unknown one, whatever the rest of the path)."""
+        def on(handler: Callable[..., HsResponse]) -> Callable[..., HsResponse]:
+            return lambda m, q, p, type, **kw: handler(self._req_type(type), q, p, **kw)
+
+        def not_allowed(t: str, q: dict[str, list[str]], p: Any) -> HsResponse:
             raise HsError(405, "Method Not Allowed", "VALIDATION_ERROR")
-        if rest[0] == "search" and len(rest) == 1 and method == "POST":
-            return self._search(t, _dict(payload))
-        if rest[0] == "batch" and len(rest) == 2 and method == "POST":
-            return self._batch(t, rest[1], _dict(payload))
-        if len(rest) == 1:
-            id_property = (query.get("idProperty") or [None])[0]
-            if method == "GET":
-                obj = self._lookup(t, rest[0], id_property, archived=archived)
-                if obj is None:
-                    raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
-                return HsResponse(200, self._wire(obj, props or None, assoc_types=assoc_types))
-            if method == "PATCH":
-                obj = self._lookup(t, rest[0], id_property)
-                if obj is None:
-                    raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
-                self._update(obj, _dict(_dict(payload).get("properties", {})))
-                return HsResponse(200, self._wire(obj, None, created=True))
-            if method == "DELETE":
-                obj = self._lookup(t, rest[0], None)
-                if obj is not None:
-                    self._archive(obj)
-                return HsResponse(204)
-        raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
+
+        def not_found(t: str, q: dict[str, list[str]], p: Any, rest: list[str]) -> HsResponse:
+            raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
+
+        return [
+            ("POST", base, on(self._create_endpoint)),
+            ("GET", base, on(lambda t, q, p: self._list(
+                t, q, _multi(q, "properties"), _multi(q, "associations"), _archived(q)))),
+            ("*", base, on(not_allowed)),
+            ("POST", base + "/search", on(lambda t, q, p: self._search(t, _dict(p)))),
+            ("POST", base + "/batch/{action}",
+             on(lambda t, q, p, action: self._batch(t, action, _dict(p)))),
+            ("GET", base + "/{id}", on(self._read_endpoint)),
+            ("PATCH", base + "/{id}", on(self._update_endpoint)),
+            ("DELETE", base + "/{id}", on(self._archive_endpoint)),
+            ("*", base + "/{rest*}", on(not_found)),
+        ]
+
+    def _create_endpoint(self, t: str, query: dict[str, list[str]], payload: Any) -> HsResponse:
+        body = _dict(payload)
+        obj = self._create(t, _dict(body.get("properties", {})), body.get("associations"))
+        return HsResponse(201, self._wire(obj, None, created=True))
+
+    def _read_endpoint(self, t: str, query: dict[str, list[str]], payload: Any,
+                       id: str) -> HsResponse:
+        props, assoc_types = _multi(query, "properties"), _multi(query, "associations")
+        obj = self._lookup(t, id, _id_property(query), archived=_archived(query))
+        if obj is None:
+            raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
+        return HsResponse(200, self._wire(obj, props or None, assoc_types=assoc_types))
+
+    def _update_endpoint(self, t: str, query: dict[str, list[str]], payload: Any,
+                         id: str) -> HsResponse:
+        obj = self._lookup(t, id, _id_property(query))
+        if obj is None:
+            raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
+        self._update(obj, _dict(_dict(payload).get("properties", {})))
+        return HsResponse(200, self._wire(obj, None, created=True))
+
+    def _archive_endpoint(self, t: str, query: dict[str, list[str]], payload: Any,
+                          id: str) -> HsResponse:
+        obj = self._lookup(t, id, None)
+        if obj is not None:
+            self._archive(obj)
+        return HsResponse(204)
 
     def _list(self, t: str, query: dict[str, list[str]], props: list[str],
               assoc_types: list[str], archived: bool) -> HsResponse:
@@ -1543,51 +1546,65 @@ class HubSpotEmulator(Emulator):
                              "error_description": message}, status_code=400)
 
     async def _oauth(self, request: Request, rest: list[str]) -> Response:
-        if rest == ["authorize"] and request.method == "GET":
-            params = request.query_params
-            if params.get("client_id") != self.client_id or not params.get("redirect_uri"):
-                return self._oauth_error("BAD_CLIENT_ID", "invalid_client",
-                                         "missing or unknown client id / redirect_uri")
-            asked = tuple((params.get("scope") or "").split())
-            code = self.issue_auth_code(redirect_uri=params["redirect_uri"], scopes=asked)
-            query = {"code": code}
-            if params.get("state") is not None:
-                query["state"] = params["state"]
-            sep = "&" if "?" in params["redirect_uri"] else "?"
-            return RedirectResponse(f"{params['redirect_uri']}{sep}{urlencode(query)}", 302)
-        if rest == ["v1", "token"] and request.method == "POST":
-            raw = (await request.body()).decode("utf-8", "replace")
-            form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-            with self.lock:
-                return self._token(form)
-        if len(rest) == 3 and rest[:2] == ["v1", "access-tokens"] and request.method == "GET":
-            with self.lock:
-                tok = self.tokens.get(rest[2])
-                if tok is None or tok.kind != "oauth":
-                    return JSONResponse({"status": "error", "message": "token not found",
-                                         "correlationId": str(uuid.uuid4())}, status_code=404)
-                left = max(0, round((tok.expires_at or 0) - self.clock.time()))
-            return JSONResponse({"token": tok.token, "user": "sandbox@example.com",
-                                 "hub_domain": "relais-sandbox.hubspot.com",
-                                 "scopes": list(tok.scopes), "hub_id": self.config.portal_id,
-                                 "app_id": self.app_id, "expires_in": left, "user_id": 1,
-                                 "token_type": "access"})
-        if len(rest) == 3 and rest[:2] == ["v1", "refresh-tokens"]:
-            with self.lock:
-                revoked = self.refresh_tokens.get(rest[2])
-                if revoked is None or revoked:
-                    return JSONResponse({"status": "error", "message": "token not found",
-                                         "correlationId": str(uuid.uuid4())}, status_code=404)
-                if request.method == "DELETE":
-                    self.revoke_refresh_token(rest[2])
-                    return Response(b"", status_code=204)
-            return JSONResponse({"token": rest[2], "user": "sandbox@example.com",
-                                 "hub_domain": "relais-sandbox.hubspot.com",
-                                 "scopes": list(self.granted.get(rest[2], ALL_SCOPES)),
-                                 "hub_id": self.config.portal_id, "client_id": self.client_id,
-                                 "user_id": 1, "token_type": "refresh"})
-        return JSONResponse({"status": "error", "message": "Not Found",
-                             "correlationId": str(uuid.uuid4())}, status_code=404)
+        found = self._oauth_routes.match(request.method, rest)
+        if found is None:
+            return JSONResponse({"status": "error", "message": "Not Found",
+                                 "correlationId": str(uuid.uuid4())}, status_code=404)
+        return await found.handler(request, **found.params)
+
+    @cached_property
+    def _oauth_routes(self) -> RouteTable[Callable[..., Awaitable[Response]]]:
+        return RouteTable([
+            ("GET", "authorize", self._authorize),
+            ("POST", "v1/token", self._token_endpoint),
+            ("GET", "v1/access-tokens/{token}", self._access_token_info),
+            ("*", "v1/refresh-tokens/{token}", self._refresh_token_info),
+        ])
+
+    async def _authorize(self, request: Request) -> Response:
+        params = request.query_params
+        if params.get("client_id") != self.client_id or not params.get("redirect_uri"):
+            return self._oauth_error("BAD_CLIENT_ID", "invalid_client",
+                                     "missing or unknown client id / redirect_uri")
+        asked = tuple((params.get("scope") or "").split())
+        code = self.issue_auth_code(redirect_uri=params["redirect_uri"], scopes=asked)
+        query = {"code": code}
+        if params.get("state") is not None:
+            query["state"] = params["state"]
+        return redirect_with(params["redirect_uri"], query)
+
+    async def _token_endpoint(self, request: Request) -> Response:
+        form = read_form(await request.body())
+        with self.lock:
+            return self._token(form)
+
+    async def _access_token_info(self, request: Request, token: str) -> Response:
+        with self.lock:
+            tok = self.tokens.get(token)
+            if tok is None or tok.kind != "oauth":
+                return JSONResponse({"status": "error", "message": "token not found",
+                                     "correlationId": str(uuid.uuid4())}, status_code=404)
+            left = max(0, round((tok.expires_at or 0) - self.clock.time()))
+        return JSONResponse({"token": tok.token, "user": "sandbox@example.com",
+                             "hub_domain": "relais-sandbox.hubspot.com",
+                             "scopes": list(tok.scopes), "hub_id": self.config.portal_id,
+                             "app_id": self.app_id, "expires_in": left, "user_id": 1,
+                             "token_type": "access"})
+
+    async def _refresh_token_info(self, request: Request, token: str) -> Response:
+        with self.lock:
+            revoked = self.refresh_tokens.get(token)
+            if revoked is None or revoked:
+                return JSONResponse({"status": "error", "message": "token not found",
+                                     "correlationId": str(uuid.uuid4())}, status_code=404)
+            if request.method == "DELETE":
+                self.revoke_refresh_token(token)
+                return Response(b"", status_code=204)
+        return JSONResponse({"token": token, "user": "sandbox@example.com",
+                             "hub_domain": "relais-sandbox.hubspot.com",
+                             "scopes": list(self.granted.get(token, ALL_SCOPES)),
+                             "hub_id": self.config.portal_id, "client_id": self.client_id,
+                             "user_id": 1, "token_type": "refresh"})
 
     def _token(self, form: dict[str, str]) -> JSONResponse:
         grant = form.get("grant_type")
@@ -1638,6 +1655,14 @@ def _dict(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise HsError(400, "Invalid input JSON: expected an object", "VALIDATION_ERROR")
     return value
+
+
+def _archived(query: dict[str, list[str]]) -> bool:
+    return (query.get("archived") or ["false"])[0] == "true"
+
+
+def _id_property(query: dict[str, list[str]]) -> str | None:
+    return (query.get("idProperty") or [None])[0]
 
 
 def _multi(query: dict[str, list[str]], key: str) -> list[str]:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import inspect
 import itertools
 import json
 import random
@@ -49,20 +50,26 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-if TYPE_CHECKING:  # pragma: no cover
-    from sandbox.server import Emulator
-
-__all__ = ["CONTROL_PREFIX", "FAULT_KINDS", "Clock", "Fault", "Knobs", "KnobsMiddleware"]
+__all__ = [
+    "CONTROL_PREFIX",
+    "FAULT_KINDS",
+    "Clock",
+    "ControlHandler",
+    "Fault",
+    "Knobs",
+    "KnobsMiddleware",
+    "control_routes",
+]
 
 CONTROL_PREFIX = "/__sandbox__"
 FAULT_KINDS = ("error", "hang", "drop_after_write", "drop_before")
@@ -308,6 +315,26 @@ class Knobs:
         }
 
 
+class Emulator(Protocol):
+    """What the control endpoints and the middleware use of an emulator
+    (:class:`sandbox.server.Emulator` is one): a protocol, so this module needs no
+    import of the server."""
+
+    name: str
+    knobs: Knobs
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def running(self) -> bool: ...
+    def config_dict(self) -> dict[str, Any]: ...
+    def configure(self, **settings: Any) -> dict[str, Any]: ...
+    def snapshot(self) -> dict[str, Any]: ...
+    def reset(self, data: bool = True) -> None: ...
+    def control_routes(self) -> list[BaseRoute]: ...
+    def fault_response(self, status: int) -> tuple[int, dict[str, str], bytes]: ...
+
+
 # ---------------------------------------------------------------- middleware
 
 
@@ -507,6 +534,46 @@ async def _json_body(request: Request) -> Any:
     if not raw.strip():
         return {}
     return json.loads(raw)
+
+
+# A control endpoint: (JSON body, {} for a GET; the request) -> a JSON-able result or a
+# Response, sync or async.
+ControlHandler = Callable[[dict[str, Any], Request], Any]
+
+
+def control_routes(
+    table: Mapping[str, tuple[str, ControlHandler]],
+    *,
+    errors: tuple[type[Exception], Callable[[Any], tuple[int, Any]]] | None = None,
+) -> list[BaseRoute]:
+    """Routes under ``/__sandbox__`` from ``{path: ("GET|POST", handler)}``.
+
+    Bad input (unparsable JSON, a missing key, a wrong type) answers 400
+    ``{"error": ...}``; ``errors=(ProviderError, render)`` answers a provider error
+    raised by a handler as ``render(exc) -> (status, body)``."""
+
+    def endpoint(handler: ControlHandler) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            try:
+                data = await _json_body(request) if request.method != "GET" else {}
+                result = handler(data if isinstance(data, dict) else {}, request)
+                if inspect.isawaitable(result):
+                    result = await result
+            except (ValueError, KeyError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            except Exception as exc:
+                if errors is None or not isinstance(exc, errors[0]):
+                    raise
+                status, body = errors[1](exc)
+                return JSONResponse(body, status_code=status)
+            return result if isinstance(result, Response) else JSONResponse(result)
+
+        return run
+
+    return [
+        Route(CONTROL_PREFIX + path, endpoint(handler), methods=methods.split("|"))
+        for path, (methods, handler) in table.items()
+    ]
 
 
 def build_control_app(emulator: Emulator) -> Starlette:

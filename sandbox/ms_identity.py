@@ -34,24 +34,60 @@ access, consent prompts (every scope is granted), v1 endpoints.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
 import json
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlencode
+from typing import Any, Protocol
+from urllib.parse import unquote, urlencode
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-if TYPE_CHECKING:  # pragma: no cover
-    from sandbox.graph import GraphEmulator, Mailbox
+from sandbox.knobs import Clock, Knobs
+from sandbox.oauth import b64url, basic_credentials, read_form, redirect_with, verifier_matches
+
+
+class Mailbox(Protocol):
+    """A directory user as the identity platform reads it (``sandbox.graph.Mailbox``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def upn(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+
+
+class _Settings(Protocol):
+    @property
+    def require_token_scope(self) -> bool: ...
+    @property
+    def access_token_ttl_seconds(self) -> int: ...
+    @property
+    def auth_code_ttl_seconds(self) -> int: ...
+
+
+class Directory(Protocol):
+    """The emulator serving this identity platform (``sandbox.graph.GraphEmulator``): its
+    clock, knobs, lock, settings and users. A protocol, so neither module imports the other."""
+
+    clock: Clock
+    knobs: Knobs
+    lock: threading.RLock
+
+    @property
+    def config(self) -> _Settings: ...
+    @property
+    def default_mailbox(self) -> Mailbox: ...
+    def find_mailbox(self, ident: str) -> Mailbox | None: ...
+    def mailbox_by_id(self, user_id: str) -> Mailbox: ...
 
 __all__ = ["AccessToken", "MsApp", "MsIdentity"]
 
@@ -127,14 +163,10 @@ class AadError(Exception):
         }, status_code=self.status)
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
 class MsIdentity:
     """Token issuance and validation; HTTP handled by :meth:`handle`."""
 
-    def __init__(self, owner: GraphEmulator, *, tenant_id: str | None = None,
+    def __init__(self, owner: Directory, *, tenant_id: str | None = None,
                  tenant_domain: str = "relaissandbox.onmicrosoft.com",
                  client_id: str | None = None, client_secret: str | None = None) -> None:
         self.owner = owner
@@ -145,7 +177,7 @@ class MsIdentity:
         self.apps: dict[str, MsApp] = {app.client_id: app}
         self.default_app = app
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.kid = _b64url(hashlib.sha1(  # noqa: S324 - a key thumbprint, not security
+        self.kid = b64url(hashlib.sha1(  # noqa: S324 - a key thumbprint, not security
             str(self._key.public_key().public_numbers().n).encode()).digest())
         self.reset()
 
@@ -235,7 +267,7 @@ class MsIdentity:
             "idp": f"https://sts.windows.net/{self.tenant_id}/",
             "idtyp": kind,
             "tid": self.tenant_id,
-            "uti": _b64url(secrets.token_bytes(16)),
+            "uti": b64url(secrets.token_bytes(16)),
             "ver": "1.0",
         }
         if kind == "app":
@@ -243,7 +275,7 @@ class MsIdentity:
             claims.update({"oid": oid, "sub": oid, "roles": list(roles)})
         else:
             assert user is not None
-            claims.update({"oid": user.id, "sub": _b64url(hashlib.sha256(
+            claims.update({"oid": user.id, "sub": b64url(hashlib.sha256(
                 (user.id + app.client_id).encode()).digest()), "scp": " ".join(scopes),
                 "name": user.display_name, "upn": user.upn, "unique_name": user.upn})
         token = self._sign(claims)
@@ -262,9 +294,9 @@ class MsIdentity:
             "oid": user.id,
             "preferred_username": user.upn,
             "rh": "0.sandbox",
-            "sub": _b64url(hashlib.sha256((user.id + app.client_id).encode()).digest()),
+            "sub": b64url(hashlib.sha256((user.id + app.client_id).encode()).digest()),
             "tid": self.tenant_id,
-            "uti": _b64url(secrets.token_bytes(16)),
+            "uti": b64url(secrets.token_bytes(16)),
             "ver": "2.0",
         }
         if nonce:
@@ -346,16 +378,11 @@ class MsIdentity:
             return JSONResponse(self.jwks())
         if kind == "authorize":
             return self._authorize(request)
-        raw = (await request.body()).decode("utf-8", "replace")
-        form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                cid, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
-                form.setdefault("client_id", unquote(cid.replace("+", " ")))
-                form.setdefault("client_secret", unquote(secret.replace("+", " ")))
-            except ValueError:
-                pass
+        form = read_form(await request.body())
+        basic = basic_credentials(request.headers.get("authorization", ""))
+        if basic is not None:  # form-urlencoded id and secret (RFC 6749 2.3.1)
+            form.setdefault("client_id", unquote(basic[0].replace("+", " ")))
+            form.setdefault("client_secret", unquote(basic[1].replace("+", " ")))
         try:
             with self.owner.lock:
                 return JSONResponse(self._token(form, base))
@@ -394,8 +421,7 @@ class MsIdentity:
             page = (f'<html><body onload="document.forms[0].submit()"><form method="POST" '
                     f'action="{html.escape(redirect_uri)}">{fields}</form></body></html>')
             return HTMLResponse(page)
-        sep = "&" if "?" in redirect_uri else "?"
-        return RedirectResponse(f"{redirect_uri}{sep}{urlencode(query)}", 302)
+        return redirect_with(redirect_uri, query)
 
     def _token(self, form: dict[str, str], base: str) -> dict[str, Any]:
         client_id = form.get("client_id", "")
@@ -441,14 +467,11 @@ class MsIdentity:
                 raise AadError(400, "invalid_grant", 50148,
                                "The redirect_uri does not match the one used to obtain the "
                                "authorization code.")
-            if code.challenge:
-                verifier = form.get("code_verifier", "")
-                computed = _b64url(hashlib.sha256(verifier.encode()).digest()) \
-                    if code.method.upper() == "S256" else verifier
-                if computed != code.challenge:
-                    raise AadError(400, "invalid_grant", 501481,
-                                   "The Code_Verifier does not match the code_challenge "
-                                   "supplied in the authorization request.")
+            if code.challenge and not verifier_matches(code.challenge, code.method,
+                                                       form.get("code_verifier", "")):
+                raise AadError(400, "invalid_grant", 501481,
+                               "The Code_Verifier does not match the code_challenge "
+                               "supplied in the authorization request.")
             user = self.owner.mailbox_by_id(code.user_id)
             requested = tuple(form["scope"].split()) if form.get("scope") else code.scopes
             self.owner.knobs.count("ms.token.authorization_code")
@@ -490,6 +513,6 @@ class MsIdentity:
             out["refresh_token"] = refresh
         if "openid" in {s.lower() for s in requested}:
             out["id_token"] = self._id_token(base, app, user, nonce)
-            out["client_info"] = _b64url(json.dumps({"uid": user.id,
+            out["client_info"] = b64url(json.dumps({"uid": user.id,
                                                      "utid": self.tenant_id}).encode())
         return out

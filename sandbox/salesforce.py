@@ -43,17 +43,26 @@ import itertools
 import json
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 
-from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send
-from sandbox.pkce import verifier_matches
+from sandbox.knobs import ASGIApp, Clock, Receive, Scope, Send, control_routes
+from sandbox.oauth import (
+    basic_credentials,
+    read_form,
+    redirect_with,
+    token_control_routes,
+    verifier_matches,
+)
+from sandbox.routing import RouteTable, segments
 from sandbox.server import Emulator
 from sandbox.soql import FieldInfo, SoqlError, compile_soql, parse_datetime
 
@@ -246,6 +255,19 @@ class SfError(Exception):
         return {"statusCode": self.code, "message": self.message, "fields": self.fields}
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One REST call under ``/services/data/{version}``, as the route handlers read it."""
+
+    method: str
+    version: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    payload: Any
+    allow_save: bool
+    in_composite: bool
+
+
 @dataclass
 class SfResponse:
     status: int
@@ -321,6 +343,7 @@ class _Cursor:
 
 class SalesforceEmulator(Emulator):
     name = "salesforce"
+    label = "Salesforce"
     default_tls = True
 
     def __init__(
@@ -492,16 +515,9 @@ class SalesforceEmulator(Emulator):
         data["api_usage"] = dict(zip(("used", "max"), self.api_usage(), strict=True))
         return data
 
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        with self.lock:
-            unknown = set(settings) - set(asdict(self.config))
-            if unknown:
-                raise KeyError(f"unknown Salesforce settings: {sorted(unknown)}")
-            for key, value in settings.items():
-                setattr(self.config, key, value)
-            if not settings or {"external_id_field", "external_id_unique"} & set(settings):
-                self._rebuild_schema()
-        return self.config_dict()
+    def reconfigured(self, settings: dict[str, Any]) -> None:
+        if not settings or {"external_id_field", "external_id_unique"} & set(settings):
+            self._rebuild_schema()
 
     def snapshot(self) -> dict[str, Any]:
         used, limit = self.api_usage()
@@ -521,30 +537,13 @@ class SalesforceEmulator(Emulator):
         return status, {"content-type": JSON_CT}, json.dumps(body).encode()
 
     def control_routes(self) -> list[BaseRoute]:
-        async def expire(request: Request) -> JSONResponse:
-            data = json.loads(await request.body() or b"{}")
-            return JSONResponse({"expired": self.expire_sessions(data.get("access_token"))})
-
-        async def revoke(request: Request) -> JSONResponse:
-            data = json.loads(await request.body() or b"{}")
-            return JSONResponse({"revoked": self.revoke_refresh_token(data["refresh_token"])})
-
-        async def auth_code(request: Request) -> JSONResponse:
-            data = json.loads(await request.body() or b"{}")
-            return JSONResponse({"code": self.issue_auth_code(
-                redirect_uri=data.get("redirect_uri"))})
-
-        async def session(request: Request) -> JSONResponse:
-            return JSONResponse({"access_token": self.issue_session()})
-
-        async def usage(request: Request) -> JSONResponse:
-            data = json.loads(await request.body() or b"{}")
+        def usage(data: dict[str, Any], request: Request) -> dict[str, Any]:
             if "used" in data:
                 self.set_api_usage(int(data["used"]))
             used, limit = self.api_usage()
-            return JSONResponse({"used": used, "max": limit})
+            return {"used": used, "max": limit}
 
-        async def records(request: Request) -> JSONResponse:
+        def records(data: dict[str, Any], request: Request) -> Response:
             try:
                 return JSONResponse({"records": self.records(
                     request.path_params["sobject"],
@@ -552,18 +551,19 @@ class SalesforceEmulator(Emulator):
             except KeyError:
                 return JSONResponse({"error": "unknown sObject"}, status_code=404)
 
-        async def creds(request: Request) -> JSONResponse:
-            return JSONResponse(self.credentials())
-
-        p = "/__sandbox__"
         return [
-            Route(p + "/credentials", creds, methods=["GET"]),
-            Route(p + "/sessions/expire", expire, methods=["POST"]),
-            Route(p + "/sessions", session, methods=["POST"]),
-            Route(p + "/refresh-tokens/revoke", revoke, methods=["POST"]),
-            Route(p + "/auth-codes", auth_code, methods=["POST"]),
-            Route(p + "/api-usage", usage, methods=["GET", "POST"]),
-            Route(p + "/records/{sobject}", records, methods=["GET"]),
+            *token_control_routes(
+                credentials=self.credentials,
+                token=lambda data: self.issue_session(),
+                expire=self.expire_sessions,
+                revoke=lambda token: self.revoke_refresh_token(token or ""),
+                code=lambda data: self.issue_auth_code(redirect_uri=data.get("redirect_uri")),
+                tokens="/sessions",
+            ),
+            *control_routes({
+                "/api-usage": ("GET|POST", usage),
+                "/records/{sobject}": ("GET", records),
+            }),
         ]
 
     # ----------------------------------------------------------------- ASGI
@@ -571,8 +571,7 @@ class SalesforceEmulator(Emulator):
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             request = Request(scope, receive)
             raw_path = scope.get("raw_path") or scope["path"].encode()
-            path = raw_path.decode("latin-1").split("?", 1)[0]
-            parts = [unquote(p) for p in path.split("/") if p]
+            parts = segments(raw_path.decode("latin-1"))
             if parts[:2] == ["services", "oauth2"]:
                 response = await self._oauth(request, parts[2:])
                 await response(scope, receive, send)
@@ -660,44 +659,56 @@ class SalesforceEmulator(Emulator):
     def _dispatch(self, method: str, version: str, rest: list[str],
                   query: dict[str, list[str]], headers: dict[str, str], payload: Any,
                   *, in_composite: bool = False) -> SfResponse:
-        base = f"/services/data/{version}"
-        allow_save = _allow_save(headers)
+        call = _Call(method, version, query, headers, payload, _allow_save(headers), in_composite)
         try:
-            if not rest:
-                return SfResponse(200, {k: f"{base}/{k}" for k in
-                                        ("sobjects", "query", "queryAll", "composite",
-                                         "limits")})
-            head = rest[0]
-            if head == "limits" and len(rest) == 1 and method == "GET":
-                used, limit = len(self._api_calls), self.config.daily_api_limit
-                return SfResponse(200, {
-                    "DailyApiRequests": {"Max": limit, "Remaining": max(0, limit - used)},
-                    "DataStorageMB": {"Max": 5, "Remaining": 5},
-                    "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
-                })
-            if head in ("query", "queryAll") and method == "GET":
-                if len(rest) == 1:
-                    q = (query.get("q") or [""])[0]
-                    size = _batch_size(headers, self.config.query_page_size)
-                    return self._query(version, q, include_deleted=head == "queryAll",
-                                       page_size=size, endpoint=head)
-                if len(rest) == 2:
-                    return self._query_more(version, head, rest[1])
-            if head == "sobjects":
-                return self._sobjects(method, version, rest[1:], query, payload, allow_save)
-            if head == "composite":
-                if len(rest) == 1 and method == "POST":
-                    if in_composite:
-                        raise SfError(400, "INVALID_INPUT", "Composite requests can't be nested")
-                    return self._composite(version, headers, payload)
-                if len(rest) >= 2 and rest[1] == "sobjects":
-                    return self._collections(method, version, rest[2:], query, payload,
-                                             allow_save)
+            found = self._api_routes.match(method, rest)
+            if found is not None:
+                return found.handler(call, **found.params)
             if method not in ("GET", "POST", "PATCH", "DELETE", "PUT", "HEAD"):
                 raise SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed.")
             return SfResponse(404, NOT_FOUND)
         except SfError as exc:
             return _err(exc)
+
+    @cached_property
+    def _api_routes(self) -> RouteTable[Callable[..., SfResponse]]:
+        # paths under /services/data/vXX.X; handler(call, **captures); first match wins
+        return RouteTable([
+            ("*", "", lambda c: SfResponse(200, {
+                k: f"/services/data/{c.version}/{k}"
+                for k in ("sobjects", "query", "queryAll", "composite", "limits")})),
+            ("GET", "limits", lambda c: self._limits()),
+            ("GET", "query", lambda c: self._query_endpoint(c, "query")),
+            ("GET", "queryAll", lambda c: self._query_endpoint(c, "queryAll")),
+            ("GET", "query/{locator}",
+             lambda c, locator: self._query_more(c.version, "query", locator)),
+            ("GET", "queryAll/{locator}",
+             lambda c, locator: self._query_more(c.version, "queryAll", locator)),
+            ("*", "sobjects/{rest*}", lambda c, rest: self._sobjects(
+                c.method, c.version, rest, c.query, c.payload, c.allow_save)),
+            ("POST", "composite", self._composite_endpoint),
+            ("*", "composite/sobjects/{rest*}", lambda c, rest: self._collections(
+                c.method, c.version, rest, c.query, c.payload, c.allow_save)),
+        ])
+
+    def _limits(self) -> SfResponse:
+        used, limit = len(self._api_calls), self.config.daily_api_limit
+        return SfResponse(200, {
+            "DailyApiRequests": {"Max": limit, "Remaining": max(0, limit - used)},
+            "DataStorageMB": {"Max": 5, "Remaining": 5},
+            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+        })
+
+    def _query_endpoint(self, call: _Call, endpoint: str) -> SfResponse:
+        q = (call.query.get("q") or [""])[0]
+        size = _batch_size(call.headers, self.config.query_page_size)
+        return self._query(call.version, q, include_deleted=endpoint == "queryAll",
+                           page_size=size, endpoint=endpoint)
+
+    def _composite_endpoint(self, call: _Call) -> SfResponse:
+        if call.in_composite:
+            raise SfError(400, "INVALID_INPUT", "Composite requests can't be nested")
+        return self._composite(call.version, call.headers, call.payload)
 
     # ------------------------------------------------------------- sObjects
     def _object_name(self, name: str) -> str | None:
@@ -1382,69 +1393,81 @@ class SalesforceEmulator(Emulator):
 
     # ----------------------------------------------------------------- OAuth
     async def _oauth(self, request: Request, rest: list[str]) -> Response:
-        endpoint = rest[0] if rest else ""
-        if endpoint == "token" and request.method == "POST":
-            form = await _form(request)
-            with self.lock:
-                status, body = self._token(form, request.headers.get("authorization", ""))
-            return JSONResponse(body, status_code=status)
-        if endpoint == "authorize" and request.method == "GET":
-            params = request.query_params
-            if params.get("client_id") != self.client_id:
-                return JSONResponse({"error": "invalid_client_id",
-                                     "error_description": "client identifier invalid"},
+        found = self._oauth_routes.match(request.method, rest[:1])
+        if found is None:
+            return JSONResponse({"error": "not_found", "error_description": "unknown endpoint"},
+                                status_code=404)
+        return await found.handler(request)
+
+    @cached_property
+    def _oauth_routes(self) -> RouteTable[Callable[[Request], Awaitable[Response]]]:
+        # /services/oauth2/<endpoint>[/...]: only the first segment names the endpoint
+        return RouteTable([
+            ("POST", "token", self._token_endpoint),
+            ("GET", "authorize", self._authorize),
+            ("POST|GET", "revoke", self._revoke),
+            ("GET", "userinfo", self._userinfo),
+        ])
+
+    async def _token_endpoint(self, request: Request) -> Response:
+        form = read_form(await request.body())
+        with self.lock:
+            status, body = self._token(form, request.headers.get("authorization", ""))
+        return JSONResponse(body, status_code=status)
+
+    async def _authorize(self, request: Request) -> Response:
+        params = request.query_params
+        if params.get("client_id") != self.client_id:
+            return JSONResponse({"error": "invalid_client_id",
+                                 "error_description": "client identifier invalid"},
+                                status_code=400)
+        redirect = params.get("redirect_uri")
+        if not redirect:
+            return JSONResponse({"error": "redirect_uri_mismatch",
+                                 "error_description": "redirect_uri must match configuration"},
+                                status_code=400)
+        code = self.issue_auth_code(
+            redirect_uri=redirect, challenge=params.get("code_challenge"),
+            method=params.get("code_challenge_method") or "plain")
+        query = {"code": code}
+        if params.get("state") is not None:
+            query["state"] = params["state"]
+        return redirect_with(redirect, query)
+
+    async def _revoke(self, request: Request) -> Response:
+        form = read_form(await request.body()) if request.method == "POST" else dict(
+            request.query_params)
+        token = form.get("token", "")
+        with self.lock:
+            if token in self.refresh_tokens:
+                self.revoke_refresh_token(token)
+            elif token in self.sessions:
+                self.sessions[token].revoked = True
+            else:
+                return JSONResponse({"error": "unsupported_token_type",
+                                     "error_description": "this token type is not supported"},
                                     status_code=400)
-            redirect = params.get("redirect_uri")
-            if not redirect:
-                return JSONResponse({"error": "redirect_uri_mismatch",
-                                     "error_description": "redirect_uri must match configuration"},
-                                    status_code=400)
-            code = self.issue_auth_code(
-                redirect_uri=redirect, challenge=params.get("code_challenge"),
-                method=params.get("code_challenge_method") or "plain")
-            query = {"code": code}
-            if params.get("state") is not None:
-                query["state"] = params["state"]
-            sep = "&" if "?" in redirect else "?"
-            return RedirectResponse(f"{redirect}{sep}{urlencode(query)}", status_code=302)
-        if endpoint == "revoke" and request.method in ("POST", "GET"):
-            form = await _form(request) if request.method == "POST" else dict(
-                request.query_params)
-            token = form.get("token", "")
-            with self.lock:
-                if token in self.refresh_tokens:
-                    self.revoke_refresh_token(token)
-                elif token in self.sessions:
-                    self.sessions[token].revoked = True
-                else:
-                    return JSONResponse({"error": "unsupported_token_type",
-                                         "error_description": "this token type is not supported"},
-                                        status_code=400)
-            return Response(b"", status_code=200)
-        if endpoint == "userinfo" and request.method == "GET":
-            auth = request.headers.get("authorization", "")
-            token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-            with self.lock:
-                ok = self._session_valid(token)
-            if not ok:
-                return Response(b"Bad_OAuth_Token", status_code=403)
-            return JSONResponse({
-                "sub": f"{self.instance_url}/id/{self.org_id}/{self.user_id}",
-                "user_id": self.user_id, "organization_id": self.org_id,
-                "preferred_username": self.username, "email": self.username,
-                "name": "Relais Sandbox",
-            })
-        return JSONResponse({"error": "not_found", "error_description": "unknown endpoint"},
-                            status_code=404)
+        return Response(b"", status_code=200)
+
+    async def _userinfo(self, request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        with self.lock:
+            ok = self._session_valid(token)
+        if not ok:
+            return Response(b"Bad_OAuth_Token", status_code=403)
+        return JSONResponse({
+            "sub": f"{self.instance_url}/id/{self.org_id}/{self.user_id}",
+            "user_id": self.user_id, "organization_id": self.org_id,
+            "preferred_username": self.username, "email": self.username,
+            "name": "Relais Sandbox",
+        })
 
     def _token(self, form: dict[str, str], authorization: str) -> tuple[int, dict[str, Any]]:
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        if authorization.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(authorization[6:]).decode()
-                client_id, _, client_secret = decoded.partition(":")
-            except ValueError:
-                pass
+        basic = basic_credentials(authorization)
+        if basic is not None:
+            client_id, client_secret = basic
         grant = form.get("grant_type")
         if grant not in ("authorization_code", "refresh_token", "client_credentials"):
             return 400, {"error": "unsupported_grant_type",
@@ -1609,8 +1632,4 @@ def _resolve_refs(value: Any, done: dict[str, SfResponse]) -> Any:
 
     return _REF_RE.sub(lookup, value)
 
-
-async def _form(request: Request) -> dict[str, str]:
-    raw = (await request.body()).decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 

@@ -29,6 +29,12 @@ Writing another emulator (Google Calendar, Microsoft Graph...)::
 Keep state changes under ``self.lock`` (tests read it from another thread),
 name custom counters in lower case (``self.knobs.count("graph.events")``) and
 add provider-specific control endpoints with ``control_routes()``.
+
+What every emulator shares: dispatch through a :class:`sandbox.routing.RouteTable`
+(raw-path segments, the provider's own 404), the OAuth server pieces and the
+credential knobs in :mod:`sandbox.oauth`, control endpoints as a table with
+:func:`sandbox.knobs.control_routes`, settings as a dataclass in ``self.config``
+(``configure()`` here; override ``reconfigured()`` to re-apply a change).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import json
 import logging
 import socket
 import threading
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -47,7 +54,7 @@ from starlette.routing import BaseRoute
 from sandbox.knobs import ASGIApp, Clock, Knobs, KnobsMiddleware
 from sandbox.tls import TLSMaterial, shared_tls
 
-__all__ = ["Emulator", "SandboxServer"]
+__all__ = ["Emulator", "EmulatorGroup", "SandboxServer"]
 
 log = logging.getLogger("sandbox")
 
@@ -182,7 +189,9 @@ class Emulator:
     """Base of the provider emulators: clock, knobs, control hooks, lifecycle."""
 
     name = "emulator"
+    label = ""  # the provider's name in messages ("unknown HubSpot settings")
     default_tls = False
+    config: Any = None  # the settings, a dataclass, when the emulator has any
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
@@ -200,14 +209,30 @@ class Emulator:
         """Wipe the emulator's records (credentials survive)."""
 
     def config_dict(self) -> dict[str, Any]:
-        return {}
+        return asdict(self.config) if is_dataclass(self.config) else {}
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        if settings:
-            raise KeyError(f"unknown settings: {sorted(settings)}")
+        """Set fields of ``self.config`` (unknown names: KeyError, nothing set), then let
+        :meth:`reconfigured` apply them; returns :meth:`config_dict`."""
+        with self.lock:
+            known = {f.name for f in fields(self.config)} if is_dataclass(self.config) else set()
+            unknown = set(settings) - known
+            if unknown:
+                what = " ".join(filter(None, ["unknown", self.label, "settings"]))
+                raise KeyError(f"{what}: {sorted(unknown)}")
+            for key, value in settings.items():
+                setattr(self.config, key, value)
+            self.reconfigured(settings)
         return self.config_dict()
 
+    def reconfigured(self, settings: dict[str, Any]) -> None:
+        """Apply new ``settings`` (already set on ``self.config``); called under the lock."""
+
     def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def credentials(self) -> dict[str, Any]:
+        """What a client needs to connect (ids, secrets, tokens)."""
         return {}
 
     def control_routes(self) -> list[BaseRoute]:
@@ -279,6 +304,45 @@ class Emulator:
     def __enter__(self) -> Self:
         if not self.running:
             self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmulatorGroup:
+    """Emulators started together (a dataclass of ``Emulator | None`` fields and ``tls``):
+    one ``describe``, ``reset`` and ``stop`` for all of them."""
+
+    tls: TLSMaterial
+
+    def members(self) -> dict[str, Emulator]:
+        """The running emulators by field name, in field order."""
+        return {f.name: value for f in fields(self)  # type: ignore[arg-type]
+                if isinstance(value := getattr(self, f.name), Emulator)}  # fmt: skip
+
+    @property
+    def ca_file(self) -> Path:
+        """PEM of the CA that signs the HTTPS emulators' certificates."""
+        return self.tls.ca_file
+
+    def describe(self) -> dict[str, Any]:
+        """URLs, credentials and control endpoints, JSON-serialisable."""
+        out: dict[str, Any] = {"ca_file": str(self.ca_file)}
+        for name, emu in self.members().items():
+            out[name] = {"url": emu.url, "control": emu.url + "/__sandbox__/",
+                         **emu.credentials()}  # fmt: skip
+        return out
+
+    def reset(self, data: bool = True) -> None:
+        for emu in self.members().values():
+            emu.reset(data=data)
+
+    def stop(self) -> None:
+        for emu in self.members().values():
+            emu.stop()
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -66,7 +66,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox.knobs import CONTROL_PREFIX, ASGIApp, Clock
+from sandbox.knobs import ASGIApp, Clock, control_routes
 from sandbox.server import Emulator
 
 # Written from the providers' documents, not from our connector (a bug there must not be
@@ -168,6 +168,7 @@ class _Invalid(Exception):
 
 class SmsGatewayEmulator(Emulator):
     name = "sms"
+    label = "SMS gateway"
     default_tls = False
 
     def __init__(self, *, config: SmsGatewayConfig | None = None, clock: Clock | None = None,
@@ -230,17 +231,6 @@ class SmsGatewayEmulator(Emulator):
         settings.update(overrides)
         return settings
 
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        with self.lock:
-            unknown = set(settings) - set(asdict(self.config))
-            if unknown:
-                raise KeyError(f"unknown SMS gateway settings: {sorted(unknown)}")
-            for key, value in settings.items():
-                setattr(self.config, key, value)
-        return self.config_dict()
 
     def fail_number(self, msisdn: str, code: int = 402) -> None:
         """Messages to ``msisdn`` end ``Failed`` with ``code`` (402: unroutable, unverified)."""
@@ -307,23 +297,16 @@ class SmsGatewayEmulator(Emulator):
         return status, headers, body
 
     def control_routes(self) -> list[BaseRoute]:
-        async def reply(request: Request) -> JSONResponse:
-            data = json.loads(await request.body() or b"{}")
-            return JSONResponse(self.reply(data["from"], data.get("body", ""), data.get("to")))
-
-        async def creds(request: Request) -> JSONResponse:
-            return JSONResponse(self.credentials())
-
-        async def fail_number(request: Request) -> JSONResponse:
-            data = json.loads(await request.body() or b"{}")
+        def fail_number(data: dict[str, Any], request: Request) -> dict[str, Any]:
             self.fail_number(data["number"], int(data.get("code", 402)))
-            return JSONResponse({"failing_numbers": self.config.failing_numbers})
+            return {"failing_numbers": self.config.failing_numbers}
 
-        return [
-            Route(CONTROL_PREFIX + "/reply", reply, methods=["POST"]),
-            Route(CONTROL_PREFIX + "/credentials", creds, methods=["GET"]),
-            Route(CONTROL_PREFIX + "/fail_number", fail_number, methods=["POST"]),
-        ]
+        return control_routes({
+            "/reply": ("POST", lambda data, request: self.reply(
+                data["from"], data.get("body", ""), data.get("to"))),
+            "/credentials": ("GET", lambda data, request: self.credentials()),
+            "/fail_number": ("POST", fail_number),
+        })
 
     # ------------------------------------------------------------------ API
     def build_app(self) -> ASGIApp:

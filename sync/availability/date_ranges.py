@@ -30,6 +30,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from mappings.wallclock import wall_instant
+
 from .models import StaffSchedule
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -80,27 +82,7 @@ def local_date(us: int, zone: ZoneInfo) -> date:
 @lru_cache(maxsize=65536)
 def local_instant(zone: ZoneInfo, day: date, wall: time) -> int:
     """First instant at which the clock in ``zone`` shows ``day wall`` or later."""
-    naive = datetime.combine(day, wall)
-    first = naive.replace(tzinfo=zone)  # fold=0: first occurrence in an overlap
-    utc = first.astimezone(UTC)
-    if utc.astimezone(zone).replace(tzinfo=None) == naive:
-        return to_us(utc)
-    # Spring-forward gap: find the jump.  Both interpretations of the missing
-    # wall time bracket it: the earlier one reads before ``naive``, the later
-    # one after it.  Transitions happen on whole seconds.
-    target = naive_us(naive)
-    a = to_us(utc)
-    b = to_us(naive.replace(tzinfo=zone, fold=1).astimezone(UTC))
-    lo, hi = (min(a, b) // SECOND, -(-max(a, b) // SECOND))
-    if wall_us(lo * SECOND, zone) >= target or wall_us(hi * SECOND, zone) < target:
-        raise AssertionError(f"cannot resolve wall time {naive} in {zone.key}")  # pragma: no cover
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if wall_us(mid * SECOND, zone) >= target:
-            hi = mid
-        else:
-            lo = mid
-    return hi * SECOND
+    return to_us(wall_instant(day, wall, zone))
 
 
 def local_midnight(zone: ZoneInfo, day: date) -> int:
