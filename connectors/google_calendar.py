@@ -77,8 +77,8 @@ from connectors.calendar_common import (
     gather_free_busy,
     rfc3339,
 )
+from connectors.catalog import provider as catalogue
 from connectors.http import retry_after_seconds
-from connectors.registry import register_calendar
 
 DEFAULT_BASE = "https://www.googleapis.com"
 _REASON_LIMIT = 300
@@ -145,7 +145,6 @@ def _details(exc: HttpError) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return error, [e for e in error.get("errors") or [] if isinstance(e, dict)]
 
 
-@register_calendar("google_calendar")
 class GoogleCalendarConnector:
     provider: ClassVar[str] = "google_calendar"
     max_calendars_per_query: ClassVar[int] = 50
@@ -153,9 +152,11 @@ class GoogleCalendarConnector:
     @staticmethod
     def rate_limit(info: ConnectionInfo) -> tuple[int, float]:
         """Google's default quota: 600 requests per minute per user (per project)."""
-        return int(info.settings.get("rate_limit", 600)), float(
-            info.settings.get("rate_limit_window_seconds", 60)
+        limit = catalogue("google_calendar").rate_limit(
+            info.settings.get("rate_limit"), info.settings.get("rate_limit_window_seconds")
         )
+        assert limit is not None  # the catalogue sets one
+        return limit
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime | None = None) -> None:
         self.info = info

@@ -42,6 +42,7 @@ from connectors.base import (
     Runtime,
     TransientError,
 )
+from connectors.catalog import provider as catalogue
 from connectors.crm import (
     CallerKey,
     FieldProblem,
@@ -52,7 +53,6 @@ from connectors.crm import (
     same_phone,
 )
 from connectors.http import make_client
-from connectors.registry import register
 
 DEFAULT_HOST = "https://api.hubapi.com"
 # HUBSPOT_DEFINED association type ids, engagement -> contact.
@@ -124,24 +124,25 @@ class _Work:
     record_id: str | None = None
 
 
-@register("hubspot")
 class HubSpotConnector:
     provider: ClassVar[str] = "hubspot"
-    max_batch: ClassVar[int] = 300  # claimed at once; sent in chunks of CHUNK
-    chunk: ClassVar[int] = 100  # HubSpot batch endpoints take at most 100 inputs
     linger_seconds: ClassVar[float] = 0.5  # a lone urgent message still leaves at once
 
     @staticmethod
     def rate_limit(info: ConnectionInfo) -> tuple[int, float]:
-        """Requests per window for this app: 100/10 s on Free/Starter, 190 on Pro."""
-        return int(info.settings.get("rate_limit", 100)), float(
-            info.settings.get("rate_limit_window_seconds", 10)
+        """Requests per window for this app: 100/10 s on Free/Starter, 190 on Pro
+        (the catalogue's ``limits``, unless the connection's settings say otherwise)."""
+        limit = catalogue("hubspot").rate_limit(
+            info.settings.get("rate_limit"), info.settings.get("rate_limit_window_seconds")
         )
+        assert limit is not None
+        return limit
 
     @staticmethod
     def extra_rate_limits(info: ConnectionInfo) -> dict[str, tuple[int, float]]:
-        """Search has its own, lower limit (about 4-5 per second per token)."""
-        return {"search": (int(info.settings.get("search_rate_limit", 4)), 1.0)}
+        """Search has its own, lower limit (the catalogue's ``search_per_second``)."""
+        default = catalogue("hubspot").limits["search_per_second"]
+        return {"search": (int(info.settings.get("search_rate_limit", default)), 1.0)}
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime) -> None:
         self.info, self.runtime = info, runtime
@@ -151,6 +152,7 @@ class HubSpotConnector:
         self.client = HubSpot(access_token=token, host=host)
         self.id_property = str(info.settings.get("id_property", "relais_id"))
         self.calls = 0  # API calls made, for benchmarks
+        self.chunk = catalogue("hubspot").batch_size("objects", 100)
 
     # ------------------------------------------------------------------ plumbing
     def _call(self, what: str, fn: Callable[[], Any]) -> dict[str, Any]:

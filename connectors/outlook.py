@@ -84,8 +84,8 @@ from connectors.calendar_common import (
     gather_free_busy,
     rfc3339,
 )
+from connectors.catalog import provider as catalogue
 from connectors.http import error_for_exception, retry_after_seconds, shared_ssl_context
-from connectors.registry import register_calendar
 
 DEFAULT_GRAPH = "https://graph.microsoft.com/v1.0"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com/{tenant}"
@@ -213,7 +213,6 @@ def _parse_graph_time(spec: dict[str, Any]) -> datetime:
     return value.astimezone(UTC)
 
 
-@register_calendar("outlook")
 class OutlookConnector:
     provider: ClassVar[str] = "outlook"
     max_calendars_per_query: ClassVar[int] = 20
@@ -223,9 +222,11 @@ class OutlookConnector:
         """1,000 requests a minute per connection. Graph's Outlook limit is 10,000 per
         10 minutes per app *and mailbox*; one connection's traffic spread over many
         mailboxes at this pace never reaches it for any of them."""
-        return int(info.settings.get("rate_limit", 1000)), float(
-            info.settings.get("rate_limit_window_seconds", 60)
+        limit = catalogue("outlook").rate_limit(
+            info.settings.get("rate_limit"), info.settings.get("rate_limit_window_seconds")
         )
+        assert limit is not None  # the catalogue sets one
+        return limit
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime | None = None) -> None:
         self.info = info

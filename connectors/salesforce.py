@@ -94,7 +94,6 @@ from connectors.crm import (
     phone_forms,
     render_section,
 )
-from connectors.registry import register
 
 DEFAULT_EXTERNAL_ID = "Relais_Id__c"
 DEFAULT_TIMEOUT = 30.0
@@ -102,7 +101,6 @@ LIMIT_PAUSE = timedelta(hours=1)  # no Retry-After exists; the 24 h window rolls
 # Characters of URL-encoded SOQL per query: the URI limit is 16,384 bytes of URI and
 # headers together, so this leaves room for the path and the headers.
 QUERY_BUDGET = 14_000
-COLLECTION_SIZE = 200  # sObject Collections take at most 200 records
 # Composite takes 25 subrequests, but at most 5 queries (query, queryAll, next batch)
 # or sObject Collections: a sixth is refused (REST API guide, Composite).
 COMPOSITE_QUERIES = 5
@@ -294,12 +292,10 @@ def _caller_of(request: DeliveryRequest) -> CallerKey | None:
     return caller_key({"message": {"caller": caller}})
 
 
-@register("salesforce")
 class SalesforceConnector:
     provider: ClassVar[str] = "salesforce"
     # Claimed at once; every write goes in Collections of 200, so a batch of 600
     # sends its (rarer) callback Tasks in one call instead of three.
-    max_batch: ClassVar[int] = 3 * COLLECTION_SIZE
     linger_seconds: ClassVar[float] = 0.5  # a lone urgent message still leaves at once
 
     @staticmethod
@@ -307,10 +303,8 @@ class SalesforceConnector:
         """No per-second pacing: Salesforce counts a rolling 24 h allocation, watched
         through ``Sforce-Limit-Info`` instead. A connection may still set
         ``rate_limit`` (requests per ``rate_limit_window_seconds``)."""
-        if not info.settings.get("rate_limit"):
-            return None
-        return int(info.settings["rate_limit"]), float(
-            info.settings.get("rate_limit_window_seconds", 1)
+        return provider("salesforce").rate_limit(
+            info.settings.get("rate_limit"), info.settings.get("rate_limit_window_seconds")
         )
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime) -> None:
@@ -320,6 +314,7 @@ class SalesforceConnector:
         self.daily_limit = int(settings["daily_limit"]) if settings.get("daily_limit") else None
         self.pause = timedelta(seconds=float(settings.get("limit_pause_seconds") or 3600))
         self.version = str(settings.get("api_version") or provider("salesforce").api_version)
+        self.collection_size = provider("salesforce").batch_size("collections", 200)
         self.session = _Session(float(settings.get("timeout_seconds") or DEFAULT_TIMEOUT))
         self.session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
         self.session.verify = str(settings["ca_file"]) if settings.get("ca_file") else True
@@ -649,7 +644,7 @@ class SalesforceConnector:
     def _upsert(self, sobject: str, records: list[dict[str, Any]], what: str) -> list[dict]:
         """Collections upsert by external id; one result per record, in order."""
         results: list[dict[str, Any]] = []
-        for chunk in _chunks(records, COLLECTION_SIZE):
+        for chunk in _chunks(records, self.collection_size):
             body = {
                 "allOrNone": False,
                 "records": [{"attributes": {"type": sobject}, **r} for r in chunk],
@@ -769,7 +764,7 @@ class SalesforceConnector:
                         known.setdefault(match, str(row["Id"]))
         targets = sorted({known[i] for i in ids if i in known})
         refused: dict[str, DeliveryError] = {}
-        for chunk in _chunks(targets, COLLECTION_SIZE):
+        for chunk in _chunks(targets, self.collection_size):
             params = {"ids": ",".join(chunk), "allOrNone": "false"}
             answer = self._call(
                 "Event delete",

@@ -89,8 +89,8 @@ from connectors.base import (
     TransientError,
     deliver_each,
 )
+from connectors.catalog import provider as catalogue
 from connectors.http import error_for_exception, retry_after_seconds, shared_ssl_context
-from connectors.registry import register
 
 log = logging.getLogger("relais.connectors.sms")
 
@@ -514,18 +514,18 @@ def _receipt(data: Mapping[str, Any], recipient: str, status: Any, code: Any,
 LINK_LOCAL, LINK_REMOTE = "sms", "sms_message"
 
 
-@register("sms")
 class SmsConnector:
     provider: ClassVar[str] = "sms"
-    max_batch: ClassVar[int] = 20
     linger_seconds: ClassVar[float] = 0.0  # an urgent SMS leaves at once
 
     @staticmethod
     def rate_limit(info: ConnectionInfo) -> tuple[int, float]:
         """Requests per window (lookups included); 20/s unless the plan says otherwise."""
-        return int(info.settings.get("rate_limit", 20)), float(
-            info.settings.get("rate_limit_window_seconds", 1)
+        limit = catalogue("sms").rate_limit(
+            info.settings.get("rate_limit"), info.settings.get("rate_limit_window_seconds")
         )
+        assert limit is not None  # the catalogue sets one
+        return limit
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime | None = None,
                  gateway: SmsGateway | None = None) -> None:

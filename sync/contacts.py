@@ -128,28 +128,15 @@ def _prefix_bound(prefix: str) -> str | None:
 
 
 def reader_for(info: ConnectionInfo) -> Any:
-    """The provider's incremental reader, paced by the connection's shared limiter."""
-    from sync.delivery import pacer_for
-    from sync.ratelimit import Pacer, default_store
+    """The provider's incremental reader (the catalogue's ``contacts`` class), paced by
+    the connection's shared limiters (those its delivery connector declares)."""
+    from connectors.registry import connector_class, contact_reader_class
+    from sync.delivery import extra_pacers, pacer_for
 
-    if info.provider == "hubspot":
-        from connectors.hubspot import HubSpotConnector
-        from connectors.hubspot_sync import HubSpotContactReader
-
-        search = Pacer(
-            key=f"{info.id}:search",
-            limit=int(info.settings.get("search_rate_limit", 4)),
-            window=1.0,
-            store=default_store(),
-        )
-        runtime = Runtime(pacer=pacer_for(HubSpotConnector, info))
-        return HubSpotContactReader(info, runtime, search_pacer=search)
-    if info.provider == "salesforce":
-        from connectors.salesforce import SalesforceConnector
-        from connectors.salesforce_sync import SalesforceContactReader
-
-        return SalesforceContactReader(info, Runtime(pacer=pacer_for(SalesforceConnector, info)))
-    raise LookupError(f"no contact reader for provider {info.provider!r}")
+    reader = contact_reader_class(info.provider)
+    kind = connector_class(info.provider)
+    runtime = Runtime(pacer=pacer_for(kind, info), pacers=extra_pacers(kind, info))
+    return reader(info, runtime)
 
 
 # ------------------------------------------------------------------ cursor and lock

@@ -38,7 +38,7 @@ from connectors.base import (
 from connectors.base import (
     Pacer as PacerProtocol,
 )
-from connectors.registry import build_connector, connector_class, delivers
+from connectors.registry import build_connector, connector_class, delivers, max_batch
 from mappings.rules import TemplateRenderError
 from relais.db import session_scope
 from relais.models import AuditEvent, Connection, Delivery, Message, Tenant, utcnow
@@ -277,7 +277,7 @@ def process_connection(
     if opened is None:
         return outcome
     info, kind, claimed = opened
-    limit = int(getattr(kind, "max_batch", 50))
+    limit = max_batch(info.provider)
     if len(claimed) >= limit:
         if wake is not None:
             wake(connection_id)
@@ -340,14 +340,14 @@ def _open(
         info = connection_info(connection)
         if not delivers(info.provider):  # a calendar connection: booking writes its events
             outcome.notes.append(f"{info.provider} connections have no deliveries")
-            return outcome
+            return None
         tenant = session.get(Tenant, connection.tenant_id)
         assert tenant is not None
         spec = parsed_config(tenant).connections.get(connection.name)
         if spec is not None and hasattr(spec, "resolved_mapping"):
             info = replace(info, mapping=spec.resolved_mapping())
         kind = connector_class(info.provider)
-        limit = int(getattr(kind, "max_batch", 50))
+        limit = max_batch(info.provider)
         linger = _linger_left(session, kind, connection.id, now, limit)
         if linger:
             outcome.run_again_in = linger  # the wake flag stays set: one task waits
