@@ -39,7 +39,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPException, RemoteDisconnected
 from typing import Any, ClassVar
@@ -56,7 +56,6 @@ from connectors.base import (
     AuthExpired,
     ConnectionInfo,
     DeliveryError,
-    RateLimited,
     Rejected,
     Runtime,
     TransientError,
@@ -78,7 +77,7 @@ from connectors.calendar_common import (
     rfc3339,
 )
 from connectors.catalog import provider as catalogue
-from connectors.http import retry_after_seconds
+from connectors.http import Classifier
 
 DEFAULT_BASE = "https://www.googleapis.com"
 _REASON_LIMIT = 300
@@ -132,6 +131,22 @@ def _drop_connections(http: httplib2.Http) -> None:
     for connection in list(http.connections.values()):
         connection.close()
     http.connections.clear()
+
+
+class _GoogleErrors(Classifier):
+    """Google answers 403 for usage limits too (``usageLimits`` domain or a rate
+    reason); each reason has its own wait when Retry-After is absent. ``body`` is
+    ``(is a usage limit, reasons)``."""
+
+    def rate_limited(self, status: int, headers: Mapping[str, str], body: Any) -> bool:
+        return status == 429 or (status == 403 and body[0])
+
+    def limit_wait(self, status: int, headers: Mapping[str, str], body: Any) -> float:
+        wait = self.retry_after(headers)
+        if wait is not None:
+            return wait
+        waits = [_RATE_REASONS.get(r) for r in body[1] if r in _RATE_REASONS]
+        return max([w for w in waits if w is not None], default=self.rate_limited_seconds)
 
 
 def _details(exc: HttpError) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -242,18 +257,9 @@ class GoogleCalendarConnector:
             reason += f" {','.join(reasons)}"
         if message:
             reason += f": {message}"
-        wait = retry_after_seconds(exc.resp.get("retry-after"))
         rate = "usageLimits" in domains or any(r in _RATE_REASONS for r in reasons)
-        if status == 429 or (status == 403 and rate):
-            if wait is None:
-                waits = [_RATE_REASONS.get(r) for r in reasons if r in _RATE_REASONS]
-                wait = max([w for w in waits if w is not None], default=self.rate_limited_seconds)
-            return RateLimited(reason, datetime.now(UTC) + timedelta(seconds=wait))
-        if status == 401:
-            return AuthExpired(reason)
-        if status == 408 or status >= 500:
-            return TransientError(reason, retry_after=wait)
-        return Rejected(reason)
+        classifier = _GoogleErrors(self.rate_limited_seconds)
+        return classifier.classify(status, exc.resp, (rate, reasons), reason)
 
     def _call(
         self, request: HttpRequest, what: str, ok: Sequence[int] = (), repeatable: bool = True

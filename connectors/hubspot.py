@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, ClassVar
@@ -32,7 +32,6 @@ from zoneinfo import ZoneInfo
 from hubspot import HubSpot
 
 from connectors.base import (
-    AuthExpired,
     ConnectionInfo,
     DeliveryError,
     DeliveryRequest,
@@ -52,7 +51,7 @@ from connectors.crm import (
     render_section,
     same_phone,
 )
-from connectors.http import make_client
+from connectors.http import Classifier, make_client
 
 DEFAULT_HOST = "https://api.hubapi.com"
 # HUBSPOT_DEFINED association type ids, engagement -> contact.
@@ -79,15 +78,18 @@ def error_from(exc: BaseException, what: str) -> DeliveryError:
     message = body.get("message") or getattr(exc, "reason", "") or "no message"
     reason = f"HubSpot {what} answered {status}: {message}"
     headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
-    if status == 429:
-        limited = RateLimited(reason, datetime.now(UTC) + _reset_after(body, headers))
-        limited.daily = body.get("policyName") == "DAILY"  # type: ignore[attr-defined]
-        return limited
-    if status == 401:
-        return AuthExpired(reason)
-    if status >= 500 or status == 0:
-        return TransientError(reason)
-    return Rejected(reason)
+    error = _HubSpotErrors().classify(status, headers, body, reason)
+    if isinstance(error, RateLimited):
+        error.daily = body.get("policyName") == "DAILY"  # type: ignore[attr-defined]
+    return error
+
+
+class _HubSpotErrors(Classifier):
+    """A 429 waits for Retry-After, else the window the headers name; the DAILY
+    policy waits until midnight (HubSpot's usage guidelines)."""
+
+    def limit_wait(self, status: int, headers: Mapping[str, str], body: Any) -> float:
+        return _reset_after(body, dict(headers)).total_seconds()
 
 
 def next_midnight(zone: tzinfo, now: datetime | None = None) -> datetime:

@@ -63,7 +63,6 @@ from connectors.base import (
     AuthExpired,
     ConnectionInfo,
     DeliveryError,
-    RateLimited,
     Rejected,
     Runtime,
     TransientError,
@@ -85,7 +84,7 @@ from connectors.calendar_common import (
     rfc3339,
 )
 from connectors.catalog import provider as catalogue
-from connectors.http import error_for_exception, retry_after_seconds, shared_ssl_context
+from connectors.http import Classifier, error_for_exception, shared_ssl_context
 
 DEFAULT_GRAPH = "https://graph.microsoft.com/v1.0"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com/{tenant}"
@@ -340,15 +339,8 @@ class OutlookConnector:
         code = str(error.get("code") or response.reason_phrase)
         message = str(error.get("message") or response.text[:_REASON_LIMIT])[:_REASON_LIMIT]
         reason = f"Graph {what} answered {status} {code}: {message}"
-        wait = retry_after_seconds(response.headers.get("Retry-After"))
-        if status == 429:
-            seconds = self.rate_limited_seconds if wait is None else wait
-            return RateLimited(reason, datetime.now(UTC) + timedelta(seconds=seconds))
-        if status == 401:
-            return AuthExpired(reason)
-        if status == 408 or status >= 500:
-            return TransientError(reason, retry_after=wait)
-        return Rejected(reason)
+        classifier = Classifier(rate_limited_seconds=self.rate_limited_seconds)
+        return classifier.classify(status, response.headers, error, reason)
 
     def _call(
         self, method: str, path: str, what: str, *, ok: Sequence[int] = (), **kw: Any

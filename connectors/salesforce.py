@@ -64,7 +64,7 @@ the token response, wins), ``api_version``, ``ca_file`` (sandbox CA),
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -94,6 +94,7 @@ from connectors.crm import (
     phone_forms,
     render_section,
 )
+from connectors.http import Classifier
 
 DEFAULT_EXTERNAL_ID = "Relais_Id__c"
 DEFAULT_TIMEOUT = 30.0
@@ -152,6 +153,17 @@ def _describe(error: dict[str, Any]) -> str:
     return text + (f" (fields: {', '.join(fields)})" if fields else "")
 
 
+class _SalesforceErrors(Classifier):
+    """403 ``REQUEST_LIMIT_EXCEEDED`` is the used-up 24 h allocation: a rate limit for
+    the configured pause (no Retry-After). ``body`` is the answer's errorCode."""
+
+    def rate_limited(self, status: int, headers: Mapping[str, str], body: Any) -> bool:
+        return body == "REQUEST_LIMIT_EXCEEDED" or status == 429
+
+    def limit_wait(self, status: int, headers: Mapping[str, str], body: Any) -> float:
+        return self.rate_limited_seconds
+
+
 def error_from_status(
     status: int, content: Any, what: str, pause: timedelta = LIMIT_PAUSE
 ) -> DeliveryError:
@@ -161,17 +173,14 @@ def error_from_status(
     code = first.get("errorCode") or first.get("statusCode") or ""
     detail = _describe(first) if first else "no error body"
     reason = f"Salesforce {what} answered {status} {detail}"
-    if status == 401:
-        return AuthExpired(reason)
-    if code == "REQUEST_LIMIT_EXCEEDED" or status == 429:
-        return RateLimited(
-            f"{reason}; the 24 h API allocation is used up, trying again in "
-            f"{int(pause.total_seconds() // 60)} min",
-            datetime.now(UTC) + pause,
-        )
-    if status >= 500:
-        return TransientError(reason)
-    return Rejected(reason)
+
+    def text(kind: type[DeliveryError]) -> str:
+        if kind is RateLimited:
+            return (f"{reason}; the 24 h API allocation is used up, trying again in "
+                    f"{int(pause.total_seconds() // 60)} min")
+        return reason
+
+    return _SalesforceErrors(pause.total_seconds()).classify(status, {}, code, text)
 
 
 def error_from(exc: BaseException, what: str, pause: timedelta = LIMIT_PAUSE) -> DeliveryError:

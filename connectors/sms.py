@@ -90,7 +90,7 @@ from connectors.base import (
     deliver_each,
 )
 from connectors.catalog import provider as catalogue
-from connectors.http import error_for_exception, retry_after_seconds, shared_ssl_context
+from connectors.http import Classifier, error_for_exception, shared_ssl_context
 
 log = logging.getLogger("relais.connectors.sms")
 
@@ -379,17 +379,20 @@ class SinchGateway:
             code = str(data.get("code") or "")
             text = str(data.get("text") or data.get("message") or text)[:300]
         detail = f"{status} {code}: {text}" if code else f"{status}: {text}"
-        wait = retry_after_seconds(response.headers.get("Retry-After"))
-        if status == 429:
-            pause = wait if wait is not None else self.rate_limit_pause
-            return RateLimited(f"{what} rate-limited ({detail})",
-                               datetime.now(UTC) + timedelta(seconds=pause))
-        if status == 408 or status >= 500:
-            return TransientError(f"{what} failed ({detail})", retry_after=wait)
-        if status == 401:
-            return Rejected(f"Sinch refused the API token ({detail}): fix the api_token "
-                            "of this SMS connection")
-        return Rejected(f"Sinch refused the SMS ({detail})")
+
+        def reason(kind: type[DeliveryError]) -> str:
+            if kind is RateLimited:
+                return f"{what} rate-limited ({detail})"
+            if kind is TransientError:
+                return f"{what} failed ({detail})"
+            if status == 401:
+                return (f"Sinch refused the API token ({detail}): fix the api_token "
+                        "of this SMS connection")
+            return f"Sinch refused the SMS ({detail})"
+
+        # A static API token: a 401 cannot be refreshed away.
+        classifier = Classifier(rate_limited_seconds=self.rate_limit_pause, unauthorized=Rejected)
+        return classifier.classify(status, response.headers, data, reason)
 
     def close(self) -> None:
         self.client.close()
