@@ -37,6 +37,8 @@ class ProviderSpec(BaseModel):
     connector: str | None = None  # deliveries (connectors.base.Connector)
     calendar: str | None = None  # busy times and events (connectors.calendar)
     contacts: str | None = None  # incremental contact reader (connectors.crm)
+    # Our notification endpoint for this provider: ``/v1/webhooks/<webhook>``.
+    webhook: str | None = None
     limits: dict[str, Any] = {}
     batch: dict[str, int] = {}
 
@@ -92,6 +94,14 @@ def oauth_providers() -> tuple[str, ...]:
 def with_part(part: str) -> tuple[str, ...]:
     """Providers that have a ``connector`` / ``calendar`` / ``contacts`` class."""
     return tuple(spec.name for spec in providers() if getattr(spec, part))
+
+
+def by_webhook(route: str) -> ProviderSpec:
+    """The provider whose notifications come to ``/v1/webhooks/<route>``."""
+    for spec in providers():
+        if spec.webhook == route:
+            return spec
+    raise LookupError(f"no provider notifies /v1/webhooks/{route}")
 
 
 @contextmanager

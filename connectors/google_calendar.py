@@ -68,6 +68,7 @@ from connectors.calendar import (
     EventChange,
     EventRef,
     EventSpec,
+    Notice,
 )
 from connectors.calendar_common import (
     CallMeter,
@@ -499,6 +500,43 @@ class GoogleCalendarConnector:
         )
         expires = datetime.fromtimestamp(int(res.get("expiration") or 0) / 1000, UTC)
         return Channel(str(res["id"]), calendar_id, expires, res.get("resourceId"))
+
+    # ---- the calendar protocol's channel methods (``sync.calendar_sync``)
+    notifications_batched: ClassVar[bool] = False
+
+    @staticmethod
+    def changes_window(
+        settings: Mapping[str, Any], now: datetime
+    ) -> tuple[datetime, datetime] | None:
+        return None  # events.list without a cursor reads every event
+
+    def open_channel(self, calendar_id: str, address: str, secret: str) -> Channel:
+        return self.watch(calendar_id, address, secret)
+
+    def renew_channel(self, channel_id: str) -> datetime | None:
+        return None  # a watch channel cannot be extended: a new one replaces it
+
+    def close_channel(self, channel_id: str, resource_id: str | None) -> None:
+        self.stop_watch(channel_id, resource_id)
+
+    @staticmethod
+    def parse_notifications(headers: Mapping[str, str], body: Any) -> list[Notice]:
+        """A push message is all headers (``X-Goog-*``; the body is empty):
+        https://developers.google.com/calendar/api/guides/push#receiving-notifications"""
+        channel_id = headers.get("x-goog-channel-id") or ""
+        if not channel_id:
+            raise ValueError("X-Goog-Channel-ID is missing")
+        try:
+            number = int(headers.get("x-goog-message-number") or 0)
+        except ValueError:
+            number = 0
+        return [Notice(
+            channel_id=channel_id,
+            secret=headers.get("x-goog-channel-token"),
+            resource_id=headers.get("x-goog-resource-id"),
+            message_number=number,
+            state=headers.get("x-goog-resource-state") or "",
+        )]  # fmt: skip
 
     def stop_watch(self, channel_id: str, resource_id: str | None) -> None:
         """Stop a channel; one Google no longer knows counts as stopped."""

@@ -47,7 +47,7 @@ import re
 import ssl
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -75,6 +75,7 @@ from connectors.calendar import (
     EventChange,
     EventRef,
     EventSpec,
+    Notice,
 )
 from connectors.calendar_common import (
     CallMeter,
@@ -542,9 +543,8 @@ class OutlookConnector:
         if cursor:
             path = self._path_of(cursor)
         else:
-            now = self.runtime.now()  # the engine's window (its busy store's)
-            lo = now - timedelta(days=float(settings.get("delta_past_days", 1)))
-            hi = now + timedelta(days=float(settings.get("delta_future_days", 90)))
+            # the engine's window (its busy store's)
+            lo, hi = self.changes_window(settings, self.runtime.now())  # type: ignore[misc]
             path = (
                 f"{self._user(calendar_id)}/calendarView/delta?startDateTime="
                 f"{quote(rfc3339(lo))}&endDateTime={quote(rfc3339(hi))}"
@@ -619,6 +619,45 @@ class OutlookConnector:
         if not response.is_success:
             raise self._error(response, "event read")
         return self._change(response.json())
+
+    # ---- the calendar protocol's channel methods (``sync.calendar_sync``)
+    notifications_batched: ClassVar[bool] = True
+
+    @staticmethod
+    def changes_window(
+        settings: Mapping[str, Any], now: datetime
+    ) -> tuple[datetime, datetime] | None:
+        """The calendarView window a delta round follows (``delta_past_days`` /
+        ``delta_future_days`` around ``now``)."""
+        lo = now - timedelta(days=float(settings.get("delta_past_days", 1)))
+        return lo, now + timedelta(days=float(settings.get("delta_future_days", 90)))
+
+    def open_channel(self, calendar_id: str, address: str, secret: str) -> Channel:
+        return self.subscribe(calendar_id, address, secret)
+
+    def renew_channel(self, channel_id: str) -> datetime | None:
+        return self.renew_subscription(channel_id)
+
+    def close_channel(self, channel_id: str, resource_id: str | None) -> None:
+        self.delete_subscription(channel_id)
+
+    @staticmethod
+    def parse_notifications(headers: Mapping[str, str], body: Any) -> list[Notice]:
+        """A batch in ``value``, each carrying its subscription's ``clientState``:
+        https://learn.microsoft.com/graph/change-notifications-delivery-webhooks"""
+        items = body.get("value") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise ValueError("no notifications in the body")
+        return [
+            Notice(
+                channel_id=str(item.get("subscriptionId") or ""),
+                secret=item.get("clientState") and str(item["clientState"]),
+                lifecycle=item.get("lifecycleEvent"),
+            )
+            if isinstance(item, dict)
+            else Notice("", None, well_formed=False)
+            for item in items
+        ]
 
     def subscribe(
         self, calendar_id: str, address: str, client_state: str, expires: datetime | None = None

@@ -49,6 +49,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import ConnectionInfo, DeliveryError, RateLimited, Runtime
+from connectors.catalog import with_part
 from connectors.crm import ContactPage, CrmContact, CrmDeletion, CursorExpired
 from relais.db import session_scope
 from relais.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
@@ -59,7 +60,7 @@ from sync import clock, pull_lock
 log = logging.getLogger(__name__)
 
 STREAM = "contacts"
-PROVIDERS = ("hubspot", "salesforce")
+PROVIDERS = with_part("contacts")  # the catalogue's providers with a contact reader
 DEFAULT_INTERVAL_MINUTES = 15
 DEFAULT_LOOKBACK_SECONDS = 120
 DEFAULT_LOCK_MINUTES = 30
