@@ -543,6 +543,6 @@ class HubSpotConnector:
                 w.record_id, w.error = final.record_id, final.error
 
     def _object_type(self, section: str) -> str:
-        mapped = self.info.mapping.section(section) if self.info.mapping else None
+        mapped = self.info.mapping.object_of(section) if self.info.mapping else None
         default = {"call_log": "calls", "callback_task": "tasks", "appointment": "meetings"}
-        return str(getattr(mapped, "object", None) or default[section]).lower()
+        return str(mapped or default[section]).lower()

@@ -95,6 +95,7 @@ from connectors.crm import (
     render_section,
 )
 from connectors.http import Classifier
+from connectors.phones import format_phone
 
 DEFAULT_EXTERNAL_ID = "Relais_Id__c"
 DEFAULT_TIMEOUT = 30.0
@@ -329,7 +330,6 @@ class SalesforceConnector:
         self.session.verify = str(settings["ca_file"]) if settings.get("ca_file") else True
         self.usage: tuple[int, int] | None = None  # (used, max) from Sforce-Limit-Info
         self.calls = 0  # API calls made, for tests and benchmarks
-        self._mapping: Any = None
         instance_url = credentials.get("instance_url") or settings.get("instance_url")
         token = credentials.get("access_token")
         self.problem: DeliveryError | None = None
@@ -384,17 +384,10 @@ class SalesforceConnector:
                 datetime.now(UTC) + self.pause,
             )
 
-    def _section(self, name: str) -> Any:
-        if self._mapping is None:
-            from mappings.fieldmap import effective_mapping
-
-            self._mapping = self.info.mapping or effective_mapping("salesforce", None)
-        return self._mapping.section(name)
-
     def _object(self, section: str) -> str:
-        part = self._section(section)
+        mapped = self.info.mapping.object_of(section) if self.info.mapping else None
         default = {"contact": "Contact", "call_log": "Task", "callback_task": "Task"}
-        return str(getattr(part, "object", None) or default.get(section, "Event"))
+        return str(mapped or default.get(section, "Event"))
 
     # ------------------------------------------------------------------ live check
     def check_fields(self, wanted: dict[str, list[str]]) -> list[FieldProblem]:
@@ -518,8 +511,6 @@ class SalesforceConnector:
                 (sobject, q) for q in in_queries(select, groups, units, " ORDER BY CreatedDate")
             ]
         records = self._query_all(queries, "caller lookup")
-        from mappings.templates import format_phone
-
         index: dict[tuple[str, str], tuple[str, str]] = {}
         for sobject, rows in records:
             for row in rows:
@@ -722,12 +713,8 @@ class SalesforceConnector:
     # ------------------------------------------------------------------ appointments
     def _cancel_by_update(self) -> bool:
         """Keep cancelled Events when the tenant's mapping records the status."""
-        part = self._section("appointment")
-        return any(
-            ref.path == "appointment.status"
-            for _, expression in getattr(part, "fields", ())
-            for ref in expression.source_references()
-        )
+        mapping = self.info.mapping
+        return bool(mapping and mapping.reads("appointment", "appointment.status"))
 
     @staticmethod
     def _appointment_id(w: _Work) -> str:

@@ -56,6 +56,7 @@ from relais.directory import DirectoryContact, DirectoryPhone, DirectorySyncStat
 from relais.models import Connection, ExternalLink, SyncCursor, Tenant, utcnow
 from relais.tenants import parsed_config
 from sync import clock, pull_lock
+from sync.crm_mapping import crm_mapping
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +396,7 @@ def _connection(connection_id: str) -> tuple[ConnectionInfo, _Target, Connection
         info = connection_info(row)
         spec = config.connections.get(row.name)
         if spec is not None and hasattr(spec, "resolved_mapping"):
-            info = replace(info, mapping=spec.resolved_mapping())
+            info = replace(info, mapping=crm_mapping(info.provider, spec.resolved_mapping()))
         session.expunge(row)
     return info, _Target(row.tenant_id, row.id, row.provider, config.phone_region), row
 

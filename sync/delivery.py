@@ -47,6 +47,7 @@ from relais.tenants import parsed_config
 from sync.calendar_notices import ACTION as NOTICE_ACTION
 from sync.calendar_notices import notice_payload
 from sync.credentials import NeedsReauth, connection_info, ensure_fresh
+from sync.crm_mapping import crm_mapping
 from sync.digest import ITEM as DIGEST_ITEM
 from sync.digest import SUMMARY as DIGEST_SUMMARY
 from sync.digest import items as digest_items
@@ -345,7 +346,7 @@ def _open(
         assert tenant is not None
         spec = parsed_config(tenant).connections.get(connection.name)
         if spec is not None and hasattr(spec, "resolved_mapping"):
-            info = replace(info, mapping=spec.resolved_mapping())
+            info = replace(info, mapping=crm_mapping(info.provider, spec.resolved_mapping()))
         kind = connector_class(info.provider)
         limit = max_batch(info.provider)
         linger = _linger_left(session, kind, connection.id, now, limit)

@@ -20,6 +20,7 @@ from relais.db import session_scope
 from relais.models import AuditEvent, Connection, Delivery
 from relais.tenants import apply_config
 from sandbox.testing import hubspot_emulator, hubspot_server  # noqa: F401
+from sync.crm_mapping import crm_mapping
 
 T = "crmco"
 
@@ -332,7 +333,8 @@ def test_daily_limit_pauses_until_midnight_in_the_accounts_time_zone(hs):
 
     hs.configure(time_zone="America/New_York", daily_limit=2)
     info = ConnectionInfo("conn-daily", T, "hubspot", "hubspot", {"api_base_url": hs.url},
-                          {"access_token": hs.private_app_token})  # fmt: skip
+                          {"access_token": hs.private_app_token},
+                          crm_mapping("hubspot"))  # fmt: skip
     zone = ZoneInfo("America/New_York")
     before = next_midnight(zone)
     results = []
@@ -381,7 +383,8 @@ def test_search_lag_never_duplicates_a_caller(hs):
     from connectors.hubspot import HubSpotConnector
 
     info = ConnectionInfo("conn-lag", T, "hubspot", "hubspot", {"api_base_url": hs.url},
-                          {"access_token": hs.private_app_token})  # fmt: skip
+                          {"access_token": hs.private_app_token},
+                          crm_mapping("hubspot"))  # fmt: skip
     for n in (1, 2):
         request = replace(_message(7), delivery_id=f"d7-{n}", idempotency_key=f"relais-d7-{n}")
         results = HubSpotConnector(info, Runtime()).deliver([request])

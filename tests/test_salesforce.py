@@ -28,6 +28,7 @@ from sandbox.testing import (  # noqa: F401
     salesforce_emulator,
     salesforce_server,
 )
+from sync.crm_mapping import crm_mapping
 from sync.delivery import BatchOutcome, process_connection
 
 T = "sfco"
@@ -118,7 +119,8 @@ def direct(emu, links=None, mapping=None, **settings) -> SalesforceConnector:
     info = ConnectionInfo(
         id="conn-sf", tenant_id=T, name="salesforce", provider="salesforce",
         settings={"instance_url": emu.url, "ca_file": str(emu.ca_file), **settings},
-        credentials={"access_token": emu.session_id}, mapping=mapping)  # fmt: skip
+        credentials={"access_token": emu.session_id},
+        mapping=crm_mapping("salesforce", mapping))  # fmt: skip
     return SalesforceConnector(info, Runtime(links=links if links is not None else MemoryLinks()))
 
 
