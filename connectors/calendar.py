@@ -1,7 +1,7 @@
 """The calendar connector protocol: busy times, and events written exactly once.
 
-Google Calendar and Microsoft Graph implement it (``connectors/google_calendar.py``,
-``connectors/outlook.py``); the availability and booking engine (``sync/``)
+Google Calendar and Microsoft Graph implement it (``connectors/google_calendar/client.py``,
+``connectors/outlook/client.py``); the availability and booking engine (``sync/``)
 only sees this. Every datetime is aware; busy blocks come back in UTC.
 Errors are the kinds of ``connectors.base`` (TransientError, RateLimited,
 AuthExpired, Rejected).

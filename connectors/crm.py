@@ -128,7 +128,7 @@ def check_fields(
 
 
 # ------------------------------------------------------------------ directory reads
-# What the incremental readers (connectors.hubspot_sync, connectors.salesforce_sync)
+# What the incremental readers (connectors.hubspot.reader, connectors.salesforce.reader)
 # hand to the directory engine (sync.contacts): provider-neutral records.
 
 

@@ -2,7 +2,7 @@
 secretary recognises a caller in milliseconds (``GET /v1/tenants/{t}/contacts``).
 
 **A pull** (``pull_connection``) reads one CRM connection through its reader
-(``connectors.hubspot_sync``, ``connectors.salesforce_sync``): deletions since
+(``connectors.hubspot.reader``, ``connectors.salesforce.reader``): deletions since
 the cursor first, then the records changed since it, page by page. Each page
 is written in one transaction together with the reader's checkpoint, so a pull
 cut short (429, crash, deploy) resumes where it stopped and loses nothing. A

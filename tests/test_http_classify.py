@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from connectors.base import AuthExpired, RateLimited, Rejected, TransientError
 from connectors.http import Classifier, classify
-from connectors.salesforce import error_from_status
+from connectors.salesforce.client import error_from_status
 
 
 def test_the_base_rule() -> None:

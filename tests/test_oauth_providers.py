@@ -103,7 +103,7 @@ def test_hubspot_connection_asks_every_scope_it_uses(hubspot_emulator):
     made through the catalogue's authorize URL can do all the connector does: write
     contacts, calls, tasks and meetings, associate them, and read properties."""
     from connectors.base import ConnectionInfo, Runtime
-    from connectors.hubspot import HubSpotConnector
+    from connectors.hubspot.client import HubSpotConnector
     from sync.crm_mapping import crm_mapping
 
     emu = hubspot_emulator

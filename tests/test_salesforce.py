@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from connectors.base import ConnectionInfo, DeliveryRequest, RateLimited, Runtime
-from connectors.salesforce import SalesforceConnector
+from connectors.salesforce.client import SalesforceConnector
 from mappings.fieldmap import SalesforceMapping, effective_mapping
 from relais.api import create_app
 from relais.auth import create_key

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from connectors import hubspot_webhooks
+from connectors.hubspot import webhooks as hubspot_webhooks
 from relais.api.deps import Caller, parse_json, tenant_for
 from relais.api.errors import ApiError
 from relais.db import session_scope

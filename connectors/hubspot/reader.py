@@ -19,7 +19,7 @@ whatever the archive's size. Deletions pushed by HubSpot's webhooks arrive soone
 Search has its own lower rate limit (~4-5 requests/s per token): every search
 waits on the runtime's ``search`` limiter (``HubSpotConnector.extra_rate_limits``:
 the catalogue's ``search_per_second``), as well as on the app's shared limiter.
-Errors map through ``connectors.hubspot``.
+Errors map through ``connectors.hubspot.client``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 from connectors.base import ConnectionInfo, Runtime, TransientError
 from connectors.crm import ContactPage, CrmContact, CrmDeletion
-from connectors.hubspot import HubSpotConnector
+from connectors.hubspot.client import HubSpotConnector
 
 PROPERTIES = [
     "firstname", "lastname", "email", "phone", "mobilephone", "company",
