@@ -3,6 +3,7 @@ mapping (``CrmMapping``, lent by the engine) applied to a delivery's payload."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -163,3 +164,28 @@ class CrmDeletion:
 
 class CursorExpired(Exception):
     """The provider cannot answer from this cursor any more: a full resync is needed."""
+
+
+class ContactReader(Protocol):
+    """A CRM's incremental contact reads (the catalogue's ``contacts`` class), built as
+    ``Reader(info, runtime)``: the runtime lends the connection's limiters (``pacer``,
+    and the named ones its delivery connector declares, e.g. HubSpot's ``search``).
+    Optional attributes the engine reads: ``deletions_every`` (a timedelta: list
+    deletions at most that often) and ``deletions_covered_until`` (where the last
+    ``deleted`` listing stopped covering)."""
+
+    @property
+    def calls(self) -> int:
+        """Provider API calls made so far."""
+        ...
+
+    def changed(self, since: Any, resume: str | None) -> Iterator[ContactPage]:
+        """Records changed since ``since`` (None: all), resuming after ``resume``;
+        ``CursorExpired`` when the provider cannot answer from there."""
+        ...
+
+    def deleted(self, since: Any, until: Any) -> Iterator[list[CrmDeletion]]:
+        """Records deleted between ``since`` and ``until``."""
+        ...
+
+    def close(self) -> None: ...

@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import ConnectionInfo, DeliveryError, RateLimited, Runtime
 from connectors.catalog import with_part
-from connectors.crm import ContactPage, CrmContact, CrmDeletion, CursorExpired
+from connectors.crm import ContactPage, ContactReader, CrmContact, CrmDeletion, CursorExpired
 from relais.db import session_scope
 from relais.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
 from relais.models import Connection, ExternalLink, SyncCursor, Tenant, utcnow
@@ -129,7 +129,7 @@ def _prefix_bound(prefix: str) -> str | None:
 # ------------------------------------------------------------------ readers
 
 
-def reader_for(info: ConnectionInfo) -> Any:
+def reader_for(info: ConnectionInfo) -> ContactReader:
     """The provider's incremental reader (the catalogue's ``contacts`` class), paced by
     the connection's shared limiters (those its delivery connector declares)."""
     from connectors.registry import connector_class, contact_reader_class
@@ -138,7 +138,7 @@ def reader_for(info: ConnectionInfo) -> Any:
     reader = contact_reader_class(info.provider)
     kind = connector_class(info.provider)
     runtime = Runtime(pacer=pacer_for(kind, info), pacers=extra_pacers(kind, info))
-    return reader(info, runtime)
+    return reader(info, runtime)  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------ cursor and lock
