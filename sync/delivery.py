@@ -592,7 +592,12 @@ class _Recorder:
     def write(self, results: Sequence[DeliveryResult]) -> None:
         """Record the results not recorded yet, in one transaction."""
         with self.write_lock:
-            results = [r for r in results if r.delivery_id in self.unrecorded]
+            # Once each: a result reported as it landed may come again in the final list.
+            unique: dict[str, DeliveryResult] = {}
+            for result in results:
+                if result.delivery_id in self.unrecorded:
+                    unique.setdefault(result.delivery_id, result)  # the first report wins
+            results = list(unique.values())
             if not results:
                 return
             with session_scope() as session, _batched_events(session):
