@@ -38,9 +38,9 @@ def _warm_up() -> None:
     otherwise pay on its first delivery (~0.2-0.6 s: the provider SDKs' imports,
     the TLS trust store): a lone urgent message must not wait for it."""
     from connectors.http import shared_ssl_context
-    from connectors.registry import connector_class
+    from connectors.registry import load_delivery_connectors
 
-    connector_class("webhook")  # imports and registers every built-in connector
+    load_delivery_connectors()
     shared_ssl_context()
 
 

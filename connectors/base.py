@@ -150,7 +150,7 @@ class Connector(Protocol):
     """One instance per connection, reused for a batch, then closed."""
 
     provider: ClassVar[str]
-    max_batch: ClassVar[int]
+    # How many deliveries are claimed at once is the catalogue's ``batch.claim``.
     # Wait up to this long for a batch to fill before sending a partial one.
     linger_seconds: ClassVar[float]
 

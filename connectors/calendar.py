@@ -1,7 +1,7 @@
 """The calendar connector protocol: busy times, and events written exactly once.
 
-Google Calendar and Microsoft Graph implement it (``connectors/google_calendar.py``,
-``connectors/outlook.py``); the availability and booking engine (``sync/``)
+Google Calendar and Microsoft Graph implement it (``connectors/google_calendar/client.py``,
+``connectors/outlook/client.py``); the availability and booking engine (``sync/``)
 only sees this. Every datetime is aware; busy blocks come back in UTC.
 Errors are the kinds of ``connectors.base`` (TransientError, RateLimited,
 AuthExpired, Rejected).
@@ -9,10 +9,10 @@ AuthExpired, Rejected).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,58 @@ class CalendarConnector(Protocol):
         """Delete; an event already gone counts as deleted."""
         ...
 
+    # ---- incremental sync and change notifications (``sync.calendar_sync``)
+    # One HTTP request carries one notification (Google) or a batch (Graph).
+    notifications_batched: ClassVar[bool]
+
+    def list_changes(self, calendar_id: str, cursor: str | None) -> tuple[list[EventChange], str]:
+        """Events changed since ``cursor`` (None: every event of the window) and the
+        next cursor; ``CursorExpired`` when the provider forgot the cursor."""
+        ...
+
+    @staticmethod
+    def changes_window(
+        settings: Mapping[str, Any], now: datetime
+    ) -> tuple[datetime, datetime] | None:
+        """The window a full ``list_changes`` covers, or None when it reads every event
+        (the engine then keeps its own window)."""
+        ...
+
+    def open_channel(self, calendar_id: str, address: str, secret: str) -> Channel:
+        """Ask the provider to POST changes of the calendar to ``address`` carrying
+        ``secret`` (checked by ``parse_notifications``' caller)."""
+        ...
+
+    def renew_channel(self, channel_id: str) -> datetime | None:
+        """Extend a live channel in place: its new expiry, or None when the provider
+        cannot (a new channel then replaces it)."""
+        ...
+
+    def close_channel(self, channel_id: str, resource_id: str | None) -> None:
+        """Stop a channel; one the provider no longer knows counts as stopped."""
+        ...
+
+    @staticmethod
+    def parse_notifications(headers: Mapping[str, str], body: Any) -> list[Notice]:
+        """The notifications of one request (lower-case header names, parsed JSON
+        body); ``ValueError`` when the request carries none."""
+        ...
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One change notification as the provider sent it, before it is checked against
+    the channel we stored (id, secret, resource, message number)."""
+
+    channel_id: str
+    secret: str | None
+    resource_id: str | None = None  # checked when the channel has one (Google)
+    message_number: int = 0  # increasing per channel (Google); 0: none
+    state: str = ""  # Google's resource state: ``sync`` only acknowledges the channel
+    lifecycle: str | None = None  # Graph's lifecycle event, if any
+    well_formed: bool = True  # False: an item of the batch that is no notification
 
 
 # ------------------------------------------------------------------ incremental sync

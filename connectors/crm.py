@@ -1,12 +1,14 @@
 """What the CRM connectors share: who the caller is, and the tenant's field
-mapping applied to a delivery's payload."""
+mapping (``CrmMapping``, lent by the engine) applied to a delivery's payload."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from connectors.base import ConnectionInfo, Rejected
+from connectors.phones import format_phone, parse_phone
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,6 @@ def phone_forms(e164: str, region: str | None) -> list[str]:
     ``+33612345678``, ``+33 6 12 34 56 78``, ``06 12 34 56 78``, ``0612345678``,
     ``06.12.34.56.78`` and ``06-12-34-56-78`` (a foreign number: its international
     forms only)."""
-    from mappings.templates import format_phone
-
     forms = [e164]
     for style in ("international", "national"):
         text = format_phone(e164, region, style)
@@ -45,39 +45,52 @@ def phone_forms(e164: str, region: str | None) -> list[str]:
 
 def same_phone(stored: str | None, region: str | None) -> str | None:
     """A phone as a CRM stores it, in E.164 (None when it is no number)."""
-    from mappings.templates import format_phone, parse_phone
-
     if not stored or parse_phone(stored, region) is None:
         return None
     return format_phone(stored, region, "e164")
 
 
-def render_context(payload: dict[str, Any]) -> Any:
-    from mappings.fieldmap import RenderContext
+class MappingError(Exception):
+    """A CRM field of the tenant's mapping could not be rendered for this payload;
+    ``field`` is the CRM field, the message says the fix."""
 
-    message = payload.get("message")
-    return RenderContext(
-        caller=(message or {}).get("caller") or payload.get("caller") or {},
-        message=message,
-        staff=(message or {}).get("staff") or payload.get("staff"),
-        appointment=payload.get("appointment"),
-        tenant=payload["tenant"],
-    )
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class CrmMapping(Protocol):
+    """The tenant's field mapping as a CRM connector uses it. The engine builds it
+    (``sync.crm_mapping``) and lends it through ``ConnectionInfo.mapping``: the
+    connectors know no mapping language."""
+
+    def object_of(self, section: str) -> str | None:
+        """The CRM object ``section`` writes (None: the connector's default)."""
+        ...
+
+    def render(self, section: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """The CRM fields of ``section`` for this delivery payload (None: no such
+        section); ``MappingError`` when a field cannot be rendered."""
+        ...
+
+    def reads(self, section: str, path: str) -> bool:
+        """Whether ``section`` reads the payload's ``path`` (e.g. ``appointment.status``)."""
+        ...
 
 
 def render_section(info: ConnectionInfo, section: str, payload: dict[str, Any]) -> dict[str, Any]:
     """The CRM fields of ``section`` for this payload; a mapping error rejects the
     delivery with a reason that names the field to fix in the tenant's YAML."""
-    from mappings.fieldmap import MappingRenderError, effective_mapping
-
-    mapping = info.mapping or effective_mapping(info.provider, None)
-    part = mapping.section(section)
-    if part is None:
-        raise Rejected(f"the {info.provider} mapping has no {section!r} section")
+    mapping: CrmMapping | None = info.mapping
+    if mapping is None:
+        raise Rejected(f"the {info.provider} connection was given no field mapping")
     try:
-        return part.render(render_context(payload))
-    except MappingRenderError as exc:
+        fields = mapping.render(section, payload)
+    except MappingError as exc:
         raise Rejected(f"mapping of {section}.{exc.field}: {exc}") from None
+    if fields is None:
+        raise Rejected(f"the {info.provider} mapping has no {section!r} section")
+    return fields
 
 
 @dataclass(frozen=True)
@@ -116,7 +129,7 @@ def check_fields(
 
 
 # ------------------------------------------------------------------ directory reads
-# What the incremental readers (connectors.hubspot_sync, connectors.salesforce_sync)
+# What the incremental readers (connectors.hubspot.reader, connectors.salesforce.reader)
 # hand to the directory engine (sync.contacts): provider-neutral records.
 
 
@@ -151,3 +164,28 @@ class CrmDeletion:
 
 class CursorExpired(Exception):
     """The provider cannot answer from this cursor any more: a full resync is needed."""
+
+
+class ContactReader(Protocol):
+    """A CRM's incremental contact reads (the catalogue's ``contacts`` class), built as
+    ``Reader(info, runtime)``: the runtime lends the connection's limiters (``pacer``,
+    and the named ones its delivery connector declares, e.g. HubSpot's ``search``).
+    Optional attributes the engine reads: ``deletions_every`` (a timedelta: list
+    deletions at most that often) and ``deletions_covered_until`` (where the last
+    ``deleted`` listing stopped covering)."""
+
+    @property
+    def calls(self) -> int:
+        """Provider API calls made so far."""
+        ...
+
+    def changed(self, since: Any, resume: str | None) -> Iterator[ContactPage]:
+        """Records changed since ``since`` (None: all), resuming after ``resume``;
+        ``CursorExpired`` when the provider cannot answer from there."""
+        ...
+
+    def deleted(self, since: Any, until: Any) -> Iterator[list[CrmDeletion]]:
+        """Records deleted between ``since`` and ``until``."""
+        ...
+
+    def close(self) -> None: ...

@@ -76,8 +76,8 @@ from connectors.base import (
     Runtime,
     TransientError,
 )
+from connectors.catalog import provider as catalogue
 from connectors.http import shared_ssl_context
-from connectors.registry import register
 
 log = logging.getLogger("relais.connectors.email")
 
@@ -187,19 +187,16 @@ class _SessionGone(Exception):
         self.error = error
 
 
-@register("email")
 class EmailConnector:
     provider: ClassVar[str] = "email"
-    max_batch: ClassVar[int] = 50
     linger_seconds: ClassVar[float] = 0.0  # an urgent message leaves at once
 
     @staticmethod
     def rate_limit(info: ConnectionInfo) -> tuple[int, float] | None:
         """Messages per window, only if the relay imposes one (``rate_limit`` setting)."""
-        limit = info.settings.get("rate_limit")
-        if not limit:
-            return None
-        return int(limit), float(info.settings.get("rate_limit_window_seconds", 60))
+        return catalogue("email").rate_limit(
+            info.settings.get("rate_limit"), info.settings.get("rate_limit_window_seconds")
+        )
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime | None = None) -> None:
         self.info = info

@@ -1,54 +1,70 @@
-"""Which connector class serves which provider name.
+"""Which connector class serves which provider name: read from the catalogue.
 
-Two separate tables: delivery connectors (``build_connector``: CRMs, webhooks)
-and calendar connectors (``calendar_connector``: busy times and events, the
-``connectors.calendar`` protocol). A provider may appear in both.
+Each provider's ``connector`` (deliveries: CRMs, webhooks), ``calendar`` (busy
+times and events, the ``connectors.calendar`` protocol) and ``contacts``
+(incremental contact reader) are ``module:Class`` paths in ``providers.yaml``,
+imported on first use: the connectors do not import this module, and the
+Google and Microsoft SDKs (slow to import) load only when a calendar is used.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 from connectors.base import ConnectionInfo, Connector, Runtime
 from connectors.calendar import CalendarConnector
+from connectors.catalog import provider as spec_of
+from connectors.catalog import providers
 
 ConnectorFactory = Callable[[ConnectionInfo, Runtime], Connector]
 CalendarFactory = Callable[[ConnectionInfo, Runtime], CalendarConnector]
 
-_FACTORIES: dict[str, ConnectorFactory] = {}
-_CALENDAR_FACTORIES: dict[str, CalendarFactory] = {}
+DEFAULT_BATCH = 50
 
 
-def register(provider: str) -> Callable[[ConnectorFactory], ConnectorFactory]:
-    def wrap(factory: ConnectorFactory) -> ConnectorFactory:
-        _FACTORIES[provider] = factory
-        return factory
+@cache
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
-    return wrap
+
+def _class(provider: str, part: str) -> Any | None:
+    try:
+        path = getattr(spec_of(provider), part)
+    except LookupError:
+        return None
+    return _load(path) if path else None
 
 
 def connector_class(provider: str) -> ConnectorFactory:
-    _load_builtins()
-    try:
-        return _FACTORIES[provider]
-    except KeyError:
-        raise LookupError(f"no connector for provider {provider!r}") from None
+    found = _class(provider, "connector")
+    if found is None:
+        raise LookupError(f"no connector for provider {provider!r}")
+    return found  # type: ignore[no-any-return]
 
 
 def delivers(provider: str) -> bool:
     """Whether deliveries go through this provider (a calendar-only provider, such as
-    ``google_calendar``, has no delivery connector: its events are written by booking)."""
-    _load_builtins()
-    return provider in _FACTORIES
+    Google Calendar, has no delivery connector: its events are written by booking)."""
+    try:
+        return bool(spec_of(provider).connector)
+    except LookupError:
+        return False
 
 
-def _load_builtins() -> None:
-    # Imported for the side effect of registering the built-in connectors.
-    import connectors.email  # noqa: F401
-    import connectors.hubspot  # noqa: F401
-    import connectors.salesforce  # noqa: F401
-    import connectors.sms  # noqa: F401
-    import connectors.webhook  # noqa: F401
+def max_batch(provider: str) -> int:
+    """Deliveries claimed at once for this provider (the catalogue's ``batch.claim``)."""
+    return spec_of(provider).batch_size("claim", DEFAULT_BATCH)
+
+
+def load_delivery_connectors() -> None:
+    """Import every delivery connector now (a worker does it before forking)."""
+    for spec in providers():
+        if spec.connector:
+            _load(spec.connector)
 
 
 def build_connector(info: ConnectionInfo, runtime: Runtime | None = None) -> Connector:
@@ -58,28 +74,24 @@ def build_connector(info: ConnectionInfo, runtime: Runtime | None = None) -> Con
 # ------------------------------------------------------------------ calendars
 
 
-def register_calendar(provider: str) -> Callable[[CalendarFactory], CalendarFactory]:
-    def wrap(factory: CalendarFactory) -> CalendarFactory:
-        _CALENDAR_FACTORIES[provider] = factory
-        return factory
-
-    return wrap
-
-
 def calendar_connector_class(provider: str) -> CalendarFactory:
     """The calendar connector class (its ``rate_limit(info)`` sizes the shared limiter)."""
-    _load_calendar_builtins()
-    try:
-        return _CALENDAR_FACTORIES[provider]
-    except KeyError:
-        raise LookupError(f"no calendar connector for provider {provider!r}") from None
-
-
-def _load_calendar_builtins() -> None:
-    # Imported on first use only: the Google and Microsoft SDKs are slow to import.
-    import connectors.google_calendar  # noqa: F401
-    import connectors.outlook  # noqa: F401
+    found = _class(provider, "calendar")
+    if found is None:
+        raise LookupError(f"no calendar connector for provider {provider!r}")
+    return found  # type: ignore[no-any-return]
 
 
 def calendar_connector(info: ConnectionInfo, runtime: Runtime | None = None) -> CalendarConnector:
     return calendar_connector_class(info.provider)(info, runtime or Runtime())
+
+
+# ------------------------------------------------------------------ contacts
+
+
+def contact_reader_class(provider: str) -> Any:
+    """The provider's incremental contact reader class (``connectors.crm`` protocol)."""
+    found = _class(provider, "contacts")
+    if found is None:
+        raise LookupError(f"no contact reader for provider {provider!r}")
+    return found

@@ -89,8 +89,8 @@ from connectors.base import (
     TransientError,
     deliver_each,
 )
-from connectors.http import error_for_exception, retry_after_seconds, shared_ssl_context
-from connectors.registry import register
+from connectors.catalog import provider as catalogue
+from connectors.http import Classifier, error_for_exception, shared_ssl_context
 
 log = logging.getLogger("relais.connectors.sms")
 
@@ -379,17 +379,20 @@ class SinchGateway:
             code = str(data.get("code") or "")
             text = str(data.get("text") or data.get("message") or text)[:300]
         detail = f"{status} {code}: {text}" if code else f"{status}: {text}"
-        wait = retry_after_seconds(response.headers.get("Retry-After"))
-        if status == 429:
-            pause = wait if wait is not None else self.rate_limit_pause
-            return RateLimited(f"{what} rate-limited ({detail})",
-                               datetime.now(UTC) + timedelta(seconds=pause))
-        if status == 408 or status >= 500:
-            return TransientError(f"{what} failed ({detail})", retry_after=wait)
-        if status == 401:
-            return Rejected(f"Sinch refused the API token ({detail}): fix the api_token "
-                            "of this SMS connection")
-        return Rejected(f"Sinch refused the SMS ({detail})")
+
+        def reason(kind: type[DeliveryError]) -> str:
+            if kind is RateLimited:
+                return f"{what} rate-limited ({detail})"
+            if kind is TransientError:
+                return f"{what} failed ({detail})"
+            if status == 401:
+                return (f"Sinch refused the API token ({detail}): fix the api_token "
+                        "of this SMS connection")
+            return f"Sinch refused the SMS ({detail})"
+
+        # A static API token: a 401 cannot be refreshed away.
+        classifier = Classifier(rate_limited_seconds=self.rate_limit_pause, unauthorized=Rejected)
+        return classifier.classify(status, response.headers, data, reason)
 
     def close(self) -> None:
         self.client.close()
@@ -514,18 +517,18 @@ def _receipt(data: Mapping[str, Any], recipient: str, status: Any, code: Any,
 LINK_LOCAL, LINK_REMOTE = "sms", "sms_message"
 
 
-@register("sms")
 class SmsConnector:
     provider: ClassVar[str] = "sms"
-    max_batch: ClassVar[int] = 20
     linger_seconds: ClassVar[float] = 0.0  # an urgent SMS leaves at once
 
     @staticmethod
     def rate_limit(info: ConnectionInfo) -> tuple[int, float]:
         """Requests per window (lookups included); 20/s unless the plan says otherwise."""
-        return int(info.settings.get("rate_limit", 20)), float(
-            info.settings.get("rate_limit_window_seconds", 1)
+        limit = catalogue("sms").rate_limit(
+            info.settings.get("rate_limit"), info.settings.get("rate_limit_window_seconds")
         )
+        assert limit is not None  # the catalogue sets one
+        return limit
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime | None = None,
                  gateway: SmsGateway | None = None) -> None:

@@ -28,7 +28,6 @@ from connectors.base import (
     deliver_each,
 )
 from connectors.http import error_for_exception, error_for_status, make_client
-from connectors.registry import register
 
 USER_AGENT = "Relais-Webhook/1"
 # Requests of one batch in flight at once: a receiver answering in 100 ms gets
@@ -54,7 +53,6 @@ def verify(
 
 class WebhookConnector:
     provider: ClassVar[str] = "webhook"
-    max_batch: ClassVar[int] = 50
     linger_seconds: ClassVar[float] = 0.0  # each message leaves at once
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime | None = None) -> None:
@@ -126,4 +124,3 @@ def _receipt(response: httpx.Response) -> str | None:
     return str(value)[:200] if value is not None else None
 
 
-register("webhook")(WebhookConnector)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.catalog import provider
+from connectors.catalog import oauth_providers, provider
 from connectors.oauth import (
     TokenSet,
     authorize_url,
@@ -25,7 +25,7 @@ from relais.models import AuditEvent, Connection, OAuthState, utcnow
 from relais.settings import get_settings
 
 STATE_LIFETIME = timedelta(minutes=15)
-OAUTH_PROVIDERS = ("salesforce", "hubspot", "google_calendar", "outlook")
+OAUTH_PROVIDERS = oauth_providers()  # the catalogue's auth_mode: oauth2
 
 
 class ConnectError(ValueError):

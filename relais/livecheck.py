@@ -15,6 +15,7 @@ from mappings.schema import CrmConnection
 from relais.db import session_scope
 from relais.models import Connection
 from sync.credentials import NeedsReauth, connection_info, ensure_fresh
+from sync.crm_mapping import crm_mapping
 
 
 def live_problems(config: TenantConfig) -> list[str]:
@@ -43,7 +44,8 @@ def live_problems(config: TenantConfig) -> list[str]:
         with session_scope(readonly=True) as session:
             stored = session.get(Connection, connection_id)
             assert stored is not None
-            info = replace(connection_info(stored), mapping=spec.resolved_mapping())
+            info = replace(connection_info(stored),
+                           mapping=crm_mapping(stored.provider, spec.resolved_mapping()))
         connector = build_connector(info, Runtime())
         try:
             problems = connector.check_fields(info.mapping.fields_by_object())  # type: ignore[attr-defined]

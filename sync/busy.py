@@ -444,11 +444,13 @@ def store_window(
     provider: str, settings: dict[str, Any], now: datetime
 ) -> tuple[datetime, datetime]:
     """The window a full read stores (see the module doc), from ``now`` (taken before
-    the read, so it lies inside the provider's own window)."""
-    if provider == "outlook":
-        past = float(settings.get("delta_past_days", 1))
-        future = float(settings.get("delta_future_days", 90))
-        return now - timedelta(days=past) + timedelta(minutes=1), now + timedelta(days=future)
+    the read, so it lies inside the provider's own window: the connector's
+    ``changes_window`` when its full read follows one, else ours)."""
+    from connectors.registry import calendar_connector_class
+
+    window = calendar_connector_class(provider).changes_window(settings, now)
+    if window is not None:
+        return window[0] + timedelta(minutes=1), window[1]
     past = float(settings.get("busy_window_past_days", WINDOW_PAST_DAYS))
     future = float(settings.get("busy_window_future_days", WINDOW_FUTURE_DAYS))
     return now - timedelta(days=past), now + timedelta(days=future)

@@ -67,7 +67,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import DeliveryError, RateLimited, Rejected, TransientError
-from connectors.calendar import Channel, CursorExpired, EventChange
+from connectors.calendar import Channel, CursorExpired, EventChange, Notice
+from connectors.catalog import by_webhook, with_part
+from connectors.catalog import provider as spec_of
+from connectors.registry import calendar_connector_class
 from mappings.schema import StaffMember, TenantConfig
 from relais.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState
 from relais.db import session_scope
@@ -80,7 +83,7 @@ from sync.outbox import mark_wake
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = ("google_calendar", "outlook")
+PROVIDERS = with_part("calendar")  # the catalogue's providers with a calendar connector
 DEFAULT_INTERVAL_MINUTES = 15
 DEFAULT_LOCK_MINUTES = 10
 RENEW_BEFORE = timedelta(hours=24)
@@ -566,7 +569,7 @@ def notification_address(provider: str, settings: dict[str, Any]) -> str | None:
     """Where the provider should POST notifications, or None (no channels)."""
     if channels_off(settings) is not None:
         return None
-    path = "/v1/webhooks/google" if provider == "google_calendar" else "/v1/webhooks/graph"
+    path = f"/v1/webhooks/{spec_of(provider).webhook}"
     base = settings.get("notification_url") or _public_url()
     base = str(base).rstrip("/")
     return base if base.endswith(path) else base + path
@@ -619,20 +622,18 @@ def ensure_channel(
             session.expunge(current)
     if current is not None and current.expires_at > now + RENEW_BEFORE:
         return "kept"
-    if row.provider == "outlook" and current is not None and current.expires_at > now:
-        expires = busy_mod.with_connector(row.id, lambda c: c.renew_subscription(current.id))
-        with session_scope() as session:
-            channel = session.get(CalendarChannel, current.id, with_for_update=True)
-            if channel is not None:
-                channel.expires_at = expires
-        return "renewed"
+    if current is not None and current.expires_at > now:
+        expires = busy_mod.with_connector(row.id, lambda c: c.renew_channel(current.id))
+        if expires is not None:  # renewed in place (Graph); else replaced (Google)
+            with session_scope() as session:
+                channel = session.get(CalendarChannel, current.id, with_for_update=True)
+                if channel is not None:
+                    channel.expires_at = expires
+            return "renewed"
     secret = secrets.token_urlsafe(32)
-    if row.provider == "google_calendar":
-        made: Channel = busy_mod.with_connector(
-            row.id, lambda c: c.watch(calendar_id, address, secret)
-        )
-    else:
-        made = busy_mod.with_connector(row.id, lambda c: c.subscribe(calendar_id, address, secret))
+    made: Channel = busy_mod.with_connector(
+        row.id, lambda c: c.open_channel(calendar_id, address, secret)
+    )
     with session_scope() as session:
         session.add(
             CalendarChannel(
@@ -659,10 +660,7 @@ def _stop(row: Connection, channel: CalendarChannel) -> None:
         if stored is not None:
             stored.status = "stopped"
     try:
-        if row.provider == "google_calendar":
-            busy_mod.with_connector(row.id, lambda c: c.stop_watch(channel.id, channel.resource_id))
-        else:
-            busy_mod.with_connector(row.id, lambda c: c.delete_subscription(channel.id))
+        busy_mod.with_connector(row.id, lambda c: c.close_channel(channel.id, channel.resource_id))
     except (DeliveryError, busy_mod.CalendarUnreachable) as exc:  # it expires on its own
         log.info("stopping channel of %s/%s failed: %s", row.tenant_id, row.name, exc)
 
@@ -710,30 +708,46 @@ def _check_channel(
     return channel
 
 
-def google_notification(headers: dict[str, str]) -> dict[str, Any]:
-    """Check one Google push message (lower-case header names) and act on it."""
-    channel_id = headers.get("x-goog-channel-id") or ""
-    state = headers.get("x-goog-resource-state") or ""
+def notification(route: str, headers: dict[str, str], body: Any) -> dict[str, Any]:
+    """Check the notification(s) of one request to ``/v1/webhooks/<route>`` (lower-case
+    header names, parsed JSON body) and pull each calendar a valid one names. The
+    provider's connector parses them (``parse_notifications``); the channel we
+    stored checks them. One per request (Google): its refusal is the answer. A batch
+    (Graph): refused items are counted; 401 when none is valid."""
+    kind = calendar_connector_class(by_webhook(route).name)
     try:
-        number = int(headers.get("x-goog-message-number") or 0)
-    except ValueError:
-        number = 0
+        notices = kind.parse_notifications(headers, body)
+    except ValueError as exc:
+        raise NotificationRejected(400, str(exc)) from None
+    if not kind.notifications_batched:
+        return _one_notice(kind.provider, notices[0])
+    return _notice_batch(kind.provider, notices)
+
+
+def google_notification(headers: dict[str, str]) -> dict[str, Any]:
+    """A Google push message (all in its headers)."""
+    return notification("google", headers, None)
+
+
+def graph_notification(payload: Any) -> dict[str, Any]:
+    """A Graph change notification batch."""
+    return notification("graph", {}, payload)
+
+
+def _one_notice(provider: str, notice: Notice) -> dict[str, Any]:
     with session_scope() as session:
-        channel = _check_channel(
-            session, channel_id, headers.get("x-goog-channel-token"), "google_calendar"
-        )
-        resource = headers.get("x-goog-resource-id")
-        if channel.resource_id and resource != channel.resource_id:
+        channel = _check_channel(session, notice.channel_id, notice.secret, provider)
+        if channel.resource_id and notice.resource_id != channel.resource_id:
             raise NotificationRejected(401, "resource id does not match the channel")
-        if number and number <= channel.last_message_number:
-            return {"state": state, "pulled": False, "note": "message already seen"}
-        channel.last_message_number = max(channel.last_message_number, number)
+        if notice.message_number and notice.message_number <= channel.last_message_number:
+            return {"state": notice.state, "pulled": False, "note": "message already seen"}
+        channel.last_message_number = max(channel.last_message_number, notice.message_number)
         channel.last_notified_at = utcnow()
         target = (channel.connection_id, channel.calendar_id)
-    if state == "sync":
-        return {"state": state, "pulled": False}
+    if notice.state == "sync":
+        return {"state": notice.state, "pulled": False}
     trigger_pull(target[0], [target[1]])
-    return {"state": state, "pulled": True}
+    return {"state": notice.state, "pulled": True}
 
 
 def lifecycle_reaction(channel: CalendarChannel, event: Any) -> None:
@@ -753,35 +767,28 @@ def lifecycle_reaction(channel: CalendarChannel, event: Any) -> None:
         log.info("Graph lifecycle event %s on a subscription of %s", event, channel.connection_id)
 
 
-def graph_notification(payload: Any) -> dict[str, Any]:
-    """Check a Graph change notification batch; pull each calendar named by a valid one."""
-    items = payload.get("value") if isinstance(payload, dict) else None
-    if not isinstance(items, list) or not items:
-        raise NotificationRejected(400, "no notifications in the body")
+def _notice_batch(provider: str, notices: list[Notice]) -> dict[str, Any]:
     targets: dict[str, set[str]] = {}
     rejected = 0
     with session_scope() as session:
-        for item in items:
-            if not isinstance(item, dict):
+        for notice in notices:
+            if not notice.well_formed:
                 rejected += 1
                 continue
             try:
-                channel = _check_channel(
-                    session, str(item.get("subscriptionId") or ""),
-                    item.get("clientState") and str(item["clientState"]), "outlook",
-                )  # fmt: skip
+                channel = _check_channel(session, notice.channel_id, notice.secret, provider)
             except NotificationRejected as exc:
                 rejected += 1
-                log.warning("Graph notification refused: %s", exc.reason)
+                log.warning("notification refused: %s", exc.reason)
                 continue
             channel.last_notified_at = utcnow()
-            lifecycle_reaction(channel, item.get("lifecycleEvent"))
+            lifecycle_reaction(channel, notice.lifecycle)
             targets.setdefault(channel.connection_id, set()).add(channel.calendar_id)
     if not targets:
         raise NotificationRejected(401, f"{rejected} notification(s) refused")
     for connection_id, calendars in targets.items():
         trigger_pull(connection_id, sorted(calendars))
-    return {"accepted": len(items) - rejected, "rejected": rejected}
+    return {"accepted": len(notices) - rejected, "rejected": rejected}
 
 
 # ------------------------------------------------------------------ status

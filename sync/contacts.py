@@ -2,7 +2,7 @@
 secretary recognises a caller in milliseconds (``GET /v1/tenants/{t}/contacts``).
 
 **A pull** (``pull_connection``) reads one CRM connection through its reader
-(``connectors.hubspot_sync``, ``connectors.salesforce_sync``): deletions since
+(``connectors.hubspot.reader``, ``connectors.salesforce.reader``): deletions since
 the cursor first, then the records changed since it, page by page. Each page
 is written in one transaction together with the reader's checkpoint, so a pull
 cut short (429, crash, deploy) resumes where it stopped and loses nothing. A
@@ -49,17 +49,19 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import ConnectionInfo, DeliveryError, RateLimited, Runtime
-from connectors.crm import ContactPage, CrmContact, CrmDeletion, CursorExpired
+from connectors.catalog import with_part
+from connectors.crm import ContactPage, ContactReader, CrmContact, CrmDeletion, CursorExpired
 from relais.db import session_scope
 from relais.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
 from relais.models import Connection, ExternalLink, SyncCursor, Tenant, utcnow
 from relais.tenants import parsed_config
 from sync import clock, pull_lock
+from sync.crm_mapping import crm_mapping
 
 log = logging.getLogger(__name__)
 
 STREAM = "contacts"
-PROVIDERS = ("hubspot", "salesforce")
+PROVIDERS = with_part("contacts")  # the catalogue's providers with a contact reader
 DEFAULT_INTERVAL_MINUTES = 15
 DEFAULT_LOOKBACK_SECONDS = 120
 DEFAULT_LOCK_MINUTES = 30
@@ -127,29 +129,16 @@ def _prefix_bound(prefix: str) -> str | None:
 # ------------------------------------------------------------------ readers
 
 
-def reader_for(info: ConnectionInfo) -> Any:
-    """The provider's incremental reader, paced by the connection's shared limiter."""
-    from sync.delivery import pacer_for
-    from sync.ratelimit import Pacer, default_store
+def reader_for(info: ConnectionInfo) -> ContactReader:
+    """The provider's incremental reader (the catalogue's ``contacts`` class), paced by
+    the connection's shared limiters (those its delivery connector declares)."""
+    from connectors.registry import connector_class, contact_reader_class
+    from sync.delivery import extra_pacers, pacer_for
 
-    if info.provider == "hubspot":
-        from connectors.hubspot import HubSpotConnector
-        from connectors.hubspot_sync import HubSpotContactReader
-
-        search = Pacer(
-            key=f"{info.id}:search",
-            limit=int(info.settings.get("search_rate_limit", 4)),
-            window=1.0,
-            store=default_store(),
-        )
-        runtime = Runtime(pacer=pacer_for(HubSpotConnector, info))
-        return HubSpotContactReader(info, runtime, search_pacer=search)
-    if info.provider == "salesforce":
-        from connectors.salesforce import SalesforceConnector
-        from connectors.salesforce_sync import SalesforceContactReader
-
-        return SalesforceContactReader(info, Runtime(pacer=pacer_for(SalesforceConnector, info)))
-    raise LookupError(f"no contact reader for provider {info.provider!r}")
+    reader = contact_reader_class(info.provider)
+    kind = connector_class(info.provider)
+    runtime = Runtime(pacer=pacer_for(kind, info), pacers=extra_pacers(kind, info))
+    return reader(info, runtime)  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------ cursor and lock
@@ -407,7 +396,7 @@ def _connection(connection_id: str) -> tuple[ConnectionInfo, _Target, Connection
         info = connection_info(row)
         spec = config.connections.get(row.name)
         if spec is not None and hasattr(spec, "resolved_mapping"):
-            info = replace(info, mapping=spec.resolved_mapping())
+            info = replace(info, mapping=crm_mapping(info.provider, spec.resolved_mapping()))
         session.expunge(row)
     return info, _Target(row.tenant_id, row.id, row.provider, config.phone_region), row
 

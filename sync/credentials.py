@@ -22,6 +22,7 @@ from connectors.oauth import InvalidGrant, TokenSet, refresh
 from relais.crypto import decrypt_json, encrypt_json
 from relais.db import session_scope
 from relais.models import AuditEvent, Connection, utcnow
+from sync.crm_mapping import crm_mapping
 
 log = logging.getLogger(__name__)
 REFRESH_MARGIN = timedelta(minutes=5)
@@ -39,6 +40,7 @@ def connection_info(connection: Connection) -> ConnectionInfo:
         provider=connection.provider,
         settings=dict(connection.settings),
         credentials=decrypt_json(connection.credentials),
+        mapping=crm_mapping(connection.provider),  # the tenant's replaces it (delivery)
     )
 
 

@@ -38,7 +38,7 @@ from connectors.base import (
 from connectors.base import (
     Pacer as PacerProtocol,
 )
-from connectors.registry import build_connector, connector_class, delivers
+from connectors.registry import build_connector, connector_class, delivers, max_batch
 from mappings.rules import TemplateRenderError
 from relais.db import session_scope
 from relais.models import AuditEvent, Connection, Delivery, Message, Tenant, utcnow
@@ -47,6 +47,7 @@ from relais.tenants import parsed_config
 from sync.calendar_notices import ACTION as NOTICE_ACTION
 from sync.calendar_notices import notice_payload
 from sync.credentials import NeedsReauth, connection_info, ensure_fresh
+from sync.crm_mapping import crm_mapping
 from sync.digest import ITEM as DIGEST_ITEM
 from sync.digest import SUMMARY as DIGEST_SUMMARY
 from sync.digest import items as digest_items
@@ -277,7 +278,7 @@ def process_connection(
     if opened is None:
         return outcome
     info, kind, claimed = opened
-    limit = int(getattr(kind, "max_batch", 50))
+    limit = max_batch(info.provider)
     if len(claimed) >= limit:
         if wake is not None:
             wake(connection_id)
@@ -346,9 +347,9 @@ def _open(
         assert tenant is not None
         spec = parsed_config(tenant).connections.get(connection.name)
         if spec is not None and hasattr(spec, "resolved_mapping"):
-            info = replace(info, mapping=spec.resolved_mapping())
+            info = replace(info, mapping=crm_mapping(info.provider, spec.resolved_mapping()))
         kind = connector_class(info.provider)
-        limit = int(getattr(kind, "max_batch", 50))
+        limit = max_batch(info.provider)
         linger = _linger_left(session, kind, connection.id, now, limit)
         if linger:
             outcome.run_again_in = linger  # the wake flag stays set: one task waits
@@ -592,7 +593,12 @@ class _Recorder:
     def write(self, results: Sequence[DeliveryResult]) -> None:
         """Record the results not recorded yet, in one transaction."""
         with self.write_lock:
-            results = [r for r in results if r.delivery_id in self.unrecorded]
+            # Once each: a result reported as it landed may come again in the final list.
+            unique: dict[str, DeliveryResult] = {}
+            for result in results:
+                if result.delivery_id in self.unrecorded:
+                    unique.setdefault(result.delivery_id, result)  # the first report wins
+            results = list(unique.values())
             if not results:
                 return
             with session_scope() as session, _batched_events(session):

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from connectors import outlook
 from connectors.base import (
     AuthExpired,
     ConnectionInfo,
@@ -23,8 +22,9 @@ from connectors.base import (
 )
 from connectors.calendar import BusyBlock, CalendarBusy, EventRef, EventSpec
 from connectors.calendar_common import merge_blocks, split_range
-from connectors.google_calendar import GoogleCalendarConnector, event_id_for
-from connectors.outlook import OutlookConnector, transaction_id_for
+from connectors.google_calendar.client import GoogleCalendarConnector, event_id_for
+from connectors.outlook import client as outlook
+from connectors.outlook.client import OutlookConnector, transaction_id_for
 from connectors.registry import (
     build_connector,
     calendar_connector,

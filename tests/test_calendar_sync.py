@@ -18,7 +18,7 @@ from conftest import FIXTURES
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from connectors import outlook
+from connectors.outlook import client as outlook
 from relais.api import create_app
 from relais.api import notifications as notifications_api
 from relais.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState

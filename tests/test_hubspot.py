@@ -20,6 +20,7 @@ from relais.db import session_scope
 from relais.models import AuditEvent, Connection, Delivery
 from relais.tenants import apply_config
 from sandbox.testing import hubspot_emulator, hubspot_server  # noqa: F401
+from sync.crm_mapping import crm_mapping
 
 T = "crmco"
 
@@ -328,11 +329,12 @@ def test_daily_limit_pauses_until_midnight_in_the_accounts_time_zone(hs):
     from zoneinfo import ZoneInfo
 
     from connectors.base import ConnectionInfo, RateLimited, Runtime
-    from connectors.hubspot import HubSpotConnector, next_midnight
+    from connectors.hubspot.client import HubSpotConnector, next_midnight
 
     hs.configure(time_zone="America/New_York", daily_limit=2)
     info = ConnectionInfo("conn-daily", T, "hubspot", "hubspot", {"api_base_url": hs.url},
-                          {"access_token": hs.private_app_token})  # fmt: skip
+                          {"access_token": hs.private_app_token},
+                          crm_mapping("hubspot"))  # fmt: skip
     zone = ZoneInfo("America/New_York")
     before = next_midnight(zone)
     results = []
@@ -349,7 +351,7 @@ def test_next_midnight_across_a_dst_night():
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from connectors.hubspot import next_midnight
+    from connectors.hubspot.client import next_midnight
 
     paris = ZoneInfo("Europe/Paris")
     now = datetime(2026, 3, 28, 22, 30, tzinfo=UTC)  # Saturday 23:30 in Paris
@@ -378,10 +380,11 @@ def test_search_lag_never_duplicates_a_caller(hs):
     with no link to go by (another worker, a lost link) the upsert by relais_id still
     lands on the same contact."""
     from connectors.base import ConnectionInfo, Runtime
-    from connectors.hubspot import HubSpotConnector
+    from connectors.hubspot.client import HubSpotConnector
 
     info = ConnectionInfo("conn-lag", T, "hubspot", "hubspot", {"api_base_url": hs.url},
-                          {"access_token": hs.private_app_token})  # fmt: skip
+                          {"access_token": hs.private_app_token},
+                          crm_mapping("hubspot"))  # fmt: skip
     for n in (1, 2):
         request = replace(_message(7), delivery_id=f"d7-{n}", idempotency_key=f"relais-d7-{n}")
         results = HubSpotConnector(info, Runtime()).deliver([request])

@@ -103,7 +103,8 @@ def test_hubspot_connection_asks_every_scope_it_uses(hubspot_emulator):
     made through the catalogue's authorize URL can do all the connector does: write
     contacts, calls, tasks and meetings, associate them, and read properties."""
     from connectors.base import ConnectionInfo, Runtime
-    from connectors.hubspot import HubSpotConnector
+    from connectors.hubspot.client import HubSpotConnector
+    from sync.crm_mapping import crm_mapping
 
     emu = hubspot_emulator
     spec = provider("hubspot")
@@ -113,7 +114,7 @@ def test_hubspot_connection_asks_every_scope_it_uses(hubspot_emulator):
     url = authorize_url(spec, settings, emu.client_id, REDIRECT, "st", None)
     tokens = exchange_code(spec, settings, client, _authorize(url), REDIRECT, None)
     info = ConnectionInfo("conn-scopes", "t", "hubspot", "hubspot", settings,
-                          tokens.as_credentials())  # fmt: skip
+                          tokens.as_credentials(), crm_mapping("hubspot"))  # fmt: skip
     connector = HubSpotConnector(info, Runtime())
     assert connector.check_fields({"contacts": ["phone"], "calls": ["hs_call_title"]}) == []
     from test_hubspot import _message

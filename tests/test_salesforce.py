@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from connectors.base import ConnectionInfo, DeliveryRequest, RateLimited, Runtime
-from connectors.salesforce import SalesforceConnector
+from connectors.salesforce.client import SalesforceConnector
 from mappings.fieldmap import SalesforceMapping, effective_mapping
 from relais.api import create_app
 from relais.auth import create_key
@@ -28,6 +28,7 @@ from sandbox.testing import (  # noqa: F401
     salesforce_emulator,
     salesforce_server,
 )
+from sync.crm_mapping import crm_mapping
 from sync.delivery import BatchOutcome, process_connection
 
 T = "sfco"
@@ -118,7 +119,8 @@ def direct(emu, links=None, mapping=None, **settings) -> SalesforceConnector:
     info = ConnectionInfo(
         id="conn-sf", tenant_id=T, name="salesforce", provider="salesforce",
         settings={"instance_url": emu.url, "ca_file": str(emu.ca_file), **settings},
-        credentials={"access_token": emu.session_id}, mapping=mapping)  # fmt: skip
+        credentials={"access_token": emu.session_id},
+        mapping=crm_mapping("salesforce", mapping))  # fmt: skip
     return SalesforceConnector(info, Runtime(links=links if links is not None else MemoryLinks()))
 
 

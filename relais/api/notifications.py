@@ -18,9 +18,6 @@ Refusals are logged without secrets and never acted on.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import time
 from typing import Any
@@ -30,6 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from connectors.hubspot import webhooks as hubspot_webhooks
 from relais.api.deps import Caller, parse_json, tenant_for
 from relais.api.errors import ApiError
 from relais.db import session_scope
@@ -40,7 +38,6 @@ from sync import calendar_sync
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
-HUBSPOT_TOLERANCE_SECONDS = 300
 MAX_VALIDATION_TOKEN = 1024
 
 
@@ -94,12 +91,6 @@ async def graph_webhook(request: Request) -> Response:
 # ------------------------------------------------------------------ HubSpot
 
 
-def hubspot_signature(secret: str, method: str, uri: str, body: str, timestamp: str) -> str:
-    """Signature v3 (as ``hubspot.utils.signature.Signature.get_signature``)."""
-    source = f"{method}{uri}{body}{timestamp}".encode()
-    return base64.b64encode(hmac.new(secret.encode(), source, hashlib.sha256).digest()).decode()
-
-
 def _hubspot_candidates(portal_ids: set[str]) -> list[tuple[str, str]]:
     """(connection id, client secret) of active HubSpot connections (of these portals
     when their ``portal_id`` setting is set)."""
@@ -108,7 +99,7 @@ def _hubspot_candidates(portal_ids: set[str]) -> list[tuple[str, str]]:
     out = []
     with session_scope(readonly=True) as session:
         for row in session.scalars(
-            select(Connection).where(Connection.provider == "hubspot",
+            select(Connection).where(Connection.provider == hubspot_webhooks.PROVIDER,
                                      Connection.status == "active")
         ):  # fmt: skip
             portal = (row.settings or {}).get("portal_id")
@@ -137,10 +128,7 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
     raw = await request.body()
     signature = request.headers.get("x-hubspot-signature-v3") or ""
     stamp = request.headers.get("x-hubspot-request-timestamp") or ""
-    # Milliseconds since the epoch: 13 digits today; more is no timestamp.
-    age = abs(time.time() - int(stamp) / 1000) if stamp.isdigit() and len(stamp) <= 16 \
-        else float("inf")
-    if not signature or age > HUBSPOT_TOLERANCE_SECONDS:
+    if not signature or not hubspot_webhooks.timestamp_fresh(stamp, time.time()):
         log.warning("HubSpot webhook refused: missing signature or stale timestamp")
         raise ApiError(401, "unauthenticated", "missing signature or stale timestamp")
     events = parse_json(raw, "invalid_notification") if raw.strip() else None
@@ -153,21 +141,16 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
     matched = [
         cid
         for cid, secret in candidates
-        if any(
-            hmac.compare_digest(hubspot_signature(secret, "POST", uri, body, stamp), signature)
-            for uri in uris
-        )
+        if hubspot_webhooks.verify(secret, "POST", uris, body, stamp, signature)
     ]
     if not matched:
         log.warning("HubSpot webhook refused: no connection's secret matches the signature")
         raise ApiError(401, "unauthenticated", "invalid webhook signature")
-    if not await run_in_threadpool(first_time, "hubspot", signature, HUBSPOT_TOLERANCE_SECONDS):
+    if not await run_in_threadpool(first_time, hubspot_webhooks.PROVIDER, signature,
+                                   hubspot_webhooks.TOLERANCE_SECONDS):
         log.warning("HubSpot webhook refused: a replay of a request already received")
         raise ApiError(409, "replayed", "this signed request was already received")
-    contact_events = [
-        e for e in events
-        if isinstance(e, dict) and str(e.get("subscriptionType", "")).startswith("contact.")
-    ]  # fmt: skip
+    contact_events = hubspot_webhooks.contact_events(events)
     if contact_events:
         for connection_id in matched:
             await run_in_threadpool(pull_contacts_now, connection_id)

@@ -17,8 +17,9 @@ changes: the engine runs it at most every ``deleted_sweep_hours`` (default 24;
 whatever the archive's size. Deletions pushed by HubSpot's webhooks arrive sooner.
 
 Search has its own lower rate limit (~4-5 requests/s per token): every search
-waits on a second limiter, ``search_rate_limit`` per second (default 4), as
-well as on the app's shared limiter. Errors map through ``connectors.hubspot``.
+waits on the runtime's ``search`` limiter (``HubSpotConnector.extra_rate_limits``:
+the catalogue's ``search_per_second``), as well as on the app's shared limiter.
+Errors map through ``connectors.hubspot.client``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.base import ConnectionInfo, Pacer, Runtime, TransientError
+from connectors.base import ConnectionInfo, Runtime, TransientError
 from connectors.crm import ContactPage, CrmContact, CrmDeletion
-from connectors.hubspot import HubSpotConnector
+from connectors.hubspot.client import HubSpotConnector
 
 PROPERTIES = [
     "firstname", "lastname", "email", "phone", "mobilephone", "company",
@@ -38,11 +39,6 @@ PROPERTIES = [
 SEARCH_CAP = 10_000  # results one search can page through (settings.search_max_results)
 SEARCH_PAGE = 200  # search takes at most 200 per page
 LIST_PAGE = 100  # the list endpoint takes at most 100 per page
-
-
-class _NoPacing:
-    def wait(self, cost: int = 1) -> None:
-        return None
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -79,14 +75,12 @@ def contact_from(raw: dict[str, Any]) -> CrmContact:
 class HubSpotContactReader:
     provider = "hubspot"
 
-    def __init__(
-        self, info: ConnectionInfo, runtime: Runtime, search_pacer: Pacer | None = None
-    ) -> None:
+    def __init__(self, info: ConnectionInfo, runtime: Runtime) -> None:
         self.connector = HubSpotConnector(info, runtime)
         settings = info.settings
         self.page_size = max(1, min(int(settings.get("sync_page_size", SEARCH_PAGE)), 200))
         self.cap = int(settings.get("search_max_results", SEARCH_CAP))
-        self.search_pacer = search_pacer or _NoPacing()
+        self.search_pacer = runtime.pacer_named("search")
         hours = float(settings.get("deleted_sweep_hours", 24))
         self.deletions_every = timedelta(hours=hours) if hours > 0 else None
 

@@ -17,7 +17,7 @@ the engine runs a full resync instead, sweeping what it no longer sees. The
 log covers deletions only up to ``latestDateCovered``:
 ``deletions_covered_until`` tells the engine where the next window starts.
 
-Errors map through ``connectors.salesforce`` (403 ``REQUEST_LIMIT_EXCEEDED`` is
+Errors map through ``connectors.salesforce.client`` (403 ``REQUEST_LIMIT_EXCEEDED`` is
 RateLimited, 401 AuthExpired, …), and the daily allocation is watched the same way.
 """
 
@@ -31,7 +31,7 @@ from simple_salesforce import format_soql
 
 from connectors.base import ConnectionInfo, Rejected, Runtime
 from connectors.crm import ContactPage, CrmContact, CrmDeletion, CursorExpired
-from connectors.salesforce import SalesforceConnector
+from connectors.salesforce.client import SalesforceConnector
 
 DELETED_WINDOW = timedelta(days=15)  # how far back getDeleted answers
 FIELDS = ["Id", "FirstName", "LastName", "Email", "Phone", "MobilePhone", "OwnerId",

@@ -47,7 +47,7 @@ import re
 import ssl
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -63,7 +63,6 @@ from connectors.base import (
     AuthExpired,
     ConnectionInfo,
     DeliveryError,
-    RateLimited,
     Rejected,
     Runtime,
     TransientError,
@@ -76,6 +75,7 @@ from connectors.calendar import (
     EventChange,
     EventRef,
     EventSpec,
+    Notice,
 )
 from connectors.calendar_common import (
     CallMeter,
@@ -84,8 +84,8 @@ from connectors.calendar_common import (
     gather_free_busy,
     rfc3339,
 )
-from connectors.http import error_for_exception, retry_after_seconds, shared_ssl_context
-from connectors.registry import register_calendar
+from connectors.catalog import provider as catalogue
+from connectors.http import Classifier, error_for_exception, shared_ssl_context
 
 DEFAULT_GRAPH = "https://graph.microsoft.com/v1.0"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com/{tenant}"
@@ -213,7 +213,6 @@ def _parse_graph_time(spec: dict[str, Any]) -> datetime:
     return value.astimezone(UTC)
 
 
-@register_calendar("outlook")
 class OutlookConnector:
     provider: ClassVar[str] = "outlook"
     max_calendars_per_query: ClassVar[int] = 20
@@ -223,9 +222,11 @@ class OutlookConnector:
         """1,000 requests a minute per connection. Graph's Outlook limit is 10,000 per
         10 minutes per app *and mailbox*; one connection's traffic spread over many
         mailboxes at this pace never reaches it for any of them."""
-        return int(info.settings.get("rate_limit", 1000)), float(
-            info.settings.get("rate_limit_window_seconds", 60)
+        limit = catalogue("outlook").rate_limit(
+            info.settings.get("rate_limit"), info.settings.get("rate_limit_window_seconds")
         )
+        assert limit is not None  # the catalogue sets one
+        return limit
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime | None = None) -> None:
         self.info = info
@@ -339,15 +340,8 @@ class OutlookConnector:
         code = str(error.get("code") or response.reason_phrase)
         message = str(error.get("message") or response.text[:_REASON_LIMIT])[:_REASON_LIMIT]
         reason = f"Graph {what} answered {status} {code}: {message}"
-        wait = retry_after_seconds(response.headers.get("Retry-After"))
-        if status == 429:
-            seconds = self.rate_limited_seconds if wait is None else wait
-            return RateLimited(reason, datetime.now(UTC) + timedelta(seconds=seconds))
-        if status == 401:
-            return AuthExpired(reason)
-        if status == 408 or status >= 500:
-            return TransientError(reason, retry_after=wait)
-        return Rejected(reason)
+        classifier = Classifier(rate_limited_seconds=self.rate_limited_seconds)
+        return classifier.classify(status, response.headers, error, reason)
 
     def _call(
         self, method: str, path: str, what: str, *, ok: Sequence[int] = (), **kw: Any
@@ -549,9 +543,8 @@ class OutlookConnector:
         if cursor:
             path = self._path_of(cursor)
         else:
-            now = self.runtime.now()  # the engine's window (its busy store's)
-            lo = now - timedelta(days=float(settings.get("delta_past_days", 1)))
-            hi = now + timedelta(days=float(settings.get("delta_future_days", 90)))
+            # the engine's window (its busy store's)
+            lo, hi = self.changes_window(settings, self.runtime.now())  # type: ignore[misc]
             path = (
                 f"{self._user(calendar_id)}/calendarView/delta?startDateTime="
                 f"{quote(rfc3339(lo))}&endDateTime={quote(rfc3339(hi))}"
@@ -626,6 +619,45 @@ class OutlookConnector:
         if not response.is_success:
             raise self._error(response, "event read")
         return self._change(response.json())
+
+    # ---- the calendar protocol's channel methods (``sync.calendar_sync``)
+    notifications_batched: ClassVar[bool] = True
+
+    @staticmethod
+    def changes_window(
+        settings: Mapping[str, Any], now: datetime
+    ) -> tuple[datetime, datetime] | None:
+        """The calendarView window a delta round follows (``delta_past_days`` /
+        ``delta_future_days`` around ``now``)."""
+        lo = now - timedelta(days=float(settings.get("delta_past_days", 1)))
+        return lo, now + timedelta(days=float(settings.get("delta_future_days", 90)))
+
+    def open_channel(self, calendar_id: str, address: str, secret: str) -> Channel:
+        return self.subscribe(calendar_id, address, secret)
+
+    def renew_channel(self, channel_id: str) -> datetime | None:
+        return self.renew_subscription(channel_id)
+
+    def close_channel(self, channel_id: str, resource_id: str | None) -> None:
+        self.delete_subscription(channel_id)
+
+    @staticmethod
+    def parse_notifications(headers: Mapping[str, str], body: Any) -> list[Notice]:
+        """A batch in ``value``, each carrying its subscription's ``clientState``:
+        https://learn.microsoft.com/graph/change-notifications-delivery-webhooks"""
+        items = body.get("value") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise ValueError("no notifications in the body")
+        return [
+            Notice(
+                channel_id=str(item.get("subscriptionId") or ""),
+                secret=item.get("clientState") and str(item["clientState"]),
+                lifecycle=item.get("lifecycleEvent"),
+            )
+            if isinstance(item, dict)
+            else Notice("", None, well_formed=False)
+            for item in items
+        ]
 
     def subscribe(
         self, calendar_id: str, address: str, client_state: str, expires: datetime | None = None

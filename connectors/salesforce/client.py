@@ -64,7 +64,7 @@ the token response, wins), ``api_version``, ``ca_file`` (sandbox CA),
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -94,7 +94,8 @@ from connectors.crm import (
     phone_forms,
     render_section,
 )
-from connectors.registry import register
+from connectors.http import Classifier
+from connectors.phones import format_phone
 
 DEFAULT_EXTERNAL_ID = "Relais_Id__c"
 DEFAULT_TIMEOUT = 30.0
@@ -102,7 +103,6 @@ LIMIT_PAUSE = timedelta(hours=1)  # no Retry-After exists; the 24 h window rolls
 # Characters of URL-encoded SOQL per query: the URI limit is 16,384 bytes of URI and
 # headers together, so this leaves room for the path and the headers.
 QUERY_BUDGET = 14_000
-COLLECTION_SIZE = 200  # sObject Collections take at most 200 records
 # Composite takes 25 subrequests, but at most 5 queries (query, queryAll, next batch)
 # or sObject Collections: a sixth is refused (REST API guide, Composite).
 COMPOSITE_QUERIES = 5
@@ -154,6 +154,17 @@ def _describe(error: dict[str, Any]) -> str:
     return text + (f" (fields: {', '.join(fields)})" if fields else "")
 
 
+class _SalesforceErrors(Classifier):
+    """403 ``REQUEST_LIMIT_EXCEEDED`` is the used-up 24 h allocation: a rate limit for
+    the configured pause (no Retry-After). ``body`` is the answer's errorCode."""
+
+    def rate_limited(self, status: int, headers: Mapping[str, str], body: Any) -> bool:
+        return body == "REQUEST_LIMIT_EXCEEDED" or status == 429
+
+    def limit_wait(self, status: int, headers: Mapping[str, str], body: Any) -> float:
+        return self.rate_limited_seconds
+
+
 def error_from_status(
     status: int, content: Any, what: str, pause: timedelta = LIMIT_PAUSE
 ) -> DeliveryError:
@@ -163,17 +174,14 @@ def error_from_status(
     code = first.get("errorCode") or first.get("statusCode") or ""
     detail = _describe(first) if first else "no error body"
     reason = f"Salesforce {what} answered {status} {detail}"
-    if status == 401:
-        return AuthExpired(reason)
-    if code == "REQUEST_LIMIT_EXCEEDED" or status == 429:
-        return RateLimited(
-            f"{reason}; the 24 h API allocation is used up, trying again in "
-            f"{int(pause.total_seconds() // 60)} min",
-            datetime.now(UTC) + pause,
-        )
-    if status >= 500:
-        return TransientError(reason)
-    return Rejected(reason)
+
+    def text(kind: type[DeliveryError]) -> str:
+        if kind is RateLimited:
+            return (f"{reason}; the 24 h API allocation is used up, trying again in "
+                    f"{int(pause.total_seconds() // 60)} min")
+        return reason
+
+    return _SalesforceErrors(pause.total_seconds()).classify(status, {}, code, text)
 
 
 def error_from(exc: BaseException, what: str, pause: timedelta = LIMIT_PAUSE) -> DeliveryError:
@@ -294,12 +302,10 @@ def _caller_of(request: DeliveryRequest) -> CallerKey | None:
     return caller_key({"message": {"caller": caller}})
 
 
-@register("salesforce")
 class SalesforceConnector:
     provider: ClassVar[str] = "salesforce"
     # Claimed at once; every write goes in Collections of 200, so a batch of 600
     # sends its (rarer) callback Tasks in one call instead of three.
-    max_batch: ClassVar[int] = 3 * COLLECTION_SIZE
     linger_seconds: ClassVar[float] = 0.5  # a lone urgent message still leaves at once
 
     @staticmethod
@@ -307,10 +313,8 @@ class SalesforceConnector:
         """No per-second pacing: Salesforce counts a rolling 24 h allocation, watched
         through ``Sforce-Limit-Info`` instead. A connection may still set
         ``rate_limit`` (requests per ``rate_limit_window_seconds``)."""
-        if not info.settings.get("rate_limit"):
-            return None
-        return int(info.settings["rate_limit"]), float(
-            info.settings.get("rate_limit_window_seconds", 1)
+        return provider("salesforce").rate_limit(
+            info.settings.get("rate_limit"), info.settings.get("rate_limit_window_seconds")
         )
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime) -> None:
@@ -320,12 +324,12 @@ class SalesforceConnector:
         self.daily_limit = int(settings["daily_limit"]) if settings.get("daily_limit") else None
         self.pause = timedelta(seconds=float(settings.get("limit_pause_seconds") or 3600))
         self.version = str(settings.get("api_version") or provider("salesforce").api_version)
+        self.collection_size = provider("salesforce").batch_size("collections", 200)
         self.session = _Session(float(settings.get("timeout_seconds") or DEFAULT_TIMEOUT))
         self.session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
         self.session.verify = str(settings["ca_file"]) if settings.get("ca_file") else True
         self.usage: tuple[int, int] | None = None  # (used, max) from Sforce-Limit-Info
         self.calls = 0  # API calls made, for tests and benchmarks
-        self._mapping: Any = None
         instance_url = credentials.get("instance_url") or settings.get("instance_url")
         token = credentials.get("access_token")
         self.problem: DeliveryError | None = None
@@ -380,17 +384,10 @@ class SalesforceConnector:
                 datetime.now(UTC) + self.pause,
             )
 
-    def _section(self, name: str) -> Any:
-        if self._mapping is None:
-            from mappings.fieldmap import effective_mapping
-
-            self._mapping = self.info.mapping or effective_mapping("salesforce", None)
-        return self._mapping.section(name)
-
     def _object(self, section: str) -> str:
-        part = self._section(section)
+        mapped = self.info.mapping.object_of(section) if self.info.mapping else None
         default = {"contact": "Contact", "call_log": "Task", "callback_task": "Task"}
-        return str(getattr(part, "object", None) or default.get(section, "Event"))
+        return str(mapped or default.get(section, "Event"))
 
     # ------------------------------------------------------------------ live check
     def check_fields(self, wanted: dict[str, list[str]]) -> list[FieldProblem]:
@@ -514,8 +511,6 @@ class SalesforceConnector:
                 (sobject, q) for q in in_queries(select, groups, units, " ORDER BY CreatedDate")
             ]
         records = self._query_all(queries, "caller lookup")
-        from mappings.templates import format_phone
-
         index: dict[tuple[str, str], tuple[str, str]] = {}
         for sobject, rows in records:
             for row in rows:
@@ -649,7 +644,7 @@ class SalesforceConnector:
     def _upsert(self, sobject: str, records: list[dict[str, Any]], what: str) -> list[dict]:
         """Collections upsert by external id; one result per record, in order."""
         results: list[dict[str, Any]] = []
-        for chunk in _chunks(records, COLLECTION_SIZE):
+        for chunk in _chunks(records, self.collection_size):
             body = {
                 "allOrNone": False,
                 "records": [{"attributes": {"type": sobject}, **r} for r in chunk],
@@ -718,12 +713,8 @@ class SalesforceConnector:
     # ------------------------------------------------------------------ appointments
     def _cancel_by_update(self) -> bool:
         """Keep cancelled Events when the tenant's mapping records the status."""
-        part = self._section("appointment")
-        return any(
-            ref.path == "appointment.status"
-            for _, expression in getattr(part, "fields", ())
-            for ref in expression.source_references()
-        )
+        mapping = self.info.mapping
+        return bool(mapping and mapping.reads("appointment", "appointment.status"))
 
     @staticmethod
     def _appointment_id(w: _Work) -> str:
@@ -769,7 +760,7 @@ class SalesforceConnector:
                         known.setdefault(match, str(row["Id"]))
         targets = sorted({known[i] for i in ids if i in known})
         refused: dict[str, DeliveryError] = {}
-        for chunk in _chunks(targets, COLLECTION_SIZE):
+        for chunk in _chunks(targets, self.collection_size):
             params = {"ids": ",".join(chunk), "allOrNone": "false"}
             answer = self._call(
                 "Event delete",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, ClassVar
@@ -32,7 +32,6 @@ from zoneinfo import ZoneInfo
 from hubspot import HubSpot
 
 from connectors.base import (
-    AuthExpired,
     ConnectionInfo,
     DeliveryError,
     DeliveryRequest,
@@ -42,6 +41,7 @@ from connectors.base import (
     Runtime,
     TransientError,
 )
+from connectors.catalog import provider as catalogue
 from connectors.crm import (
     CallerKey,
     FieldProblem,
@@ -51,8 +51,7 @@ from connectors.crm import (
     render_section,
     same_phone,
 )
-from connectors.http import make_client
-from connectors.registry import register
+from connectors.http import Classifier, make_client
 
 DEFAULT_HOST = "https://api.hubapi.com"
 # HUBSPOT_DEFINED association type ids, engagement -> contact.
@@ -79,15 +78,18 @@ def error_from(exc: BaseException, what: str) -> DeliveryError:
     message = body.get("message") or getattr(exc, "reason", "") or "no message"
     reason = f"HubSpot {what} answered {status}: {message}"
     headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
-    if status == 429:
-        limited = RateLimited(reason, datetime.now(UTC) + _reset_after(body, headers))
-        limited.daily = body.get("policyName") == "DAILY"  # type: ignore[attr-defined]
-        return limited
-    if status == 401:
-        return AuthExpired(reason)
-    if status >= 500 or status == 0:
-        return TransientError(reason)
-    return Rejected(reason)
+    error = _HubSpotErrors().classify(status, headers, body, reason)
+    if isinstance(error, RateLimited):
+        error.daily = body.get("policyName") == "DAILY"  # type: ignore[attr-defined]
+    return error
+
+
+class _HubSpotErrors(Classifier):
+    """A 429 waits for Retry-After, else the window the headers name; the DAILY
+    policy waits until midnight (HubSpot's usage guidelines)."""
+
+    def limit_wait(self, status: int, headers: Mapping[str, str], body: Any) -> float:
+        return _reset_after(body, dict(headers)).total_seconds()
 
 
 def next_midnight(zone: tzinfo, now: datetime | None = None) -> datetime:
@@ -124,24 +126,25 @@ class _Work:
     record_id: str | None = None
 
 
-@register("hubspot")
 class HubSpotConnector:
     provider: ClassVar[str] = "hubspot"
-    max_batch: ClassVar[int] = 300  # claimed at once; sent in chunks of CHUNK
-    chunk: ClassVar[int] = 100  # HubSpot batch endpoints take at most 100 inputs
     linger_seconds: ClassVar[float] = 0.5  # a lone urgent message still leaves at once
 
     @staticmethod
     def rate_limit(info: ConnectionInfo) -> tuple[int, float]:
-        """Requests per window for this app: 100/10 s on Free/Starter, 190 on Pro."""
-        return int(info.settings.get("rate_limit", 100)), float(
-            info.settings.get("rate_limit_window_seconds", 10)
+        """Requests per window for this app: 100/10 s on Free/Starter, 190 on Pro
+        (the catalogue's ``limits``, unless the connection's settings say otherwise)."""
+        limit = catalogue("hubspot").rate_limit(
+            info.settings.get("rate_limit"), info.settings.get("rate_limit_window_seconds")
         )
+        assert limit is not None
+        return limit
 
     @staticmethod
     def extra_rate_limits(info: ConnectionInfo) -> dict[str, tuple[int, float]]:
-        """Search has its own, lower limit (about 4-5 per second per token)."""
-        return {"search": (int(info.settings.get("search_rate_limit", 4)), 1.0)}
+        """Search has its own, lower limit (the catalogue's ``search_per_second``)."""
+        default = catalogue("hubspot").limits["search_per_second"]
+        return {"search": (int(info.settings.get("search_rate_limit", default)), 1.0)}
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime) -> None:
         self.info, self.runtime = info, runtime
@@ -151,6 +154,7 @@ class HubSpotConnector:
         self.client = HubSpot(access_token=token, host=host)
         self.id_property = str(info.settings.get("id_property", "relais_id"))
         self.calls = 0  # API calls made, for benchmarks
+        self.chunk = catalogue("hubspot").batch_size("objects", 100)
 
     # ------------------------------------------------------------------ plumbing
     def _call(self, what: str, fn: Callable[[], Any]) -> dict[str, Any]:
@@ -539,6 +543,6 @@ class HubSpotConnector:
                 w.record_id, w.error = final.record_id, final.error
 
     def _object_type(self, section: str) -> str:
-        mapped = self.info.mapping.section(section) if self.info.mapping else None
+        mapped = self.info.mapping.object_of(section) if self.info.mapping else None
         default = {"call_log": "calls", "callback_task": "tasks", "appointment": "meetings"}
-        return str(getattr(mapped, "object", None) or default[section]).lower()
+        return str(mapped or default[section]).lower()

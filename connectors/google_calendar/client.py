@@ -39,7 +39,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPException, RemoteDisconnected
 from typing import Any, ClassVar
@@ -56,7 +56,6 @@ from connectors.base import (
     AuthExpired,
     ConnectionInfo,
     DeliveryError,
-    RateLimited,
     Rejected,
     Runtime,
     TransientError,
@@ -69,6 +68,7 @@ from connectors.calendar import (
     EventChange,
     EventRef,
     EventSpec,
+    Notice,
 )
 from connectors.calendar_common import (
     CallMeter,
@@ -77,8 +77,8 @@ from connectors.calendar_common import (
     gather_free_busy,
     rfc3339,
 )
-from connectors.http import retry_after_seconds
-from connectors.registry import register_calendar
+from connectors.catalog import provider as catalogue
+from connectors.http import Classifier
 
 DEFAULT_BASE = "https://www.googleapis.com"
 _REASON_LIMIT = 300
@@ -134,6 +134,22 @@ def _drop_connections(http: httplib2.Http) -> None:
     http.connections.clear()
 
 
+class _GoogleErrors(Classifier):
+    """Google answers 403 for usage limits too (``usageLimits`` domain or a rate
+    reason); each reason has its own wait when Retry-After is absent. ``body`` is
+    ``(is a usage limit, reasons)``."""
+
+    def rate_limited(self, status: int, headers: Mapping[str, str], body: Any) -> bool:
+        return status == 429 or (status == 403 and body[0])
+
+    def limit_wait(self, status: int, headers: Mapping[str, str], body: Any) -> float:
+        wait = self.retry_after(headers)
+        if wait is not None:
+            return wait
+        waits = [_RATE_REASONS.get(r) for r in body[1] if r in _RATE_REASONS]
+        return max([w for w in waits if w is not None], default=self.rate_limited_seconds)
+
+
 def _details(exc: HttpError) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     try:
         body = json.loads(exc.content or b"{}")
@@ -145,7 +161,6 @@ def _details(exc: HttpError) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return error, [e for e in error.get("errors") or [] if isinstance(e, dict)]
 
 
-@register_calendar("google_calendar")
 class GoogleCalendarConnector:
     provider: ClassVar[str] = "google_calendar"
     max_calendars_per_query: ClassVar[int] = 50
@@ -153,9 +168,11 @@ class GoogleCalendarConnector:
     @staticmethod
     def rate_limit(info: ConnectionInfo) -> tuple[int, float]:
         """Google's default quota: 600 requests per minute per user (per project)."""
-        return int(info.settings.get("rate_limit", 600)), float(
-            info.settings.get("rate_limit_window_seconds", 60)
+        limit = catalogue("google_calendar").rate_limit(
+            info.settings.get("rate_limit"), info.settings.get("rate_limit_window_seconds")
         )
+        assert limit is not None  # the catalogue sets one
+        return limit
 
     def __init__(self, info: ConnectionInfo, runtime: Runtime | None = None) -> None:
         self.info = info
@@ -241,18 +258,9 @@ class GoogleCalendarConnector:
             reason += f" {','.join(reasons)}"
         if message:
             reason += f": {message}"
-        wait = retry_after_seconds(exc.resp.get("retry-after"))
         rate = "usageLimits" in domains or any(r in _RATE_REASONS for r in reasons)
-        if status == 429 or (status == 403 and rate):
-            if wait is None:
-                waits = [_RATE_REASONS.get(r) for r in reasons if r in _RATE_REASONS]
-                wait = max([w for w in waits if w is not None], default=self.rate_limited_seconds)
-            return RateLimited(reason, datetime.now(UTC) + timedelta(seconds=wait))
-        if status == 401:
-            return AuthExpired(reason)
-        if status == 408 or status >= 500:
-            return TransientError(reason, retry_after=wait)
-        return Rejected(reason)
+        classifier = _GoogleErrors(self.rate_limited_seconds)
+        return classifier.classify(status, exc.resp, (rate, reasons), reason)
 
     def _call(
         self, request: HttpRequest, what: str, ok: Sequence[int] = (), repeatable: bool = True
@@ -492,6 +500,43 @@ class GoogleCalendarConnector:
         )
         expires = datetime.fromtimestamp(int(res.get("expiration") or 0) / 1000, UTC)
         return Channel(str(res["id"]), calendar_id, expires, res.get("resourceId"))
+
+    # ---- the calendar protocol's channel methods (``sync.calendar_sync``)
+    notifications_batched: ClassVar[bool] = False
+
+    @staticmethod
+    def changes_window(
+        settings: Mapping[str, Any], now: datetime
+    ) -> tuple[datetime, datetime] | None:
+        return None  # events.list without a cursor reads every event
+
+    def open_channel(self, calendar_id: str, address: str, secret: str) -> Channel:
+        return self.watch(calendar_id, address, secret)
+
+    def renew_channel(self, channel_id: str) -> datetime | None:
+        return None  # a watch channel cannot be extended: a new one replaces it
+
+    def close_channel(self, channel_id: str, resource_id: str | None) -> None:
+        self.stop_watch(channel_id, resource_id)
+
+    @staticmethod
+    def parse_notifications(headers: Mapping[str, str], body: Any) -> list[Notice]:
+        """A push message is all headers (``X-Goog-*``; the body is empty):
+        https://developers.google.com/calendar/api/guides/push#receiving-notifications"""
+        channel_id = headers.get("x-goog-channel-id") or ""
+        if not channel_id:
+            raise ValueError("X-Goog-Channel-ID is missing")
+        try:
+            number = int(headers.get("x-goog-message-number") or 0)
+        except ValueError:
+            number = 0
+        return [Notice(
+            channel_id=channel_id,
+            secret=headers.get("x-goog-channel-token"),
+            resource_id=headers.get("x-goog-resource-id"),
+            message_number=number,
+            state=headers.get("x-goog-resource-state") or "",
+        )]  # fmt: skip
 
     def stop_watch(self, channel_id: str, resource_id: str | None) -> None:
         """Stop a channel; one Google no longer knows counts as stopped."""

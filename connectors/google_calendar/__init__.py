@@ -1,0 +1,1 @@
+"""Google Calendar: ``client`` (busy times, events, changes and watch channels)."""

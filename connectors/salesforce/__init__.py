@@ -1,0 +1,2 @@
+"""Salesforce: ``client`` (deliveries through simple-salesforce), ``reader`` (the
+contact directory's incremental reads)."""
