@@ -390,3 +390,27 @@ def test_search_lag_never_duplicates_a_caller(hs):
         results = HubSpotConnector(info, Runtime()).deliver([request])
         assert [r.error for r in results] == [None]
     assert len(objects(hs, "contacts")) == 1 and len(objects(hs, "calls")) == 2
+
+
+def test_every_request_waits_for_the_pacer(hs):
+    """The limiter must count what HubSpot counts: the account-info request a fresh
+    connector makes before its first call waits its turn too (unpaced, the limiter
+    was one short per process and connection: a 429 and a whole 10 s window lost)."""
+    from connectors.base import ConnectionInfo, Runtime
+    from connectors.hubspot.client import HubSpotConnector
+
+    class Counting:
+        waits = 0
+
+        def wait(self) -> None:
+            self.waits += 1
+
+    pacer, search = Counting(), Counting()
+    info = ConnectionInfo("conn-paced", T, "hubspot", "hubspot", {"api_base_url": hs.url},
+                          {"access_token": hs.private_app_token},
+                          crm_mapping("hubspot"))  # fmt: skip
+    before = hs.knobs.calls()
+    connector = HubSpotConnector(info, Runtime(pacer=pacer, pacers={"search": search}))
+    assert all(r.ok for r in connector.deliver([_message(1), _message(2)]))
+    seen = hs.knobs.calls() - before
+    assert seen > 1 and pacer.waits == seen == connector.calls

@@ -182,6 +182,8 @@ class HubSpotConnector:
         before its first request, while the daily limit still allows it)."""
         zone = _ACCOUNT_ZONES.get(self.info.id)
         if zone is None:
+            self.runtime.pacer.wait()  # HubSpot counts it: so must the limiter
+            self.calls += 1
             try:
                 with make_client(10, {"Authorization": f"Bearer {self.token}"}) as http:
                     answer = http.get(f"{self.host}/account-info/v3/details")
