@@ -29,6 +29,7 @@ TENANT = "bac-a-sable"
 CONNECTIONS = {"salesforce": "crm-sf", "hubspot": "crm-hs", "google": "agenda-g",
                "graph": "agenda-ms"}
 GOOGLE_CAL, GRAPH_MAILBOX = "dr.martin@cabinet-martin.fr", "me.durand@avocats-durand.fr"
+pytestmark = pytest.mark.processes  # the sandbox runs in its own process, on the real clock
 
 
 @pytest.fixture(scope="module")
