@@ -185,8 +185,23 @@ def accept_message(
     msg: CallMessage,
     idempotency_key: str | None = None,
     now: datetime | None = None,
+    *,
+    request_key: str | None = None,
+    retried: bool = False,
 ) -> Accepted:
-    """Write the message and its deliveries; ``now`` (tests) is when escalations start."""
+    """Write the message and its deliveries; ``now`` (tests) is when escalations start.
+
+    ``request_key`` (used when the client sent no ``idempotency_key``) is the
+    API's own token for one request, the same in each attempt of it: stored as
+    the message's idempotency key, it lets an attempt retried after a dropped
+    connection (``retried``) find the message whose COMMIT did reach the server,
+    and answer it as created instead of storing it twice. A first attempt
+    costs no lookup and no lock (no other request carries this token).
+    """
+    if request_key and retried and not idempotency_key:
+        stored = _committed_before(session, tenant_id, request_key)
+        if stored is not None:
+            return stored
     if idempotency_key:
         _lock_key(session, tenant_id, idempotency_key)
         existing = session.scalar(
@@ -239,7 +254,7 @@ def accept_message(
     message = Message(
         id=new_id("msg"),
         tenant_id=tenant_id,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key or request_key,
         call_type=msg.call_type,
         urgency=urgency,
         caller=msg.caller.model_dump(mode="json", exclude_none=True),
@@ -312,6 +327,22 @@ def accept_message(
                if d.action != digests.ITEM and d.status != "dead"}
     accepted.to_wake = mark_wake(session, sorted(due_now))
     return accepted
+
+
+def _committed_before(session: Session, tenant_id: str, request_key: str) -> Accepted | None:
+    """The message an earlier attempt of this request committed, as created.
+
+    Its connections are woken again: the attempt that committed died before
+    enqueuing (an extra wake finds nothing or what is due; the sweep would too).
+    """
+    message = session.scalar(select(Message).where(
+        Message.tenant_id == tenant_id, Message.idempotency_key == request_key))
+    if message is None:
+        return None
+    deliveries = list(session.scalars(select(Delivery).where(Delivery.message_id == message.id)))
+    wake = sorted({d.connection_id for d in deliveries
+                   if d.action != digests.ITEM and d.status == "pending"})
+    return Accepted(message, deliveries, created=True, to_wake=wake)
 
 
 def _missing_senders(

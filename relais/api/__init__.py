@@ -18,6 +18,7 @@ from relais.api import (
     webhooks,
 )
 from relais.api import contacts as contacts_api
+from relais.api.outage import DatabaseOutageRetry
 from relais.settings import get_settings
 
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -41,6 +42,8 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     openapi.install(app)
+    # Innermost: retried requests are already size-checked (outage.py buffers them).
+    app.add_middleware(DatabaseOutageRetry)
 
     @app.middleware("http")
     async def _size_guard(request: Request, call_next):  # type: ignore[no-untyped-def]
