@@ -229,7 +229,8 @@ def accept_message(
                 call_type=msg.call_type,
                 urgency=urgency,
                 at=msg.taken_at,
-                known_contact=is_known_caller(session, tenant_id, msg.caller.phone),
+                known_contact=is_known_caller(session, tenant_id, msg.caller.phone)
+                if _asks_known_contact(config) else None,
                 staff_id=msg.staff_id,
                 intake=msg.intake,
             ),
@@ -327,6 +328,12 @@ def accept_message(
                if d.action != digests.ITEM and d.status != "dead"}
     accepted.to_wake = mark_wake(session, sorted(due_now))
     return accepted
+
+
+def _asks_known_contact(config: TenantConfig) -> bool:
+    """Whether a rule asks if the caller is in the CRM (only rules read it): if
+    none does, accepting skips the directory query."""
+    return any(rule.when.known_contact is not None for rule in config.rules.rules)
 
 
 def _committed_before(session: Session, tenant_id: str, request_key: str) -> Accepted | None:

@@ -89,15 +89,13 @@ def post_message(
         except MessageRejected as exc:
             detail = {"field": exc.field, "problem": str(exc), "hint": exc.hint}
             raise ApiError(422, "invalid_message", f"{exc.field}: {exc}", [detail]) from None
-        connections = {
-            c.id: c
-            for c in session.scalars(select(Connection).where(Connection.tenant_id == tenant_id))
-        }
+        # Accepting loaded (and locked) these connections: the identity map has them.
         body = {
             "id": accepted.message.id,
             "status": accepted.message.status,
             "deliveries": [
-                delivery_view(d, connections.get(d.connection_id)) for d in accepted.deliveries
+                delivery_view(d, session.get(Connection, d.connection_id))
+                for d in accepted.deliveries
             ],
         }
     if accepted.created:

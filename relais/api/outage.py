@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relais.api.deps import request_limit
 from relais.api.errors import error_body
 from relais.db import is_outage
 from relais.settings import get_settings
@@ -84,7 +85,12 @@ class DatabaseOutageRetry:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await _read_body(receive, request_limit())
+        if body is None:
+            limit = request_limit()
+            await JSONResponse(error_body("too_large", f"body is over the limit of {limit} bytes"),
+                               status_code=413)(scope, receive, send)
+            return
         attempt = RequestAttempt()
         _attempt.set(attempt)
         deadline = time.monotonic() + get_settings().db_outage_seconds
@@ -126,11 +132,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(orig).__name__}{f' {state}' if state else ''}"
 
 
-async def _read_body(receive: Receive) -> list[Message]:
-    messages = []
+async def _read_body(receive: Receive, limit: int) -> list[Message] | None:
+    """The request's body events, or None past ``limit`` bytes (a chunked body
+    announces no Content-Length for the guard to refuse)."""
+    messages, size = [], 0
     while True:
         message = await receive()
         messages.append(message)
+        size += len(message.get("body", b""))
+        if size > limit:
+            return None
         if message["type"] != "http.request" or not message.get("more_body"):
             return messages
 
