@@ -45,6 +45,9 @@ class Accepted:
     wake_later: list[tuple[str, float]] = field(default_factory=list)
     # (escalation id, seconds until its next step).
     escalations: list[tuple[str, float]] = field(default_factory=list)
+    # The tenant's connections accepting loaded, by id (the answer shows them; the
+    # session's identity map keeps only what something references).
+    connections: dict[str, Connection] = field(default_factory=dict)
 
     @property
     def connection_ids(self) -> list[str]:
@@ -323,7 +326,7 @@ def accept_message(
     )
     session.flush()
     accepted = Accepted(message, deliveries, created=True, wake_later=later,
-                        escalations=started)
+                        escalations=started, connections={c.id: c for c in connections.values()})
     due_now = {d.connection_id for d in deliveries
                if d.action != digests.ITEM and d.status != "dead"}
     accepted.to_wake = mark_wake(session, sorted(due_now))

@@ -89,12 +89,12 @@ def post_message(
         except MessageRejected as exc:
             detail = {"field": exc.field, "problem": str(exc), "hint": exc.hint}
             raise ApiError(422, "invalid_message", f"{exc.field}: {exc}", [detail]) from None
-        # Accepting loaded (and locked) these connections: the identity map has them.
         body = {
             "id": accepted.message.id,
             "status": accepted.message.status,
             "deliveries": [
-                delivery_view(d, session.get(Connection, d.connection_id))
+                delivery_view(d, accepted.connections.get(d.connection_id)
+                              or session.get(Connection, d.connection_id))
                 for d in accepted.deliveries
             ],
         }
