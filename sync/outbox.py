@@ -202,7 +202,7 @@ def accept_message(
     costs no lookup and no lock (no other request carries this token).
     """
     if request_key and retried and not idempotency_key:
-        stored = _committed_before(session, tenant_id, request_key)
+        stored = _committed_before(session, tenant_id, request_key, msg)
         if stored is not None:
             return stored
     if idempotency_key:
@@ -339,15 +339,18 @@ def _asks_known_contact(config: TenantConfig) -> bool:
     return any(rule.when.known_contact is not None for rule in config.rules.rules)
 
 
-def _committed_before(session: Session, tenant_id: str, request_key: str) -> Accepted | None:
-    """The message an earlier attempt of this request committed, as created.
+def _committed_before(session: Session, tenant_id: str, request_key: str,
+                      msg: CallMessage) -> Accepted | None:
+    """The message an earlier attempt of this request committed, as created
+    (its content is compared too: the token is never shown, but a client could
+    send any ``Idempotency-Key``).
 
     Its connections are woken again: the attempt that committed died before
     enqueuing (an extra wake finds nothing or what is due; the sweep would too).
     """
     message = session.scalar(select(Message).where(
         Message.tenant_id == tenant_id, Message.idempotency_key == request_key))
-    if message is None:
+    if message is None or _content(message) != _content_of(msg, message.urgency):
         return None
     deliveries = list(session.scalars(select(Delivery).where(Delivery.message_id == message.id)))
     wake = sorted({d.connection_id for d in deliveries

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from relais.api.errors import ApiError, not_found
 from relais.auth import BadKey, Principal, authenticate, touch_key, verified
@@ -38,7 +39,9 @@ def db() -> Iterator[Session]:
 DB = Annotated[Session, Depends(db)]
 
 
-def principal(session: DB, authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The caller's key. A key verified moments ago is answered here, on the event
+    loop; otherwise the store is read in the thread pool (``_verify``)."""
     if not authorization:
         raise ApiError(
             401, "unauthenticated", "missing API key: send 'Authorization: Bearer rls_…'"
@@ -50,6 +53,10 @@ def principal(session: DB, authorization: Annotated[str | None, Header()] = None
     known = verified.get(token)
     if known is not None:
         return known
+    return await run_in_threadpool(_verify, token)
+
+
+def _verify(token: str) -> Principal:
     try:
         with session_scope(readonly=True) as session:
             who, stale = authenticate(session, token)

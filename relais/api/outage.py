@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import logging
 import random
 import secrets
@@ -46,12 +47,22 @@ FIRST_DELAY = 0.1
 MAX_DELAY = 2.0
 
 
+# Request tokens: this process's random prefix and a counter, unique across
+# processes and restarts without reading the system's random source each time.
+_PROCESS = secrets.token_hex(8)
+_serial = itertools.count()
+
+
+def _token() -> str:
+    return f"{_PROCESS}-{next(_serial)}"  # next() on a count is atomic under the GIL
+
+
 @dataclass
 class RequestAttempt:
     """One request across its attempts: ``token`` is the same in each; ``retries``
     counts the attempts before this one."""
 
-    token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    token: str = field(default_factory=_token)
     retries: int = 0
 
 
@@ -111,8 +122,8 @@ class DatabaseOutageRetry:
                 if outage is None or started:
                     raise
                 what = _describe(outage)
-            pause = delay * random.uniform(0.5, 1.0)  # jitter: clients do not retry in step
-            if time.monotonic() + pause > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 log.warning("database unreachable for %d attempt(s) of %s %s (%s): answering 503",
                             attempt.retries + 1, scope["method"], scope["path"], what)
                 await _unavailable(scope, receive, send)
@@ -120,7 +131,8 @@ class DatabaseOutageRetry:
             if attempt.retries == 0:
                 log.warning("database unreachable during %s %s (%s); retrying",
                             scope["method"], scope["path"], what)
-            await asyncio.sleep(pause)
+            # Jitter: clients do not retry in step; the last attempt is at the deadline.
+            await asyncio.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
             delay = min(delay * 2, MAX_DELAY)
             attempt.retries += 1
 
