@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -100,4 +102,45 @@ def revoke_key(session: Session, key_id: str) -> bool:
     if row is None or row.revoked_at is not None:
         return False
     row.revoked_at = utcnow()
+    verified.forget(key_id)
     return True
+
+
+class VerifiedKeys:
+    """Keys this process verified in the last ``ttl`` seconds: a request with one
+    skips the store (a whole transaction, four round trips on PostgreSQL).
+
+    The price: a key revoked by another process (``relais keys revoke``) still
+    works here for at most ``ttl`` seconds; one revoked through this process
+    stops at once. The secret is checked on every request (SHA-256 of the token
+    compared with the one verified), so a cached id never admits another secret.
+    Ages are read on the monotonic clock: only durations matter here.
+    """
+
+    MAX = 10_000
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._keys: dict[str, tuple[str, Principal, float]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        key_id = token.split("_", 2)[1] if token.count("_") >= 2 else ""
+        with self._lock:
+            entry = self._keys.get(key_id)
+        if entry is None or time.monotonic() - entry[2] > self.ttl:
+            return None
+        return entry[1] if hmac.compare_digest(entry[0], _hash(token)) else None
+
+    def remember(self, token: str, who: Principal) -> None:
+        with self._lock:
+            if len(self._keys) >= self.MAX:
+                self._keys.clear()
+            self._keys[who.key_id] = (_hash(token), who, time.monotonic())
+
+    def forget(self, key_id: str) -> None:
+        with self._lock:
+            self._keys.pop(key_id, None)
+
+
+verified = VerifiedKeys()

@@ -15,7 +15,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from relais.settings import get_settings
@@ -52,14 +54,36 @@ def get_engine(url: str | None = None, *, readonly: bool = False) -> Engine:
                                    hide_parameters=True)
             _sqlite_setup(engine, readonly)
         else:
+            # connect_timeout: an unreachable server fails fast enough to be retried.
             engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                                   hide_parameters=True)
+                                   hide_parameters=True, connect_args={"connect_timeout": 5})
         _engines[key] = engine
     return engine
 
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+# Server going away: admin_shutdown, crash_shutdown, cannot_connect_now ("the
+# database system is shutting down" / "is starting up"); class 08 is connection
+# exceptions. https://www.postgresql.org/docs/current/errcodes-appendix.html
+OUTAGE_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means the PostgreSQL server is (for now) unreachable: the
+    connection dropped or was refused, or the server is stopping or starting.
+    Such a transaction did nothing that will last, except perhaps its COMMIT."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if not isinstance(orig, psycopg.OperationalError):
+        return False  # SQLite's "database is locked" already waited busy_timeout
+    state = orig.sqlstate
+    return state is None or state.startswith("08") or state in OUTAGE_STATES
 
 
 def dispose_engines() -> None:

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     allow_private_urls: bool = False
 
     max_message_bytes: int = 64 * 1024
+    # How long a request waits out an unreachable database (a restart) before a 503.
+    db_outage_seconds: float = 20.0
     delivery_max_attempts: int = 8
     delivery_backoff_base: float = 2.0
     delivery_backoff_max: float = 600.0

@@ -45,6 +45,9 @@ class Accepted:
     wake_later: list[tuple[str, float]] = field(default_factory=list)
     # (escalation id, seconds until its next step).
     escalations: list[tuple[str, float]] = field(default_factory=list)
+    # The tenant's connections accepting loaded, by id (the answer shows them; the
+    # session's identity map keeps only what something references).
+    connections: dict[str, Connection] = field(default_factory=dict)
 
     @property
     def connection_ids(self) -> list[str]:
@@ -185,8 +188,23 @@ def accept_message(
     msg: CallMessage,
     idempotency_key: str | None = None,
     now: datetime | None = None,
+    *,
+    request_key: str | None = None,
+    retried: bool = False,
 ) -> Accepted:
-    """Write the message and its deliveries; ``now`` (tests) is when escalations start."""
+    """Write the message and its deliveries; ``now`` (tests) is when escalations start.
+
+    ``request_key`` (used when the client sent no ``idempotency_key``) is the
+    API's own token for one request, the same in each attempt of it: stored as
+    the message's idempotency key, it lets an attempt retried after a dropped
+    connection (``retried``) find the message whose COMMIT did reach the server,
+    and answer it as created instead of storing it twice. A first attempt
+    costs no lookup and no lock (no other request carries this token).
+    """
+    if request_key and retried and not idempotency_key:
+        stored = _committed_before(session, tenant_id, request_key, msg)
+        if stored is not None:
+            return stored
     if idempotency_key:
         _lock_key(session, tenant_id, idempotency_key)
         existing = session.scalar(
@@ -214,7 +232,8 @@ def accept_message(
                 call_type=msg.call_type,
                 urgency=urgency,
                 at=msg.taken_at,
-                known_contact=is_known_caller(session, tenant_id, msg.caller.phone),
+                known_contact=is_known_caller(session, tenant_id, msg.caller.phone)
+                if _asks_known_contact(config) else None,
                 staff_id=msg.staff_id,
                 intake=msg.intake,
             ),
@@ -239,7 +258,7 @@ def accept_message(
     message = Message(
         id=new_id("msg"),
         tenant_id=tenant_id,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key or request_key,
         call_type=msg.call_type,
         urgency=urgency,
         caller=msg.caller.model_dump(mode="json", exclude_none=True),
@@ -307,11 +326,36 @@ def accept_message(
     )
     session.flush()
     accepted = Accepted(message, deliveries, created=True, wake_later=later,
-                        escalations=started)
+                        escalations=started, connections={c.id: c for c in connections.values()})
     due_now = {d.connection_id for d in deliveries
                if d.action != digests.ITEM and d.status != "dead"}
     accepted.to_wake = mark_wake(session, sorted(due_now))
     return accepted
+
+
+def _asks_known_contact(config: TenantConfig) -> bool:
+    """Whether a rule asks if the caller is in the CRM (only rules read it): if
+    none does, accepting skips the directory query."""
+    return any(rule.when.known_contact is not None for rule in config.rules.rules)
+
+
+def _committed_before(session: Session, tenant_id: str, request_key: str,
+                      msg: CallMessage) -> Accepted | None:
+    """The message an earlier attempt of this request committed, as created
+    (its content is compared too: the token is never shown, but a client could
+    send any ``Idempotency-Key``).
+
+    Its connections are woken again: the attempt that committed died before
+    enqueuing (an extra wake finds nothing or what is due; the sweep would too).
+    """
+    message = session.scalar(select(Message).where(
+        Message.tenant_id == tenant_id, Message.idempotency_key == request_key))
+    if message is None or _content(message) != _content_of(msg, message.urgency):
+        return None
+    deliveries = list(session.scalars(select(Delivery).where(Delivery.message_id == message.id)))
+    wake = sorted({d.connection_id for d in deliveries
+                   if d.action != digests.ITEM and d.status == "pending"})
+    return Accepted(message, deliveries, created=True, to_wake=wake)
 
 
 def _missing_senders(

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from relais.api import (
     acks,
@@ -22,9 +23,8 @@ from relais.api import (
     webhooks,
 )
 from relais.api import contacts as contacts_api
-from relais.settings import get_settings
-
-MAX_REQUEST_BYTES = 1024 * 1024
+from relais.api.deps import request_limit
+from relais.api.outage import DatabaseOutageRetry
 
 
 def _nul_in_url(request: Request) -> str | None:
@@ -47,6 +47,39 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     gc.unfreeze()  # an app stopped in a longer-lived process (tests): collectable again
 
 
+class RequestGuard:
+    """Refuse oversized bodies (by Content-Length, before reading them) and NUL
+    characters in the URL. Plain ASGI: ``BaseHTTPMiddleware`` cost each request
+    a task group and a streamed copy of the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = _refusal(Request(scope))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _refusal(request: Request) -> JSONResponse | None:
+    length = request.headers.get("content-length")
+    limit = request_limit()
+    if length and length.isdigit() and int(length) > limit:
+        return JSONResponse(
+            errors.error_body("too_large", f"body is {length} bytes; the limit is {limit}"),
+            status_code=413,
+        )
+    refused = _nul_in_url(request)
+    if refused:
+        return JSONResponse(errors.error_body(
+            "invalid_request", f"{refused}: contains a NUL character",
+            [{"field": refused, "problem": "contains a NUL character"}]), status_code=400)
+    return None
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Relais",
@@ -56,23 +89,10 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     openapi.install(app)
+    # Inside the guard: what it buffers to retry is already size-checked.
+    app.add_middleware(DatabaseOutageRetry)
 
-    @app.middleware("http")
-    async def _size_guard(request: Request, call_next):  # type: ignore[no-untyped-def]
-        # Refuse oversized bodies before reading them; routes check exact limits.
-        length = request.headers.get("content-length")
-        limit = max(MAX_REQUEST_BYTES, get_settings().max_message_bytes * 4)
-        if length and length.isdigit() and int(length) > limit:
-            return JSONResponse(
-                errors.error_body("too_large", f"body is {length} bytes; the limit is {limit}"),
-                status_code=413,
-            )
-        refused = _nul_in_url(request)
-        if refused:
-            return JSONResponse(errors.error_body(
-                "invalid_request", f"{refused}: contains a NUL character",
-                [{"field": refused, "problem": "contains a NUL character"}]), status_code=400)
-        return await call_next(request)
+    app.add_middleware(RequestGuard)  # outermost
 
     for module in (messages, availability, appointments, admin, connections, ops, webhooks, acks):
         app.include_router(module.router)

@@ -10,12 +10,20 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from relais.api.errors import ApiError, not_found
-from relais.auth import BadKey, Principal, authenticate, touch_key
+from relais.auth import BadKey, Principal, authenticate, touch_key, verified
 from relais.db import session_factory, session_scope
 from relais.models import Tenant
 from relais.settings import get_settings
+
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def request_limit() -> int:
+    """Bytes a request body may have (routes check their own, exact limits)."""
+    return max(MAX_REQUEST_BYTES, get_settings().max_message_bytes * 4)
 
 
 def db() -> Iterator[Session]:
@@ -31,7 +39,9 @@ def db() -> Iterator[Session]:
 DB = Annotated[Session, Depends(db)]
 
 
-def principal(session: DB, authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The caller's key. A key verified moments ago is answered here, on the event
+    loop; otherwise the store is read in the thread pool (``_verify``)."""
     if not authorization:
         raise ApiError(
             401, "unauthenticated", "missing API key: send 'Authorization: Bearer rls_…'"
@@ -39,14 +49,23 @@ def principal(session: DB, authorization: Annotated[str | None, Header()] = None
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthenticated", "use 'Authorization: Bearer rls_…'")
+    token = token.strip()
+    known = verified.get(token)
+    if known is not None:
+        return known
+    return await run_in_threadpool(_verify, token)
+
+
+def _verify(token: str) -> Principal:
     try:
         with session_scope(readonly=True) as session:
-            who, stale = authenticate(session, token.strip())
+            who, stale = authenticate(session, token)
     except BadKey as exc:
         raise ApiError(401, "unauthenticated", str(exc)) from None
     if stale:
         with session_scope() as session:
             touch_key(session, who.key_id)
+    verified.remember(token, who)
     return who
 
 

@@ -12,6 +12,7 @@ from relais.api.deps import DB, Caller, json_body, tenant_for
 from relais.api.errors import ApiError, error_body, field_errors, not_found, summary
 from relais.api.openapi import json_request
 from relais.api.ops import MESSAGES_ACCEPTED
+from relais.api.outage import request_attempt
 from relais.db import session_scope
 from relais.domain import CallMessage, as_utc_iso
 from relais.models import AuditEvent, Connection, Delivery, Message
@@ -77,7 +78,10 @@ def post_message(
             details = field_errors(exc)
             raise ApiError(422, "invalid_message", summary(details), details) from None
         try:
-            accepted = accept_message(session, tenant_id, config, msg, idempotency_key)
+            attempt = request_attempt()
+            accepted = accept_message(session, tenant_id, config, msg, idempotency_key,
+                                      request_key=f"relais-request-{attempt.token}",
+                                      retried=attempt.retries > 0)
         except IdempotencyKeyReused as exc:
             detail = {"field": "Idempotency-Key", "problem": str(exc),
                       "hint": "use a new key for a different call, or resend the same body"}
@@ -85,15 +89,13 @@ def post_message(
         except MessageRejected as exc:
             detail = {"field": exc.field, "problem": str(exc), "hint": exc.hint}
             raise ApiError(422, "invalid_message", f"{exc.field}: {exc}", [detail]) from None
-        connections = {
-            c.id: c
-            for c in session.scalars(select(Connection).where(Connection.tenant_id == tenant_id))
-        }
         body = {
             "id": accepted.message.id,
             "status": accepted.message.status,
             "deliveries": [
-                delivery_view(d, connections.get(d.connection_id)) for d in accepted.deliveries
+                delivery_view(d, accepted.connections.get(d.connection_id)
+                              or session.get(Connection, d.connection_id))
+                for d in accepted.deliveries
             ],
         }
     if accepted.created:
