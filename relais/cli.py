@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import select
 
 from mappings.errors import ConfigError
+from relais import tables
 
 HELP = """Relais carries each call your secretaries qualify to where the business
 wants it: CRM, calendars, email, SMS or a webhook, exactly once.
@@ -78,21 +78,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print JSON (for script
 
 
 def emit(table: Table) -> None:
-    """A boxed table on a terminal; piped, plain lines as wide as their content
-    (rich would otherwise squeeze them into 80 columns and cut the cells)."""
-    if out.is_terminal:
-        table.box, table.pad_edge = box.SIMPLE_HEAD, False  # no rules between columns
-        for column in table.columns:  # too narrow: wrap the cells, never cut an id
-            column.overflow = "fold"
-        out.print(table)
-        return
-    table.box, table.pad_edge, table.show_edge = None, False, False
-    table.title_justify = "left"
-    wide = Console(width=1_000_000, color_system=None, highlight=False, markup=False)
-    with wide.capture() as captured:
-        wide.print(table)
-    text = "\n".join(line.rstrip() for line in captured.get().splitlines())
-    typer.echo(text.strip("\n"))
+    tables.emit(table, out)
 
 
 def listing(rows: list[dict[str, Any]], columns: dict[str, str], *, as_json: bool) -> None:

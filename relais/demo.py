@@ -34,6 +34,7 @@ from mappings.config import TenantConfig
 from relais.demo_crm import CrmSandboxes
 from relais.models import utcnow
 from relais.settings import get_settings, reset_settings
+from relais.tables import emit
 from sandbox.webhook_receiver import WebhookReceiver
 from sync import clock
 
@@ -544,7 +545,7 @@ def _settle_and_report(
             d.status,
             str(d.attempts),
         )
-    console.print(landed)
+    emit(landed, console)
 
     by_dest: dict[tuple[str, str], Counter[str]] = {}
     for d, c, _m in rows:
@@ -555,7 +556,7 @@ def _settle_and_report(
     for (tenant, name), counts in sorted(by_dest.items()):
         unsettled = counts["pending"] + counts["in_flight"]
         summary.add_row(tenant, name, str(counts["delivered"]), str(counts["dead"]), str(unsettled))
-    console.print(summary)
+    emit(summary, console)
 
     delivered: dict[str, set[str]] = {}
     for d, c, _m in rows:

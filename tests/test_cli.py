@@ -8,6 +8,7 @@ from conftest import FIXTURES, ROOT
 from typer.testing import CliRunner
 
 from relais.cli import app
+from relais.settings import reset_settings
 
 runner = CliRunner()
 
@@ -35,7 +36,15 @@ def test_validate_missing_file(tmp_path):
 
 def test_validate_examples_ok(monkeypatch):
     monkeypatch.setenv("RELAIS_DEMO_WEBHOOK_BASE", "http://127.0.0.1:9/hooks")
+    # The medical example sends through Relais's own senders: a deployment with them.
+    for name, value in {"RELAIS_EMAIL_HOST": "smtp.example", "RELAIS_EMAIL_FROM_ADDRESS":
+                        "relais@example.fr", "RELAIS_SMS_SERVICE_PLAN_ID": "plan",
+                        "RELAIS_SMS_API_TOKEN": "token"}.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
     result = run("tenants", "validate", *map(str, sorted((ROOT / "examples").glob("*.yaml"))))
+    monkeypatch.undo()
+    reset_settings()  # no cached senders for the tests that follow
     assert result.exit_code == 0, result.output
     assert result.output.count(": ok") == 3
 

@@ -39,6 +39,7 @@ def test_demo_passes_at(at, tmp_path):
     assert done.returncode == 0, out[-4000:]
     assert "OK: every delivery landed exactly once." in out
     assert "acknowledged by +33" in out  # the night emergency's ladder, by SMS
+    assert "centre-medical-lumiere" in out and "…" not in out  # piped: tables never cut
     print(f"demo at {at}: {time.monotonic() - started:.1f} s")
 
 
