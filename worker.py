@@ -10,8 +10,9 @@ import logging
 
 from celery.signals import worker_process_init, worker_ready
 
-from relais.db import dispose_engines
-from relais.queue import (
+from sync.delivery import process_connection, sweep, warm_up
+from sync.escalation import Advanced, run_due, run_step
+from sync.queue import (
     DELIVER_TASK,
     ESCALATION_SWEEP_TASK,
     ESCALATION_TASK,
@@ -20,8 +21,7 @@ from relais.queue import (
     enqueue_connections,
     enqueue_escalation,
 )
-from sync.delivery import process_connection, sweep
-from sync.escalation import Advanced, run_due, run_step
+from sync.store.db import dispose_engines
 
 log = logging.getLogger("relais.worker")
 
@@ -33,18 +33,7 @@ app = celery_app()
 app.conf.worker_enable_remote_control = False
 
 
-def _warm_up() -> None:
-    """Pay once, in the parent before the pool forks, what each child would
-    otherwise pay on its first delivery (~0.2-0.6 s: the provider SDKs' imports,
-    the TLS trust store): a lone urgent message must not wait for it."""
-    from connectors.http import shared_ssl_context
-    from connectors.registry import load_delivery_connectors
-
-    load_delivery_connectors()
-    shared_ssl_context()
-
-
-_warm_up()
+warm_up()  # in the parent, before the pool forks
 
 
 @worker_process_init.connect
@@ -120,8 +109,8 @@ def escalation_sweep() -> list[str]:
 
 @app.task(name="relais.contacts_sync_due")
 def contacts_sync_due() -> list[str]:
-    from relais.queue import enqueue_contact_pulls
     from sync.contacts import due_connections
+    from sync.queue import enqueue_contact_pulls
 
     due = due_connections()
     if due:
@@ -144,8 +133,8 @@ def contacts_pull(connection_id: str) -> dict[str, object]:
 
 @app.task(name="relais.calendar_sync_due")
 def calendar_sync_due() -> dict[str, object]:
-    from relais.queue import enqueue_calendar_pull
     from sync.calendar_sync import due_connections, renew_channels
+    from sync.queue import enqueue_calendar_pull
 
     due = due_connections()
     for connection_id in due:
@@ -162,7 +151,7 @@ def calendar_pull(connection_id: str, calendar_ids: list[str] | None = None) -> 
 
     outcome = pull_connection(connection_id, calendar_ids=calendar_ids)
     if calendar_ids and outcome.status == "skipped" and "already running" in outcome.note:
-        from relais.queue import enqueue_calendar_pull
+        from sync.queue import enqueue_calendar_pull
 
         # a notification's pull must not be lost behind a running one: try again shortly
         enqueue_calendar_pull(connection_id, calendar_ids, countdown=30)

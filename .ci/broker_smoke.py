@@ -40,11 +40,11 @@ def main(broker: str) -> int:
            "RELAIS_SECRET_KEYS": "kVvJ0x0b3Ckq6bQ1kXq3vP8s7mYkJ6V8o9Qf1m2n3o4=",
            "RELAIS_TENANT_SMOKE_HOOK": receiver.url + "/hooks/smoke/hook"}
     os.environ.update(env)
-    from relais.db import session_scope
-    from relais.domain import CallMessage
     from relais.migrate import upgrade
-    from relais.tenants import apply_config, parsed_config
+    from sync.domain import CallMessage
     from sync.outbox import accept_message, enqueue_accepted
+    from sync.store.db import session_scope
+    from sync.tenants import apply_config, parsed_config
 
     upgrade()
     with session_scope() as session:
@@ -54,7 +54,7 @@ def main(broker: str) -> int:
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         with session_scope() as session:
-            from relais.tenants import get_tenant
+            from sync.tenants import get_tenant
 
             config = parsed_config(get_tenant(session, "smoke"))
             msg = CallMessage.model_validate({

@@ -233,11 +233,11 @@ def setup_hub(home: Path, providers: dict[str, Any], staff: int) -> tuple[dict[s
     from sqlalchemy import update
 
     from relais.auth import create_key
-    from relais.connections import set_credentials
-    from relais.db import session_scope
     from relais.migrate import upgrade
-    from relais.models import Connection
-    from relais.tenants import apply_config
+    from sync.connections import set_credentials
+    from sync.store.db import session_scope
+    from sync.store.models import Connection
+    from sync.tenants import apply_config
 
     upgrade()
     members = "\n".join(

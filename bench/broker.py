@@ -1,7 +1,7 @@
 """The embedded broker as it ships, against the SQLAlchemy transport and Redis.
 
-What ships: ``relais.queue.make_celery`` with ``filesystem://``, i.e. Relais's
-own transport (``relais.broker_fs``: each message written to a temporary file,
+What ships: ``sync.queue.make_celery`` with ``filesystem://``, i.e. Relais's
+own transport (``sync.broker_fs``: each message written to a temporary file,
 fsynced and renamed into place) with Relais's Celery settings (acks late,
 prefetch 1, 0.1 s polling). The same Celery app, only the broker URL changed,
 on kombu's SQLAlchemy transport (``sqla+sqlite``, the other server-less choice;
@@ -72,8 +72,8 @@ def celery_app(env: dict[str, str]):  # noqa: ANN201 - a Celery app
         os.environ.pop("RELAIS_BROKER_URL", None)
     from kombu.transport import sqlalchemy
 
-    from relais.queue import make_celery
-    from relais.settings import get_settings, reset_settings
+    from sync.queue import make_celery
+    from sync.settings import get_settings, reset_settings
 
     # kombu hands the SQLAlchemy transport's options to create_engine: set its polling
     # interval on the class, to the embedded broker's, for a like-for-like comparison
@@ -209,7 +209,7 @@ def main() -> None:
                   f" ms  max {max(got.latency):6.1f} ms", flush=True)  # fmt: skip
     print("median [min-max] over rounds:")
     for kind, rounds in results.items():
-        name = "filesystem (relais.broker_fs, ships)" if kind == "filesystem" else kind
+        name = "filesystem (sync.broker_fs, ships)" if kind == "filesystem" else kind
         print(f"  {name:<37} publish {spread([x.publish for x in rounds])}/s   "
               f"publish->run {spread([x.through for x in rounds])} tasks/s   latency p50 "
               f"{spread([statistics.median(x.latency) for x in rounds], '{:.1f}')} ms   max "

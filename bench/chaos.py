@@ -161,8 +161,8 @@ def chaos_run(backend: str, args: argparse.Namespace) -> bool:
             "RELAIS_TENANT_CRMCO_HS_URL": emu.url})
         receiver.secret(HOOK_PATH, secrets["hook"])
         receiver.set("fail_first", 0.05)
-        from relais.connections import set_credentials
-        from relais.db import session_scope
+        from sync.connections import set_credentials
+        from sync.store.db import session_scope
 
         with session_scope() as session:
             set_credentials(session, "crmco", "hubspot",
@@ -221,8 +221,8 @@ def settle(timeout: float) -> dict[str, int]:
     """Wait until no delivery is pending or in flight; return the counts by status."""
     from sqlalchemy import func, select
 
-    from relais.db import dispose_engines, session_scope
-    from relais.models import Delivery
+    from sync.store.db import dispose_engines, session_scope
+    from sync.store.models import Delivery
 
     dispose_engines()  # PostgreSQL restarted: the pool's connections are gone
     deadline = time.monotonic() + timeout
@@ -243,8 +243,8 @@ def report(posted: Posted, receiver: ReceiverProcess, emu, kills: int,  # noqa: 
 
     from sqlalchemy import select
 
-    from relais.db import session_scope
-    from relais.models import Connection, Delivery
+    from sync.store.db import session_scope
+    from sync.store.models import Connection, Delivery
 
     accepted = set(posted.accepted_ids)
     with session_scope(readonly=True) as session:

@@ -58,11 +58,11 @@ def configure_store(home: Path) -> dict[str, str]:
     os.environ.update(env)
     for key in ("RELAIS_DATABASE_URL", "RELAIS_BROKER_URL"):
         os.environ.pop(key, None)
-    from relais.db import dispose_engines
     from relais.migrate import upgrade
-    from relais.queue import reset_celery
-    from relais.settings import reset_settings
+    from sync.queue import reset_celery
     from sync.ratelimit import reset_store
+    from sync.settings import reset_settings
+    from sync.store.db import dispose_engines
 
     reset_settings()
     reset_celery()
@@ -120,7 +120,7 @@ def prepare(setup: Callable[[], str], tenant: str, n: int) -> tuple[Path, str]:
 
     for i in range(n):
         accept(tenant, message(i))
-    from relais.db import dispose_engines
+    from sync.store.db import dispose_engines
 
     dispose_engines()
     return home, connection_id(tenant, name)
@@ -135,7 +135,7 @@ def run_ours(template: Path, connection: str, tenant: str, n: int, emu: Any, pre
     env = configure_store(home)
     from crm_helpers import statuses
 
-    from relais.queue import enqueue_connections
+    from sync.queue import enqueue_connections
 
     enqueue_connections([connection])  # what the API does after accepting
     before_calls, before_refused = emu.count(prefix, refusal)
@@ -268,9 +268,9 @@ def hubspot(n: int, baseline_n: int, count: int) -> None:
     token = emu.details["private_app_token"]
     try:
         def setup() -> str:
-            from relais.connections import set_credentials
-            from relais.db import session_scope
-            from relais.tenants import apply_config
+            from sync.connections import set_credentials
+            from sync.store.db import session_scope
+            from sync.tenants import apply_config
 
             os.environ["RELAIS_TENANT_CRMCO_HS_URL"] = emu.url
             text = (ROOT / "tests" / "fixtures" / "crm.yaml").read_text()
@@ -367,9 +367,9 @@ def salesforce(n: int, baseline_n: int, count: int) -> None:
     config = {"daily_api_limit": 1_000_000}
     try:
         def setup() -> str:
-            from relais.connections import set_credentials
-            from relais.db import session_scope
-            from relais.tenants import apply_config
+            from sync.connections import set_credentials
+            from sync.store.db import session_scope
+            from sync.tenants import apply_config
 
             os.environ["RELAIS_TENANT_SFCO_SF_URL"] = emu.url
             os.environ["RELAIS_TENANT_SFCO_SF_CA"] = str(emu.ca_file)

@@ -138,10 +138,10 @@ class Hub:
         for key in ("RELAIS_DATABASE_URL", "RELAIS_BROKER_URL"):
             os.environ.pop(key, None)
         os.environ.update(self.env)
-        from relais.db import dispose_engines
         from relais.migrate import upgrade
-        from relais.queue import reset_celery
-        from relais.settings import reset_settings
+        from sync.queue import reset_celery
+        from sync.settings import reset_settings
+        from sync.store.db import dispose_engines
 
         reset_settings()
         reset_celery()
@@ -155,8 +155,8 @@ class Hub:
 
     def apply(self, yaml_text: str, variables: dict[str, str]) -> dict[str, str]:
         """Apply a tenant's YAML; returns the new secrets (webhook signing secrets)."""
-        from relais.db import session_scope
-        from relais.tenants import apply_config
+        from sync.store.db import session_scope
+        from sync.tenants import apply_config
 
         os.environ.update(variables)
         self.env.update(variables)
@@ -165,7 +165,7 @@ class Hub:
 
     def key(self, tenant: str) -> str:
         from relais.auth import create_key
-        from relais.db import session_scope
+        from sync.store.db import session_scope
 
         with session_scope() as session:
             return str(create_key(session, "secretary", tenant, "bench"))
@@ -215,7 +215,7 @@ class Hub:
         for _name, proc in reversed(self.procs):
             self.kill(proc, signal.SIGTERM)
         self.procs.clear()
-        from relais.db import dispose_engines
+        from sync.store.db import dispose_engines
 
         dispose_engines()
         if self.pg_name:

@@ -151,11 +151,11 @@ def sending(args: argparse.Namespace) -> None:
     """One worker step in-process on the embedded store: the same batches to the
     same receiver, sent concurrently (the default) and one at a time
     (``ordered: true``, what every webhook did before)."""
-    from relais.db import session_scope
-    from relais.domain import CallMessage
-    from relais.tenants import get_tenant, parsed_config
     from sync.delivery import process_connection
+    from sync.domain import CallMessage
     from sync.outbox import accept_message
+    from sync.store.db import session_scope
+    from sync.tenants import get_tenant, parsed_config
 
     hub = Hub("sqlite")
     receiver = ReceiverProcess(args.latency_ms / 1000)

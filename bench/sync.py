@@ -76,10 +76,10 @@ def configure_store(home: Path) -> None:
     )
     for key in ("RELAIS_DATABASE_URL", "RELAIS_BROKER_URL"):
         os.environ.pop(key, None)
-    from relais.db import dispose_engines
     from relais.migrate import upgrade
-    from relais.settings import reset_settings
     from sync.ratelimit import reset_store
+    from sync.settings import reset_settings
+    from sync.store.db import dispose_engines
 
     reset_settings()
     reset_store()
@@ -232,14 +232,14 @@ class CalendarCase:
 
         from crm_helpers import connection_id
 
-        from relais.connections import set_credentials
-        from relais.db import session_scope
-        from relais.models import Tenant
-        from relais.tenants import apply_config, parsed_config
         from sandbox.google_calendar import GoogleCalendarConfig, GoogleCalendarEmulator
         from sync import busy
         from sync.booking import find_availability
         from sync.calendar_sync import pull_connection
+        from sync.connections import set_credentials
+        from sync.store.db import session_scope
+        from sync.store.models import Tenant
+        from sync.tenants import apply_config, parsed_config
 
         config = GoogleCalendarConfig(
             quota_per_user_per_minute=10**9, quota_per_project_per_minute=10**9
@@ -309,9 +309,9 @@ class CalendarCase:
 def setup(case: Any, size: int) -> tuple[str, list[str]]:
     from crm_helpers import connection_id
 
-    from relais.connections import set_credentials
-    from relais.db import session_scope
-    from relais.tenants import apply_config
+    from sync.connections import set_credentials
+    from sync.store.db import session_scope
+    from sync.tenants import apply_config
 
     with session_scope() as session:
         apply_config(session, tenant_yaml(case.name, case.settings()), "bench.yaml", actor="bench")
@@ -361,8 +361,8 @@ def measure(size: int, count: int, first: int = 0) -> dict[str, Any]:
 
     from relais.api import create_app
     from relais.auth import create_key
-    from relais.db import session_scope
     from sync.contacts import lookup_phone, parse_phone_query
+    from sync.store.db import session_scope
 
     rng = random.Random(7)
     queries = []

@@ -121,8 +121,8 @@ def bench_backend(backend: str, args: argparse.Namespace) -> None:
         receiver.secret(HOOK_PATH, secret)
         hub.apply((ROOT / "tests" / "fixtures" / "crm.yaml").read_text(),
                   {"RELAIS_TENANT_CRMCO_HS_URL": emu.url})
-        from relais.connections import set_credentials
-        from relais.db import session_scope
+        from sync.connections import set_credentials
+        from sync.store.db import session_scope
 
         with session_scope() as session:
             set_credentials(session, "crmco", "hubspot",

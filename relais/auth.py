@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from relais.models import ApiKey, AuditEvent, utcnow
+from sync.store.models import ApiKey, AuditEvent, utcnow
 
 ROLES = ("secretary", "admin", "operator")
 # What each role may do, from least to most.

@@ -94,7 +94,7 @@ def listing(rows: list[dict[str, Any]], columns: dict[str, str], *, as_json: boo
 
 def _when(value: Any) -> str | None:
     """A stored instant as ISO 8601 UTC to the second (None stays None)."""
-    from relais.domain import as_utc_iso
+    from sync.domain import as_utc_iso
 
     return as_utc_iso(value.replace(microsecond=0)) if value is not None else None
 
@@ -103,8 +103,8 @@ def require_tenant(tenant: str | None) -> None:
     """Exit 2 naming the tenant when ``--tenant`` names none that exists."""
     if tenant is None:
         return
-    from relais.db import session_scope
-    from relais.models import Tenant
+    from sync.store.db import session_scope
+    from sync.store.models import Tenant
 
     with session_scope(readonly=True) as session:
         if session.get(Tenant, tenant) is None:
@@ -120,7 +120,7 @@ def _upgrade() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations (idempotent)."""
-    from relais.settings import get_settings
+    from sync.settings import get_settings
 
     _upgrade()
     out.print(f"database at head: {_redact(get_settings().resolved_database_url)}")
@@ -140,7 +140,7 @@ def tenants_validate(
     ] = False,
 ) -> None:
     """Check tenant YAML files; print every problem with file and line."""
-    from relais.tenants import load_checked_file
+    from sync.tenants import load_checked_file
 
     problems = 0
     for path in files:
@@ -177,8 +177,8 @@ def _live(config: object) -> list[str]:
 @tenants_app.command("apply")
 def tenants_apply(files: Annotated[list[Path], typer.Argument()]) -> None:
     """Validate and store tenant YAML files (creates or updates the tenants)."""
-    from relais.db import session_scope
-    from relais.tenants import apply_config
+    from sync.store.db import session_scope
+    from sync.tenants import apply_config
 
     _upgrade()
     for path in files:
@@ -202,8 +202,8 @@ def tenants_apply(files: Annotated[list[Path], typer.Argument()]) -> None:
 @tenants_app.command("list")
 def tenants_list(as_json: JsonOption = False) -> None:
     """The tenants and their configuration versions."""
-    from relais.db import session_scope
-    from relais.models import Tenant
+    from sync.store.db import session_scope
+    from sync.store.models import Tenant
 
     _upgrade()
     with session_scope(readonly=True) as session:
@@ -224,8 +224,8 @@ def keys_create(
 ) -> None:
     """Create an API key; it is printed once."""
     from relais.auth import create_key
-    from relais.db import session_scope
-    from relais.models import Tenant
+    from sync.store.db import session_scope
+    from sync.store.models import Tenant
 
     _upgrade()
     with session_scope() as session:
@@ -242,7 +242,7 @@ def keys_create(
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id (the part after ``rls_``)."""
     from relais.auth import revoke_key
-    from relais.db import session_scope
+    from sync.store.db import session_scope
 
     with session_scope() as session:
         if not revoke_key(session, key_id):
@@ -257,8 +257,8 @@ def keys_list(
     as_json: JsonOption = False,
 ) -> None:
     """API keys (ids, never secrets): role, tenant, who uses it, last use."""
-    from relais.db import session_scope
-    from relais.models import ApiKey
+    from sync.store.db import session_scope
+    from sync.store.models import ApiKey
 
     _upgrade()
     require_tenant(tenant)
@@ -290,8 +290,8 @@ def connections_list(
     pause, and its deliveries by status."""
     from sqlalchemy import func
 
-    from relais.db import session_scope
-    from relais.models import Connection, Delivery
+    from sync.store.db import session_scope
+    from sync.store.models import Connection, Delivery
 
     _upgrade()
     require_tenant(tenant)
@@ -329,8 +329,8 @@ def deliveries_list(
     as_json: JsonOption = False,
 ) -> None:
     """Deliveries, newest first, with the reason of the last failure."""
-    from relais.db import session_scope
-    from relais.models import Connection, Delivery
+    from sync.store.db import session_scope
+    from sync.store.models import Connection, Delivery
 
     if status and status not in ("pending", "in_flight", "delivered", "dead"):
         fail(f"--status {status!r}: use pending, in_flight, delivered or dead")
@@ -363,10 +363,10 @@ def deliveries_list(
 @deliveries_app.command("replay")
 def deliveries_replay(delivery_id: str) -> None:
     """Send a dead delivery again (same idempotency key: no duplicate downstream)."""
-    from relais.db import session_scope
-    from relais.models import Delivery
-    from relais.queue import enqueue_connections
     from sync.delivery import ReplayRefused, replay
+    from sync.queue import enqueue_connections
+    from sync.store.db import session_scope
+    from sync.store.models import Delivery
 
     _upgrade()
     with session_scope() as session:
@@ -402,9 +402,9 @@ def rules_explain(
 
     from mappings.plan import PlanError, explain_text, plan_for
     from mappings.rules import CallContext
-    from relais.db import session_scope
-    from relais.tenants import UnknownTenant, get_tenant, parsed_config
     from sync import clock
+    from sync.store.db import session_scope
+    from sync.tenants import UnknownTenant, get_tenant, parsed_config
 
     _upgrade()
     try:
@@ -465,14 +465,14 @@ def connect(
     """Connect a CRM or calendar account: OAuth app (then --authorize), private token
     (HubSpot) or --client-credentials (Salesforce)."""
     from connectors.base import DeliveryError
-    from relais.connections import (
+    from sync.connections import (
         ConnectError,
         connect_client_credentials,
         set_credentials,
         start_authorization,
     )
-    from relais.db import session_scope
-    from relais.queue import enqueue_connections
+    from sync.queue import enqueue_connections
+    from sync.store.db import session_scope
 
     _upgrade()
     require_tenant(tenant)
@@ -666,9 +666,9 @@ PULL_FAILED = frozenset({"error", "needs_reauth", "paused"})
 
 
 def _calendar_connections(tenant: str | None, name: str | None) -> list[str]:
-    from relais.db import session_scope
-    from relais.models import Connection
     from sync.calendar_sync import PROVIDERS
+    from sync.store.db import session_scope
+    from sync.store.models import Connection
 
     with session_scope(readonly=True) as session:
         query = select(Connection.id).where(Connection.provider.in_(PROVIDERS))
@@ -706,9 +706,9 @@ def sync_status_command(
 ) -> None:
     """Per CRM and calendar connection: last success, cursor age, records in and out,
     channels, last error."""
-    from relais.db import session_scope
     from sync.calendar_sync import sync_status as calendar_status
     from sync.contacts import sync_status
+    from sync.store.db import session_scope
 
     _upgrade()
     require_tenant(tenant)

@@ -32,11 +32,11 @@ from sqlalchemy import func, select
 
 from mappings.config import TenantConfig
 from relais.demo_crm import CrmSandboxes
-from relais.models import utcnow
-from relais.settings import get_settings, reset_settings
 from relais.tables import emit
 from sandbox.webhook_receiver import WebhookReceiver
 from sync import clock
+from sync.settings import get_settings, reset_settings
+from sync.store.models import utcnow
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -243,10 +243,10 @@ def run_demo(
     beat started here, and this process's clock is set the same way (``sync.clock``).
     """
     from relais.auth import create_key
-    from relais.db import dispose_engines, session_scope
     from relais.migrate import upgrade
-    from relais.models import Connection, Delivery, Message
-    from relais.tenants import apply_config, parsed_config
+    from sync.store.db import dispose_engines, session_scope
+    from sync.store.models import Connection, Delivery, Message
+    from sync.tenants import apply_config, parsed_config
 
     if at is not None:
         if at.tzinfo is None or at.utcoffset() is None:
@@ -280,12 +280,12 @@ def run_demo(
             keys[result.tenant_id] = create_key(session, "secretary", result.tenant_id, "demo")
         session.flush()
         for conn in session.scalars(select(Connection).where(Connection.provider == "webhook")):
-            from relais.crypto import decrypt_json
+            from sync.store.crypto import decrypt_json
 
             receiver.secrets[urlparse(conn.settings["url"]).path] = decrypt_json(conn.credentials)[
                 "signing_secret"
             ]
-        from relais.models import Tenant
+        from sync.store.models import Tenant
 
         configs = [parsed_config(t) for t in session.scalars(select(Tenant).order_by(Tenant.id))]
         crm.connect_all(session)
@@ -365,7 +365,7 @@ def _acknowledge_night_emergency(
     Other ladders may be open to the same phone (an urgent day call after hours): the
     check is on the night emergency's own ladder, found by its message.
     """
-    from relais.models import Escalation
+    from sync.store.models import Escalation
 
     if not night:
         return True  # no tenant has an escalation ladder

@@ -12,12 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.email import message_id_for
-from relais.connections import set_credentials
-from relais.models import Connection
 from sandbox.hubspot import HubSpotEmulator
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.sms_gateway import SmsGatewayEmulator
 from sandbox.smtp import SmtpSandbox
+from sync.connections import set_credentials
+from sync.store.models import Connection
 
 
 @dataclass

@@ -12,10 +12,10 @@ from connectors.base import DeliveryError, Runtime
 from connectors.registry import build_connector
 from mappings.config import TenantConfig
 from mappings.schema import CrmConnection
-from relais.db import session_scope
-from relais.models import Connection
 from sync.credentials import NeedsReauth, connection_info, ensure_fresh
 from sync.crm_mapping import crm_mapping
+from sync.store.db import session_scope
+from sync.store.models import Connection
 
 
 def live_problems(config: TenantConfig) -> list[str]:

@@ -11,8 +11,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from relais.db import get_engine
-from relais.settings import get_settings
+from sync.settings import get_settings
+from sync.store.db import get_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -17,8 +17,8 @@ from sqlalchemy import Index, String, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from relais.db import session_scope
-from relais.models import Base, utcnow
+from sync.store.db import session_scope
+from sync.store.models import Base, utcnow
 
 
 class WebhookReplay(Base):

@@ -62,19 +62,6 @@ from sqlalchemy.orm import Session
 from connectors.base import AuthExpired, DeliveryError, RateLimited, Rejected, TransientError
 from connectors.calendar import CalendarBusy, CalendarConnector, EventRef, EventSpec
 from mappings.schema import AppointmentTypeSpec, StaffMember, TenantConfig
-from relais.db import is_postgres, session_scope
-from relais.domain import as_utc_iso
-from relais.models import (
-    Appointment,
-    AuditEvent,
-    Connection,
-    Delivery,
-    StaffLock,
-    Tenant,
-    new_id,
-    utcnow,
-)
-from relais.tenants import parsed_config
 from sync import busy as busy_mod
 from sync.availability import (
     AppointmentType,
@@ -91,7 +78,20 @@ from sync.availability import (
     compute_any_staff_availability,
     compute_availability,
 )
+from sync.domain import as_utc_iso
 from sync.outbox import mark_wake
+from sync.store.db import is_postgres, session_scope
+from sync.store.models import (
+    Appointment,
+    AuditEvent,
+    Connection,
+    Delivery,
+    StaffLock,
+    Tenant,
+    new_id,
+    utcnow,
+)
+from sync.tenants import parsed_config
 
 log = logging.getLogger(__name__)
 
@@ -745,7 +745,7 @@ def _resume(tenant_id: str, config: TenantConfig, row: Appointment) -> Outcome:
 
 def _enqueue(connection_ids: list[str]) -> None:
     if connection_ids:
-        from relais.queue import enqueue_connections
+        from sync.queue import enqueue_connections
 
         enqueue_connections(connection_ids)
 

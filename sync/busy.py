@@ -65,12 +65,12 @@ from sqlalchemy.orm import Session
 from connectors.base import AuthExpired, ConnectionInfo, DeliveryError, RateLimited
 from connectors.calendar import BusyBlock, CalendarBusy, CalendarConnector, EventChange
 from mappings.schema import StaffMember, TenantConfig
-from relais.busy_models import CalendarBusyEvent, CalendarBusyWindow
-from relais.calendar_sync_models import CalendarChannel, CalendarCursor
-from relais.db import session_scope
-from relais.models import Appointment, Connection, utcnow
 from sync import clock
 from sync.availability import BusyInterval, BusyKind, FairnessStats
+from sync.store.busy_models import CalendarBusyEvent, CalendarBusyWindow
+from sync.store.calendar_sync_models import CalendarChannel, CalendarCursor
+from sync.store.db import session_scope
+from sync.store.models import Appointment, Connection, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from mappings.fieldmap import RenderContext, tenant_info
 from mappings.recipients import RELAIS_SENDER, channel_connection, resolve_recipients
 from mappings.rules import TemplateRenderError, render_template
 from mappings.schema import TenantConfig
-from relais.domain import as_utc_iso
-from relais.models import Appointment, Connection, Delivery, utcnow
+from sync.domain import as_utc_iso
 from sync.senders import SenderMissing, ensure_sender
+from sync.store.models import Appointment, Connection, Delivery, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -72,14 +72,14 @@ from connectors.catalog import by_webhook, with_part
 from connectors.catalog import provider as spec_of
 from connectors.registry import calendar_connector_class
 from mappings.schema import StaffMember, TenantConfig
-from relais.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState
-from relais.db import session_scope
-from relais.domain import as_utc_iso
-from relais.models import Appointment, Connection, Tenant, utcnow
-from relais.tenants import parsed_config
 from sync import busy as busy_mod
 from sync import clock, pull_lock
+from sync.domain import as_utc_iso
 from sync.outbox import mark_wake
+from sync.store.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState
+from sync.store.db import session_scope
+from sync.store.models import Appointment, Connection, Tenant, utcnow
+from sync.tenants import parsed_config
 
 log = logging.getLogger(__name__)
 
@@ -537,7 +537,7 @@ def due_connections(now: datetime | None = None) -> list[str]:
 
 def trigger_pull(connection_id: str, calendar_ids: Sequence[str]) -> None:
     """A notification said a calendar changed: pull it now (a Celery task)."""
-    from relais.queue import enqueue_calendar_pull
+    from sync.queue import enqueue_calendar_pull
 
     enqueue_calendar_pull(connection_id, list(calendar_ids))
 
@@ -576,7 +576,7 @@ def notification_address(provider: str, settings: dict[str, Any]) -> str | None:
 
 
 def _public_url() -> str:
-    from relais.settings import get_settings
+    from sync.settings import get_settings
 
     return str(get_settings().public_url or "")
 

@@ -44,10 +44,10 @@ from sqlalchemy.orm import Session
 
 from connectors.calendar import EventChange
 from mappings.schema import TenantConfig
-from relais.conflict_models import SyncConflict
-from relais.domain import as_utc_iso
-from relais.models import Appointment, AuditEvent
 from sync import clock
+from sync.domain import as_utc_iso
+from sync.store.conflict_models import SyncConflict
+from sync.store.models import Appointment, AuditEvent
 
 log = logging.getLogger(__name__)
 

@@ -51,12 +51,12 @@ from sqlalchemy.orm import Session
 from connectors.base import ConnectionInfo, DeliveryError, RateLimited, Runtime
 from connectors.catalog import with_part
 from connectors.crm import ContactPage, ContactReader, CrmContact, CrmDeletion, CursorExpired
-from relais.db import session_scope
-from relais.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
-from relais.models import Connection, ExternalLink, SyncCursor, Tenant, utcnow
-from relais.tenants import parsed_config
 from sync import clock, pull_lock
 from sync.crm_mapping import crm_mapping
+from sync.store.db import session_scope
+from sync.store.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
+from sync.store.models import Connection, ExternalLink, SyncCursor, Tenant, utcnow
+from sync.tenants import parsed_config
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from connectors.base import ConnectionInfo
 from connectors.catalog import provider
 from connectors.oauth import InvalidGrant, TokenSet, refresh
-from relais.crypto import decrypt_json, encrypt_json
-from relais.db import session_scope
-from relais.models import AuditEvent, Connection, utcnow
 from sync.crm_mapping import crm_mapping
+from sync.store.crypto import decrypt_json, encrypt_json
+from sync.store.db import session_scope
+from sync.store.models import AuditEvent, Connection, utcnow
 
 log = logging.getLogger(__name__)
 REFRESH_MARGIN = timedelta(minutes=5)

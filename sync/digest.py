@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relais.models import AuditEvent, Delivery, Message, utcnow
+from sync.store.models import AuditEvent, Delivery, Message, utcnow
 
 ITEM, SUMMARY = "digest.item", "digest.summary"
 

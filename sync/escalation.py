@@ -1,6 +1,6 @@
 """Escalation ladders in the engine: start, advance, acknowledge, sweep.
 
-A rule action ``escalate: <ladder>`` creates an :class:`relais.models.Escalation`
+A rule action ``escalate: <ladder>`` creates an :class:`sync.store.models.Escalation`
 row and sends step 0 through the outbox at once (one delivery per recipient,
 resolved when the step is sent: ``on_call`` reaches whoever is on call *then*).
 While nobody acknowledges, step *i + 1* is sent when step *i*'s wait is over,
@@ -38,7 +38,8 @@ from mappings.config import TenantConfig
 from mappings.escalation import Ladder, LadderStep, ack_reply_text
 from mappings.escalation import ladder as get_ladder
 from mappings.recipients import RELAIS_SENDER
-from relais.models import (
+from sync.senders import SenderMissing, ensure_sender, sender_config
+from sync.store.models import (
     AuditEvent,
     Connection,
     Delivery,
@@ -47,8 +48,7 @@ from relais.models import (
     Tenant,
     utcnow,
 )
-from relais.tenants import parsed_config
-from sync.senders import SenderMissing, ensure_sender, sender_config
+from sync.tenants import parsed_config
 
 _OK = re.compile(r"^\W*ok\b(?:\W*?(\d{1,6})\b)?", re.IGNORECASE)
 ACK_REPLY = "escalation.ack_reply"
@@ -291,7 +291,7 @@ def due(session: Session, now: datetime | None = None, grace: float = 0.0) -> li
 
 def history(session: Session, message_id: str) -> list[dict[str, Any]]:
     """The escalations of a message with their events, for the message view."""
-    from relais.domain import as_utc_iso
+    from sync.domain import as_utc_iso
 
     out = []
     for esc in session.scalars(select(Escalation).where(Escalation.message_id == message_id)
@@ -313,7 +313,7 @@ def history(session: Session, message_id: str) -> list[dict[str, Any]]:
 
 def run_step(escalation_id: str, now: datetime | None = None) -> Advanced:
     """One advance in its own transaction (the Celery task ``relais.escalation_step``)."""
-    from relais.db import session_scope
+    from sync.store.db import session_scope
 
     with session_scope() as session:
         result = advance(session, escalation_id, now)
@@ -325,7 +325,7 @@ def run_step(escalation_id: str, now: datetime | None = None) -> Advanced:
 
 def run_due(now: datetime | None = None) -> list[Advanced]:
     """Advance every overdue ladder (the beat sweep ``relais.escalation_sweep``)."""
-    from relais.db import session_scope
+    from sync.store.db import session_scope
 
     with session_scope(readonly=True) as session:
         ids = due(session, now)

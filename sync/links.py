@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relais.db import session_scope
-from relais.models import ExternalLink
+from sync.store.db import session_scope
+from sync.store.models import ExternalLink
 
 
 class ConnectionLinks:

@@ -17,13 +17,13 @@ from mappings.plan import PlanError, PlannedDelivery, plan_for
 from mappings.recipients import RELAIS_SENDER
 from mappings.rules import CallContext
 from mappings.schema import CONNECTION_KINDS
-from relais.crypto import encrypt_json
-from relais.domain import CallMessage, check_instant
-from relais.models import AuditEvent, Connection, Delivery, Message, new_id, utcnow
 from sync import digest as digests
 from sync import escalation as escalations
 from sync.contacts import is_known_caller
+from sync.domain import CallMessage, check_instant
 from sync.senders import SENDER_NAMES, SenderMissing, ensure_sender, sender_config
+from sync.store.crypto import encrypt_json
+from sync.store.models import AuditEvent, Connection, Delivery, Message, new_id, utcnow
 
 
 class MessageRejected(ValueError):
@@ -94,7 +94,7 @@ def _lock_key(session: Session, tenant_id: str, key: str) -> None:
     fail on the unique constraint (500). PostgreSQL: a transaction-scoped
     advisory lock on a hash of (tenant, key), so the waiter's next statement
     sees the committed message. SQLite: ``BEGIN IMMEDIATE`` already serialises
-    every writing transaction (relais.db).
+    every writing transaction (sync.store.db).
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
@@ -416,7 +416,7 @@ def _connection_for(
 
 def enqueue_accepted(accepted: Accepted) -> None:
     """After commit: wake the connections, schedule digests and escalation steps."""
-    from relais.queue import enqueue_connections, enqueue_escalation
+    from sync.queue import enqueue_connections, enqueue_escalation
 
     enqueue_connections(accepted.to_wake)
     for connection_id, seconds in accepted.wake_later:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from relais.domain import as_utc_iso
-from relais.models import Delivery, Message, Tenant
+from sync.domain import as_utc_iso
+from sync.store.models import Delivery, Message, Tenant
 
 
 def message_payload(
@@ -134,7 +134,7 @@ def channel_payload(
     """``payload["email"|"sms"]`` of an email / SMS / escalation delivery (renders the
     template; raises ``TemplateRenderError`` when it fails on this message)."""
     from mappings.rules import render_template
-    from relais.links import ack_link, message_link
+    from sync.signed_links import ack_link, message_link
 
     params = delivery.params or {}
     channel = str(params.get("channel") or params.get("kind"))
@@ -178,7 +178,7 @@ def digest_payload(
     """One summary listing the bucket's messages (each redacted as its own delivery says)."""
     from mappings.rules import render_template
     from mappings.wallclock import local
-    from relais.links import message_link
+    from sync.signed_links import message_link
 
     params = delivery.params or {}
     channel = str(params.get("channel") or "email")

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from relais.db import session_scope
-from relais.models import utcnow
+from sync.store.db import session_scope
+from sync.store.models import utcnow
 
 
 def ensure_state(model: Any, connection_id: str, tenant_id: str, **zeros: Any) -> None:
@@ -108,7 +108,7 @@ def due_connections(model: Any, providers: Any, now: datetime, default_minutes: 
     """Active connections of ``providers`` whose pull interval has passed (beat)."""
     from sqlalchemy import select
 
-    from relais.models import Connection
+    from sync.store.models import Connection
 
     with session_scope(readonly=True) as session:
         rows = session.execute(

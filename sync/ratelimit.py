@@ -20,9 +20,9 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from relais.db import session_scope
-from relais.models import RateWindow
-from relais.settings import get_settings
+from sync.settings import get_settings
+from sync.store.db import session_scope
+from sync.store.models import RateWindow
 
 # Network jitter between our send and the provider's count: tens of ms. (It was
 # 0.5 s, which stretched a 1 s search window by half: 4/s became 2.7/s.)

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relais.crypto import decrypt_json, encrypt_json
-from relais.models import AuditEvent, Connection
-from relais.settings import Settings, get_settings
-from relais.tenants import SYSTEM_CONNECTIONS
+from sync.settings import Settings, get_settings
+from sync.store.crypto import decrypt_json, encrypt_json
+from sync.store.models import AuditEvent, Connection
+from sync.tenants import SYSTEM_CONNECTIONS
 
 SENDER_NAMES = {"email": "relais-email", "sms": "relais-sms"}
 assert set(SENDER_NAMES.values()) == SYSTEM_CONNECTIONS

@@ -10,12 +10,12 @@ from conftest import FIXTURES
 from sqlalchemy import select
 
 from relais.auth import create_key
-from relais.connections import set_credentials
-from relais.db import session_scope
-from relais.models import Appointment, Delivery
-from relais.tenants import apply_config
 from sandbox.google_calendar import GoogleCalendarEmulator
 from sync import busy
+from sync.connections import set_credentials
+from sync.store.db import session_scope
+from sync.store.models import Appointment, Delivery
+from sync.tenants import apply_config
 
 TENANT = "cabinet-test"
 PARIS = "Europe/Paris"

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from relais.db import session_scope
-from relais.domain import CallMessage
-from relais.models import Connection, Delivery, Escalation
-from relais.settings import reset_settings
-from relais.tenants import apply_config, get_tenant, parsed_config
 from sync.delivery import process_connection
+from sync.domain import CallMessage
 from sync.outbox import accept_message
+from sync.settings import reset_settings
+from sync.store.db import session_scope
+from sync.store.models import Connection, Delivery, Escalation
+from sync.tenants import apply_config, get_tenant, parsed_config
 
 VET = """\
 id: vet

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from relais.db import dispose_engines, session_scope
-from relais.queue import reset_celery
-from relais.settings import reset_settings
 from sandbox.webhook_receiver import WebhookReceiver
 from sync import clock
+from sync.queue import reset_celery
+from sync.settings import reset_settings
+from sync.store.db import dispose_engines, session_scope
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -157,7 +157,7 @@ def make_env(monkeypatch, tmp_path: Path, database_url: str | None, broker_url: 
         monkeypatch.delenv("RELAIS_BROKER_URL", raising=False)
     _activate(monkeypatch, values)
     from relais.migrate import upgrade
-    from relais.settings import get_settings
+    from sync.settings import get_settings
 
     upgrade()
     return Env(tmp_path / "home", get_settings().resolved_database_url, broker_url, queue,
@@ -201,7 +201,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 def apply_acme(receiver: WebhookReceiver, monkeypatch) -> str:
     """Apply tests/fixtures/acme.yaml pointing at ``receiver``; return a secretary key."""
     from relais.auth import create_key
-    from relais.tenants import apply_config
+    from sync.tenants import apply_config
 
     monkeypatch.setenv("RELAIS_TENANT_ACME_HOOK_URL", receiver.url + "/hooks/acme/hook")
     with session_scope() as session:

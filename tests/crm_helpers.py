@@ -6,12 +6,12 @@ import time
 
 from sqlalchemy import func, select
 
-from relais.db import session_scope
-from relais.domain import CallMessage
-from relais.models import Connection, Delivery
-from relais.tenants import get_tenant, parsed_config
 from sync.delivery import process_connection
+from sync.domain import CallMessage
 from sync.outbox import accept_message
+from sync.store.db import session_scope
+from sync.store.models import Connection, Delivery
+from sync.tenants import get_tenant, parsed_config
 
 
 def call(n: int, **extra) -> dict:
@@ -62,7 +62,7 @@ def drain(conn: str, tenant: str, timeout: float = 30, until=None) -> dict[str, 
 
 
 def force_due(tenant: str) -> None:
-    from relais.models import utcnow
+    from sync.store.models import utcnow
 
     with session_scope() as session:
         for d in session.scalars(select(Delivery).where(Delivery.tenant_id == tenant,

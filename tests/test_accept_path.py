@@ -7,7 +7,7 @@ from __future__ import annotations
 from test_api import api, auth  # noqa: F401 - the fixture
 
 from relais.auth import revoke_key
-from relais.db import session_scope
+from sync.store.db import session_scope
 
 
 def test_a_recently_verified_key_admits_only_its_own_secret_until_revoked(api):  # noqa: F811

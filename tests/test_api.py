@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from relais.api import create_app
 from relais.auth import create_key
-from relais.db import session_scope
+from sync.store.db import session_scope
 
 CALL = {
     "call_type": "message",
@@ -83,7 +83,7 @@ def test_idempotency_key_reused_with_another_body_is_refused(api):
 
 
 def test_idempotency_keys_belong_to_their_tenant(api, receiver, monkeypatch):
-    from relais.tenants import apply_config
+    from sync.tenants import apply_config
 
     text = acme_as("beta", monkeypatch)
     monkeypatch.setenv("RELAIS_TENANT_BETA_HOOK_URL", receiver.url + "/hooks/beta/hook")
@@ -173,7 +173,7 @@ def acme_as(tenant_id: str, monkeypatch) -> str:
 
 
 def test_other_tenant_is_invisible(api, monkeypatch):
-    from relais.tenants import apply_config
+    from sync.tenants import apply_config
 
     other = acme_as("beta", monkeypatch)
     with session_scope() as session:
@@ -268,8 +268,8 @@ def test_health_and_metrics(api):
 
 
 def test_broker_down_shows_in_health_and_metrics(api, monkeypatch):
-    from relais.queue import BROKER, reset_celery
-    from relais.settings import reset_settings
+    from sync.queue import BROKER, reset_celery
+    from sync.settings import reset_settings
 
     monkeypatch.setenv("RELAIS_BROKER_URL", "redis://127.0.0.1:9/0")  # nothing listens
     reset_settings()

@@ -14,8 +14,8 @@ from conftest import apply_acme, make_env
 from sqlalchemy import func, select
 from test_booking_concurrency import free_port
 
-from relais.db import session_scope
-from relais.models import Message
+from sync.store.db import session_scope
+from sync.store.models import Message
 
 CLIENTS = 16
 POSTS_EACH = 8

@@ -56,7 +56,7 @@ def client(pg_url, monkeypatch, tmp_path, receiver):
     from fastapi.testclient import TestClient
 
     from relais.auth import create_key
-    from relais.db import session_scope
+    from sync.store.db import session_scope
 
     make_env(monkeypatch, tmp_path, pg_url, None)
     keys = {"secretary": apply_acme(receiver, monkeypatch)}

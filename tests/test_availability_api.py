@@ -13,8 +13,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from relais.api import create_app
-from relais.db import session_scope
-from relais.models import Connection
 from sandbox.testing import (  # noqa: F401  (fixtures)
     google_emulator,
     google_server,
@@ -22,6 +20,8 @@ from sandbox.testing import (  # noqa: F401  (fixtures)
     graph_server,
 )
 from sync import booking as booking_mod
+from sync.store.db import session_scope
+from sync.store.models import Connection
 
 NOW = datetime(2027, 3, 20, 12, 0, tzinfo=UTC)  # a Saturday; the next week crosses DST
 FREEBUSY = "/calendar/v3/freeBusy"
@@ -237,8 +237,8 @@ def test_one_call_per_connection_google_and_outlook_together(hub_clock, env, goo
                                                             graph_emulator, monkeypatch):
     hub_clock(NOW, ticking=True)  # the hub's; providers keep the machine's
     from relais.auth import create_key
-    from relais.connections import set_credentials
-    from relais.tenants import apply_config
+    from sync.connections import set_credentials
+    from sync.tenants import apply_config
 
     g, ms = google_emulator, graph_emulator
     for name, value in {"RELAIS_TENANT_DEUX_AGENDAS_GOOGLE_URL": g.url,

@@ -26,11 +26,11 @@ from conftest import FIXTURES
 from fastapi.testclient import TestClient
 
 from relais.api import create_app
-from relais.db import session_scope
-from relais.tenants import apply_config, connection_secret
 from sandbox.testing import google_emulator, google_server  # noqa: F401  (fixtures)
 from sync.booking import BookingRequest, SlotTaken, book
 from sync.delivery import process_connection
+from sync.store.db import session_scope
+from sync.tenants import apply_config, connection_secret
 
 NOW = datetime(2027, 3, 20, 12, 0, tzinfo=UTC)
 TUESDAY = {"start": "2027-03-23T00:00:00+01:00", "end": "2027-03-24T00:00:00+01:00"}
@@ -245,7 +245,7 @@ def test_appointment_deliveries_carry_the_snapshot(api, receiver, monkeypatch):
 def _connection_ids(appointment_id: str) -> list[str]:
     from sqlalchemy import select
 
-    from relais.models import Delivery
+    from sync.store.models import Delivery
 
     with session_scope(readonly=True) as session:
         return list(session.scalars(select(Delivery.connection_id).where(

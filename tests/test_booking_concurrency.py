@@ -16,9 +16,9 @@ from booking_race import post_booking
 from conftest import make_env
 from sqlalchemy import func, select
 
-from relais.db import session_scope
-from relais.models import Appointment, Delivery
 from sandbox.testing import google_emulator, google_server  # noqa: F401  (fixtures)
+from sync.store.db import session_scope
+from sync.store.models import Appointment, Delivery
 
 SECRETARIES = 20
 

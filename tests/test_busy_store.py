@@ -11,15 +11,15 @@ import pytest
 from booking_helpers import CLAIRE, TENANT, event, setup_tenant
 from sqlalchemy import select, update
 
-from relais.busy_models import CalendarBusyEvent
-from relais.calendar_sync_models import CalendarCursor
-from relais.db import session_scope
-from relais.models import Connection, Tenant, utcnow
-from relais.tenants import parsed_config
 from sandbox.testing import google_emulator, google_server  # noqa: F401  (fixtures)
 from sync import booking as booking_mod
 from sync import busy
 from sync import calendar_sync as cs
+from sync.store.busy_models import CalendarBusyEvent
+from sync.store.calendar_sync_models import CalendarCursor
+from sync.store.db import session_scope
+from sync.store.models import Connection, Tenant, utcnow
+from sync.tenants import parsed_config
 
 NOW = datetime.fromisoformat("2027-03-22T08:00:00+01:00")  # a Monday
 DAY = "2027-03-23"  # Tuesday

@@ -21,12 +21,6 @@ from sqlalchemy import select, update
 from connectors.outlook import client as outlook
 from relais.api import create_app
 from relais.api import notifications as notifications_api
-from relais.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState
-from relais.connections import set_credentials
-from relais.db import session_scope
-from relais.directory import DirectoryContact
-from relais.models import Appointment, AuditEvent, Connection, utcnow
-from relais.tenants import apply_config
 from sandbox.server import SandboxServer
 from sandbox.testing import (  # noqa: F401  (fixtures)
     google_emulator,
@@ -39,7 +33,13 @@ from sandbox.testing import (  # noqa: F401  (fixtures)
 from sync import busy, clock
 from sync import calendar_sync as cs
 from sync.booking import BookingRequest, book, reschedule
+from sync.connections import set_credentials
 from sync.contacts import pull_connection as pull_contacts
+from sync.store.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState
+from sync.store.db import session_scope
+from sync.store.directory import DirectoryContact
+from sync.store.models import Appointment, AuditEvent, Connection, utcnow
+from sync.tenants import apply_config
 
 NOW = datetime(2027, 3, 20, 12, 0, tzinfo=UTC)
 TEN = datetime.fromisoformat("2027-03-23T10:00:00+01:00")
@@ -536,7 +536,7 @@ def test_channels_skipped_without_https_are_said_so(google, monkeypatch, caplog)
 
     import worker
     from relais.cli import app
-    from relais.settings import reset_settings
+    from sync.settings import reset_settings
 
     monkeypatch.setenv("RELAIS_PUBLIC_URL", "http://127.0.0.1:8000")
     reset_settings()

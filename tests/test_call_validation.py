@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from mappings.errors import ConfigError
 from relais.api import create_app
 from relais.auth import create_key
-from relais.db import session_scope
-from relais.models import Delivery
-from relais.settings import reset_settings
-from relais.tenants import apply_config, load_checked_file
+from sync.settings import reset_settings
+from sync.store.db import session_scope
+from sync.store.models import Delivery
+from sync.tenants import apply_config, load_checked_file
 
 TENANT = """\
 id: typed

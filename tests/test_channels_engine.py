@@ -24,12 +24,12 @@ from typer.testing import CliRunner
 from relais.api import create_app
 from relais.auth import create_key
 from relais.cli import app as cli
-from relais.db import session_scope
-from relais.links import BadLink, sign, verify
-from relais.models import Connection
-from relais.tenants import apply_config
 from sandbox.testing import sms_gateway, sms_server, smtp_sandbox, smtp_server  # noqa: F401
 from sync.escalation import run_step
+from sync.signed_links import BadLink, sign, verify
+from sync.store.db import session_scope
+from sync.store.models import Connection
+from sync.tenants import apply_config
 
 # Every form the caller's details could take in what leaves Relais.
 LEAKS = [SECRET_BODY, "Rex", "chocolat", "Jeanne", "Dupont", "j.dupont", "Rappel urgent",

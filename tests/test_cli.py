@@ -8,7 +8,7 @@ from conftest import FIXTURES, ROOT
 from typer.testing import CliRunner
 
 from relais.cli import app
-from relais.settings import reset_settings
+from sync.settings import reset_settings
 
 runner = CliRunner()
 

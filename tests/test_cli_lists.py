@@ -14,14 +14,14 @@ from conftest import FIXTURES, ROOT
 from typer.testing import CliRunner
 
 from relais.cli import app
-from relais.db import session_scope
-from relais.tenants import apply_config
 from sandbox.testing import (  # noqa: F401  (fixtures)
     google_emulator,
     google_server,
     hubspot_emulator,
     hubspot_server,
 )
+from sync.store.db import session_scope
+from sync.tenants import apply_config
 
 runner = CliRunner()
 LONG_NAME = "Cabinet d'avocats [/associés] Durand, Lefèvre, Moreau-Saint-Hilaire & Partenaires"
@@ -145,7 +145,7 @@ def test_sync_run_fails_when_a_calendar_pull_fails_beside_a_good_crm_pull(
     """A CRM pull that succeeds must not hide a calendar pull that failed."""
     from booking_helpers import setup_tenant
 
-    from relais.connections import set_credentials
+    from sync.connections import set_credentials
 
     setup_tenant(google_emulator, monkeypatch)  # booking.yaml: zoe's calendar does not exist
     monkeypatch.setenv("RELAIS_TENANT_CRMCO_HS_URL", hubspot_emulator.url)

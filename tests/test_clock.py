@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from relais.models import utcnow
 from sync import clock
+from sync.store.models import utcnow
 
 AT = datetime(2027, 3, 28, 3, 10, tzinfo=UTC)
 

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from relais.api import create_app
 from relais.auth import create_key
 from relais.cli import app
-from relais.db import session_scope
-from relais.models import Connection
-from relais.tenants import apply_config
 from sandbox.testing import salesforce_emulator, salesforce_server  # noqa: F401
+from sync.store.db import session_scope
+from sync.store.models import Connection
+from sync.tenants import apply_config
 
 runner = CliRunner()
 

@@ -17,11 +17,6 @@ from typer.testing import CliRunner
 
 from relais.api import create_app
 from relais.auth import create_key
-from relais.connections import set_credentials
-from relais.db import dispose_engines, session_scope
-from relais.directory import DirectoryContact, DirectorySyncState
-from relais.models import SyncCursor, utcnow
-from relais.tenants import apply_config
 from sandbox.testing import (  # noqa: F401
     hubspot_client,
     hubspot_emulator,
@@ -30,12 +25,17 @@ from sandbox.testing import (  # noqa: F401
     salesforce_emulator,
     salesforce_server,
 )
+from sync.connections import set_credentials
 from sync.contacts import (
     due_connections,
     parse_phone_query,
     pull_connection,
     sync_status,
 )
+from sync.store.db import dispose_engines, session_scope
+from sync.store.directory import DirectoryContact, DirectorySyncState
+from sync.store.models import SyncCursor, utcnow
+from sync.tenants import apply_config
 
 HS, SF = "crmco", "sfco"
 SEARCH = "/crm/v3/objects/contacts/search"
@@ -466,7 +466,7 @@ def test_beat_lists_due_connections_at_their_interval(hs, monkeypatch):
     assert conn not in due_connections(utcnow() + timedelta(days=1))
 
     import worker
-    from relais.queue import CONTACTS_DUE_TASK, CONTACTS_PULL_TASK, make_celery
+    from sync.queue import CONTACTS_DUE_TASK, CONTACTS_PULL_TASK, make_celery
 
     assert {CONTACTS_DUE_TASK, CONTACTS_PULL_TASK} <= set(worker.app.tasks)
     assert make_celery().conf.beat_schedule["contacts-sync"]["task"] == CONTACTS_DUE_TASK

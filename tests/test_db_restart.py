@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from test_api_concurrency import answer, call
 from test_booking_concurrency import free_port
 
-from relais.db import dispose_engines, session_scope
-from relais.models import Delivery, Message
+from sync.store.db import dispose_engines, session_scope
+from sync.store.models import Delivery, Message
 
 CLIENTS = 16
 

@@ -15,13 +15,13 @@ import pytest
 from conftest import apply_acme
 from sqlalchemy import select
 
-from relais.db import session_scope
-from relais.domain import CallMessage
-from relais.models import AuditEvent, Connection, Delivery, utcnow
-from relais.settings import get_settings
-from relais.tenants import get_tenant, parsed_config
 from sync.delivery import backoff_seconds, process_connection, replay, sweep
+from sync.domain import CallMessage
 from sync.outbox import MessageRejected, accept_message
+from sync.settings import get_settings
+from sync.store.db import session_scope
+from sync.store.models import AuditEvent, Connection, Delivery, utcnow
+from sync.tenants import get_tenant, parsed_config
 
 CALL = {
     "call_type": "message",

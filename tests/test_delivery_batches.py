@@ -17,13 +17,13 @@ from conftest import FIXTURES, apply_acme, wait_until
 from sqlalchemy import event, select
 from test_pipeline import call, counts
 
-from relais.db import get_engine, session_scope
-from relais.domain import CallMessage
-from relais.models import Delivery
-from relais.settings import get_settings
-from relais.tenants import apply_config, get_tenant, parsed_config
 from sync.delivery import process_connection, sweep
+from sync.domain import CallMessage
 from sync.outbox import accept_message
+from sync.settings import get_settings
+from sync.store.db import get_engine, session_scope
+from sync.store.models import Delivery
+from sync.tenants import apply_config, get_tenant, parsed_config
 
 
 def accept_many(n: int) -> tuple[str, list[str]]:
@@ -129,7 +129,7 @@ def test_batch_reads_each_message_once_and_writes_history_in_bulk(env, receiver,
     # of results recorded as they landed (at most one per result; usually far fewer)
     assert 2 <= len(history_writes) <= 1 + 20
     with session_scope(readonly=True) as session:
-        from relais.models import AuditEvent
+        from sync.store.models import AuditEvent
 
         kinds = Counter(session.scalars(select(AuditEvent.kind).where(
             AuditEvent.subject_type == "delivery")))
@@ -149,7 +149,7 @@ def test_worker_killed_mid_batch_repeats_only_a_handful(env, receiver, monkeypat
     apply_ordered(receiver, monkeypatch)
     receiver.latency = 0.03
     accept_many(120)
-    from relais.queue import enqueue_connections
+    from sync.queue import enqueue_connections
 
     first = spawn(["worker", "--concurrency", "1"], env, ready="ready.")
     with session_scope(readonly=True) as session:
@@ -172,7 +172,7 @@ def test_next_batch_is_claimed_while_the_current_one_is_out(env, receiver, monke
     conn, _keys = accept_many(120)
     outcome = process_connection(conn)
     assert (outcome.claimed, outcome.delivered) == (120, 120)
-    from relais.models import AuditEvent
+    from sync.store.models import AuditEvent
 
     with session_scope(readonly=True) as session:
         events = session.execute(select(AuditEvent.subject_id, AuditEvent.kind, AuditEvent.at)

@@ -8,12 +8,12 @@ import threading
 from test_delivery import accept, acme, delivery, history  # noqa: F401  (fixture)
 
 from connectors.base import DeliveryResult, Rejected
-from relais.db import session_scope
-from relais.models import Connection
-from relais.settings import get_settings
 from sync.credentials import connection_info
 from sync.delivery import _Recorder
 from sync.links import ConnectionLinks
+from sync.settings import get_settings
+from sync.store.db import session_scope
+from sync.store.models import Connection
 
 
 def test_a_result_landed_twice_is_recorded_once(acme):  # noqa: F811

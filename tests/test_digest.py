@@ -8,12 +8,12 @@ import pytest
 from channels_helpers import VET, accept, deliver_all, deliveries_of, setup_vet
 from sqlalchemy import select
 
-from relais.db import session_scope
-from relais.models import Connection, Delivery, utcnow
-from relais.tenants import apply_config
 from sandbox.testing import sms_gateway, sms_server, smtp_sandbox, smtp_server  # noqa: F401
 from sync.delivery import ReplayRefused, replay, sweep
 from sync.digest import ITEM, SUMMARY
+from sync.store.db import session_scope
+from sync.store.models import Connection, Delivery, utcnow
+from sync.tenants import apply_config
 
 
 @pytest.fixture

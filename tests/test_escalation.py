@@ -19,7 +19,6 @@ from fastapi.testclient import TestClient
 from connectors.sms import sign_webhook
 from relais.api import create_app
 from relais.auth import create_key
-from relais.db import session_scope
 from sandbox.testing import (  # noqa: F401
     SMS_WEBHOOK_SECRET,
     sms_gateway,
@@ -28,6 +27,7 @@ from sandbox.testing import (  # noqa: F401
     smtp_server,
 )
 from sync.escalation import is_ok_reply, ok_reference, run_due, run_step
+from sync.store.db import session_scope
 
 T0 = utc(2026, 11, 25, 9, 0)  # Wednesday 10:00 in Paris: Jean is on call
 JEAN, LUCAS, CHEF = "+33611111111", "+33622222222", "+33633333333"
@@ -280,7 +280,7 @@ def test_missing_sender_accepts_the_call_with_a_dead_delivery(
     delivery is recorded dead with the rule and the missing setting."""
     setup_vet(monkeypatch, env, smtp_sandbox, sms_gateway)
     monkeypatch.delenv("RELAIS_SMS_API_TOKEN")
-    from relais.settings import reset_settings
+    from sync.settings import reset_settings
 
     reset_settings()
     with session_scope() as session:
@@ -312,9 +312,9 @@ def test_real_worker_runs_the_ladder(env, monkeypatch, smtp_sandbox, sms_gateway
     assert answer.status_code == 202, answer.text
     message_id = answer.json()["id"]
     wait_until(lambda: len(sms_gateway.messages) == 1, 20, "step 1 sent by the worker")
-    from relais.models import Escalation
-    from relais.models import utcnow as now
-    from relais.queue import enqueue_escalation
+    from sync.queue import enqueue_escalation
+    from sync.store.models import Escalation
+    from sync.store.models import utcnow as now
 
     with session_scope() as session:
         row = session.get(Escalation, escalation_of(message_id).id)

@@ -15,12 +15,12 @@ from sqlalchemy import select
 
 from relais.api import create_app
 from relais.auth import create_key
-from relais.connections import set_credentials
-from relais.db import session_scope
-from relais.models import AuditEvent, Connection, Delivery
-from relais.tenants import apply_config
 from sandbox.testing import hubspot_emulator, hubspot_server  # noqa: F401
+from sync.connections import set_credentials
 from sync.crm_mapping import crm_mapping
+from sync.store.db import session_scope
+from sync.store.models import AuditEvent, Connection, Delivery
+from sync.tenants import apply_config
 
 T = "crmco"
 
@@ -165,14 +165,14 @@ def test_invalid_grant_parks_connection_and_keeps_deliveries(hs):
     with session_scope() as session:
         set_credentials(session, T, "hubspot", {"client_id": hs.client_id,
                                                 "client_secret": hs.client_secret})
-    from relais.connections import start_authorization
+    from sync.connections import start_authorization
 
     with session_scope() as session:
         state = start_authorization(session, T, "hubspot").state
     client = TestClient(create_app())
     assert client.get("/oauth/callback", params={"state": state, "code": code}).status_code == 200
     conn = connection_id(T, "hubspot")
-    from relais.crypto import decrypt_json
+    from sync.store.crypto import decrypt_json
 
     with session_scope(readonly=True) as session:
         stored = decrypt_json(session.get(Connection, conn).credentials)
@@ -225,9 +225,9 @@ def appointment_request(n: int, action: str, start: str, status: str = "confirme
 def test_appointments_become_one_meeting_moved_then_cancelled(hs):
     from connectors.base import Runtime
     from connectors.registry import build_connector
-    from relais.models import Connection as Row
     from sync.credentials import connection_info
     from sync.links import ConnectionLinks
+    from sync.store.models import Connection as Row
 
     conn = private_app(hs)
     with session_scope(readonly=True) as session:

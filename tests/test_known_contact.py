@@ -5,12 +5,12 @@ from __future__ import annotations
 from conftest import FIXTURES, apply_acme
 from sqlalchemy import select
 
-from relais.db import session_scope
-from relais.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
-from relais.domain import CallMessage
-from relais.models import Connection, utcnow
-from relais.tenants import apply_config, get_tenant, parsed_config
+from sync.domain import CallMessage
 from sync.outbox import accept_message
+from sync.store.db import session_scope
+from sync.store.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
+from sync.store.models import Connection, utcnow
+from sync.tenants import apply_config, get_tenant, parsed_config
 
 RULES = """rules:
   mode: first

@@ -24,10 +24,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = frozenset({"relais", "sync", "connectors", "mappings", "sandbox", "worker"})
-ENGINE_ON_SHELL = "issue 12: engine still imports the shell"
 
 
-def _todo(*values: object, reason: str = ENGINE_ON_SHELL) -> object:
+def _todo(*values: object, reason: str) -> object:
     return pytest.param(*values, marks=pytest.mark.xfail(strict=True, reason=reason))
 
 
@@ -36,8 +35,8 @@ LAYERS = [
     ("mappings", {"mappings"}),
     ("sandbox", {"sandbox"}),
     ("connectors", {"connectors"}),
-    _todo("sync", {"sync", "connectors", "mappings"}),
-    _todo("worker", {"sync"}),
+    ("sync", {"sync", "connectors", "mappings"}),
+    ("worker", {"sync"}),
 ]
 
 # packages whose files import each other without a cycle.
@@ -183,7 +182,7 @@ def test_parser_sees_function_level_and_relative_imports() -> None:
     tree = ast.parse(
         "from __future__ import annotations\n"
         "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n    from relais.db import x\n"
+        "if TYPE_CHECKING:\n    from sync.store.db import x\n"
         "def f():\n    import sync.delivery\n"
     )
     seen = [
@@ -191,7 +190,7 @@ def test_parser_sees_function_level_and_relative_imports() -> None:
         for n, t in _walk(tree)
         if isinstance(n, ast.Import | ast.ImportFrom)
     ]
-    assert ("relais.db", True) in seen
+    assert ("sync.store.db", True) in seen
     assert ("sync.delivery", False) in seen
 
 

@@ -6,15 +6,15 @@ from conftest import FIXTURES
 from typer.testing import CliRunner
 
 from relais.cli import app
-from relais.connections import set_credentials
-from relais.db import session_scope
-from relais.tenants import apply_config
 from sandbox.testing import (  # noqa: F401
     hubspot_emulator,
     hubspot_server,
     salesforce_emulator,
     salesforce_server,
 )
+from sync.connections import set_credentials
+from sync.store.db import session_scope
+from sync.tenants import apply_config
 
 runner = CliRunner()
 

@@ -10,8 +10,8 @@ from conftest import apply_acme, make_env, wait_until
 from sqlalchemy.exc import IntegrityError
 from test_booking_concurrency import free_port
 
-from relais.db import session_scope
-from relais.models import Message, utcnow
+from sync.store.db import session_scope
+from sync.store.models import Message, utcnow
 
 NAME, PHONE, E164 = "Zéphyrine Quatremare", "06 98 76 54 32", "+33698765432"
 SUBJECT, BODY = "Sujet-confidentiel-7731", "Corps-confidentiel-9924 diabète"

@@ -19,11 +19,11 @@ from fastapi.testclient import TestClient
 from mappings.config import load_tenant_config
 from relais.api import create_app
 from relais.auth import create_key
-from relais.crypto import encrypt_json
-from relais.db import session_scope
-from relais.models import Delivery, Message
-from relais.settings import reset_settings
 from sync.delivery import process_connection
+from sync.settings import reset_settings
+from sync.store.crypto import encrypt_json
+from sync.store.db import session_scope
+from sync.store.models import Delivery, Message
 
 RELEASED = FIXTURES / "migrations" / "r0001_as_released.py"
 SECRET = "whsec_released"

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from relais.api import create_app
-from relais.db import session_scope
-from relais.models import Delivery
 from sandbox.webhook_receiver import WebhookReceiver
+from sync.store.db import session_scope
+from sync.store.models import Delivery
 
 WORKER_READY = "ready."
 

@@ -70,7 +70,7 @@ def test_redis_windows():
 
 def _reserve_many(url: str | None, key: str, n: int, queue) -> None:  # noqa: ANN001
     if url is None:
-        from relais.db import dispose_engines
+        from sync.store.db import dispose_engines
 
         dispose_engines()
         store = DatabaseWindows()

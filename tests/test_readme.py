@@ -16,9 +16,9 @@ from relais.api import create_app
 from relais.api.admin import ExplainRequest
 from relais.api.appointments import BookingBody, ChangeBody
 from relais.auth import create_key
-from relais.db import session_scope
-from relais.domain import Caller, CallMessage
-from relais.tenants import apply_config
+from sync.domain import Caller, CallMessage
+from sync.store.db import session_scope
+from sync.tenants import apply_config
 
 README = (ROOT / "README.md").read_text()
 OAUTH = ["connectors/oauth.py", "connectors/catalog.py"]

@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from test_delivery import CALL
 
-from relais.db import is_outage, session_scope
-from relais.domain import CallMessage
-from relais.models import Message
-from relais.tenants import get_tenant, parsed_config
+from sync.domain import CallMessage
 from sync.outbox import accept_message
+from sync.store.db import is_outage, session_scope
+from sync.store.models import Message
+from sync.tenants import get_tenant, parsed_config
 
 
 def _accept(token: str, retried: bool, key: str | None = None):

@@ -18,18 +18,18 @@ from connectors.salesforce.client import SalesforceConnector
 from mappings.fieldmap import SalesforceMapping, effective_mapping
 from relais.api import create_app
 from relais.auth import create_key
-from relais.connections import set_credentials
-from relais.crypto import decrypt_json
-from relais.db import session_scope
-from relais.models import AuditEvent, Connection, Delivery, Message, utcnow
-from relais.tenants import apply_config
 from sandbox.testing import (  # noqa: F401
     salesforce_client,
     salesforce_emulator,
     salesforce_server,
 )
+from sync.connections import set_credentials
 from sync.crm_mapping import crm_mapping
 from sync.delivery import BatchOutcome, process_connection
+from sync.store.crypto import decrypt_json
+from sync.store.db import session_scope
+from sync.store.models import AuditEvent, Connection, Delivery, Message, utcnow
+from sync.tenants import apply_config
 
 T = "sfco"
 V = "/services/data/v59.0"

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from connectors.base import ConnectionInfo, DeliveryRequest
 from connectors.registry import build_connector
 from relais.cli import app
-from relais.settings import reset_settings
 from sync.senders import sender_config
+from sync.settings import reset_settings
 
 TENANT = "bac-a-sable"
 CONNECTIONS = {"salesforce": "crm-sf", "hubspot": "crm-hs", "google": "agenda-g",

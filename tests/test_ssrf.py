@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from mappings.errors import ConfigError
-from relais.db import session_scope
-from relais.settings import reset_settings
-from relais.tenants import apply_config
+from sync.settings import reset_settings
+from sync.store.db import session_scope
+from sync.tenants import apply_config
 
 TENANT = """\
 id: ssrf

@@ -9,10 +9,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from relais.crypto import decrypt_json, encrypt_json, rotate
-from relais.db import get_engine, session_scope
 from relais.migrate import upgrade
-from relais.models import Base, Tenant
+from sync.store.crypto import decrypt_json, encrypt_json, rotate
+from sync.store.db import get_engine, session_scope
+from sync.store.models import Base, Tenant
 
 
 def _no_drift(url: str) -> None:
@@ -48,7 +48,7 @@ def test_naive_datetime_refused_and_aware_returned(env):
 def test_credentials_encrypted_and_keys_rotate(env, monkeypatch):
     from cryptography.fernet import Fernet
 
-    from relais.settings import reset_settings
+    from sync.settings import reset_settings
 
     token = encrypt_json({"refresh_token": "secret-value"})
     assert b"secret-value" not in token

@@ -16,11 +16,6 @@ from sqlalchemy import select
 from mappings.config import load_tenant_config
 from mappings.errors import ConfigError
 from relais.api import create_app
-from relais.conflict_models import SyncConflict
-from relais.db import session_scope
-from relais.models import Appointment, AuditEvent, Connection, Delivery
-from relais.settings import reset_settings
-from relais.tenants import apply_config
 from sandbox.testing import (  # noqa: F401  (fixtures)
     google_emulator,
     google_server,
@@ -30,6 +25,11 @@ from sandbox.testing import (  # noqa: F401  (fixtures)
 from sync import calendar_sync as cs
 from sync.booking import BookingRequest, book, reschedule
 from sync.delivery import process_connection
+from sync.settings import reset_settings
+from sync.store.conflict_models import SyncConflict
+from sync.store.db import session_scope
+from sync.store.models import Appointment, AuditEvent, Connection, Delivery
+from sync.tenants import apply_config
 
 NOW = datetime(2027, 3, 20, 12, 0, tzinfo=UTC)
 TEN = datetime.fromisoformat("2027-03-23T10:00:00+01:00")

@@ -11,9 +11,9 @@ from mappings.config import load_tenant_config, tenant_variable_prefix
 from mappings.errors import ConfigError
 from relais.api import create_app
 from relais.auth import create_key
-from relais.db import session_scope
-from relais.models import Tenant
-from relais.tenants import apply_config
+from sync.store.db import session_scope
+from sync.store.models import Tenant
+from sync.tenants import apply_config
 
 BETA = (FIXTURES / "acme.yaml").read_text().replace("id: acme", "id: beta").replace(
     "${RELAIS_TENANT_ACME_HOOK_URL}", "${RELAIS_TENANT_BETA_HOOK_URL}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from conftest import FIXTURES
 from sqlalchemy import select
 
-from relais.db import session_scope
-from relais.models import Connection, Tenant
-from relais.tenants import apply_config, parsed_config
+from sync.store.db import session_scope
+from sync.store.models import Connection, Tenant
+from sync.tenants import apply_config, parsed_config
 
 
 def test_variables_with_fallback_are_recorded_and_reused(env, monkeypatch):

@@ -12,8 +12,8 @@ from test_calendar_sync import hs, signed  # noqa: F401  (fixture)
 from connectors.sms import sign_webhook
 from relais.api import create_app
 from relais.api import notifications as notifications_api
-from relais.settings import reset_settings
 from sandbox.testing import hubspot_emulator, hubspot_server  # noqa: F401  (fixtures)
+from sync.settings import reset_settings
 
 
 def test_the_same_hubspot_signature_twice_is_refused(hs, monkeypatch):  # noqa: F811

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import AMQP_URL, make_env, need_service
 
-from relais.db import dispose_engines
+from sync.store.db import dispose_engines
 
 WORKER_READY = "ready."
 

@@ -14,11 +14,11 @@ from fastapi import APIRouter
 
 from relais.api.errors import not_found
 from relais.api.messages import message_fields
-from relais.db import session_scope
-from relais.domain import as_utc_iso
-from relais.links import BadLink, verify
-from relais.models import Escalation, Message
+from sync.domain import as_utc_iso
 from sync.escalation import acknowledge
+from sync.signed_links import BadLink, verify
+from sync.store.db import session_scope
+from sync.store.models import Escalation, Message
 
 router = APIRouter(tags=["links"])
 

@@ -17,13 +17,13 @@ from relais.api.deps import DB, Caller, json_body, tenant_for
 from relais.api.errors import ApiError, field_errors, not_found, summary
 from relais.api.messages import delivery_view
 from relais.api.openapi import json_request, text_request
-from relais.db import session_scope
-from relais.domain import check_instant
-from relais.models import Connection, Delivery, Tenant, utcnow
-from relais.queue import enqueue_connections
-from relais.settings import get_settings
-from relais.tenants import apply_config, parsed_config
 from sync.delivery import ReplayRefused, replay
+from sync.domain import check_instant
+from sync.queue import enqueue_connections
+from sync.settings import get_settings
+from sync.store.db import session_scope
+from sync.store.models import Connection, Delivery, Tenant, utcnow
+from sync.tenants import apply_config, parsed_config
 
 router = APIRouter(tags=["admin"])
 Status = Literal["pending", "in_flight", "delivered", "dead"]

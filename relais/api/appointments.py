@@ -19,11 +19,6 @@ from relais.api.deps import Caller, json_body, tenant_for
 from relais.api.errors import ApiError, field_errors, not_found, summary
 from relais.api.messages import delivery_view
 from relais.api.openapi import json_request
-from relais.db import session_scope
-from relais.domain import Caller as CallerRecord
-from relais.domain import Instant, Record
-from relais.models import Appointment, Connection, Delivery, Tenant
-from relais.tenants import parsed_config
 from sync.booking import (
     BookingError,
     BookingRequest,
@@ -34,6 +29,11 @@ from sync.booking import (
     reschedule,
 )
 from sync.conflicts import conflicts_of
+from sync.domain import Caller as CallerRecord
+from sync.domain import Instant, Record
+from sync.store.db import session_scope
+from sync.store.models import Appointment, Connection, Delivery, Tenant
+from sync.tenants import parsed_config
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["appointments"])
 Short = Annotated[str, Field(min_length=1, max_length=64)]

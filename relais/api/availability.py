@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 
 from relais.api.deps import Caller, tenant_for
 from relais.api.errors import HINTS, ApiError
-from relais.db import session_scope
-from relais.domain import check_instant
-from relais.tenants import parsed_config
 from sync.booking import BookingError, find_availability
+from sync.domain import check_instant
+from sync.store.db import session_scope
+from sync.tenants import parsed_config
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["appointments"])
 

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from relais.api.deps import Caller, tenant_for
-from relais.conflict_models import SyncConflict
-from relais.db import session_scope
 from sync.conflicts import conflict_view
+from sync.store.conflict_models import SyncConflict
+from sync.store.db import session_scope
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["sync"])
 

@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 from connectors.base import AuthExpired, TransientError
 from relais.api.deps import DB, Caller, tenant_for
 from relais.api.errors import ApiError
-from relais.connections import ConnectError, complete_authorization, start_authorization
-from relais.db import session_scope
-from relais.domain import as_utc_iso
-from relais.models import Connection, Delivery
-from relais.queue import enqueue_connections
+from sync.connections import ConnectError, complete_authorization, start_authorization
+from sync.domain import as_utc_iso
+from sync.queue import enqueue_connections
+from sync.store.db import session_scope
+from sync.store.models import Connection, Delivery
 
 router = APIRouter(tags=["connections"])
 

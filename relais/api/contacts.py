@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 
 from relais.api.deps import Caller, tenant_for
 from relais.api.errors import ApiError
-from relais.db import session_scope
-from relais.tenants import parsed_config
 from sync.contacts import lookup_phone, parse_phone_query, search_name, sync_status
+from sync.store.db import session_scope
+from sync.tenants import parsed_config
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["contacts"])
 

@@ -14,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from relais.api.errors import ApiError, not_found
 from relais.auth import BadKey, Principal, authenticate, touch_key, verified
-from relais.db import session_factory, session_scope
-from relais.models import Tenant
-from relais.settings import get_settings
+from sync.settings import get_settings
+from sync.store.db import session_factory, session_scope
+from sync.store.models import Tenant
 
 MAX_REQUEST_BYTES = 1024 * 1024
 

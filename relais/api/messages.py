@@ -13,12 +13,12 @@ from relais.api.errors import ApiError, error_body, field_errors, not_found, sum
 from relais.api.openapi import json_request
 from relais.api.ops import MESSAGES_ACCEPTED
 from relais.api.outage import request_attempt
-from relais.db import session_scope
-from relais.domain import CallMessage, as_utc_iso
-from relais.models import AuditEvent, Connection, Delivery, Message
-from relais.tenants import parsed_config
+from sync.domain import CallMessage, as_utc_iso
 from sync.escalation import history as escalation_history
 from sync.outbox import IdempotencyKeyReused, MessageRejected, accept_message, enqueue_accepted
+from sync.store.db import session_scope
+from sync.store.models import AuditEvent, Connection, Delivery, Message
+from sync.tenants import parsed_config
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["messages"])
 

@@ -30,10 +30,10 @@ from starlette.concurrency import run_in_threadpool
 from connectors.hubspot import webhooks as hubspot_webhooks
 from relais.api.deps import Caller, parse_json, tenant_for
 from relais.api.errors import ApiError
-from relais.db import session_scope
-from relais.models import Connection
 from relais.replay import first_time
 from sync import calendar_sync
+from sync.store.db import session_scope
+from sync.store.models import Connection
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -94,7 +94,7 @@ async def graph_webhook(request: Request) -> Response:
 def _hubspot_candidates(portal_ids: set[str]) -> list[tuple[str, str]]:
     """(connection id, client secret) of active HubSpot connections (of these portals
     when their ``portal_id`` setting is set)."""
-    from relais.crypto import decrypt_json
+    from sync.store.crypto import decrypt_json
 
     out = []
     with session_scope(readonly=True) as session:
@@ -113,7 +113,7 @@ def _hubspot_candidates(portal_ids: set[str]) -> list[tuple[str, str]]:
 
 
 def _uris(request: Request) -> list[str]:
-    from relais.settings import get_settings
+    from sync.settings import get_settings
 
     uris = [str(request.url)]
     query = f"?{request.url.query}" if request.url.query else ""
@@ -160,7 +160,7 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
 
 def pull_contacts_now(connection_id: str) -> Any:
     """Trigger the contact directory pull of a CRM connection (a Celery task)."""
-    from relais.queue import enqueue_contact_pull_now
+    from sync.queue import enqueue_contact_pull_now
 
     enqueue_contact_pull_now(connection_id)
 

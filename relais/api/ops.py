@@ -21,9 +21,9 @@ from sqlalchemy import func, select, text
 
 from relais.api.deps import Caller
 from relais.api.errors import ApiError
-from relais.db import session_scope
-from relais.models import Delivery
-from relais.queue import BROKER, check_broker
+from sync.queue import BROKER, check_broker
+from sync.store.db import session_scope
+from sync.store.models import Delivery
 
 router = APIRouter(tags=["operations"])
 

@@ -4,7 +4,7 @@ PostgreSQL is unreachable, for a bounded time, then answered 503 (never 500).
 One ASGI middleware wraps every route (present and future). It buffers the
 request body (already bounded by the size guard) so that the route can run
 again from the start: each attempt opens fresh transactions, and only
-connection-level failures are retried (``relais.db.is_outage``: a dropped
+connection-level failures are retried (``sync.store.db.is_outage``: a dropped
 connection, "the database system is shutting down", connection refused, an
 administrator's shutdown); any other error propagates unchanged. A dropped
 connection invalidates SQLAlchemy's pool and ``pool_pre_ping`` tests the rest,
@@ -38,8 +38,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relais.api.deps import request_limit
 from relais.api.errors import error_body
-from relais.db import is_outage
-from relais.settings import get_settings
+from sync.settings import get_settings
+from sync.store.db import is_outage
 
 log = logging.getLogger(__name__)
 

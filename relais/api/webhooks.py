@@ -24,12 +24,12 @@ from connectors.sms import (
     verify_webhook_signature,
 )
 from relais.api.errors import ApiError
-from relais.db import session_scope
-from relais.models import AuditEvent, Connection, Delivery
-from relais.queue import enqueue_connections
 from relais.replay import first_time
-from relais.settings import get_settings
 from sync.escalation import acknowledge_sms
+from sync.queue import enqueue_connections
+from sync.settings import get_settings
+from sync.store.db import session_scope
+from sync.store.models import AuditEvent, Connection, Delivery
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])

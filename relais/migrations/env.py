@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from alembic import context
 
-import relais.busy_models  # noqa: F401
-import relais.calendar_sync_models  # noqa: F401
-import relais.conflict_models  # noqa: F401
-import relais.directory  # noqa: F401
 import relais.replay  # noqa: F401
-from relais.models import Base
+import sync.store.busy_models  # noqa: F401
+import sync.store.calendar_sync_models  # noqa: F401
+import sync.store.conflict_models  # noqa: F401
+import sync.store.directory  # noqa: F401
+from sync.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -18,7 +18,7 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
-        from relais.db import get_engine
+        from sync.store.db import get_engine
 
         with get_engine(config.get_main_option("sqlalchemy.url")).connect() as connection:
             _run(connection)

@@ -1,6 +1,6 @@
 """The contact directory: CRM contacts copied into Relais for caller lookup.
 
-Defined on the shared ``Base`` (``relais.models``) but kept in its own module;
+Defined on the shared ``Base`` (``sync.store.models``) but kept in its own module;
 ``relais/migrations/env.py`` imports it so Alembic sees the tables.
 
 - ``directory_contacts``: one row per CRM record (per connection), its display
@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from relais.models import Base, utcnow
+from sync.store.models import Base, utcnow
 
 
 class DirectoryContact(Base):

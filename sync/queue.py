@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from celery import Celery
 from prometheus_client import Counter, Gauge
 
-from relais import broker_fs
-from relais.settings import Settings, get_settings
+from sync import broker_fs
+from sync.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     sms_webhook_secret: str | None = None  # verifies POST /v1/webhooks/sms
     sms_ca_file: str | None = None
 
-    # Let tenant configuration name loopback/private addresses (see relais.netguard).
+    # Let tenant configuration name loopback/private addresses (see sync.netguard).
     allow_private_urls: bool = False
 
     max_message_bytes: int = 64 * 1024
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.resolved_home / 'relais.db'}"
+        return self.database_url or f"sqlite:///{self.resolved_home / 'sync.store.db'}"
 
     @property
     def resolved_broker_url(self) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from relais.settings import get_settings
+from sync.settings import get_settings
 
 _engines: dict[tuple[str, bool], Engine] = {}
 

@@ -20,9 +20,9 @@ from connectors.oauth import (
     exchange_code,
     pkce_pair,
 )
-from relais.crypto import decrypt_json, encrypt_json
-from relais.models import AuditEvent, Connection, OAuthState, utcnow
-from relais.settings import get_settings
+from sync.settings import get_settings
+from sync.store.crypto import decrypt_json, encrypt_json
+from sync.store.models import AuditEvent, Connection, OAuthState, utcnow
 
 STATE_LIFETIME = timedelta(minutes=15)
 OAUTH_PROVIDERS = oauth_providers()  # the catalogue's auth_mode: oauth2

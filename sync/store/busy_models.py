@@ -1,7 +1,7 @@
 """The busy store: staff calendars' events as the calendar pulls read them, shared
 by every process, so a warm availability query needs no provider call.
 
-Defined on the shared ``Base`` (``relais.models``); ``relais/migrations/env.py``
+Defined on the shared ``Base`` (``sync.store.models``); ``relais/migrations/env.py``
 imports it so Alembic sees the tables.
 
 - ``calendar_busy_events``: per (connection, calendar, event id) the event's UTC
@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from relais.models import Base, utcnow
+from sync.store.models import Base, utcnow
 
 
 class CalendarBusyEvent(Base):

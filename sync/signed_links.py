@@ -15,8 +15,8 @@ import hmac
 import json
 from typing import Any
 
-from relais.settings import get_settings
 from sync import clock
+from sync.settings import get_settings
 
 _CONTEXT = b"relais-signed-links-v1"
 

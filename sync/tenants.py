@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 from mappings.config import TenantConfig, load_tenant_config, load_tenant_file
 from mappings.errors import ConfigError, ConfigIssue
 from mappings.yamlpos import load_yaml, public_environment
-from relais.connections import OAUTH_PROVIDERS
-from relais.crypto import decrypt_json, encrypt_json
-from relais.models import AuditEvent, Connection, Tenant
-from relais.netguard import hosts_in, internal_reason
-from relais.settings import get_settings
+from sync.connections import OAUTH_PROVIDERS
+from sync.netguard import hosts_in, internal_reason
+from sync.settings import get_settings
+from sync.store.crypto import decrypt_json, encrypt_json
+from sync.store.models import AuditEvent, Connection, Tenant
 
 # Connections Relais creates itself for a tenant (sync.senders.SENDER_NAMES).
 SYSTEM_CONNECTIONS = frozenset({"relais-email", "relais-sms"})

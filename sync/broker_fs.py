@@ -43,4 +43,4 @@ class Transport(filesystem.Transport):
 
 def install() -> None:
     """Make ``filesystem://`` URLs use this transport."""
-    TRANSPORT_ALIASES["filesystem"] = "relais.broker_fs:Transport"
+    TRANSPORT_ALIASES["filesystem"] = "sync.broker_fs:Transport"

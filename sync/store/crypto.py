@@ -7,7 +7,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, MultiFernet
 
-from relais.settings import get_settings
+from sync.settings import get_settings
 
 
 def _cipher() -> MultiFernet:

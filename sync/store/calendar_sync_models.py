@@ -1,6 +1,6 @@
 """Two-way calendar sync: pull state, cursors and change-notification channels.
 
-Defined on the shared ``Base`` (``relais.models``) in their own module;
+Defined on the shared ``Base`` (``sync.store.models``) in their own module;
 ``relais/migrations/env.py`` imports it so Alembic sees the tables.
 
 - ``calendar_sync_state``: per calendar connection, the pull lock
@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from relais.models import Base, utcnow
+from sync.store.models import Base, utcnow
 
 
 class CalendarSyncState(Base):

@@ -1,7 +1,7 @@
 """Two-way sync conflicts: one row per field resolved when an appointment changed on
 both sides (Relais and the staff calendar) since the last calendar pull.
 
-Defined on the shared ``Base`` (``relais.models``) in their own module;
+Defined on the shared ``Base`` (``sync.store.models``) in their own module;
 ``relais/migrations/env.py`` imports it so Alembic sees the table. Written by
 ``sync.conflicts``, shown by ``GET /v1/tenants/{t}/appointments/{id}`` (``conflicts``)
 and ``GET /v1/tenants/{t}/sync/conflicts``.
@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from relais.models import Base, utcnow
+from sync.store.models import Base, utcnow
 
 
 class SyncConflict(Base):

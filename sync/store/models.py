@@ -1,0 +1,313 @@
+"""Store: SQLAlchemy 2 models. Migrations in ``relais/migrations`` follow them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sync import clock
+
+
+def utcnow() -> datetime:
+    """The hub's now (``sync.clock``: injectable, offset by ``relais demo --at``)."""
+    return clock.now()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite keeps no zone, so we store UTC and put the zone back on the way out;
+    a naive datetime is a bug and is refused.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused by the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    config_yaml: Mapped[str] = mapped_column(Text)
+    # The ${VARIABLES} the YAML used, as resolved when it was applied, so every
+    # process reads the same configuration whatever its own environment.
+    config_env: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    config_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Connection(Base):
+    __tablename__ = "connections"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("con"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(16))
+    # active | needs_reauth | disabled (removed from the config: kept for history)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    credentials: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    token_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Set on 429 / limit errors: no delivery leaves before this instant.
+    paused_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    # True while a delivery task for this connection waits in the broker: new
+    # messages then need no task of their own (one task per batch, not per message).
+    wake_queued: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_messages_tenant_created", "tenant_id", "created_at"),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("msg"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    call_type: Mapped[str] = mapped_column(String(64))
+    urgency: Mapped[str] = mapped_column(String(16))
+    caller: Mapped[dict[str, Any]] = mapped_column()
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    taken_by: Mapped[str] = mapped_column(String(200))
+    taken_at: Mapped[datetime] = mapped_column()
+    staff_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    callback_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    intake: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # accepted (deliveries planned) | dropped (a drop rule matched: nothing to send)
+    status: Mapped[str] = mapped_column(String(16), default="accepted")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Appointment(Base):
+    __tablename__ = "appointments"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_appointments_staff_start", "tenant_id", "staff_id", "start"),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("apt"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    staff_id: Mapped[str] = mapped_column(String(64))
+    start: Mapped[datetime] = mapped_column()
+    end: Mapped[datetime] = mapped_column()
+    # pending (calendar write under way) | confirmed | cancelled | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    caller: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
+    # The tenant config's appointment type id (its buffers apply around this booking).
+    appointment_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The calendar event written for it (sync.booking): connection, calendar, event id, etag.
+    calendar_connection_id: Mapped[str | None] = mapped_column(
+        ForeignKey("connections.id"), nullable=True
+    )
+    calendar_id: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    event_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    event_etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Why the calendar write failed (status failed), shown to the secretary.
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    booked_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StaffLock(Base):
+    """One row per (tenant, staff member): booking takes it ``FOR UPDATE`` on PostgreSQL,
+    so two bookings for the same person run one after the other (sync.booking)."""
+
+    __tablename__ = "staff_locks"
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    staff_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_claim", "connection_id", "status", "next_attempt_at"),
+        Index("ix_deliveries_tenant_status", "tenant_id", "status"),
+        Index("ix_deliveries_status", "status"),  # /metrics: the backlog
+        Index("ix_deliveries_digest_key", "digest_key"),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("dlv"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    message_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
+    appointment_id: Mapped[str | None] = mapped_column(ForeignKey("appointments.id"), nullable=True)
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"))
+    rule: Mapped[str] = mapped_column(String(100), default="")
+    action: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # pending | in_flight | delivered | dead
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    leased_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Digests (sync.digest): the summary row carries its bucket key (tenant, rule,
+    # recipient, due time); each collected message's row carries its summary's id.
+    digest_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+    @classmethod
+    def new(cls, **fields: Any) -> Delivery:
+        """A new delivery with its id and the idempotency key it keeps through
+        every retry and replay (``relais-<id>``): the one place that names it."""
+        delivery_id = new_id("dlv")
+        return cls(id=delivery_id, idempotency_key=f"relais-{delivery_id}", **fields)
+
+
+class Escalation(Base):
+    """A ladder running for one message (sync.escalation): the steps sent so far,
+    when the next one is due, and who acknowledged."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (
+        Index("ix_escalations_open", "finished", "next_at"),
+        Index("ix_escalations_message", "message_id"),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("esc"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))
+    ladder: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(100), default="")
+    redact: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Index of the last step sent; len(steps) is the dead end.
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Every address told so far (an inbound "OK" is matched on it).
+    notified: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The short number in its SMS ("Répondez OK 47"): smallest free among running ladders.
+    ref: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # running | acknowledged | dead_end | abandoned (the ladder left the config)
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    finished: Mapped[bool] = mapped_column(Boolean, default=False)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    acknowledged_via: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ExternalLink(Base):
+    """Our record <-> the provider's record, per connection."""
+
+    __tablename__ = "external_links"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "local_type", "local_id", "remote_type"),
+        Index("ix_external_links_remote", "connection_id", "remote_type", "remote_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"))
+    local_type: Mapped[str] = mapped_column(String(32))
+    local_id: Mapped[str] = mapped_column(String(200))
+    remote_type: Mapped[str] = mapped_column(String(64))
+    remote_id: Mapped[str] = mapped_column(String(200))
+    etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SyncCursor(Base):
+    __tablename__ = "sync_cursors"
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuditEvent(Base):
+    """What happened to what, when: a delivery's history, config changes, key use."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_subject", "subject_type", "subject_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class OAuthState(Base):
+    """An authorization started by a tenant admin, waiting for the provider's callback."""
+
+    __tablename__ = "oauth_states"
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    code_verifier: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    redirect_uri: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class RateWindow(Base):
+    """Send times reserved in a connection's rolling window (database rate limiter)."""
+
+    __tablename__ = "rate_windows"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stamps: Mapped[list[float]] = mapped_column(JSON, default=list)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public prefix of the key
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    tenant_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), nullable=True
+    )
+    role: Mapped[str] = mapped_column(String(16))  # secretary | admin | operator
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
