@@ -43,7 +43,12 @@ class BookingError(Exception):
         if details is None and field is not None:
             details = [{"field": field, "problem": message}]
         self.details = details
-        self.field = field if field is not None else _first_field(details)
+        self._field = field
+
+    @property
+    def field(self) -> str | None:
+        """The offending input: the one given, else the first named in ``details``."""
+        return self._field if self._field is not None else _first_field(self.details)
 
 
 def _first_field(details: Any) -> str | None:

@@ -447,7 +447,7 @@ def reschedule(
                                          ("notes", notes is not None and notes != old[3])) if did]
         # ``fields``: what this PATCH changed (two-way sync conflicts, sync.conflicts)
         audit(session, row, "appointment.moving", by=actor, previous=as_utc_iso(old[0]),
-               fields=edited)  # fmt: skip
+              fields=edited)  # fmt: skip
     busy_mod.invalidate_staff(tenant_id, member, row.calendar_connection_id)
     ref = EventRef(row.calendar_id or member.calendar.id, row.event_id or "", row.event_etag)
     event = event_spec(config, row, member)
