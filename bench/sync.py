@@ -300,7 +300,7 @@ class CalendarCase:
                     "provider": self.name, "size": size, "seed_s": seed_s, "full": full,
                     "incremental": incremental, "baseline": baseline,
                     "warm_calls": warm.provider_calls, "warm_s": warm_s,
-                    "warm_slots": len(warm.body["slots"]),
+                    "warm_slots": len(warm.result.slots),
                 }  # fmt: skip
         finally:
             emu.stop()

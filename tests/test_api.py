@@ -97,6 +97,27 @@ def test_idempotency_keys_belong_to_their_tenant(api, receiver, monkeypatch):
     assert first.json()["id"] != other.json()["id"]
 
 
+def test_the_same_call_under_one_key_in_two_tenants_is_two_messages(api, receiver, monkeypatch):
+    """Not a replay across tenants: each tenant stores its own message, shown only to it."""
+    from sync.tenants import apply_config
+
+    text = acme_as("beta", monkeypatch)
+    monkeypatch.setenv("RELAIS_TENANT_BETA_HOOK_URL", receiver.url + "/hooks/beta/hook")
+    with session_scope() as session:
+        apply_config(session, text, "beta.yaml", actor="test")
+        api.keys["beta"] = create_key(session, "secretary", "beta", "test")
+    first = post(api, CALL, headers={"Idempotency-Key": "tel-45"})
+    other = post(api, CALL, key_role="beta", tenant="beta", headers={"Idempotency-Key": "tel-45"})
+    assert (first.status_code, other.status_code) == (202, 202), other.text
+    mine, theirs = first.json()["id"], other.json()["id"]
+    assert mine != theirs
+    beta = auth(api.keys["beta"])
+    assert api.get(f"/v1/tenants/beta/messages/{theirs}", headers=beta).status_code == 200
+    assert error(api.get(f"/v1/tenants/beta/messages/{mine}", headers=beta), 404)
+    again = post(api, CALL, key_role="beta", tenant="beta", headers={"Idempotency-Key": "tel-45"})
+    assert (again.status_code, again.json()["id"]) == (200, theirs)
+
+
 def test_malformed_json(api):
     body = error(post(api, b'{"call_type": "message",'), 400)
     assert body["code"] == "invalid_json" and "line 1" in body["message"]

@@ -19,7 +19,7 @@ from sandbox.testing import (  # noqa: F401  (fixtures)
     graph_emulator,
     graph_server,
 )
-from sync import booking as booking_mod
+from sync import busy as busy_mod
 from sync.store.db import session_scope
 from sync.store.models import Connection
 
@@ -110,7 +110,7 @@ def test_cache_is_brief_and_per_window(api, monkeypatch):
     ok(get(api, staff="claire", type="consultation", start="2027-04-05T00:00:00+02:00",
            end="2027-04-06T00:00:00+02:00"))  # another window
     assert freebusy_calls(api) == 2
-    monkeypatch.setattr(booking_mod.busy_mod.CACHE, "ttl", 0.0)  # expired
+    monkeypatch.setattr(busy_mod.CACHE, "ttl", 0.0)  # expired
     ok(get(api, staff="claire", type="consultation", **WEEK))
     assert freebusy_calls(api) == 3
 
@@ -268,7 +268,7 @@ def test_one_call_per_connection_google_and_outlook_together(hub_clock, env, goo
         session.execute(update(Connection).where(Connection.name == "o365")
                         .values(status="active"))  # app-only: nothing to authorize
         key = create_key(session, "secretary", "deux-agendas", "t")
-    booking_mod.busy_mod.CACHE.clear()
+    busy_mod.CACHE.clear()
     client = TestClient(create_app())
     response = client.get("/v1/tenants/deux-agendas/availability", headers=auth(key), params={
         "staff": "g1,g2,o1,o2,o3", "type": "rdv",

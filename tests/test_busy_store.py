@@ -11,6 +11,7 @@ import pytest
 from booking_helpers import CLAIRE, TENANT, event, setup_tenant
 from sqlalchemy import select, update
 
+from relais.api.availability import availability_view
 from sandbox.testing import google_emulator, google_server  # noqa: F401  (fixtures)
 from sync import booking as booking_mod
 from sync import busy
@@ -56,7 +57,7 @@ def slots(day: str = DAY, *, start: datetime | None = None, end: datetime | None
         TENANT, config, staff="claire", type_id="consultation", start=lo,
         end=end or lo + timedelta(days=1),
     )  # fmt: skip
-    return answer, {s["start"][11:16] for s in answer.body["slots"]}
+    return answer, {s["start"][11:16] for s in availability_view(answer)["slots"]}
 
 
 def merged(blocks) -> list[tuple[datetime, datetime]]:

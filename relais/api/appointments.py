@@ -1,4 +1,4 @@
-"""Appointments: book a slot (never twice), show, move, cancel (see sync.booking).
+"""Appointments: book a slot (never twice), show, move, cancel (see sync.booking.workflow).
 
 ``POST /v1/tenants/{t}/appointments`` needs an ``Idempotency-Key`` header: the
 same key returns the same appointment (200) and books nothing more. A slot
@@ -9,28 +9,22 @@ calendar that failed answers 502/503 and says that nothing was booked.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import Field, ValidationError
 from sqlalchemy import select
 
-from relais.api.availability import api_error
+from mappings.schema import TenantConfig
+from relais.api.booking_errors import api_error
 from relais.api.deps import Caller, json_body, tenant_for
 from relais.api.errors import ApiError, field_errors, not_found, summary
 from relais.api.messages import delivery_view
 from relais.api.openapi import json_request
-from sync.booking import (
-    BookingError,
-    BookingRequest,
-    Outcome,
-    appointment_view,
-    book,
-    cancel,
-    reschedule,
-)
+from sync.booking import BookingError, BookingRequest, Outcome, book, cancel, reschedule
 from sync.conflicts import conflicts_of
 from sync.domain import Caller as CallerRecord
-from sync.domain import Instant, Record
+from sync.domain import Instant, Record, as_utc_iso
 from sync.store.db import session_scope
 from sync.store.models import Appointment, Connection, Delivery, Tenant
 from sync.tenants import parsed_config
@@ -63,6 +57,39 @@ def _parse(model: type[Record], data: Any, region: str | None) -> Any:
     except ValidationError as exc:
         details = field_errors(exc)
         raise ApiError(422, "invalid_request", summary(details), details) from None
+
+
+def appointment_view(config: TenantConfig, row: Appointment) -> dict[str, Any]:
+    """An appointment as the API shows it: times in the staff member's zone (and UTC)."""
+    member = config.staff_member(row.staff_id)
+    zone = ZoneInfo((member.timezone if member else None) or config.timezone)
+    spec = config.appointment_type(row.appointment_type or "")
+    return {
+        "id": row.id,
+        "status": row.status,
+        "staff_id": row.staff_id,
+        "type": row.appointment_type,
+        "type_label": spec.label if spec else None,
+        "timezone": str(zone),
+        "start": row.start.astimezone(zone).isoformat(),
+        "end": row.end.astimezone(zone).isoformat(),
+        "start_utc": as_utc_iso(row.start),
+        "end_utc": as_utc_iso(row.end),
+        "caller": row.caller,
+        "subject": row.subject,
+        "notes": row.notes,
+        "event": {
+            "calendar_id": row.calendar_id,
+            "event_id": row.event_id,
+            "etag": row.event_etag,
+        }
+        if row.event_id
+        else None,
+        "error": row.last_error if row.status == "failed" else None,
+        "booked_by": row.booked_by,
+        "created_at": as_utc_iso(row.created_at),
+        "updated_at": as_utc_iso(row.updated_at),
+    }
 
 
 def _answer(tenant_id: str, outcome: Outcome) -> dict[str, Any]:

@@ -1,17 +1,20 @@
 """Live availability: the free slots of a staff member (or of anyone) for an
-appointment type, read from their real calendars (see sync.booking)."""
+appointment type, read from their real calendars (see sync.booking.finder).
+The engine answers in its terms; :func:`availability_view` is the JSON."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from relais.api.booking_errors import api_error
 from relais.api.deps import Caller, tenant_for
 from relais.api.errors import HINTS, ApiError
-from sync.booking import BookingError, find_availability
+from sync.booking import ANY, AvailabilityAnswer, BookingError, find_availability
 from sync.domain import check_instant
 from sync.store.db import session_scope
 from sync.tenants import parsed_config
@@ -51,8 +54,23 @@ def parse_instant(value: str | None, name: str) -> datetime | None:
                        [{"field": name, "problem": str(exc)}]) from None
 
 
-def api_error(exc: BookingError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message, exc.details)
+def availability_view(answer: AvailabilityAnswer) -> dict[str, Any]:
+    """The answer's JSON: slots and unavailable staff, instants rendered in its zone."""
+    zone = ZoneInfo(answer.timezone)
+    return {
+        "type": answer.spec.id,
+        "type_label": answer.spec.label,
+        "duration_minutes": answer.spec.duration_minutes,
+        "timezone": answer.timezone,
+        "start": answer.start.astimezone(zone).isoformat(),
+        "end": answer.end.astimezone(zone).isoformat(),
+        "staff": ANY if answer.staff is None else answer.staff,
+        "slots": [s.to_dict() for s in answer.result.slots],
+        "unavailable": [
+            {"staff": u.staff_id, "code": u.code, "reason": u.reason}
+            for u in answer.result.unavailable
+        ],
+    }
 
 
 @router.get("/availability")
@@ -79,4 +97,4 @@ def get_availability(
         )
     except BookingError as exc:
         raise api_error(exc) from None
-    return JSONResponse(answer.body)  # plain JSON already: skip the generic encoder
+    return JSONResponse(availability_view(answer))  # plain JSON: skip the generic encoder
