@@ -267,8 +267,7 @@ def pull_connection(
         # a lifecycle event (subscription removed, reauthorization) may have ended one.
         _channels_after_pull(row, [c for c in wanted if c not in failed], outcome)
     except RateLimited as exc:
-        pause = clock.from_machine(exc.reset_at)  # the provider's instant
-        busy_mod.pause_connection(connection_id, exc.reset_at)
+        pause = clock.from_machine(exc.reset_at)  # the connection is paused too (connection_use)
         outcome.status, outcome.error = "paused", str(exc)
     except busy_mod.CalendarUnreachable as exc:
         outcome.status, outcome.error = "error", str(exc)

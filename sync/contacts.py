@@ -22,7 +22,9 @@ SQLite) and cleared at the end; a pull older than ``sync_lock_minutes``
 (default 30) is presumed dead and its lock taken over.
 
 **Limits**: a ``RateLimited`` error stores ``paused_until`` (the provider's
-reset) and keeps the cursor and checkpoint; the beat resumes after the reset.
+reset) on the pull's state and, through :mod:`sync.connection_use`, on the
+connection; the cursor and checkpoint are kept; the beat resumes after the reset.
+A pull (unless forced) waits for the connection's pause like every other use.
 
 **Scheduling**: ``due_connections`` lists the CRM connections whose
 ``sync_interval_minutes`` (connection setting, default 15; 0 disables) has
@@ -40,7 +42,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,11 +50,11 @@ import phonenumbers
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from connectors.base import ConnectionInfo, DeliveryError, RateLimited, Runtime
+from connectors.base import DeliveryError, RateLimited
 from connectors.catalog import with_part
-from connectors.crm import ContactPage, ContactReader, CrmContact, CrmDeletion, CursorExpired
+from connectors.crm import ContactPage, CrmContact, CrmDeletion, CursorExpired
 from sync import clock, pull_lock
-from sync.crm_mapping import crm_mapping
+from sync.connection_use import ConnectionUnavailable, open_connection
 from sync.store.db import session_scope
 from sync.store.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
 from sync.store.models import Connection, ExternalLink, SyncCursor, Tenant, utcnow
@@ -124,21 +126,6 @@ def _prefix_bound(prefix: str) -> str | None:
     if not stripped:
         return None
     return stripped[:-1] + chr(ord(stripped[-1]) + 1)
-
-
-# ------------------------------------------------------------------ readers
-
-
-def reader_for(info: ConnectionInfo) -> ContactReader:
-    """The provider's incremental reader (the catalogue's ``contacts`` class), paced by
-    the connection's shared limiters (those its delivery connector declares)."""
-    from connectors.registry import connector_class, contact_reader_class
-    from sync.delivery import extra_pacers, pacer_for
-
-    reader = contact_reader_class(info.provider)
-    kind = connector_class(info.provider)
-    runtime = Runtime(pacer=pacer_for(kind, info), pacers=extra_pacers(kind, info))
-    return reader(info, runtime)  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------ cursor and lock
@@ -383,9 +370,7 @@ def _sweep(session: Session, connection_id: str, generation: int) -> int:
 # ------------------------------------------------------------------ the pull
 
 
-def _connection(connection_id: str) -> tuple[ConnectionInfo, _Target, Connection]:
-    from sync.credentials import connection_info
-
+def _connection(connection_id: str) -> tuple[_Target, Connection]:
     with session_scope(readonly=True) as session:
         row = session.get(Connection, connection_id)
         if row is None:
@@ -393,12 +378,8 @@ def _connection(connection_id: str) -> tuple[ConnectionInfo, _Target, Connection
         tenant = session.get(Tenant, row.tenant_id)
         assert tenant is not None
         config = parsed_config(tenant)
-        info = connection_info(row)
-        spec = config.connections.get(row.name)
-        if spec is not None and hasattr(spec, "resolved_mapping"):
-            info = replace(info, mapping=crm_mapping(info.provider, spec.resolved_mapping()))
         session.expunge(row)
-    return info, _Target(row.tenant_id, row.id, row.provider, config.phone_region), row
+    return _Target(row.tenant_id, row.id, row.provider, config.phone_region), row
 
 
 def pull_connection(
@@ -413,10 +394,8 @@ def pull_connection(
 
     ``force`` ignores a pause; ``only_if_due`` skips a connection pulled less than
     its interval ago (the beat's tasks); ``progress`` is called after each page."""
-    from sync.credentials import NeedsReauth, ensure_fresh
-
     began = time.monotonic()
-    info, target, row = _connection(connection_id)
+    target, row = _connection(connection_id)
     outcome = PullOutcome(connection_id, row.tenant_id, row.name, row.provider)
     if row.provider not in PROVIDERS:
         outcome.status, outcome.note = "skipped", f"{row.provider} has no contact directory"
@@ -427,7 +406,7 @@ def pull_connection(
     if only_if_due and not _is_due(connection_id, row.settings, utcnow()):
         outcome.status, outcome.note = "skipped", "not due"
         return outcome
-    settings = info.settings
+    settings = dict(row.settings or {})
     lookback = timedelta(
         seconds=float(settings.get("sync_lookback_seconds", DEFAULT_LOOKBACK_SECONDS))
     )
@@ -438,29 +417,32 @@ def pull_connection(
         return outcome
     pause: datetime | None = None
     try:
-        try:
-            ensure_fresh(connection_id)
-        except NeedsReauth as exc:
-            outcome.status, outcome.error = "needs_reauth", f"needs re-authorization: {exc}"
-            return outcome
-        except DeliveryError as exc:  # the token endpoint is down: the next tick retries
-            outcome.status, outcome.error = "error", f"token refresh failed: {exc}"
-            return outcome
-        info, target, row = _connection(connection_id)  # the token may be new
-        reader = reader_for(info)
-        try:
-            _run(reader, target, outcome, full, lookback, progress)
-        except RateLimited as exc:
-            pause = clock.from_machine(exc.reset_at)  # the provider's instant
+        # Fresh token, the connection's pause, the tenant's mapping, the shared
+        # pacers, the reader from the catalogue; a limit pauses the connection.
+        with open_connection(connection_id, "contacts", ignore_pause=force) as opened:
+            reader = opened.client
+            try:
+                _run(reader, target, outcome, full, lookback, progress)
+            finally:
+                outcome.calls = reader.calls
+    except ConnectionUnavailable as exc:
+        if exc.reason == "needs_reauth":
+            outcome.status, outcome.error = "needs_reauth", f"needs re-authorization: {exc.detail}"
+        elif exc.reason == "paused":
+            pause = exc.until
             outcome.status, outcome.error = "paused", str(exc)
-        except DeliveryError as exc:  # AuthExpired, Rejected, TransientError
+        elif exc.reason == "token_endpoint":  # the token endpoint is down: the next tick retries
+            outcome.status, outcome.error = "error", f"token refresh failed: {exc.detail}"
+        else:
             outcome.status, outcome.error = "error", str(exc)
-        except Exception as exc:  # a bug: record it, then let it surface
-            outcome.status, outcome.error = "error", f"internal error: {exc!r}"
-            raise
-        finally:
-            outcome.calls = reader.calls
-            reader.close()
+    except RateLimited as exc:
+        pause = clock.from_machine(exc.reset_at)  # the provider's instant
+        outcome.status, outcome.error = "paused", str(exc)
+    except DeliveryError as exc:  # AuthExpired, Rejected, TransientError
+        outcome.status, outcome.error = "error", str(exc)
+    except Exception as exc:  # a bug: record it, then let it surface
+        outcome.status, outcome.error = "error", f"internal error: {exc!r}"
+        raise
     finally:
         outcome.seconds = round(time.monotonic() - began, 3)
         _release(connection_id, token, outcome, pause)
