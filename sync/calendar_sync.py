@@ -66,8 +66,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.base import DeliveryError, RateLimited, Rejected, TransientError
-from connectors.calendar import Channel, CursorExpired, EventChange, Notice
+from connectors.base import CursorExpired, DeliveryError, RateLimited, Rejected, TransientError
+from connectors.calendar import Channel, EventChange, Notice
 from connectors.catalog import by_webhook, with_part
 from connectors.catalog import provider as spec_of
 from connectors.registry import calendar_connector_class

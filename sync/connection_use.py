@@ -172,8 +172,7 @@ def limits_class(part: Part, provider: str) -> Any:
 
 def pacer_for(kind: Any, info: ConnectionInfo) -> PacerProtocol:
     """The connection's shared limiter, if ``kind`` declares a limit."""
-    from sync.ratelimit import Pacer as RollingPacer
-    from sync.ratelimit import default_store
+    from sync.ratelimit import RollingPacer, default_store
 
     declared = getattr(kind, "rate_limit", None)
     spec = declared(info) if declared else None
@@ -187,8 +186,7 @@ def pacer_for(kind: Any, info: ConnectionInfo) -> PacerProtocol:
 
 def extra_pacers(kind: Any, info: ConnectionInfo) -> dict[str, PacerProtocol]:
     """Shared limiters for endpoints with limits of their own, keyed ``<id>:<name>``."""
-    from sync.ratelimit import Pacer as RollingPacer
-    from sync.ratelimit import default_store
+    from sync.ratelimit import RollingPacer, default_store
 
     declared = getattr(kind, "extra_rate_limits", None)
     limits = declared(info) if declared else {}

@@ -50,9 +50,9 @@ import phonenumbers
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from connectors.base import DeliveryError, RateLimited
+from connectors.base import CursorExpired, DeliveryError, RateLimited
 from connectors.catalog import with_part
-from connectors.crm import ContactPage, CrmContact, CrmDeletion, CursorExpired
+from connectors.crm import ContactPage, CrmContact, CrmDeletion
 from sync import clock, pull_lock
 from sync.connection_use import ConnectionUnavailable, open_connection
 from sync.store.db import session_scope
