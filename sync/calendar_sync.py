@@ -42,7 +42,8 @@ is stored. :func:`google_notification` and :func:`graph_notification` check
 channel id + token / subscription id + clientState (constant-time), refuse
 unknown, stopped or expired channels, acknowledge Google's ``sync`` message
 without pulling, ignore a message number already seen, and trigger a pull of
-that one calendar (:func:`trigger_pull`: a Celery task). Channels expiring
+that one calendar (the ``trigger`` the caller passes: ``sync.pull_triggers``, by
+default a Celery task). Channels expiring
 within ``RENEW_BEFORE`` are renewed by the beat (:func:`renew_channels`):
 Google channels are replaced (a new channel, then the old one stopped),
 Graph subscriptions extended.
@@ -76,6 +77,7 @@ from sync import busy as busy_mod
 from sync import clock, pull_lock
 from sync.domain import as_utc_iso
 from sync.outbox import mark_wake
+from sync.pull_triggers import CalendarTrigger, enqueue_calendar_pull
 from sync.store.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState
 from sync.store.db import session_scope
 from sync.store.models import Appointment, Connection, Tenant, utcnow
@@ -534,13 +536,6 @@ def due_connections(now: datetime | None = None) -> list[str]:
     )
 
 
-def trigger_pull(connection_id: str, calendar_ids: Sequence[str]) -> None:
-    """A notification said a calendar changed: pull it now (a Celery task)."""
-    from sync.queue import enqueue_calendar_pull
-
-    enqueue_calendar_pull(connection_id, list(calendar_ids))
-
-
 # ------------------------------------------------------------------ channels
 
 
@@ -707,33 +702,44 @@ def _check_channel(
     return channel
 
 
-def notification(route: str, headers: dict[str, str], body: Any) -> dict[str, Any]:
+def notification(
+    route: str,
+    headers: dict[str, str],
+    body: Any,
+    trigger: CalendarTrigger = enqueue_calendar_pull,
+) -> dict[str, Any]:
     """Check the notification(s) of one request to ``/v1/webhooks/<route>`` (lower-case
     header names, parsed JSON body) and pull each calendar a valid one names. The
     provider's connector parses them (``parse_notifications``); the channel we
     stored checks them. One per request (Google): its refusal is the answer. A batch
-    (Graph): refused items are counted; 401 when none is valid."""
+    (Graph): refused items are counted; 401 when none is valid. ``trigger`` starts
+    the pulls (``sync.pull_triggers``: a Celery task unless the caller injects another),
+    once the channels' rows are committed."""
     kind = calendar_connector_class(by_webhook(route).name)
     try:
         notices = kind.parse_notifications(headers, body)
     except ValueError as exc:
         raise NotificationRejected(400, str(exc)) from None
     if not kind.notifications_batched:
-        return _one_notice(kind.provider, notices[0])
-    return _notice_batch(kind.provider, notices)
+        return _one_notice(kind.provider, notices[0], trigger)
+    return _notice_batch(kind.provider, notices, trigger)
 
 
-def google_notification(headers: dict[str, str]) -> dict[str, Any]:
+def google_notification(
+    headers: dict[str, str], trigger: CalendarTrigger = enqueue_calendar_pull
+) -> dict[str, Any]:
     """A Google push message (all in its headers)."""
-    return notification("google", headers, None)
+    return notification("google", headers, None, trigger)
 
 
-def graph_notification(payload: Any) -> dict[str, Any]:
+def graph_notification(
+    payload: Any, trigger: CalendarTrigger = enqueue_calendar_pull
+) -> dict[str, Any]:
     """A Graph change notification batch."""
-    return notification("graph", {}, payload)
+    return notification("graph", {}, payload, trigger)
 
 
-def _one_notice(provider: str, notice: Notice) -> dict[str, Any]:
+def _one_notice(provider: str, notice: Notice, trigger: CalendarTrigger) -> dict[str, Any]:
     with session_scope() as session:
         channel = _check_channel(session, notice.channel_id, notice.secret, provider)
         if channel.resource_id and notice.resource_id != channel.resource_id:
@@ -745,7 +751,7 @@ def _one_notice(provider: str, notice: Notice) -> dict[str, Any]:
         target = (channel.connection_id, channel.calendar_id)
     if notice.state == "sync":
         return {"state": notice.state, "pulled": False}
-    trigger_pull(target[0], [target[1]])
+    trigger(target[0], [target[1]])
     return {"state": notice.state, "pulled": True}
 
 
@@ -766,7 +772,9 @@ def lifecycle_reaction(channel: CalendarChannel, event: Any) -> None:
         log.info("Graph lifecycle event %s on a subscription of %s", event, channel.connection_id)
 
 
-def _notice_batch(provider: str, notices: list[Notice]) -> dict[str, Any]:
+def _notice_batch(
+    provider: str, notices: list[Notice], trigger: CalendarTrigger
+) -> dict[str, Any]:
     targets: dict[str, set[str]] = {}
     rejected = 0
     with session_scope() as session:
@@ -786,7 +794,7 @@ def _notice_batch(provider: str, notices: list[Notice]) -> dict[str, Any]:
     if not targets:
         raise NotificationRejected(401, f"{rejected} notification(s) refused")
     for connection_id, calendars in targets.items():
-        trigger_pull(connection_id, sorted(calendars))
+        trigger(connection_id, sorted(calendars))
     return {"accepted": len(notices) - rejected, "rejected": rejected}
 
 
