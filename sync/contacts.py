@@ -16,6 +16,7 @@ answer from, e.g. Salesforce's 15-day deleted window) read everything and then
 sweep: a record of this connection that the full pull did not see is marked
 deleted (``generation`` counts full pulls).
 
+**The run** is :mod:`sync.pull_runner`'s (this module is its contacts stream).
 **One pull per connection at a time**: ``directory_sync_state.running_since``
 is set under the row's lock (``FOR UPDATE`` on PostgreSQL, the write lock on
 SQLite) and cleared at the end; a pull older than ``sync_lock_minutes``
