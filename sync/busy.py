@@ -64,10 +64,11 @@ from connectors.calendar import BusyBlock, CalendarBusy, CalendarConnector, Even
 from mappings.schema import StaffMember, TenantConfig
 from sync.availability import BusyInterval, BusyKind, FairnessStats
 from sync.connection_use import ClientPool, ConnectionUnavailable, pause, use
+from sync.pull_runner import CALENDAR_STREAM
 from sync.store.busy_models import CalendarBusyEvent, CalendarBusyWindow
-from sync.store.calendar_sync_models import CalendarChannel, CalendarCursor
+from sync.store.calendar_sync_models import CalendarChannel
 from sync.store.db import session_scope
-from sync.store.models import Appointment, Connection, utcnow
+from sync.store.models import Appointment, Connection, PullCursor, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -424,7 +425,7 @@ def stored_busy(
             window = session.get(CalendarBusyWindow, (connection_id, calendar_id))
             if window is None or lo < window.window_start or hi > window.window_end:
                 continue
-            cursor = session.get(CalendarCursor, (connection_id, calendar_id))
+            cursor = session.get(PullCursor, (connection_id, CALENDAR_STREAM, calendar_id))
             if cursor is None or cursor.cursor is None:
                 continue  # never read, or a full resync is due
             minutes = float(

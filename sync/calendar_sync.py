@@ -4,7 +4,7 @@ notifications that trigger those pulls.
 **A pull** (:func:`pull_connection`) reads every staff calendar of one calendar
 connection (Google Calendar, Outlook) through ``list_changes(calendar_id,
 cursor)``: a Google ``syncToken`` or a Graph ``deltaLink``, kept per calendar in
-``calendar_cursors``. The first pull reads everything (Google: all events,
+``pull_cursors`` (stream ``calendar``). The first pull reads everything (Google: all events,
 deleted ones included; Graph: the delta window) and stores the cursor; later
 pulls read only what changed. A cursor the provider no longer knows (410)
 raises ``CursorExpired``: the calendar's cursor is wiped and read in full again.
@@ -80,9 +80,9 @@ from sync.domain import as_utc_iso
 from sync.outbox import mark_wake
 from sync.pull_runner import Page, PullContext, PullOutcome, Save
 from sync.pull_triggers import CalendarTrigger, enqueue_calendar_pull
-from sync.store.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState
+from sync.store.calendar_sync_models import CalendarChannel, CalendarSyncState
 from sync.store.db import session_scope
-from sync.store.models import Appointment, Connection, utcnow
+from sync.store.models import Appointment, Connection, PullCursor, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +387,7 @@ def _last_pull(connection_id: str, calendar_id: str) -> datetime | None:
     """When this calendar's cursor was last stored (the last pull that read it), or
     None (never read: nothing can have changed on both sides "since")."""
     with session_scope(readonly=True) as session:
-        found = session.get(CalendarCursor, (connection_id, calendar_id))
+        found = session.get(PullCursor, (connection_id, CALENDARS.name, calendar_id))
         return found.updated_at if found is not None and found.cursor else None
 
 
@@ -717,7 +717,8 @@ def sync_status(session: Session, tenant_id: str | None = None) -> list[dict[str
     for conn in session.scalars(query.order_by(Connection.tenant_id, Connection.name)):
         state = session.get(CalendarSyncState, conn.id)
         cursors = session.scalars(
-            select(CalendarCursor).where(CalendarCursor.connection_id == conn.id)
+            select(PullCursor).where(PullCursor.connection_id == conn.id,
+                                     PullCursor.stream == CALENDARS.name)
         ).all()
         channels = session.scalars(
             select(CalendarChannel).where(
@@ -737,7 +738,7 @@ def sync_status(session: Session, tenant_id: str | None = None) -> list[dict[str
                 "last_success_at": _iso(state.last_success_at) if state else None,
                 "calendars": [
                     {
-                        "calendar": c.calendar_id,
+                        "calendar": c.partition,
                         "has_cursor": c.cursor is not None,
                         "cursor_age_seconds": round((now - c.updated_at).total_seconds(), 1),
                         "full_syncs": c.full_syncs,

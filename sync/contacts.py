@@ -58,7 +58,7 @@ from sync.connection_use import ClientPool, Part
 from sync.pull_runner import Page, Progress, PullContext, PullOutcome, Save
 from sync.store.db import session_scope
 from sync.store.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
-from sync.store.models import Connection, ExternalLink, SyncCursor, utcnow
+from sync.store.models import Connection, ExternalLink, PullCursor, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -502,7 +502,7 @@ def sync_status(session: Session, tenant_id: str | None = None) -> list[dict[str
     out = []
     for conn in session.scalars(query.order_by(Connection.tenant_id, Connection.name)):
         state = session.get(DirectorySyncState, conn.id)
-        cursor_row = session.get(SyncCursor, (conn.id, STREAM))
+        cursor_row = session.get(PullCursor, (conn.id, STREAM, ""))
         cursor = json.loads(cursor_row.cursor) if cursor_row and cursor_row.cursor else {}
         since = _dt(cursor.get("since"))
         live = session.scalar(

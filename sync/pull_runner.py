@@ -27,9 +27,8 @@ The runner does the rest, once:
   counters): a provider's refusal or failure on one partition (``Rejected``,
   ``TransientError``) fails that partition only; a bug is recorded, then raised.
 
-Cursor storage: the contacts stream's cursor is a row of ``sync_cursors``
-(connection, stream), the calendar stream's a row of ``calendar_cursors``
-(connection, calendar); :mod:`sync.pull_runner` is the one place that knows it.
+Cursors are rows of ``pull_cursors`` (``sync.store.models.PullCursor``), keyed
+(connection, stream, partition); only this module writes them.
 """
 
 from __future__ import annotations
@@ -54,9 +53,8 @@ from connectors.base import (
 from mappings.schema import TenantConfig
 from sync import clock, pull_lock
 from sync.connection_use import ClientPool, ConnectionUnavailable, Part, open_connection
-from sync.store.calendar_sync_models import CalendarCursor
 from sync.store.db import session_scope
-from sync.store.models import Connection, SyncCursor, Tenant, utcnow
+from sync.store.models import Connection, PullCursor, Tenant, utcnow
 from sync.tenants import parsed_config
 
 log = logging.getLogger(__name__)
@@ -97,20 +95,14 @@ class CursorKey:
 CALENDAR_STREAM = "calendar"
 
 
-def _cursor_row(session: Session, key: CursorKey, *, create: bool, lock: bool = False) -> Any:
-    if key.stream == CALENDAR_STREAM:
-        row = session.get(CalendarCursor, (key.connection_id, key.partition),
-                          with_for_update=lock)  # fmt: skip
-        if row is None and create:
-            row = CalendarCursor(connection_id=key.connection_id, calendar_id=key.partition,
-                                 full_syncs=0)  # fmt: skip
-            session.add(row)
-        return row
-    if key.partition:
-        raise ValueError(f"stream {key.stream!r} has no partitions (got {key.partition!r})")
-    row = session.get(SyncCursor, (key.connection_id, key.stream), with_for_update=lock)
+def _cursor_row(
+    session: Session, key: CursorKey, *, create: bool, lock: bool = False
+) -> PullCursor | None:
+    row = session.get(PullCursor, (key.connection_id, key.stream, key.partition),
+                      with_for_update=lock)  # fmt: skip
     if row is None and create:
-        row = SyncCursor(connection_id=key.connection_id, stream=key.stream, cursor=None)
+        row = PullCursor(connection_id=key.connection_id, stream=key.stream,
+                         partition=key.partition, cursor=None, full_syncs=0)  # fmt: skip
         session.add(row)
     return row
 
@@ -123,11 +115,12 @@ def load_cursor(key: CursorKey) -> str | None:
 
 def save_cursor(session: Session, key: CursorKey, cursor: str | None, *, full: bool) -> None:
     """Store the partition's cursor in the caller's transaction (``full``: it ends a
-    full read, counted where the storage keeps a count)."""
+    full read, counted in ``full_syncs``)."""
     row = _cursor_row(session, key, create=True, lock=True)
+    assert row is not None
     row.cursor = cursor
     row.updated_at = utcnow()
-    if full and hasattr(row, "full_syncs"):
+    if full:
         row.full_syncs = (row.full_syncs or 0) + 1
 
 

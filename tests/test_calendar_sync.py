@@ -35,10 +35,10 @@ from sync.booking import BookingRequest, book, reschedule
 from sync.connections import set_credentials
 from sync.contacts import pull_connection as pull_contacts
 from sync.pull_triggers import PullTriggers
-from sync.store.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState
+from sync.store.calendar_sync_models import CalendarChannel, CalendarSyncState
 from sync.store.db import session_scope
 from sync.store.directory import DirectoryContact
-from sync.store.models import Appointment, AuditEvent, Connection, utcnow
+from sync.store.models import Appointment, AuditEvent, Connection, PullCursor, utcnow
 from sync.tenants import apply_config
 
 NOW = datetime(2027, 3, 20, 12, 0, tzinfo=UTC)
@@ -171,7 +171,7 @@ def test_google_expired_sync_token_wipes_the_cursor_and_resyncs_in_full(google):
     assert appointment(apt.id).start == datetime(2027, 3, 23, 15, 0, tzinfo=UTC)
     assert google.knobs.counters().get("google.sync.full_sync_required") == 2
     with session_scope(readonly=True) as session:
-        cursor = session.get(CalendarCursor, (conn, CLAIRE))
+        cursor = session.get(PullCursor, (conn, "calendar", CLAIRE))
         assert cursor.cursor and cursor.full_syncs == 2
     assert cs.pull_connection(conn).full_resyncs == 0  # the new token works
 
