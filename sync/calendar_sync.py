@@ -201,9 +201,14 @@ class CalendarStream:
         yield Page(new_cursor, full=read_full, data=(changes, window if read_full else None))
 
     def expired(
-        self, ctx: PullContext, partition: str, exc: CursorExpired, outcome: CalendarPull
-    ) -> None:
+        self, ctx: PullContext, key: pull_runner.CursorKey, exc: CursorExpired,
+        outcome: CalendarPull,
+    ) -> str | None:  # fmt: skip
+        """The calendar's cursor is wiped at once (the busy store stops answering from
+        it) and the calendar read in full."""
+        pull_runner.wipe_cursor(key)
         outcome.full_resyncs += 1
+        return None
 
     def apply(
         self, ctx: PullContext, partition: str, page: Page, outcome: CalendarPull, save: Save

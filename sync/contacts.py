@@ -354,9 +354,12 @@ class ContactsStream:
         return (f"{outcome.mode}, {outcome.records_in} in, {outcome.deleted} deleted, "
                 f"{outcome.calls} calls")  # fmt: skip
 
-    def expired(self, ctx: PullContext, partition: str, exc: CursorExpired,
-                outcome: ContactsPull) -> None:  # fmt: skip
-        raise AssertionError("the contacts stream resyncs in full itself")  # pragma: no cover
+    def expired(self, ctx: PullContext, key: pull_runner.CursorKey, exc: CursorExpired,
+                outcome: ContactsPull) -> str | None:  # fmt: skip
+        """A full run from the stored cursor (its generation goes on: the sweep needs it).
+        The deletions log's expiry is handled in ``read`` (the run goes on in full)."""
+        outcome.note = f"full resync: {exc}"
+        return pull_runner.load_cursor(key)
 
     def finish(self, ctx: PullContext, done: list[str], outcome: ContactsPull) -> None:
         return None

@@ -21,8 +21,8 @@ The runner does the rest, once:
   and goes on with the partitions not done yet (once); ``RateLimited`` pauses the
   connection and the pull;
 - **cursors** keyed by (connection, stream, partition) (:class:`CursorKey`): loaded
-  before the read; a ``CursorExpired`` (``connectors.base``) wipes the partition's
-  cursor and reads it in full again;
+  before the read; after a ``CursorExpired`` (``connectors.base``) the partition is
+  read in full again (from what the stream's ``expired`` says);
 - **the outcome** (:class:`PullOutcome`, which each stream extends with its
   counters): a provider's refusal or failure on one partition (``Rejected``,
   ``TransientError``) fails that partition only; a bug is recorded, then raised.
@@ -187,7 +187,12 @@ class Stream(Protocol):
         self, ctx: PullContext, partition: str, page: Page, outcome: Any, save: Save
     ) -> None: ...
 
-    def expired(self, ctx: PullContext, partition: str, exc: CursorExpired, outcome: Any) -> None:
+    def expired(
+        self, ctx: PullContext, key: CursorKey, exc: CursorExpired, outcome: Any
+    ) -> str | None:
+        """The provider no longer answers from the partition's cursor: what to read
+        in full from (the calendar stream wipes its cursor: None; the contacts stream
+        keeps its own, whose generation the sweep needs)."""
         ...
 
     def finish(self, ctx: PullContext, done: list[str], outcome: Any) -> None: ...
@@ -328,9 +333,8 @@ def _partition(
     except CursorExpired as exc:
         log.info("%s %s/%s %s: %s; full resync", stream.name, ctx.row.tenant_id, ctx.row.name,
                  partition, exc)  # fmt: skip
-        wipe_cursor(key)
-        stream.expired(ctx, partition, exc, outcome)
-        _read_and_apply(stream, client, ctx, key, None, True, outcome, progress)
+        restart = stream.expired(ctx, key, exc, outcome)
+        _read_and_apply(stream, client, ctx, key, restart, True, outcome, progress)
 
 
 def _read_and_apply(
