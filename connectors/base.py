@@ -52,6 +52,14 @@ class Rejected(DeliveryError):
     kind = "rejected"
 
 
+class CursorExpired(Exception):
+    """The provider can no longer answer from an incremental cursor (Google 410
+    ``fullSyncRequired``, Graph 410 ``syncStateNotFound``, Salesforce's 15-day deleted
+    window): the cursor is wiped and the stream read in full again. Raised by calendar
+    connectors (``list_changes``) and contact readers alike; not an error kind of a
+    delivery (a pull acts on it, never ``sync.connection_use``)."""
+
+
 @dataclass(frozen=True)
 class ConnectionInfo:
     """What a connector needs to know about its connection; secrets decrypted."""

@@ -133,11 +133,6 @@ class Notice:
 # ------------------------------------------------------------------ incremental sync
 
 
-class CursorExpired(Exception):
-    """The provider no longer knows this cursor (Google 410 ``fullSyncRequired``, Graph
-    410 ``syncStateNotFound``): wipe it and read the calendar in full again."""
-
-
 @dataclass(frozen=True)
 class EventChange:
     """One event changed since the cursor. ``start``/``end`` are aware UTC (None for a

@@ -162,10 +162,6 @@ class CrmDeletion:
     deleted_at: Any  # aware datetime or None
 
 
-class CursorExpired(Exception):
-    """The provider cannot answer from this cursor any more: a full resync is needed."""
-
-
 class ContactReader(Protocol):
     """A CRM's incremental contact reads (the catalogue's ``contacts`` class), built as
     ``Reader(info, runtime)``: the runtime lends the connection's limiters (``pacer``,

@@ -19,7 +19,9 @@ from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
 
-class Channel(filesystem.Channel):
+class AtomicFileChannel(filesystem.Channel):
+    """Kombu's filesystem channel whose messages appear whole (written, then renamed)."""
+
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
@@ -35,7 +37,7 @@ class Channel(filesystem.Channel):
 
 
 class Transport(filesystem.Transport):
-    Channel = Channel
+    Channel = AtomicFileChannel  # kombu's attribute name
     # No host to default to: kombu would log "No hostname was supplied" on every
     # connection made from a ``filesystem://`` URL (each CLI command that enqueues).
     default_connection_params: dict[str, Any] = {}

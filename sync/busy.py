@@ -47,9 +47,6 @@ written, still shows as external busy time).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -62,15 +59,16 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from connectors.base import AuthExpired, ConnectionInfo, DeliveryError, RateLimited
+from connectors.base import DeliveryError, RateLimited
 from connectors.calendar import BusyBlock, CalendarBusy, CalendarConnector, EventChange
 from mappings.schema import StaffMember, TenantConfig
-from sync import clock
 from sync.availability import BusyInterval, BusyKind, FairnessStats
+from sync.connection_use import ClientPool, ConnectionUnavailable, pause, use
+from sync.pull_runner import CALENDAR_STREAM
 from sync.store.busy_models import CalendarBusyEvent, CalendarBusyWindow
-from sync.store.calendar_sync_models import CalendarChannel, CalendarCursor
+from sync.store.calendar_sync_models import CalendarChannel
 from sync.store.db import session_scope
-from sync.store.models import Appointment, Connection, utcnow
+from sync.store.models import Appointment, Connection, PullCursor, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -149,74 +147,9 @@ CACHE = BusyCache()
 # --------------------------------------------------------------------------- connectors
 
 
-def _fingerprint(info: ConnectionInfo) -> str:
-    raw = json.dumps([info.settings, info.credentials], sort_keys=True, default=str)
-    return hashlib.sha256(raw.encode()).hexdigest()
+POOL = ClientPool("calendar")
+"""Calendar connectors kept between requests (see ``sync.connection_use.ClientPool``)."""
 
-
-class ConnectorPool:
-    """Calendar connectors kept between requests (building one parses a discovery
-    document, opens TLS…). A connector is lent to one caller at a time; a new token
-    (another fingerprint) gets new connectors and the old ones are closed."""
-
-    def __init__(self, idle_per_key: int = 4) -> None:
-        self.idle_per_key = idle_per_key
-        self._lock = threading.Lock()
-        self._idle: dict[tuple[str, str], list[CalendarConnector]] = {}
-
-    @contextlib.contextmanager
-    def borrow(self, info: ConnectionInfo) -> Iterator[CalendarConnector]:
-        key = (info.id, _fingerprint(info))
-        stale: list[CalendarConnector] = []
-        with self._lock:
-            for other in [k for k in self._idle if k[0] == info.id and k != key]:
-                stale.extend(self._idle.pop(other))
-            idle = self._idle.get(key)
-            connector = idle.pop() if idle else None
-        for old in stale:
-            _close(old)
-        if connector is None:
-            connector = build_calendar_connector(info)
-        ok = False
-        try:
-            yield connector
-            ok = True
-        finally:
-            with self._lock:
-                idle = self._idle.setdefault(key, [])
-                keep = ok and len(idle) < self.idle_per_key
-                if keep:
-                    idle.append(connector)
-            if not keep:
-                _close(connector)
-
-    def clear(self) -> None:
-        with self._lock:
-            connectors = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for connector in connectors:
-            _close(connector)
-
-
-def _close(connector: CalendarConnector) -> None:
-    try:
-        connector.close()
-    except Exception:  # noqa: BLE001 - closing must never fail a request
-        log.debug("closing a calendar connector failed", exc_info=True)
-
-
-def build_calendar_connector(info: ConnectionInfo) -> CalendarConnector:
-    """The connection's calendar connector, paced on the connection's shared limiter."""
-    from connectors.base import Runtime
-    from connectors.registry import calendar_connector, calendar_connector_class
-    from sync.delivery import pacer_for
-
-    pacer = pacer_for(calendar_connector_class(info.provider), info)
-    connector: CalendarConnector = calendar_connector(info, Runtime(pacer=pacer, now=clock.now))
-    return connector
-
-
-POOL = ConnectorPool()
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
@@ -229,55 +162,16 @@ def _pool() -> ThreadPoolExecutor:
         return _executor
 
 
-class CalendarUnreachable(Exception):
-    """The connection cannot be used now; ``str()`` says why, for people."""
-
-
-def fresh_info(connection_id: str) -> ConnectionInfo:
-    """The connection's info with a token refreshed if it expires soon."""
-    from sync.credentials import NeedsReauth, connection_info, ensure_fresh
-
-    try:
-        ensure_fresh(connection_id)
-    except NeedsReauth as exc:
-        raise CalendarUnreachable(
-            f"the calendar connection needs to be re-authorized by an admin ({exc})"
-        ) from None
-    except DeliveryError as exc:
-        raise CalendarUnreachable(f"the calendar provider's token endpoint failed: {exc}") from None
-    with session_scope(readonly=True) as session:
-        row = session.get(Connection, connection_id)
-        if row is None or row.status != "active":
-            status = row.status if row is not None else "removed"
-            raise CalendarUnreachable(f"the calendar connection is {status.replace('_', ' ')}")
-        if row.paused_until is not None and row.paused_until > utcnow():
-            raise CalendarUnreachable(
-                "the calendar provider asked us to wait until "
-                f"{row.paused_until:%H:%M:%S} UTC (rate limit)"
-            )
-        return connection_info(row)
-
-
-def expire_token(connection_id: str) -> None:
-    """The provider refused our token before its expiry: make the next use refresh it."""
-    with session_scope() as session:
-        row = session.get(Connection, connection_id, with_for_update=True)
-        if row is not None and row.token_expires_at is not None:
-            row.token_expires_at = utcnow() - timedelta(minutes=10)
+CalendarUnreachable = ConnectionUnavailable
+"""The connection cannot be used now; ``str()`` says why, for people."""
+pause_connection = pause
 
 
 def with_connector(connection_id: str, call: Any) -> Any:
-    """``call(connector)`` on a fresh token; retried once after an early 401."""
-    for attempt in (1, 2):
-        info = fresh_info(connection_id)
-        try:
-            with POOL.borrow(info) as connector:
-                return call(connector)
-        except AuthExpired:
-            if attempt == 2:
-                raise
-            expire_token(connection_id)
-    raise AssertionError("unreachable")  # pragma: no cover
+    """``call(connector)`` on the connection's calendar connector, opened by
+    :func:`sync.connection_use.use` (fresh token, pause respected, an early 401
+    refreshed and tried once more, limits and expiries acted on)."""
+    return use(connection_id, "calendar", call, what="calendar", pool=POOL)
 
 
 # --------------------------------------------------------------------------- calendar busy
@@ -316,8 +210,7 @@ def _ask(
         answers = with_connector(connection_id, run)
     except CalendarUnreachable as exc:
         reason = str(exc)
-    except RateLimited as exc:
-        pause_connection(connection_id, exc.reset_at)
+    except RateLimited as exc:  # the connection is paused (sync.connection_use)
         reason = f"the calendar provider asks us to wait until {exc.reset_at:%H:%M:%S} UTC"
     except DeliveryError as exc:
         reason = f"the calendar provider did not answer ({exc.kind}: {exc})"
@@ -330,16 +223,6 @@ def _ask(
             cid: answers.get(cid) or CalendarBusy(cid, error=missing) for cid in calendar_ids
         }, calls
     return {cid: CalendarBusy(cid, error=reason) for cid in calendar_ids}, calls
-
-
-def pause_connection(connection_id: str, until: datetime) -> None:
-    """The provider said stop: no call on this connection before ``until`` (the
-    provider's instant, on the machine's clock; stored on the hub's)."""
-    until = clock.from_machine(until)
-    with session_scope() as session:
-        row = session.get(Connection, connection_id, with_for_update=True)
-        if row is not None and (row.paused_until is None or row.paused_until < until):
-            row.paused_until = until
 
 
 def fetch_calendar_busy(
@@ -542,7 +425,7 @@ def stored_busy(
             window = session.get(CalendarBusyWindow, (connection_id, calendar_id))
             if window is None or lo < window.window_start or hi > window.window_end:
                 continue
-            cursor = session.get(CalendarCursor, (connection_id, calendar_id))
+            cursor = session.get(PullCursor, (connection_id, CALENDAR_STREAM, calendar_id))
             if cursor is None or cursor.cursor is None:
                 continue  # never read, or a full resync is due
             minutes = float(

@@ -4,7 +4,7 @@ notifications that trigger those pulls.
 **A pull** (:func:`pull_connection`) reads every staff calendar of one calendar
 connection (Google Calendar, Outlook) through ``list_changes(calendar_id,
 cursor)``: a Google ``syncToken`` or a Graph ``deltaLink``, kept per calendar in
-``calendar_cursors``. The first pull reads everything (Google: all events,
+``pull_cursors`` (stream ``calendar``). The first pull reads everything (Google: all events,
 deleted ones included; Graph: the delta window) and stores the cursor; later
 pulls read only what changed. A cursor the provider no longer knows (410)
 raises ``CursorExpired``: the calendar's cursor is wiped and read in full again.
@@ -28,10 +28,11 @@ cursor's transaction), and every calendar with any change has its busy-cache
 entry dropped, so the next availability query is answered from the store with
 no provider call while the pulls keep it fresh (see :mod:`sync.busy`).
 
-**One pull per connection at a time**: ``calendar_sync_state.running_since``
-is set under the row's lock and cleared at the end; a pull older than
-``sync_lock_minutes`` (10) is presumed dead. A ``RateLimited`` error pauses
-the connection (``paused_until``); the cursor is kept.
+**The run** is :mod:`sync.pull_runner`'s (this module is its calendar stream:
+partitions = staff calendars, "read the changes since the cursor", "apply them"):
+one pull per connection at a time (``calendar_sync_state``; a pull older than
+``sync_lock_minutes`` (10) is presumed dead), a ``RateLimited`` error pauses the
+connection and the pull, the cursor is kept, a failing calendar fails alone.
 
 **Notifications.** After a successful pull, each calendar gets a channel when
 the connection has a notification address (connection setting
@@ -42,7 +43,8 @@ is stored. :func:`google_notification` and :func:`graph_notification` check
 channel id + token / subscription id + clientState (constant-time), refuse
 unknown, stopped or expired channels, acknowledge Google's ``sync`` message
 without pulling, ignore a message number already seen, and trigger a pull of
-that one calendar (:func:`trigger_pull`: a Celery task). Channels expiring
+that one calendar (the ``trigger`` the caller passes: ``sync.pull_triggers``, by
+default a Celery task). Channels expiring
 within ``RENEW_BEFORE`` are renewed by the beat (:func:`renew_channels`):
 Google channels are replaced (a new channel, then the old one stopped),
 Graph subscriptions extended.
@@ -57,29 +59,30 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.base import DeliveryError, RateLimited, Rejected, TransientError
-from connectors.calendar import Channel, CursorExpired, EventChange, Notice
+from connectors.base import CursorExpired, DeliveryError
+from connectors.calendar import Channel, EventChange, Notice
 from connectors.catalog import by_webhook, with_part
 from connectors.catalog import provider as spec_of
 from connectors.registry import calendar_connector_class
 from mappings.schema import StaffMember, TenantConfig
 from sync import busy as busy_mod
-from sync import clock, pull_lock
+from sync import clock, pull_runner
+from sync.connection_use import ClientPool, Part
 from sync.domain import as_utc_iso
 from sync.outbox import mark_wake
-from sync.store.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState
+from sync.pull_runner import Page, PullContext, PullOutcome, Save
+from sync.pull_triggers import CalendarTrigger, enqueue_calendar_pull
+from sync.store.calendar_sync_models import CalendarChannel, CalendarSyncState
 from sync.store.db import session_scope
-from sync.store.models import Appointment, Connection, Tenant, utcnow
-from sync.tenants import parsed_config
+from sync.store.models import Appointment, Connection, PullCursor, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +97,9 @@ CANCELLED_NOTE = "cancelled in the calendar by the office"
 
 
 @dataclass
-class PullOutcome:
-    connection_id: str
-    tenant_id: str = ""
-    name: str = ""
-    provider: str = ""
-    status: str = "ok"  # ok | skipped | paused | error
+class CalendarPull(PullOutcome):
+    """A calendar pull's outcome (``sync.pull_runner.PullOutcome`` and its counters)."""
+
     calendars: int = 0
     changes: int = 0  # events read as changed
     moved: int = 0
@@ -108,14 +108,7 @@ class PullOutcome:
     conflicts: int = 0  # fields changed on both sides, resolved (sync.conflicts)
     written_back: int = 0  # events PATCHed back because Relais won a conflict
     full_resyncs: int = 0  # cursors expired (410) and read in full again
-    calls: int = 0  # provider API calls
-    seconds: float = 0.0
     channels: dict[str, str] = field(default_factory=dict)  # calendar → created|renewed|kept|error
-    note: str = ""
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 class NotificationRejected(Exception):
@@ -138,88 +131,105 @@ def staff_calendars(config: TenantConfig, connection_name: str) -> dict[str, lis
     return out
 
 
-def _load(connection_id: str) -> tuple[Connection, TenantConfig]:
-    with session_scope(readonly=True) as session:
-        row = session.get(Connection, connection_id)
-        if row is None:
-            raise LookupError(f"no connection {connection_id!r}")
-        tenant = session.get(Tenant, row.tenant_id)
-        assert tenant is not None
-        config = parsed_config(tenant)
-        session.expunge(row)
-    return row, config
-
-
 def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-# ------------------------------------------------------------------ lock
-
-
-def _acquire(
-    connection_id: str, tenant_id: str, expiry: timedelta, force: bool
-) -> tuple[str | None, str]:
-    return pull_lock.acquire(
-        CalendarSyncState,
-        connection_id,
-        tenant_id,
-        expiry,
-        force,
-        changes_in=0,
-        moved=0,
-        cancelled=0,
-    )
-
-
-def _release(connection_id: str, token: str, outcome: PullOutcome, pause: datetime | None) -> None:
-    pull_lock.release(
-        CalendarSyncState,
-        connection_id,
-        token,
-        status=outcome.status,
-        error=outcome.error,
-        pause=pause,
-        last_run=outcome.as_dict(),
-        counts={
-            "changes_in": outcome.changes,
-            "moved": outcome.moved,
-            "cancelled": outcome.cancelled,
-        },
-    )
 
 
 # ------------------------------------------------------------------ cursors
 
 
-def _cursor(connection_id: str, calendar_id: str) -> str | None:
-    with session_scope(readonly=True) as session:
-        row = session.get(CalendarCursor, (connection_id, calendar_id))
-        return row.cursor if row is not None else None
-
-
-def _save_cursor(
-    session: Session, connection_id: str, calendar_id: str, cursor: str | None, full: bool
-) -> None:
-    row = session.get(CalendarCursor, (connection_id, calendar_id), with_for_update=True)
-    if row is None:
-        row = CalendarCursor(connection_id=connection_id, calendar_id=calendar_id, full_syncs=0)
-        session.add(row)
-    row.cursor = cursor
-    row.updated_at = utcnow()
-    if full:
-        row.full_syncs = (row.full_syncs or 0) + 1
+def _cursor_key(connection_id: str, calendar_id: str) -> pull_runner.CursorKey:
+    return pull_runner.CursorKey(connection_id, pull_runner.CALENDAR_STREAM, calendar_id)
 
 
 def wipe_cursor(connection_id: str, calendar_id: str) -> None:
-    with session_scope() as session:
-        row = session.get(CalendarCursor, (connection_id, calendar_id), with_for_update=True)
-        if row is not None:
-            row.cursor = None
-            row.updated_at = utcnow()
+    pull_runner.wipe_cursor(_cursor_key(connection_id, calendar_id))
 
 
 # ------------------------------------------------------------------ the pull
+
+
+class CalendarStream:
+    """The staff calendars as a :class:`sync.pull_runner.Stream`: one partition per
+    staff calendar of the connection; the cursor is the provider's (a Google
+    ``syncToken``, a Graph ``deltaLink``); a page is every change since it, applied
+    to our appointments and, with the cursor, to the busy store."""
+
+    name: ClassVar[str] = pull_runner.CALENDAR_STREAM
+    part: ClassVar[Part] = "calendar"
+    what: ClassVar[str] = "calendar"
+    state: ClassVar[Any] = CalendarSyncState
+    zeros: ClassVar[dict[str, int]] = {"changes_in": 0, "moved": 0, "cancelled": 0}
+    lock_minutes: ClassVar[float] = DEFAULT_LOCK_MINUTES
+    interval_minutes: ClassVar[float] = DEFAULT_INTERVAL_MINUTES
+    pool: ClassVar[ClientPool | None] = busy_mod.POOL
+
+    def providers(self) -> Sequence[str]:
+        return PROVIDERS
+
+    def not_mine(self, provider: str) -> str:
+        return f"{provider} is not a calendar"
+
+    def outcome(self, row: Connection) -> CalendarPull:
+        return CalendarPull(row.id, row.tenant_id, row.name, row.provider)
+
+    def counts(self, outcome: CalendarPull) -> dict[str, int]:
+        return {"changes_in": outcome.changes, "moved": outcome.moved,
+                "cancelled": outcome.cancelled}  # fmt: skip
+
+    def partitions(self, ctx: PullContext, only: Sequence[str] | None) -> list[str]:
+        calendars = staff_calendars(ctx.config, ctx.row.name)
+        return [c for c in calendars if only is None or c in set(only)]
+
+    def summary(self, outcome: CalendarPull) -> str:
+        return (f"{outcome.calendars} calendar(s), {outcome.changes} change(s), "
+                f"{outcome.moved} moved, {outcome.cancelled} cancelled, {outcome.own_writes} "
+                f"own, {outcome.full_resyncs} full resync(s), {outcome.calls} call(s)")  # fmt: skip
+
+    def read(
+        self, client: Any, ctx: PullContext, partition: str, cursor: str | None, full: bool,
+        outcome: CalendarPull,
+    ) -> Iterator[Page]:  # fmt: skip
+        row = ctx.row
+        cursor = None if full else cursor
+        # the busy store's window, should this be a full read: from before the read
+        window = busy_mod.store_window(row.provider, ctx.settings, utcnow())
+        changes, new_cursor = client.list_changes(partition, cursor)
+        outcome.changes += len(changes)
+        changes = _resolve_removed(client, row, partition, changes)
+        read_full = cursor is None
+        yield Page(new_cursor, full=read_full, data=(changes, window if read_full else None))
+
+    def expired(
+        self, ctx: PullContext, key: pull_runner.CursorKey, exc: CursorExpired,
+        outcome: CalendarPull,
+    ) -> str | None:  # fmt: skip
+        """The calendar's cursor is wiped at once (the busy store stops answering from
+        it) and the calendar read in full."""
+        pull_runner.wipe_cursor(key)
+        outcome.full_resyncs += 1
+        return None
+
+    def apply(
+        self, ctx: PullContext, partition: str, page: Page, outcome: CalendarPull, save: Save
+    ) -> None:
+        row = ctx.row
+        changes, full_window = page.data
+        _apply(row, ctx.config, partition, changes, outcome)
+        with session_scope() as session:  # the busy store moves with the cursor, atomically
+            busy_mod.record_pull(session, row.id, partition, changes, full_window=full_window)
+            save(session)
+        if changes or full_window is not None:  # again: a query between _apply and here
+            busy_mod.CACHE.invalidate(row.tenant_id, row.id, partition)  # may have cached
+        outcome.calendars += 1
+
+    def finish(self, ctx: PullContext, done: list[str], outcome: CalendarPull) -> None:
+        # Channels for the calendars that could be read; after a notification too, since
+        # a lifecycle event (subscription removed, reauthorization) may have ended one.
+        _channels_after_pull(ctx.row, done, outcome)
+
+
+CALENDARS = CalendarStream()
 
 
 def pull_connection(
@@ -229,104 +239,18 @@ def pull_connection(
     full: bool = False,
     force: bool = False,
     only_if_due: bool = False,
-) -> PullOutcome:
-    """Pull the staff calendars of one calendar connection (all, or ``calendar_ids``)."""
-    began = time.monotonic()
-    row, config = _load(connection_id)
-    outcome = PullOutcome(connection_id, row.tenant_id, row.name, row.provider)
-    if row.provider not in PROVIDERS:
-        outcome.status, outcome.note = "skipped", f"{row.provider} is not a calendar"
-        return outcome
-    if row.status != "active":
-        outcome.status, outcome.note = "skipped", f"connection is {row.status}"
-        return outcome
-    if only_if_due and not _is_due(connection_id, row.settings or {}, utcnow()):
-        outcome.status, outcome.note = "skipped", "not due"
-        return outcome
-    calendars = staff_calendars(config, row.name)
-    wanted = [c for c in calendars if calendar_ids is None or c in set(calendar_ids)]
-    settings = row.settings or {}
-    expiry = timedelta(minutes=float(settings.get("sync_lock_minutes", DEFAULT_LOCK_MINUTES)))
-    token, why = _acquire(connection_id, row.tenant_id, expiry, force)
-    if token is None:
-        outcome.status, outcome.note = "skipped", why
-        return outcome
-    pause: datetime | None = None
-    try:
-        failed: dict[str, str] = {}
-        for calendar_id in wanted:
-            try:
-                _pull_calendar(row, config, calendar_id, full, outcome)
-                outcome.calendars += 1
-            except (Rejected, TransientError) as exc:  # this calendar only; the others go on
-                failed[calendar_id] = str(exc)
-        if failed:
-            outcome.status = "error"
-            outcome.error = "; ".join(f"{cid}: {why}" for cid, why in failed.items())
-        # Channels for the calendars that could be read; after a notification too, since
-        # a lifecycle event (subscription removed, reauthorization) may have ended one.
-        _channels_after_pull(row, [c for c in wanted if c not in failed], outcome)
-    except RateLimited as exc:
-        pause = clock.from_machine(exc.reset_at)  # the provider's instant
-        busy_mod.pause_connection(connection_id, exc.reset_at)
-        outcome.status, outcome.error = "paused", str(exc)
-    except busy_mod.CalendarUnreachable as exc:
-        outcome.status, outcome.error = "error", str(exc)
-    except DeliveryError as exc:  # AuthExpired, Rejected, TransientError
-        outcome.status, outcome.error = "error", str(exc)
-    except Exception as exc:  # a bug: record it, then let it surface
-        outcome.status, outcome.error = "error", f"internal error: {exc!r}"
-        raise
-    finally:
-        outcome.seconds = round(time.monotonic() - began, 3)
-        _release(connection_id, token, outcome, pause)
-    log.info(
-        "calendar pull %s/%s: %s, %d calendar(s), %d change(s), %d moved, %d cancelled, "
-        "%d own, %d full resync(s), %d call(s)",
-        outcome.tenant_id, outcome.name, outcome.status, outcome.calendars, outcome.changes,
-        outcome.moved, outcome.cancelled, outcome.own_writes, outcome.full_resyncs, outcome.calls,
+) -> CalendarPull:
+    """Pull the staff calendars of one calendar connection (all, or ``calendar_ids``);
+    the lock, pause, cursors and outcome are :mod:`sync.pull_runner`'s."""
+    outcome: CalendarPull = pull_runner.run(
+        CALENDARS, connection_id, full=full, force=force, only_if_due=only_if_due,
+        partitions=calendar_ids,
     )  # fmt: skip
     return outcome
 
 
-def _pull_calendar(
-    row: Connection, config: TenantConfig, calendar_id: str, full: bool, outcome: PullOutcome
-) -> None:
-    cursor = None if full else _cursor(row.id, calendar_id)
-    read_full = cursor is None
-    # the busy store's window, should this be a full read: from before the read
-    window = busy_mod.store_window(row.provider, row.settings or {}, utcnow())
-
-    def run(connector: Any) -> tuple[list[EventChange], str]:
-        nonlocal read_full
-        before = int(getattr(connector, "calls", 0))
-        try:
-            try:
-                return connector.list_changes(calendar_id, cursor)  # type: ignore[no-any-return]
-            except CursorExpired as exc:
-                log.info("calendar %s/%s: %s; full resync", row.tenant_id, row.name, exc)
-                wipe_cursor(row.id, calendar_id)
-                outcome.full_resyncs += 1
-                read_full = True
-                return connector.list_changes(calendar_id, None)  # type: ignore[no-any-return]
-        finally:
-            outcome.calls += int(getattr(connector, "calls", 0)) - before
-
-    changes, new_cursor = busy_mod.with_connector(row.id, run)
-    outcome.changes += len(changes)
-    changes = _resolve_removed(row, calendar_id, changes, outcome)
-    _apply(row, config, calendar_id, changes, outcome)
-    with session_scope() as session:  # the busy store moves with the cursor, atomically
-        busy_mod.record_pull(
-            session, row.id, calendar_id, changes, full_window=window if read_full else None
-        )
-        _save_cursor(session, row.id, calendar_id, new_cursor, read_full)
-    if changes or read_full:  # again: a query between _apply and here may have cached
-        busy_mod.CACHE.invalidate(row.tenant_id, row.id, calendar_id)
-
-
 def _resolve_removed(
-    row: Connection, calendar_id: str, changes: list[EventChange], outcome: PullOutcome
+    client: Any, row: Connection, calendar_id: str, changes: list[EventChange]
 ) -> list[EventChange]:
     """Graph reports an event moved out of the delta window like a deleted one: for our
     confirmed appointments only, read the event to tell a deletion from a move."""
@@ -346,15 +270,7 @@ def _resolve_removed(
         )
     resolved: dict[str, EventChange] = {}
     for event_id in ours:
-
-        def read(connector: Any, event_id: str = event_id) -> EventChange | None:
-            before = int(getattr(connector, "calls", 0))
-            try:
-                return connector.read_event(calendar_id, event_id)  # type: ignore[no-any-return]
-            finally:
-                outcome.calls += int(getattr(connector, "calls", 0)) - before
-
-        found = busy_mod.with_connector(row.id, read)
+        found = client.read_event(calendar_id, event_id)
         resolved[event_id] = found or EventChange(event_id, status="cancelled")
     return [resolved.get(c.event_id, c) if c.status == "removed" else c for c in changes]
 
@@ -364,7 +280,7 @@ def _apply(
     config: TenantConfig,
     calendar_id: str,
     changes: Sequence[EventChange],
-    outcome: PullOutcome,
+    outcome: CalendarPull,
 ) -> None:
     """Our appointments among ``changes``: moved, cancelled, or our own write (ignored)."""
     from sync import conflicts as conflicts_mod
@@ -476,12 +392,12 @@ def _last_pull(connection_id: str, calendar_id: str) -> datetime | None:
     """When this calendar's cursor was last stored (the last pull that read it), or
     None (never read: nothing can have changed on both sides "since")."""
     with session_scope(readonly=True) as session:
-        found = session.get(CalendarCursor, (connection_id, calendar_id))
+        found = session.get(PullCursor, (connection_id, CALENDARS.name, calendar_id))
         return found.updated_at if found is not None and found.cursor else None
 
 
 def _write_back(
-    row: Connection, config: TenantConfig, appointment_id: str, outcome: PullOutcome
+    row: Connection, config: TenantConfig, appointment_id: str, outcome: CalendarPull
 ) -> None:
     """PATCH the event with the appointment as Relais holds it (a conflict Relais won);
     the new ETag is stored so that write is not echoed back."""
@@ -522,24 +438,9 @@ def _write_back(
 # ------------------------------------------------------------------ scheduling
 
 
-def _is_due(connection_id: str, settings: dict[str, Any], now: datetime) -> bool:
-    return pull_lock.is_due(
-        CalendarSyncState, connection_id, settings, now, DEFAULT_INTERVAL_MINUTES
-    )
-
-
 def due_connections(now: datetime | None = None) -> list[str]:
     """Active calendar connections whose pull interval has passed (beat)."""
-    return pull_lock.due_connections(
-        CalendarSyncState, PROVIDERS, now or utcnow(), DEFAULT_INTERVAL_MINUTES
-    )
-
-
-def trigger_pull(connection_id: str, calendar_ids: Sequence[str]) -> None:
-    """A notification said a calendar changed: pull it now (a Celery task)."""
-    from sync.queue import enqueue_calendar_pull
-
-    enqueue_calendar_pull(connection_id, list(calendar_ids))
+    return pull_runner.due_connections(CALENDARS, now)
 
 
 # ------------------------------------------------------------------ channels
@@ -582,7 +483,7 @@ def _public_url() -> str:
 
 
 def _channels_after_pull(
-    row: Connection, calendar_ids: Sequence[str], outcome: PullOutcome
+    row: Connection, calendar_ids: Sequence[str], outcome: CalendarPull
 ) -> None:
     address = notification_address(row.provider, row.settings or {})
     if address is None:
@@ -680,7 +581,7 @@ def renew_channels(now: datetime | None = None) -> dict[str, str]:
         ]
     done: dict[str, str] = {}
     for connection_id, calendar_id in dict.fromkeys(due):
-        row, _ = _load(connection_id)
+        row = pull_runner.load_connection(connection_id).row
         address = notification_address(row.provider, row.settings or {})
         if row.status != "active" or address is None:
             continue
@@ -708,33 +609,44 @@ def _check_channel(
     return channel
 
 
-def notification(route: str, headers: dict[str, str], body: Any) -> dict[str, Any]:
+def notification(
+    route: str,
+    headers: dict[str, str],
+    body: Any,
+    trigger: CalendarTrigger = enqueue_calendar_pull,
+) -> dict[str, Any]:
     """Check the notification(s) of one request to ``/v1/webhooks/<route>`` (lower-case
     header names, parsed JSON body) and pull each calendar a valid one names. The
     provider's connector parses them (``parse_notifications``); the channel we
     stored checks them. One per request (Google): its refusal is the answer. A batch
-    (Graph): refused items are counted; 401 when none is valid."""
+    (Graph): refused items are counted; 401 when none is valid. ``trigger`` starts
+    the pulls (``sync.pull_triggers``: a Celery task unless the caller injects another),
+    once the channels' rows are committed."""
     kind = calendar_connector_class(by_webhook(route).name)
     try:
         notices = kind.parse_notifications(headers, body)
     except ValueError as exc:
         raise NotificationRejected(400, str(exc)) from None
     if not kind.notifications_batched:
-        return _one_notice(kind.provider, notices[0])
-    return _notice_batch(kind.provider, notices)
+        return _one_notice(kind.provider, notices[0], trigger)
+    return _notice_batch(kind.provider, notices, trigger)
 
 
-def google_notification(headers: dict[str, str]) -> dict[str, Any]:
+def google_notification(
+    headers: dict[str, str], trigger: CalendarTrigger = enqueue_calendar_pull
+) -> dict[str, Any]:
     """A Google push message (all in its headers)."""
-    return notification("google", headers, None)
+    return notification("google", headers, None, trigger)
 
 
-def graph_notification(payload: Any) -> dict[str, Any]:
+def graph_notification(
+    payload: Any, trigger: CalendarTrigger = enqueue_calendar_pull
+) -> dict[str, Any]:
     """A Graph change notification batch."""
-    return notification("graph", {}, payload)
+    return notification("graph", {}, payload, trigger)
 
 
-def _one_notice(provider: str, notice: Notice) -> dict[str, Any]:
+def _one_notice(provider: str, notice: Notice, trigger: CalendarTrigger) -> dict[str, Any]:
     with session_scope() as session:
         channel = _check_channel(session, notice.channel_id, notice.secret, provider)
         if channel.resource_id and notice.resource_id != channel.resource_id:
@@ -746,7 +658,7 @@ def _one_notice(provider: str, notice: Notice) -> dict[str, Any]:
         target = (channel.connection_id, channel.calendar_id)
     if notice.state == "sync":
         return {"state": notice.state, "pulled": False}
-    trigger_pull(target[0], [target[1]])
+    trigger(target[0], [target[1]])
     return {"state": notice.state, "pulled": True}
 
 
@@ -767,7 +679,9 @@ def lifecycle_reaction(channel: CalendarChannel, event: Any) -> None:
         log.info("Graph lifecycle event %s on a subscription of %s", event, channel.connection_id)
 
 
-def _notice_batch(provider: str, notices: list[Notice]) -> dict[str, Any]:
+def _notice_batch(
+    provider: str, notices: list[Notice], trigger: CalendarTrigger
+) -> dict[str, Any]:
     targets: dict[str, set[str]] = {}
     rejected = 0
     with session_scope() as session:
@@ -787,7 +701,7 @@ def _notice_batch(provider: str, notices: list[Notice]) -> dict[str, Any]:
     if not targets:
         raise NotificationRejected(401, f"{rejected} notification(s) refused")
     for connection_id, calendars in targets.items():
-        trigger_pull(connection_id, sorted(calendars))
+        trigger(connection_id, sorted(calendars))
     return {"accepted": len(notices) - rejected, "rejected": rejected}
 
 
@@ -808,7 +722,8 @@ def sync_status(session: Session, tenant_id: str | None = None) -> list[dict[str
     for conn in session.scalars(query.order_by(Connection.tenant_id, Connection.name)):
         state = session.get(CalendarSyncState, conn.id)
         cursors = session.scalars(
-            select(CalendarCursor).where(CalendarCursor.connection_id == conn.id)
+            select(PullCursor).where(PullCursor.connection_id == conn.id,
+                                     PullCursor.stream == CALENDARS.name)
         ).all()
         channels = session.scalars(
             select(CalendarChannel).where(
@@ -828,7 +743,7 @@ def sync_status(session: Session, tenant_id: str | None = None) -> list[dict[str
                 "last_success_at": _iso(state.last_success_at) if state else None,
                 "calendars": [
                     {
-                        "calendar": c.calendar_id,
+                        "calendar": c.partition,
                         "has_cursor": c.cursor is not None,
                         "cursor_age_seconds": round((now - c.updated_at).total_seconds(), 1),
                         "full_syncs": c.full_syncs,

@@ -16,13 +16,16 @@ answer from, e.g. Salesforce's 15-day deleted window) read everything and then
 sweep: a record of this connection that the full pull did not see is marked
 deleted (``generation`` counts full pulls).
 
+**The run** is :mod:`sync.pull_runner`'s (this module is its contacts stream).
 **One pull per connection at a time**: ``directory_sync_state.running_since``
 is set under the row's lock (``FOR UPDATE`` on PostgreSQL, the write lock on
 SQLite) and cleared at the end; a pull older than ``sync_lock_minutes``
 (default 30) is presumed dead and its lock taken over.
 
 **Limits**: a ``RateLimited`` error stores ``paused_until`` (the provider's
-reset) and keeps the cursor and checkpoint; the beat resumes after the reset.
+reset) on the pull's state and, through :mod:`sync.connection_use`, on the
+connection; the cursor and checkpoint are kept; the beat resumes after the reset.
+A pull (unless forced) waits for the connection's pause like every other use.
 
 **Scheduling**: ``due_connections`` lists the CRM connections whose
 ``sync_interval_minutes`` (connection setting, default 15; 0 disables) has
@@ -37,26 +40,25 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import phonenumbers
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from connectors.base import ConnectionInfo, DeliveryError, RateLimited, Runtime
+from connectors.base import CursorExpired
 from connectors.catalog import with_part
-from connectors.crm import ContactPage, ContactReader, CrmContact, CrmDeletion, CursorExpired
-from sync import clock, pull_lock
-from sync.crm_mapping import crm_mapping
+from connectors.crm import CrmContact, CrmDeletion
+from sync import pull_runner
+from sync.connection_use import ClientPool, Part
+from sync.pull_runner import Page, Progress, PullContext, PullOutcome, Save
 from sync.store.db import session_scope
 from sync.store.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
-from sync.store.models import Connection, ExternalLink, SyncCursor, Tenant, utcnow
-from sync.tenants import parsed_config
+from sync.store.models import Connection, ExternalLink, PullCursor, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -69,29 +71,16 @@ MIN_SUFFIX_DIGITS = 6
 SUFFIX_DIGITS = 9  # a national significant number (FR: 9 digits) matches whatever the prefix
 MAX_MATCHES = 20
 
-Progress = Callable[["PullOutcome"], None]
-
-
 @dataclass
-class PullOutcome:
-    connection_id: str
-    tenant_id: str = ""
-    name: str = ""
-    provider: str = ""
-    status: str = "ok"  # ok | skipped | paused | error | needs_reauth
+class ContactsPull(PullOutcome):
+    """A contacts pull's outcome (``sync.pull_runner.PullOutcome`` and its counters)."""
+
     mode: str = ""  # full | incremental (| resumed full/incremental)
     records_in: int = 0  # records written (new or changed)
     unchanged: int = 0  # read again but identical (lookback, full re-reads)
     deleted: int = 0
     pages: int = 0
-    calls: int = 0  # provider API calls
-    seconds: float = 0.0
-    note: str = ""
-    error: str | None = None
     resumed: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
 
 
 # ------------------------------------------------------------------ phones and names
@@ -126,21 +115,6 @@ def _prefix_bound(prefix: str) -> str | None:
     return stripped[:-1] + chr(ord(stripped[-1]) + 1)
 
 
-# ------------------------------------------------------------------ readers
-
-
-def reader_for(info: ConnectionInfo) -> ContactReader:
-    """The provider's incremental reader (the catalogue's ``contacts`` class), paced by
-    the connection's shared limiters (those its delivery connector declares)."""
-    from connectors.registry import connector_class, contact_reader_class
-    from sync.delivery import extra_pacers, pacer_for
-
-    reader = contact_reader_class(info.provider)
-    kind = connector_class(info.provider)
-    runtime = Runtime(pacer=pacer_for(kind, info), pacers=extra_pacers(kind, info))
-    return reader(info, runtime)  # type: ignore[no-any-return]
-
-
 # ------------------------------------------------------------------ cursor and lock
 
 
@@ -152,45 +126,8 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _load_cursor(session: Session, connection_id: str) -> tuple[SyncCursor, dict[str, Any]]:
-    row = session.get(SyncCursor, (connection_id, STREAM))
-    if row is None:
-        row = SyncCursor(connection_id=connection_id, stream=STREAM, cursor=None)
-        session.add(row)
-    return row, (json.loads(row.cursor) if row.cursor else {})
-
-
-def _save_cursor(row: SyncCursor, data: dict[str, Any]) -> None:
-    row.cursor = json.dumps(data, sort_keys=True)
-    row.updated_at = utcnow()
-
-
-def _acquire(
-    connection_id: str, tenant_id: str, expiry: timedelta, force: bool
-) -> tuple[str | None, str]:
-    return pull_lock.acquire(
-        DirectorySyncState,
-        connection_id,
-        tenant_id,
-        expiry,
-        force,
-        records_in=0,
-        records_out=0,
-        deleted_in=0,
-    )
-
-
-def _release(connection_id: str, token: str, outcome: PullOutcome, pause: datetime | None) -> None:
-    pull_lock.release(
-        DirectorySyncState,
-        connection_id,
-        token,
-        status=outcome.status,
-        error=outcome.error,
-        pause=pause,
-        last_run=outcome.as_dict(),
-        counts={"records_in": outcome.records_in, "deleted_in": outcome.deleted},
-    )
+def _dump(cursor: dict[str, Any]) -> str:
+    return json.dumps(cursor, sort_keys=True)
 
 
 # ------------------------------------------------------------------ writing
@@ -383,22 +320,123 @@ def _sweep(session: Session, connection_id: str, generation: int) -> int:
 # ------------------------------------------------------------------ the pull
 
 
-def _connection(connection_id: str) -> tuple[ConnectionInfo, _Target, Connection]:
-    from sync.credentials import connection_info
+class ContactsStream:
+    """The CRM contacts as a :class:`sync.pull_runner.Stream`: one partition; the
+    cursor is a JSON object (``since``: when the last successful pull started,
+    ``generation``: full pulls done, ``run``: the pull under way with the reader's
+    checkpoint, ``deleted_since`` / ``deleted_checked_at``: the deletions log)."""
 
-    with session_scope(readonly=True) as session:
-        row = session.get(Connection, connection_id)
-        if row is None:
-            raise LookupError(f"no connection {connection_id!r}")
-        tenant = session.get(Tenant, row.tenant_id)
-        assert tenant is not None
-        config = parsed_config(tenant)
-        info = connection_info(row)
-        spec = config.connections.get(row.name)
-        if spec is not None and hasattr(spec, "resolved_mapping"):
-            info = replace(info, mapping=crm_mapping(info.provider, spec.resolved_mapping()))
-        session.expunge(row)
-    return info, _Target(row.tenant_id, row.id, row.provider, config.phone_region), row
+    name: ClassVar[str] = STREAM
+    part: ClassVar[Part] = "contacts"
+    what: ClassVar[str] = ""
+    state: ClassVar[Any] = DirectorySyncState
+    zeros: ClassVar[dict[str, int]] = {"records_in": 0, "records_out": 0, "deleted_in": 0}
+    lock_minutes: ClassVar[float] = DEFAULT_LOCK_MINUTES
+    interval_minutes: ClassVar[float] = DEFAULT_INTERVAL_MINUTES
+    pool: ClassVar[ClientPool | None] = None
+
+    def providers(self) -> Sequence[str]:
+        return PROVIDERS
+
+    def not_mine(self, provider: str) -> str:
+        return f"{provider} has no contact directory"
+
+    def outcome(self, row: Connection) -> ContactsPull:
+        return ContactsPull(row.id, row.tenant_id, row.name, row.provider)
+
+    def counts(self, outcome: ContactsPull) -> dict[str, int]:
+        return {"records_in": outcome.records_in, "deleted_in": outcome.deleted}
+
+    def partitions(self, ctx: PullContext, only: Sequence[str] | None) -> list[str]:
+        return [""]
+
+    def summary(self, outcome: ContactsPull) -> str:
+        return (f"{outcome.mode}, {outcome.records_in} in, {outcome.deleted} deleted, "
+                f"{outcome.calls} calls")  # fmt: skip
+
+    def expired(self, ctx: PullContext, key: pull_runner.CursorKey, exc: CursorExpired,
+                outcome: ContactsPull) -> str | None:  # fmt: skip
+        """A full run from the stored cursor (its generation goes on: the sweep needs it).
+        The deletions log's expiry is handled in ``read`` (the run goes on in full)."""
+        outcome.note = f"full resync: {exc}"
+        return pull_runner.load_cursor(key)
+
+    def finish(self, ctx: PullContext, done: list[str], outcome: ContactsPull) -> None:
+        return None
+
+    def read(
+        self, client: Any, ctx: PullContext, partition: str, cursor_text: str | None,
+        full: bool, outcome: ContactsPull,
+    ) -> Iterator[Page]:  # fmt: skip
+        """Deletions since the cursor first, then the records changed since it; a
+        cursor the CRM cannot answer from any more turns the run into a full one
+        (the generation goes on: the sweep needs it)."""
+        reader = client
+        lookback = timedelta(seconds=float(
+            ctx.settings.get("sync_lookback_seconds", DEFAULT_LOOKBACK_SECONDS)))  # fmt: skip
+        cursor: dict[str, Any] = json.loads(cursor_text) if cursor_text else {}
+        run = cursor.get("run")
+        if run is None or full:
+            run = _new_run(cursor, full, lookback)
+        else:
+            outcome.resumed = True
+        cursor["run"] = run
+        yield Page(_dump(cursor))  # the run is recorded before any read
+        outcome.mode = run["mode"]
+        every = getattr(reader, "deletions_every", None)  # a listing that grows with the archive
+        checked = _dt(cursor.get("deleted_checked_at"))
+        if not run["deletes_done"] and every is not None and checked is not None \
+                and _dt(run["started"]) - checked < every:
+            run["deletes_done"], run["deletions_skipped"] = True, True  # bounded: not due yet
+        if not run["deletes_done"]:
+            try:
+                deleted_since = _dt(run.get("deleted_since") or run["since"])
+                for batch in reader.deleted(deleted_since, _dt(run["started"])):
+                    yield Page(_dump(cursor), data=("deleted", list(batch)))
+                covered = getattr(reader, "deletions_covered_until", None)
+                if covered is not None:
+                    run["deleted_until"] = _iso(covered)
+            except CursorExpired as exc:
+                outcome.note = f"full resync: {exc}"
+                run = _new_run(cursor, True, lookback)
+                outcome.mode = "full"
+            run["deletes_done"] = True
+            cursor["run"] = run
+            yield Page(_dump(cursor))
+        for page in reader.changed(_dt(run["since"]), run["checkpoint"]):
+            run["checkpoint"] = page.checkpoint
+            cursor["run"] = run
+            yield Page(_dump(cursor), data=("changed", page, run["generation"]), report=True)
+        done = {
+            "since": run["started"], "generation": run["generation"], "run": None,
+            "last_mode": run["mode"],
+            "deleted_since": run.get("deleted_until") or run["started"],
+            "deleted_checked_at": cursor.get("deleted_checked_at")
+            if run.get("deletions_skipped") else run["started"],
+        }  # fmt: skip
+        yield Page(_dump(done), full=run["mode"] == "full",
+                   data=("end", run["mode"], run["generation"]))  # fmt: skip
+
+    def apply(
+        self, ctx: PullContext, partition: str, page: Page, outcome: ContactsPull, save: Save
+    ) -> None:
+        target = _Target(ctx.row.tenant_id, ctx.row.id, ctx.row.provider, ctx.config.phone_region)
+        kind = page.data[0] if page.data else None
+        with session_scope() as session:
+            if kind == "deleted":
+                outcome.deleted += _apply_deletions(session, target, page.data[1])
+            elif kind == "changed":
+                _, records, generation = page.data
+                written, same = _apply_page(session, target, records.records, generation)
+                outcome.records_in += written
+                outcome.unchanged += same
+                outcome.pages += 1
+            elif kind == "end" and page.data[1] == "full":  # what the full pull did not see
+                outcome.deleted += _sweep(session, target.connection_id, page.data[2])
+            save(session)
+
+
+CONTACTS = ContactsStream()
 
 
 def pull_connection(
@@ -408,66 +446,15 @@ def pull_connection(
     force: bool = False,
     only_if_due: bool = False,
     progress: Progress | None = None,
-) -> PullOutcome:
-    """Pull one CRM connection's contacts into the directory (see the module doc).
+) -> ContactsPull:
+    """Pull one CRM connection's contacts into the directory (see the module doc;
+    the lock, pause, cursor and outcome are :mod:`sync.pull_runner`'s).
 
     ``force`` ignores a pause; ``only_if_due`` skips a connection pulled less than
     its interval ago (the beat's tasks); ``progress`` is called after each page."""
-    from sync.credentials import NeedsReauth, ensure_fresh
-
-    began = time.monotonic()
-    info, target, row = _connection(connection_id)
-    outcome = PullOutcome(connection_id, row.tenant_id, row.name, row.provider)
-    if row.provider not in PROVIDERS:
-        outcome.status, outcome.note = "skipped", f"{row.provider} has no contact directory"
-        return outcome
-    if row.status != "active":
-        outcome.status, outcome.note = "skipped", f"connection is {row.status}"
-        return outcome
-    if only_if_due and not _is_due(connection_id, row.settings, utcnow()):
-        outcome.status, outcome.note = "skipped", "not due"
-        return outcome
-    settings = info.settings
-    lookback = timedelta(
-        seconds=float(settings.get("sync_lookback_seconds", DEFAULT_LOOKBACK_SECONDS))
-    )
-    expiry = timedelta(minutes=float(settings.get("sync_lock_minutes", DEFAULT_LOCK_MINUTES)))
-    token, why = _acquire(connection_id, row.tenant_id, expiry, force)
-    if token is None:
-        outcome.status, outcome.note = "skipped", why
-        return outcome
-    pause: datetime | None = None
-    try:
-        try:
-            ensure_fresh(connection_id)
-        except NeedsReauth as exc:
-            outcome.status, outcome.error = "needs_reauth", f"needs re-authorization: {exc}"
-            return outcome
-        except DeliveryError as exc:  # the token endpoint is down: the next tick retries
-            outcome.status, outcome.error = "error", f"token refresh failed: {exc}"
-            return outcome
-        info, target, row = _connection(connection_id)  # the token may be new
-        reader = reader_for(info)
-        try:
-            _run(reader, target, outcome, full, lookback, progress)
-        except RateLimited as exc:
-            pause = clock.from_machine(exc.reset_at)  # the provider's instant
-            outcome.status, outcome.error = "paused", str(exc)
-        except DeliveryError as exc:  # AuthExpired, Rejected, TransientError
-            outcome.status, outcome.error = "error", str(exc)
-        except Exception as exc:  # a bug: record it, then let it surface
-            outcome.status, outcome.error = "error", f"internal error: {exc!r}"
-            raise
-        finally:
-            outcome.calls = reader.calls
-            reader.close()
-    finally:
-        outcome.seconds = round(time.monotonic() - began, 3)
-        _release(connection_id, token, outcome, pause)
-    log.info(
-        "contacts pull %s/%s: %s %s, %d in, %d deleted, %d calls",
-        outcome.tenant_id, outcome.name, outcome.status, outcome.mode,
-        outcome.records_in, outcome.deleted, outcome.calls,
+    outcome: ContactsPull = pull_runner.run(
+        CONTACTS, connection_id, full=full, force=force, only_if_due=only_if_due,
+        progress=progress,
     )  # fmt: skip
     return outcome
 
@@ -488,93 +475,12 @@ def _new_run(cursor: dict[str, Any], full: bool, lookback: timedelta) -> dict[st
             "deletes_done": False}  # fmt: skip
 
 
-def _run(
-    reader: Any,
-    target: _Target,
-    outcome: PullOutcome,
-    full: bool,
-    lookback: timedelta,
-    progress: Progress | None,
-) -> None:
-    with session_scope() as session:
-        row, cursor = _load_cursor(session, target.connection_id)
-        run = cursor.get("run")
-        if run is None or full:
-            run = _new_run(cursor, full, lookback)
-        else:
-            outcome.resumed = True
-        cursor["run"] = run
-        _save_cursor(row, cursor)
-    outcome.mode = run["mode"]
-    every = getattr(reader, "deletions_every", None)  # a listing that grows with the archive
-    checked = _dt(cursor.get("deleted_checked_at"))
-    if not run["deletes_done"] and every is not None and checked is not None \
-            and _dt(run["started"]) - checked < every:
-        run["deletes_done"], run["deletions_skipped"] = True, True  # bounded: not due yet
-    if not run["deletes_done"]:
-        try:
-            deleted_since = _dt(run.get("deleted_since") or run["since"])
-            for batch in reader.deleted(deleted_since, _dt(run["started"])):
-                with session_scope() as session:
-                    outcome.deleted += _apply_deletions(session, target, batch)
-            covered = getattr(reader, "deletions_covered_until", None)
-            if covered is not None:
-                run["deleted_until"] = _iso(covered)
-        except CursorExpired as exc:
-            outcome.note = f"full resync: {exc}"
-            run = _new_run(cursor, True, lookback)
-            outcome.mode = "full"
-        run["deletes_done"] = True
-        with session_scope() as session:
-            row, cursor = _load_cursor(session, target.connection_id)
-            cursor["run"] = run
-            _save_cursor(row, cursor)
-    for page in reader.changed(_dt(run["since"]), run["checkpoint"]):
-        _write_page(target, page, run, outcome)
-        if progress is not None:
-            progress(outcome)
-    with session_scope() as session:
-        if run["mode"] == "full":
-            outcome.deleted += _sweep(session, target.connection_id, run["generation"])
-        row, cursor = _load_cursor(session, target.connection_id)
-        _save_cursor(
-            row,
-            {"since": run["started"], "generation": run["generation"], "run": None,
-             "last_mode": run["mode"],
-             "deleted_since": run.get("deleted_until") or run["started"],
-             "deleted_checked_at": cursor.get("deleted_checked_at")
-             if run.get("deletions_skipped") else run["started"]},
-        )  # fmt: skip
-
-
-def _write_page(
-    target: _Target, page: ContactPage, run: dict[str, Any], outcome: PullOutcome
-) -> None:
-    with session_scope() as session:
-        written, same = _apply_page(session, target, page.records, run["generation"])
-        run["checkpoint"] = page.checkpoint
-        row, cursor = _load_cursor(session, target.connection_id)
-        cursor["run"] = run
-        _save_cursor(row, cursor)
-    outcome.records_in += written
-    outcome.unchanged += same
-    outcome.pages += 1
-
-
 # ------------------------------------------------------------------ scheduling
-
-
-def _is_due(connection_id: str, settings: dict[str, Any], now: datetime) -> bool:
-    return pull_lock.is_due(
-        DirectorySyncState, connection_id, settings, now, DEFAULT_INTERVAL_MINUTES
-    )
 
 
 def due_connections(now: datetime | None = None) -> list[str]:
     """Active CRM connections whose pull interval has passed (beat)."""
-    return pull_lock.due_connections(
-        DirectorySyncState, PROVIDERS, now or utcnow(), DEFAULT_INTERVAL_MINUTES
-    )
+    return pull_runner.due_connections(CONTACTS, now)
 
 
 def crm_connections(tenant: str | None = None, name: str | None = None) -> list[str]:
@@ -599,7 +505,7 @@ def sync_status(session: Session, tenant_id: str | None = None) -> list[dict[str
     out = []
     for conn in session.scalars(query.order_by(Connection.tenant_id, Connection.name)):
         state = session.get(DirectorySyncState, conn.id)
-        cursor_row = session.get(SyncCursor, (conn.id, STREAM))
+        cursor_row = session.get(PullCursor, (conn.id, STREAM, ""))
         cursor = json.loads(cursor_row.cursor) if cursor_row and cursor_row.cursor else {}
         since = _dt(cursor.get("since"))
         live = session.scalar(

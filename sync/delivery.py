@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,25 +32,28 @@ from connectors.base import (
     DeliveryResult,
     RateLimited,
     Rejected,
-    Runtime,
     TransientError,
 )
-from connectors.base import (
-    Pacer as PacerProtocol,
-)
-from connectors.registry import build_connector, connector_class, delivers, max_batch
+from connectors.registry import connector_class, delivers, max_batch
 from mappings.rules import TemplateRenderError
 from sync.calendar_notices import ACTION as NOTICE_ACTION
 from sync.calendar_notices import notice_payload
-from sync.credentials import NeedsReauth, connection_info, ensure_fresh
-from sync.crm_mapping import crm_mapping
+from sync.connection_use import (
+    ConnectionUnavailable,
+    act_on_in,
+    blocked,
+    build,
+    info_for,
+    refresh,
+    retry_later,
+    runtime_for,
+)
 from sync.digest import ITEM as DIGEST_ITEM
 from sync.digest import SUMMARY as DIGEST_SUMMARY
 from sync.digest import items as digest_items
 from sync.digest import settle as settle_digest
 from sync.links import ConnectionLinks
 from sync.payloads import appointment_payload, channel_payload, digest_payload, message_payload
-from sync.ratelimit import Pacer, default_store
 from sync.settings import Settings, get_settings
 from sync.store.db import session_scope
 from sync.store.models import AuditEvent, Connection, Delivery, Message, Tenant, utcnow
@@ -266,14 +269,17 @@ def process_connection(
     settings = settings or get_settings()
     outcome = BatchOutcome(connection_id)
     try:
-        ensure_fresh(connection_id)
-    except NeedsReauth as exc:
-        outcome.notes.append(f"needs re-authorization: {exc}")
-        return outcome
-    except TransientError as exc:  # the token endpoint is down: try again shortly
-        outcome.notes.append(str(exc))
-        outcome.run_again_in = 30.0
-        return outcome
+        refresh(connection_id)
+    except ConnectionUnavailable as exc:
+        if exc.reason == "needs_reauth":
+            outcome.notes.append(f"needs re-authorization: {exc.detail}")
+            return outcome
+        if retry_later(exc):  # the token endpoint is down: try again shortly
+            outcome.notes.append(exc.detail)
+            outcome.run_again_in = 30.0
+            return outcome
+        assert exc.error is not None
+        raise exc.error from None
     opened = _open(connection_id, settings, outcome)
     if opened is None:
         return outcome
@@ -330,24 +336,21 @@ def _open(
         connection = session.get(
             Connection, connection_id, with_for_update=True, populate_existing=True
         )
-        if connection is None or connection.status != "active":
-            outcome.notes.append(f"connection {connection.status if connection else 'gone'}")
-            return None
         now = utcnow()
-        if connection.paused_until and connection.paused_until > now:
-            outcome.run_again_in = (connection.paused_until - now).total_seconds()
+        why = blocked(connection, now)
+        if why is not None and why.reason == "paused":
+            assert why.until is not None
+            outcome.run_again_in = (why.until - now).total_seconds()
             outcome.notes.append("paused by provider limit")
             return None
-        info = connection_info(connection)
-        if not delivers(info.provider):  # a calendar connection: booking writes its events
-            outcome.notes.append(f"{info.provider} connections have no deliveries")
+        if why is not None or connection is None:
+            outcome.notes.append(f"connection {connection.status if connection else 'gone'}")
+            return None
+        if not delivers(connection.provider):  # a calendar connection: booking writes events
+            outcome.notes.append(f"{connection.provider} connections have no deliveries")
             connection.wake_queued = False
             return None
-        tenant = session.get(Tenant, connection.tenant_id)
-        assert tenant is not None
-        spec = parsed_config(tenant).connections.get(connection.name)
-        if spec is not None and hasattr(spec, "resolved_mapping"):
-            info = replace(info, mapping=crm_mapping(info.provider, spec.resolved_mapping()))
+        info = info_for(session, connection)
         kind = connector_class(info.provider)
         limit = max_batch(info.provider)
         linger = _linger_left(session, kind, connection.id, now, limit)
@@ -421,10 +424,9 @@ def _claim_ahead(
             Connection, connection_id, with_for_update=True, populate_existing=True
         )
         now = utcnow()
-        if connection is None or connection.status != "active":
+        if blocked(connection, now) is not None:
             return None
-        if connection.paused_until and connection.paused_until > now:
-            return None
+        assert connection is not None
         claimed = _claim(session, connection, now, settings, limit)
     if not claimed:
         return None
@@ -438,11 +440,8 @@ def _send(
     for a connector bug (the batch is retried)."""
     if not batch.requests:
         return []
-    runtime = Runtime(
-        pacer=pacer_for(kind, info), links=links, pacers=extra_pacers(kind, info),
-        report=batch.recorder.report,
-    )
-    connector = build_connector(info, runtime)
+    runtime = runtime_for("connector", info, links=links, report=batch.recorder.report)
+    connector = build("connector", info, runtime)
     try:
         results = connector.deliver(batch.requests)
     except Exception as exc:  # a connector bug must not strand the batch
@@ -650,26 +649,6 @@ def _linger_left(
     return max(0.0, linger - (now - oldest).total_seconds())
 
 
-def extra_pacers(kind: Any, info: ConnectionInfo) -> dict[str, PacerProtocol]:
-    """Shared limiters for endpoints with limits of their own, keyed ``<id>:<name>``."""
-    declared = getattr(kind, "extra_rate_limits", None)
-    limits = declared(info) if declared else {}
-    return {
-        name: Pacer(key=f"{info.id}:{name}", limit=limit, window=window, store=default_store())
-        for name, (limit, window) in limits.items()
-    }
-
-
-def pacer_for(kind: Any, info: ConnectionInfo) -> PacerProtocol:
-    """The connection's shared limiter, if its connector declares a limit."""
-    declared = getattr(kind, "rate_limit", None)
-    spec = declared(info) if declared else None
-    if spec is None:
-        return Runtime().pacer
-    limit, window = spec
-    return Pacer(key=f"{info.id}:requests", limit=limit, window=window, store=default_store())
-
-
 def _record(
     session: Session,
     delivery: Delivery,
@@ -715,12 +694,11 @@ def _fail(
     if isinstance(error, RateLimited):
         # The provider's limit, not this record's fault: no attempt is spent.
         delivery.attempts = max(0, delivery.attempts - 1)
-        delivery.status, delivery.next_attempt_at = "pending", error.reset_at
-        session.execute(
-            update(Connection).where(Connection.id == info.id).values(paused_until=error.reset_at)
-        )
-        _event(session, delivery, "delivery.rate_limited", resume_at=error.reset_at.isoformat())
-        _again(outcome, (error.reset_at - now).total_seconds())
+        until = act_on_in(session, info.id, error)  # the connection waits for the reset
+        assert until is not None
+        delivery.status, delivery.next_attempt_at = "pending", until
+        _event(session, delivery, "delivery.rate_limited", resume_at=until.isoformat())
+        _again(outcome, (until - now).total_seconds())
         outcome.retried += 1
         return
     if isinstance(error, AuthExpired):
@@ -728,11 +706,7 @@ def _fail(
         # A refresh that is refused parks the connection in needs_reauth.
         delivery.attempts = max(0, delivery.attempts - 1)
         delivery.status, delivery.next_attempt_at = "pending", now
-        session.execute(
-            update(Connection)
-            .where(Connection.id == info.id, Connection.token_expires_at.is_not(None))
-            .values(token_expires_at=now - timedelta(minutes=10))
-        )
+        act_on_in(session, info.id, error)  # the next run refreshes the token first
         _event(session, delivery, "delivery.token_expired", reason=reason)
         _again(outcome, 1.0)
         outcome.retried += 1

@@ -112,8 +112,10 @@ class RedisWindows:
 
 
 @dataclass
-class Pacer:
-    """What a connector calls before each request: blocks until it may send."""
+class RollingPacer:
+    """The connection's shared limiter: implements ``connectors.base.Pacer`` (what a
+    connector calls before each request) over a rolling window kept in a
+    ``WindowStore``; blocks until the request may be sent."""
 
     key: str
     limit: int

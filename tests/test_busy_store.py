@@ -17,9 +17,8 @@ from sync import booking as booking_mod
 from sync import busy
 from sync import calendar_sync as cs
 from sync.store.busy_models import CalendarBusyEvent
-from sync.store.calendar_sync_models import CalendarCursor
 from sync.store.db import session_scope
-from sync.store.models import Connection, Tenant, utcnow
+from sync.store.models import Connection, PullCursor, Tenant, utcnow
 from sync.tenants import parsed_config
 
 NOW = datetime.fromisoformat("2027-03-22T08:00:00+01:00")  # a Monday
@@ -136,7 +135,8 @@ def test_stale_store_or_range_outside_the_window_asks_freebusy(google):
     cs.pull_connection(conn)
     busy.CACHE.clear()
     with session_scope() as session:  # last successful pull an hour ago, no channel
-        session.execute(update(CalendarCursor).where(CalendarCursor.connection_id == conn)
+        session.execute(update(PullCursor).where(PullCursor.connection_id == conn,
+                                                 PullCursor.stream == "calendar")
                         .values(updated_at=utcnow() - timedelta(hours=1)))  # fmt: skip
     answer, free = slots()
     assert answer.provider_calls >= 1 and "10:00" not in free

@@ -20,7 +20,6 @@ from sqlalchemy import select, update
 
 from connectors.outlook import client as outlook
 from relais.api import create_app
-from relais.api import notifications as notifications_api
 from sandbox.server import SandboxServer
 from sandbox.testing import (  # noqa: F401  (fixtures)
     google_emulator,
@@ -35,10 +34,11 @@ from sync import calendar_sync as cs
 from sync.booking import BookingRequest, book, reschedule
 from sync.connections import set_credentials
 from sync.contacts import pull_connection as pull_contacts
-from sync.store.calendar_sync_models import CalendarChannel, CalendarCursor, CalendarSyncState
+from sync.pull_triggers import PullTriggers
+from sync.store.calendar_sync_models import CalendarChannel, CalendarSyncState
 from sync.store.db import session_scope
 from sync.store.directory import DirectoryContact
-from sync.store.models import Appointment, AuditEvent, Connection, utcnow
+from sync.store.models import Appointment, AuditEvent, Connection, PullCursor, utcnow
 from sync.tenants import apply_config
 
 NOW = datetime(2027, 3, 20, 12, 0, tzinfo=UTC)
@@ -171,7 +171,7 @@ def test_google_expired_sync_token_wipes_the_cursor_and_resyncs_in_full(google):
     assert appointment(apt.id).start == datetime(2027, 3, 23, 15, 0, tzinfo=UTC)
     assert google.knobs.counters().get("google.sync.full_sync_required") == 2
     with session_scope(readonly=True) as session:
-        cursor = session.get(CalendarCursor, (conn, CLAIRE))
+        cursor = session.get(PullCursor, (conn, "calendar", CLAIRE))
         assert cursor.cursor and cursor.full_syncs == 2
     assert cs.pull_connection(conn).full_resyncs == 0  # the new token works
 
@@ -200,22 +200,30 @@ def test_a_connection_never_runs_two_pulls_at_once(google):
 
 
 @pytest.fixture
-def relais_server(env):
-    server = SandboxServer(create_app(), name="relais").start()
-    yield server
-    server.stop()
+def serve(env):
+    """The API as a real server, its notifications starting the given pulls."""
+    servers: list[SandboxServer] = []
+
+    def start(triggers: PullTriggers) -> SandboxServer:
+        servers.append(SandboxServer(create_app(triggers), name="relais").start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
-def test_google_watch_channel_notifications_trigger_a_pull(google, relais_server, monkeypatch):
+def test_google_watch_channel_notifications_trigger_a_pull(google, serve):
     conn = connection_id()
-    set_settings(conn, notification_url=relais_server.url)
     pulls: list[tuple[str, list[str]]] = []
 
     def inline(connection: str, calendars):
         pulls.append((connection, list(calendars)))
         cs.pull_connection(connection, calendar_ids=calendars)
 
-    monkeypatch.setattr(cs, "trigger_pull", inline)
+    triggers = PullTriggers(calendar=inline)
+    relais_server = serve(triggers)
+    set_settings(conn, notification_url=relais_server.url)
     apt = make_booking()
     first = cs.pull_connection(conn)
     assert first.channels == {CLAIRE: "created", PAUL: "created"}
@@ -238,7 +246,7 @@ def test_google_watch_channel_notifications_trigger_a_pull(google, relais_server
     assert appointment(apt.id).start == datetime(2027, 3, 23, 10, 0, tzinfo=UTC)
 
     # forgeries: wrong token, unknown channel, a replayed message number
-    client = TestClient(create_app())
+    client = TestClient(create_app(triggers))
     headers = {"X-Goog-Channel-ID": channel.id, "X-Goog-Channel-Token": "guessed",
                "X-Goog-Resource-ID": channel.resource_id, "X-Goog-Resource-State": "exists",
                "X-Goog-Message-Number": "99"}  # fmt: skip
@@ -354,18 +362,18 @@ def test_graph_delta_pull_moves_cancels_and_resyncs(graph):
     assert ms.knobs.counters().get("graph.delta.gone") == 2
 
 
-def test_graph_subscription_handshake_notifications_and_forgeries(graph, relais_server,
-                                                                   monkeypatch):
+def test_graph_subscription_handshake_notifications_and_forgeries(graph, serve):
     ms = graph
     conn = connection_id()
-    set_settings(conn, notification_url=relais_server.url)
     pulls: list[tuple[str, list[str]]] = []
 
     def inline(connection: str, calendars):
         pulls.append((connection, list(calendars)))
         cs.pull_connection(connection, calendar_ids=calendars)
 
-    monkeypatch.setattr(cs, "trigger_pull", inline)
+    triggers = PullTriggers(calendar=inline)
+    relais_server = serve(triggers)
+    set_settings(conn, notification_url=relais_server.url)
     apt = make_booking()
     first = cs.pull_connection(conn)  # subscribing runs Graph's handshake against our route
     assert first.channels == {CLAIRE: "created", PAUL: "created"}, first.note
@@ -379,7 +387,7 @@ def test_graph_subscription_handshake_notifications_and_forgeries(graph, relais_
     assert pulls == [(conn, [CLAIRE])]
     assert appointment(apt.id).start == datetime(2027, 3, 23, 8, 0, tzinfo=UTC)
 
-    client = TestClient(create_app())
+    client = TestClient(create_app(triggers))
     echo = client.post("/v1/webhooks/graph", params={"validationToken": "abc 123"})
     assert echo.status_code == 200 and echo.text == "abc 123"
     assert echo.headers["content-type"].startswith("text/plain")
@@ -423,7 +431,7 @@ def signed(body: bytes, uri: str, secret: str = "hs-app-secret", at: float | Non
             "Content-Type": "application/json"}  # fmt: skip
 
 
-def test_hubspot_v3_webhook_good_forged_and_stale(hs, monkeypatch):
+def test_hubspot_v3_webhook_good_forged_and_stale(hs):
     from hubspot.utils.signature import Signature
 
     conn = connection_id("hubspot", HS)
@@ -433,11 +441,10 @@ def test_hubspot_v3_webhook_good_forged_and_stale(hs, monkeypatch):
         pulled.append(connection)
         pull_contacts(connection)
 
-    monkeypatch.setattr(notifications_api, "pull_contacts_now", inline)
     hs.insert("contacts", {"firstname": "Jeanne", "lastname": "Petit", "phone": "+33612345678"})
     body = json.dumps([{"eventId": 1, "subscriptionType": "contact.creation", "objectId": 1,
                         "portalId": 62515, "occurredAt": int(time.time() * 1000)}]).encode()
-    client = TestClient(create_app())
+    client = TestClient(create_app(PullTriggers(contacts=inline)))
     uri = "http://testserver/v1/webhooks/hubspot"
     good = signed(body, uri)
     assert Signature.is_valid(good["X-HubSpot-Signature-v3"], "hs-app-secret", body.decode(),
@@ -479,14 +486,12 @@ def test_calendar_sync_status_is_shown_to_the_tenant_admin(google):
 
 
 @pytest.mark.parametrize("event", ["subscriptionRemoved", "reauthorizationRequired", "missed"])
-def test_graph_lifecycle_events_resubscribe_and_resync(graph, relais_server, monkeypatch,
-                                                       event):
+def test_graph_lifecycle_events_resubscribe_and_resync(graph, serve, event):
     """Issue 11: subscriptions carry a lifecycleNotificationUrl; a removed subscription
     is made again, one needing reauthorization is replaced, missed notifications are
     caught up by a pull: changes go on arriving."""
     ms = graph
     conn = connection_id()
-    set_settings(conn, notification_url=relais_server.url)
     pulls: list[tuple[str, list[str]]] = []
 
     def queued(connection: str, calendars):  # the Celery task, run after the answer
@@ -497,7 +502,8 @@ def test_graph_lifecycle_events_resubscribe_and_resync(graph, relais_server, mon
             outcome = cs.pull_connection(connection, calendar_ids=calendars)
             assert outcome.status == "ok", outcome.note
 
-    monkeypatch.setattr(cs, "trigger_pull", queued)
+    relais_server = serve(PullTriggers(calendar=queued))
+    set_settings(conn, notification_url=relais_server.url)
     done = 0
     apt = make_booking()
     assert cs.pull_connection(conn).channels == {CLAIRE: "created", PAUL: "created"}

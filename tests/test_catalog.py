@@ -13,8 +13,7 @@ from connectors.registry import (
     contact_reader_class,
     max_batch,
 )
-from sync.contacts import reader_for
-from sync.delivery import extra_pacers, pacer_for
+from sync.connection_use import build, extra_pacers, pacer_for
 
 
 def info(provider: str, **settings: object) -> ConnectionInfo:
@@ -37,7 +36,7 @@ def test_catalogue_limits_drive_pacers_claims_and_chunks() -> None:
         assert extra_pacers(kind, hubspot)["search"].limit == 2  # type: ignore[attr-defined]
         assert max_batch("hubspot") == 9
         assert kind(hubspot, Runtime()).chunk == 5
-        reader = reader_for(hubspot)
+        reader = build("contacts", hubspot)
         try:
             assert reader.search_pacer.limit == 2
             assert reader.connector.runtime.pacer.limit == 7

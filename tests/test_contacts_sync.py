@@ -34,7 +34,7 @@ from sync.contacts import (
 )
 from sync.store.db import dispose_engines, session_scope
 from sync.store.directory import DirectoryContact, DirectorySyncState
-from sync.store.models import SyncCursor, utcnow
+from sync.store.models import PullCursor, utcnow
 from sync.tenants import apply_config
 
 HS, SF = "crmco", "sfco"
@@ -203,7 +203,7 @@ def test_hubspot_429_mid_pull_pauses_and_resumes_without_loss(hs, monkeypatch):
     with session_scope(readonly=True) as session:
         state = session.get(DirectorySyncState, conn)
         assert state.paused_until > utcnow() and state.running_since is None
-        cursor = json.loads(session.get(SyncCursor, (conn, "contacts")).cursor)
+        cursor = json.loads(session.get(PullCursor, (conn, "contacts", "")).cursor)
         assert cursor["run"]["checkpoint"]  # where to resume
     assert pull_connection(conn).status == "skipped"  # paused until the reset
     hs.knobs.reset()
@@ -311,7 +311,7 @@ def test_salesforce_deleted_window_expired_means_full_resync(sf, monkeypatch):
     pull_connection(conn)
     salesforce_client(sf).Contact.delete(ids[4])
     with session_scope() as session:  # the last pull was 16 days ago
-        row = session.get(SyncCursor, (conn, "contacts"))
+        row = session.get(PullCursor, (conn, "contacts", ""))
         cursor = json.loads(row.cursor)
         cursor["since"] = (utcnow() - timedelta(days=16)).isoformat()
         row.cursor = json.dumps(cursor)
@@ -331,11 +331,11 @@ def test_salesforce_limit_pauses_and_keeps_cursor(sf, monkeypatch):
     sf.knobs.fail(403, times=1, path="/query", body=[
         {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
     with session_scope(readonly=True) as session:
-        before = session.get(SyncCursor, (conn, "contacts")).cursor
+        before = session.get(PullCursor, (conn, "contacts", "")).cursor
     outcome = pull_connection(conn)
     assert outcome.status == "paused" and "REQUEST_LIMIT_EXCEEDED" in outcome.error
     with session_scope(readonly=True) as session:
-        assert json.loads(session.get(SyncCursor, (conn, "contacts")).cursor)["since"] == \
+        assert json.loads(session.get(PullCursor, (conn, "contacts", "")).cursor)["since"] == \
             json.loads(before)["since"]
         assert session.get(DirectorySyncState, conn).paused_until > utcnow()
 
@@ -363,7 +363,7 @@ def directory(hs, monkeypatch):
 def sweep_due(conn: str) -> None:
     """Make the archive listing due (as a day after the last one)."""
     with session_scope() as session:
-        row = session.get(SyncCursor, (conn, "contacts"))
+        row = session.get(PullCursor, (conn, "contacts", ""))
         cursor = json.loads(row.cursor)
         cursor["deleted_checked_at"] = (utcnow() - timedelta(hours=25)).isoformat()
         row.cursor = json.dumps(cursor)

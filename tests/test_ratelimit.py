@@ -10,7 +10,13 @@ import uuid
 import pytest
 from conftest import REDIS_URL, need_service
 
-from sync.ratelimit import DatabaseWindows, Pacer, RedisWindows, earliest_slot, margin
+from sync.ratelimit import (
+    DatabaseWindows,
+    RedisWindows,
+    RollingPacer,
+    earliest_slot,
+    margin,
+)
 
 
 def test_earliest_slot_is_exact():
@@ -36,7 +42,7 @@ class FakeClock:
 
 def sends(store, limit: int, window: float, count: int) -> list[float]:
     clock = FakeClock()
-    pacer = Pacer(key=f"k-{uuid.uuid4().hex}", limit=limit, window=window, store=store,
+    pacer = RollingPacer(key=f"k-{uuid.uuid4().hex}", limit=limit, window=window, store=store,
                   clock=clock.time, sleep=clock.sleep)
     times = []
     for _ in range(count):

@@ -22,8 +22,9 @@ from sync.tenants import apply_config
 
 README = (ROOT / "README.md").read_text()
 OAUTH = ["connectors/oauth.py", "connectors/catalog.py"]
-DIRECTORY = ["sync/contacts.py", "sync/pull_lock.py"]
-CALENDAR_SYNC = ["sync/calendar_sync.py", "sync/busy.py", "sync/pull_lock.py"]
+DIRECTORY = ["sync/contacts.py", "sync/pull_runner.py", "sync/pull_lock.py"]
+CALENDAR_SYNC = ["sync/calendar_sync.py", "sync/busy.py", "sync/pull_runner.py",
+                 "sync/pull_lock.py"]
 # README table title -> the files that read those settings
 TABLES = {
     "Webhook": ["connectors/webhook.py"],

@@ -11,24 +11,26 @@ from test_calendar_sync import hs, signed  # noqa: F401  (fixture)
 
 from connectors.sms import sign_webhook
 from relais.api import create_app
-from relais.api import notifications as notifications_api
 from sandbox.testing import hubspot_emulator, hubspot_server  # noqa: F401  (fixtures)
+from sync.pull_triggers import PullTriggers
 from sync.settings import reset_settings
 
 
-def test_the_same_hubspot_signature_twice_is_refused(hs, monkeypatch):  # noqa: F811
+def test_the_same_hubspot_signature_twice_is_refused(hs):  # noqa: F811
     pulled: list[str] = []
-    monkeypatch.setattr(notifications_api, "pull_contacts_now", pulled.append)
+    triggers = PullTriggers(contacts=pulled.append)
     body = json.dumps([{"eventId": 1, "subscriptionType": "contact.creation", "objectId": 1,
                         "portalId": 62515, "occurredAt": int(time.time() * 1000)}]).encode()
     headers = signed(body, "http://testserver/v1/webhooks/hubspot")
-    first = TestClient(create_app()).post("/v1/webhooks/hubspot", content=body, headers=headers)
+    first = TestClient(create_app(triggers)).post("/v1/webhooks/hubspot", content=body,
+                                                headers=headers)
     assert first.status_code == 200, first.text
-    again = TestClient(create_app()).post("/v1/webhooks/hubspot", content=body, headers=headers)
+    again = TestClient(create_app(triggers)).post("/v1/webhooks/hubspot", content=body,
+                                                headers=headers)
     assert again.status_code == 409 and again.json()["error"]["code"] == "replayed"
     assert len(pulled) == 1
     later = signed(body, "http://testserver/v1/webhooks/hubspot", at=time.time() + 1)
-    assert TestClient(create_app()).post("/v1/webhooks/hubspot", content=body,
+    assert TestClient(create_app(triggers)).post("/v1/webhooks/hubspot", content=body,
                                          headers=later).status_code == 200
 
 

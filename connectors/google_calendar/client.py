@@ -55,6 +55,7 @@ from googleapiclient.http import HttpRequest
 from connectors.base import (
     AuthExpired,
     ConnectionInfo,
+    CursorExpired,
     DeliveryError,
     Rejected,
     Runtime,
@@ -64,7 +65,6 @@ from connectors.calendar import (
     BusyBlock,
     CalendarBusy,
     Channel,
-    CursorExpired,
     EventChange,
     EventRef,
     EventSpec,

@@ -62,6 +62,7 @@ import requests
 from connectors.base import (
     AuthExpired,
     ConnectionInfo,
+    CursorExpired,
     DeliveryError,
     Rejected,
     Runtime,
@@ -71,7 +72,6 @@ from connectors.calendar import (
     BusyBlock,
     CalendarBusy,
     Channel,
-    CursorExpired,
     EventChange,
     EventRef,
     EventSpec,

@@ -29,8 +29,8 @@ from typing import Any
 
 from simple_salesforce import format_soql
 
-from connectors.base import ConnectionInfo, Rejected, Runtime
-from connectors.crm import ContactPage, CrmContact, CrmDeletion, CursorExpired
+from connectors.base import ConnectionInfo, CursorExpired, Rejected, Runtime
+from connectors.crm import ContactPage, CrmContact, CrmDeletion
 from connectors.salesforce.client import SalesforceConnector
 
 DELETED_WINDOW = timedelta(days=15)  # how far back getDeleted answers

@@ -25,6 +25,7 @@ from relais.api import (
 from relais.api import contacts as contacts_api
 from relais.api.deps import request_limit
 from relais.api.outage import DatabaseOutageRetry
+from sync.pull_triggers import QUEUED, PullTriggers
 
 
 def _nul_in_url(request: Request) -> str | None:
@@ -80,13 +81,16 @@ def _refusal(request: Request) -> JSONResponse | None:
     return None
 
 
-def create_app() -> FastAPI:
+def create_app(triggers: PullTriggers = QUEUED) -> FastAPI:
+    """The API. ``triggers``: what a provider's change notification starts (by default
+    a Celery task per pull; ``sync.pull_triggers``)."""
     app = FastAPI(
         title="Relais",
         version="1",
         description="Integration hub of a telephone answering service.",
         lifespan=_lifespan,
     )
+    app.state.pull_triggers = triggers
     errors.install(app)
     openapi.install(app)
     # Inside the guard: what it buffers to retry is already size-checked.

@@ -13,6 +13,9 @@
   and a timestamp at most 5 minutes away; contact events pull that CRM
   connection's contact directory now.
 
+The pulls are started by the app's ``PullTriggers`` (``create_app(triggers=...)``,
+``sync.pull_triggers``): Celery tasks unless a test or tool injects others.
+
 Refusals are logged without secrets and never acted on.
 """
 
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -32,6 +34,7 @@ from relais.api.deps import Caller, parse_json, tenant_for
 from relais.api.errors import ApiError
 from relais.replay import first_time
 from sync import calendar_sync
+from sync.pull_triggers import PullTriggers
 from sync.store.db import session_scope
 from sync.store.models import Connection
 
@@ -66,7 +69,9 @@ async def google_webhook(request: Request) -> JSONResponse:
                        "X-Goog-Message-Number is missing or not a positive integer",
                        [{"field": "X-Goog-Message-Number", "problem": "missing or invalid"}])
     try:
-        result = await run_in_threadpool(calendar_sync.google_notification, headers)
+        result = await run_in_threadpool(
+            calendar_sync.google_notification, headers, _triggers(request).calendar
+        )
     except calendar_sync.NotificationRejected as exc:
         raise _refuse(exc, "Google") from None
     return JSONResponse(result)
@@ -82,7 +87,9 @@ async def graph_webhook(request: Request) -> Response:
         return PlainTextResponse(token, status_code=200)
     payload = parse_json(await request.body(), "invalid_notification")
     try:
-        result = await run_in_threadpool(calendar_sync.graph_notification, payload)
+        result = await run_in_threadpool(
+            calendar_sync.graph_notification, payload, _triggers(request).calendar
+        )
     except calendar_sync.NotificationRejected as exc:
         raise _refuse(exc, "Graph") from None
     return JSONResponse(result, status_code=202)
@@ -153,16 +160,15 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
     contact_events = hubspot_webhooks.contact_events(events)
     if contact_events:
         for connection_id in matched:
-            await run_in_threadpool(pull_contacts_now, connection_id)
+            await run_in_threadpool(_triggers(request).contacts, connection_id)
     return JSONResponse({"events": len(events), "contact_events": len(contact_events),
                          "pulls": len(matched) if contact_events else 0})  # fmt: skip
 
 
-def pull_contacts_now(connection_id: str) -> Any:
-    """Trigger the contact directory pull of a CRM connection (a Celery task)."""
-    from sync.queue import enqueue_contact_pull_now
-
-    enqueue_contact_pull_now(connection_id)
+def _triggers(request: Request) -> PullTriggers:
+    """The pulls a notification starts: the app's (``create_app(triggers=...)``)."""
+    triggers: PullTriggers = request.app.state.pull_triggers
+    return triggers
 
 
 # ------------------------------------------------------------------ status

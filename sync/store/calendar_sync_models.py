@@ -6,8 +6,9 @@ Defined on the shared ``Base`` (``sync.store.models``) in their own module;
 - ``calendar_sync_state``: per calendar connection, the pull lock
   (``running_since`` with an expiry: a connection never runs two pulls at
   once), the pause after a provider limit, and what the sync status shows.
-- ``calendar_cursors``: per (connection, calendar), the provider's cursor (a
-  Google syncToken, a Graph deltaLink); wiped on 410 and rebuilt by a full read.
+- the cursors (a Google syncToken, a Graph deltaLink per calendar) are rows of
+  ``pull_cursors`` (``sync.store.models.PullCursor``: stream ``calendar``, partition
+  = the calendar id); wiped on 410 and rebuilt by a full read.
 - ``calendar_channels``: Google watch channels and Graph subscriptions. The
   secret a notification must carry (channel token, ``clientState``) is kept
   only as its SHA-256.
@@ -41,17 +42,6 @@ class CalendarSyncState(Base):
     moved: Mapped[int] = mapped_column(Integer, default=0)
     cancelled: Mapped[int] = mapped_column(Integer, default=0)
     last_run: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
-
-class CalendarCursor(Base):
-    __tablename__ = "calendar_cursors"
-    connection_id: Mapped[str] = mapped_column(
-        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
-    )
-    calendar_id: Mapped[str] = mapped_column(String(300), primary_key=True)
-    cursor: Mapped[str | None] = mapped_column(Text, nullable=True)
-    full_syncs: Mapped[int] = mapped_column(Integer, default=0)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class CalendarChannel(Base):

@@ -12,7 +12,8 @@ Defined on the shared ``Base`` (``sync.store.models``) but kept in its own modul
   prefix range scan on an ordinary B-tree index, on SQLite and PostgreSQL.
 - ``directory_sync_state``: per connection, the pull lock (``running_since``
   with an expiry), the pause after a provider limit, and what
-  ``relais sync status`` shows. Cursors live in ``sync_cursors``.
+  ``relais sync status`` shows. Cursors live in ``pull_cursors``
+  (stream ``contacts``).
 """
 
 from __future__ import annotations

@@ -256,11 +256,21 @@ class ExternalLink(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class SyncCursor(Base):
-    __tablename__ = "sync_cursors"
-    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"), primary_key=True)
+class PullCursor(Base):
+    """An incremental pull's cursor (``sync.pull_runner``), per connection, stream
+    (``contacts``, ``calendar``) and partition (``""`` for a stream without any; the
+    calendar id for the calendar stream). ``cursor`` is the stream's own text (a
+    provider token, or a JSON object); None: the next read is a full one.
+    ``full_syncs`` counts full reads; ``updated_at`` is when a pull last stored it."""
+
+    __tablename__ = "pull_cursors"
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
     stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    partition: Mapped[str] = mapped_column(String(300), primary_key=True, default="")
     cursor: Mapped[str | None] = mapped_column(Text, nullable=True)
+    full_syncs: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
