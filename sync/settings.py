@@ -87,7 +87,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.resolved_home / 'sync.store.db'}"
+        return self.database_url or f"sqlite:///{self.resolved_home / 'relais.db'}"
 
     @property
     def resolved_broker_url(self) -> str:
