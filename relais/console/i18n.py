@@ -1,4 +1,5 @@
-"""The console's languages: French first (the source strings), English by catalogue.
+"""The console's languages: French first (the source strings), English by catalogue
+(and a French one for strings shown from data: urgency levels, statuses, roles).
 
 Catalogues are gettext ``.po`` files under ``relais/console/locale/<lang>/LC_MESSAGES``
 (edited by hand or with ``pybabel update``); they are compiled in memory with
@@ -28,7 +29,7 @@ def catalogue_path(lang: str) -> Path:
 @lru_cache(maxsize=len(LANGUAGES))
 def translations(lang: str) -> gettext.NullTranslations:
     path = catalogue_path(lang)
-    if lang == DEFAULT or not path.exists():
+    if not path.exists():
         return gettext.NullTranslations()
     with path.open("rb") as fh:
         catalog = read_po(fh, locale=lang)
@@ -40,3 +41,18 @@ def translations(lang: str) -> gettext.NullTranslations:
 
 def pick(lang: str | None) -> str:
     return lang if lang in LANGUAGES else DEFAULT
+
+
+def _(text: str) -> str:
+    """Marks a string for extraction (``pybabel extract -k _``); translated when shown."""
+    return text
+
+
+# Strings the templates translate from data (urgency levels, delivery statuses, roles,
+# channels): listed here so that extraction sees them.
+DYNAMIC = (
+    _("low"), _("normal"), _("high"), _("urgent"),
+    _("pending"), _("in_flight"), _("delivered"), _("dead"),
+    _("operator admin"), _("secretary"), _("tenant admin"), _("client"),
+    _("email"), _("digest"),
+)
