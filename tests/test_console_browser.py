@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from channels_helpers import sender_env
-from conftest import FIXTURES, wait_until
+from conftest import FIXTURES
 from sqlalchemy import select
 
 from relais.connections import set_credentials
