@@ -99,7 +99,7 @@ def create_app() -> FastAPI:
     app.include_router(contacts_api.router)
     app.include_router(__import__("relais.api.notifications", fromlist=["router"]).router)
     app.include_router(__import__("relais.api.conflicts", fromlist=["router"]).router)
-    from relais.console.web import install as install_console
+    from relais.console import install as install_console
 
     install_console(app)  # the people's side: HTML pages, out of the OpenAPI document
     return app

@@ -117,7 +117,7 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None,
     return response
 
 
-def _load_viewer(token: str) -> Viewer | None:
+def load_viewer(token: str) -> Viewer | None:
     with session_scope(readonly=True) as session:
         found = session_user(session, token)
         return _viewer(found[0], found[1].csrf_token) if found else None
@@ -126,7 +126,7 @@ def _load_viewer(token: str) -> Viewer | None:
 async def viewer_of(request: Request) -> Viewer:
     """The signed-in viewer; :class:`NeedsSignIn` without a live session."""
     token = request.cookies.get(COOKIE, "")
-    found = await run_in_threadpool(_load_viewer, token) if token else None
+    found = await run_in_threadpool(load_viewer, token) if token else None
     if found is None:
         raise NeedsSignIn()
     return found
@@ -192,7 +192,7 @@ throttle = LoginThrottle()
 @router.get("/")
 async def root(request: Request) -> Response:
     token = request.cookies.get(COOKIE, "")
-    found = await run_in_threadpool(_load_viewer, token) if token else None
+    found = await run_in_threadpool(load_viewer, token) if token else None
     if found is None:
         return RedirectResponse("/login", status_code=303)
     return RedirectResponse(home_of(found), status_code=303)
@@ -284,25 +284,3 @@ def sign_in_redirect(request: Request) -> Response:
     if request.headers.get("hx-request"):
         return Response(status_code=401, headers={"HX-Redirect": location})
     return RedirectResponse(location, status_code=303)
-
-
-def install(app: Any) -> None:
-    """Mount the console on the API's app: routes, static files, its error pages."""
-    from fastapi.staticfiles import StaticFiles
-
-    from relais.console import desk
-
-    @app.exception_handler(ConsoleError)
-    async def _console_error(request: Request, exc: ConsoleError) -> Response:
-        token = request.cookies.get(COOKIE, "")
-        viewer = await run_in_threadpool(_load_viewer, token) if token else None
-        return render(request, "error.html", {"status": exc.status, "code": exc.message},
-                      exc.status, viewer)
-
-    @app.exception_handler(NeedsSignIn)
-    async def _needs_sign_in(request: Request, _exc: NeedsSignIn) -> Response:
-        return sign_in_redirect(request)
-
-    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
-    app.include_router(router)
-    app.include_router(desk.router)
