@@ -245,3 +245,13 @@ def test_forwarding_numbers_are_checked_at_their_line():
         load_tenant_config(twice, "alpha.yaml")
     assert load_tenant_config((FIXTURES / "console_desk_b.yaml").read_text()).forwarding_numbers \
         == ["+33472000022"]
+
+
+def test_a_forwarding_number_rings_for_one_tenant_only(tenants):
+    with session_scope() as session, pytest.raises(ConfigError) as clash:
+        apply_config(session, hook_tenant("gamma", "+33 4 72 00 00 22"), "gamma.yaml",
+                     actor="t")
+    assert ("gamma.yaml:5:22: forwarding_numbers[0]: forwarding number +33472000022 "
+            "already rings for tenant 'beta'") in str(clash.value)
+    with session_scope() as session:  # re-applying a tenant keeps its own numbers
+        apply_config(session, hook_tenant("beta", "04 72 00 00 22"), "beta.yaml", actor="t")
