@@ -255,3 +255,58 @@ def test_a_forwarding_number_rings_for_one_tenant_only(tenants):
             "already rings for tenant 'beta'") in str(clash.value)
     with session_scope() as session:  # re-applying a tenant keeps its own numbers
         apply_config(session, hook_tenant("beta", "04 72 00 00 22"), "beta.yaml", actor="t")
+
+
+def signed_in_client(email: str) -> tuple[TestClient, str]:
+    client = TestClient(create_app(), base_url="https://testserver")
+    token = client.get("/login").text.split('name="csrf_token" value="')[1].split('"')[0]
+    client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
+    return client, token
+
+
+def csrf_of(page: str) -> str:
+    return page.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def test_desk_sends_once_per_opened_call_and_shows_the_caller_next_time(tenants):
+    from relais.directory import DirectoryContact, DirectoryPhone
+    from relais.models import Connection, Message
+
+    with session_scope() as session:
+        create_user(session, "s@r.test", "Sophie", "secretary", PASSWORD)
+        hook = session.scalar(select(Connection.id).where(Connection.tenant_id == "alpha"))
+        session.add(DirectoryContact(id="c1", tenant_id="alpha", connection_id=hook,
+                                     provider="hubspot", crm_object="contacts", crm_id="1",
+                                     name="Jeanne Martin", name_key="jeanne martin",
+                                     company="Boulangerie", phones=["+33612345678"]))
+        session.flush()
+        session.add(DirectoryPhone(contact_id="c1", tenant_id="alpha", e164="+33612345678",
+                                   reversed_digits="87654321633"))
+    client, _ = signed_in_client("s@r.test")
+    page = client.get("/desk?called=0472000011&caller=0612345678").text
+    assert '<strong id="caller-name">Jeanne Martin</strong>' in page
+    key = page.split('name="idempotency_key" value="')[1].split('"')[0]
+    taken_at = page.split('name="taken_at" value="')[1].split('"')[0]
+    form = {"csrf_token": csrf_of(page), "idempotency_key": key, "call_type": "message",
+            "taken_at": taken_at,
+            "urgency": "normal", "caller.name": "Jeanne Martin", "caller.phone": "0612345678",
+            "subject": "Rappeler pour le devis"}
+    preview = client.post("/t/alpha/desk/preview", data=form)
+    assert "hook (webhook)" in preview.text
+    missing = client.post("/t/alpha/desk/send", data={**form, "subject": ""})
+    assert missing.status_code == 422 and "subject" in missing.text
+    first = client.post("/t/alpha/desk/send", data=form)
+    again = client.post("/t/alpha/desk/send", data=form)  # a double press: one message
+    assert first.status_code == again.status_code == 200
+    assert 'data-status="pending"' in first.text and "hook" in first.text
+    with session_scope(readonly=True) as session:
+        stored = session.scalars(select(Message)).all()
+    assert len(stored) == 1 and stored[0].taken_by == "Sophie"
+    assert stored[0].caller["phone"] == "+33612345678"
+    status = client.get(f"/t/alpha/desk/messages/{stored[0].id}")
+    assert "Rappeler pour le devis" in status.text
+    assert client.get(f"/t/beta/desk/messages/{stored[0].id}").status_code == 404
+    later = client.get("/desk?tenant=alpha&caller=%2B33612345678").text
+    assert "Rappeler pour le devis" in later  # the caller's latest messages
+    found = client.get("/t/alpha/desk/contacts?q=jean").text
+    assert "Jeanne Martin" in found and "Boulangerie" in found

@@ -140,7 +140,9 @@ def _desk_context(session: Session, viewer: Viewer, tenant: Tenant, caller: str,
         "open": open_now(config, now), "on_call": on_call,
         "caller": recognise(session, tenant.id, config, caller),
         "call_type": chosen, "urgencies": URGENCIES,
-        "idempotency_key": f"desk-{uuid.uuid4().hex}",
+        # One opened call, one message: a second press of "send" repeats the same body
+        # under the same key, so the outbox answers the first message.
+        "idempotency_key": f"desk-{uuid.uuid4().hex}", "taken_at": now.isoformat(),
     }
 
 
@@ -254,11 +256,20 @@ def _message_data(config: TenantConfig, viewer: Viewer, form: dict[str, str]) ->
         "subject": form.get("subject", "").strip(),
         "body": form.get("body", "").strip(),
         "taken_by": viewer.name,
-        "taken_at": utcnow().isoformat(),
+        "taken_at": _taken_at(form.get("taken_at", "")),
         "staff_id": form.get("staff_id") or None,
         "callback_requested": form.get("callback_requested") in ("on", "true", "1"),
         "intake": _intake(config, form.get("call_type", ""), form),
     }
+
+
+def _taken_at(raw: str) -> str:
+    """When the call was opened (the form's), else now: never a naive or odd instant."""
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        return utcnow().isoformat()
+    return at.isoformat() if at.tzinfo is not None else utcnow().isoformat()
 
 
 def _problems(exc: ValidationError) -> list[dict[str, str]]:
@@ -361,7 +372,8 @@ async def contacts(request: Request, tenant_id: str, q: str = "") -> HTMLRespons
     def build() -> dict[str, Any]:
         with session_scope(readonly=True) as session:
             visible_tenant(session, viewer, tenant_id)
-            found = search_name(session, tenant_id, q, 8) if len(q.strip()) >= 2 else []
-            return {"contacts": found}
+            searched = len(q.strip()) >= 2
+            return {"contacts": search_name(session, tenant_id, q, 8) if searched else [],
+                    "searched": searched}
 
     return render(request, "desk_contacts.html", await run_in_threadpool(build), viewer=viewer)
