@@ -310,3 +310,32 @@ def test_desk_sends_once_per_opened_call_and_shows_the_caller_next_time(tenants)
     assert "Rappeler pour le devis" in later  # the caller's latest messages
     found = client.get("/t/alpha/desk/contacts?q=jean").text
     assert "Jeanne Martin" in found and "Boulangerie" in found
+
+
+def test_operator_manages_people_in_the_console(tenants):
+    with session_scope() as session:
+        create_user(session, "op@r.test", "Op", "operator", PASSWORD)
+        create_user(session, "s@r.test", "Sophie", "secretary", PASSWORD)
+    secretary, _ = signed_in_client("s@r.test")
+    assert secretary.get("/users").status_code == 404
+    op, _ = signed_in_client("op@r.test")
+    page = op.get("/users").text
+    csrf = csrf_of(page)
+    new = {"email": "n@r.test", "name": "Nadia", "role": "secretary", "tenants": "alpha",
+           "tenant": ""}
+    assert op.post("/users", data=new).status_code == 403  # no CSRF token
+    made = op.post("/users", data={**new, "csrf_token": csrf})
+    assert made.status_code == 200, made.text
+    first = made.text.split('<code id="new-password">')[1].split("<")[0]
+    bad = op.post("/users", data={**new, "csrf_token": csrf})
+    assert bad.status_code == 422 and "already exists" in bad.text
+    with session_scope(readonly=True) as session:
+        nadia = find_user(session, "n@r.test")
+        assert nadia.tenants == ["alpha"] and nadia.role == "secretary"
+    reset = op.post(f"/users/{nadia.id}/reset-password", data={"csrf_token": csrf})
+    second = reset.text.split('<code id="new-password">')[1].split("<")[0]
+    assert second != first
+    assert isinstance(attempt("n@r.test", first), SignInRefused)
+    assert isinstance(attempt("n@r.test", second), SignedIn)
+    assert op.post(f"/users/{nadia.id}/disable", data={"csrf_token": csrf}).status_code == 200
+    assert isinstance(attempt("n@r.test", second), SignInRefused)

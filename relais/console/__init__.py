@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from relais.console import desk
+from relais.console import desk, people
 from relais.console.web import (
     COOKIE,
     HERE,
@@ -39,3 +39,4 @@ def install(app: Any) -> None:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
     app.include_router(router)
     app.include_router(desk.router)
+    app.include_router(people.router)
