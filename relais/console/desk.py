@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from mappings.config import TenantConfig
-from mappings.oncall import on_call_at
+from mappings.oncall import NoOnCallSchedule, on_call_at
 from mappings.plan import DeliveryPlan, PlanError, plan_for
 from mappings.rules import CallContext, closed_day, open_range, window_weekly
 from mappings.wallclock import local
@@ -131,9 +131,13 @@ def _desk_context(session: Session, viewer: Viewer, tenant: Tenant, caller: str,
     now = utcnow()
     on_call = None
     if config.on_call is not None:
-        shift = on_call_at(config, now)
-        on_call = {"name": shift.staff.name, "phone": shift.staff.phone,
-                   "until": local(shift.end, config.zone)}
+        try:
+            shift = on_call_at(config, now)
+        except NoOnCallSchedule:  # e.g. before the rotation's first turn
+            shift = None
+        if shift is not None:
+            on_call = {"name": shift.staff.name, "phone": shift.staff.phone,
+                       "until": local(shift.end, config.zone)}
     chosen = config.call_type(call_type or "") or config.call_types[0]
     return {
         "tenant": tenant, "config": config, "now": local(now, config.zone),
