@@ -159,6 +159,7 @@ def test_secretary_takes_an_urgent_call_from_a_screen_pop(hub, chromium, hubspot
     page.wait_for_selector("#sent-status[data-settled=yes]", timeout=60_000)
     print(f"send to every delivery landed: {(time.monotonic() - started) * 1000:.0f} ms")
     assert page.evaluate("document.activeElement.id") == "new-call"  # next call: one key
+    assert serious_violations(page) == []  # the desk with its intake form and sent message
     statuses = page.eval_on_selector_all(".delivery", "els => els.map(e => e.dataset.status)")
     assert statuses == ["delivered", "delivered"], page.inner_text("#sent")
 
