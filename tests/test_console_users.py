@@ -163,6 +163,7 @@ def test_login_page_cookies_and_csrf(tenants, monkeypatch):
                   if c.startswith("relais_session="))
     flags = {part.strip().lower() for part in cookie.split(";")}
     assert {"secure", "httponly", "samesite=lax", "path=/"} <= flags
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     desk = client.get("/desk")
     assert desk.status_code == 200 and "Alpha" in desk.text
     csrf = desk.text.split('name="csrf_token" value="')[1].split('"')[0]

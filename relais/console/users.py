@@ -230,6 +230,8 @@ def sign_in(session: Session, email: str, password: str,
     user.last_login_at = now
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
+    session.execute(delete(ConsoleSession).where(  # this user's expired sessions go
+        ConsoleSession.user_id == user.id, ConsoleSession.expires_at <= now))
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     session.add(ConsoleSession(token_hash=_token_hash(token), user_id=user.id, csrf_token=csrf,

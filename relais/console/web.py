@@ -50,6 +50,15 @@ LOGIN_CSRF_COOKIE = "relais_login_csrf"
 LANG_COOKIE = "relais_lang"
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+# Pages are never cached, never framed (clickjacking), run only our own scripts.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors "
+                               "'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
 router = APIRouter(include_in_schema=False)
 
 
@@ -113,7 +122,7 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None,
     data = {"request": request, "lang": lang, "_": translator(lang), "viewer": viewer,
             **(context or {})}
     response = templates.TemplateResponse(request, name, data, status_code=status)
-    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(PAGE_HEADERS)
     return response
 
 
