@@ -19,12 +19,7 @@ from channels_helpers import sender_env
 from conftest import FIXTURES
 from sqlalchemy import select
 
-from relais.connections import set_credentials
 from relais.console.users import create_user
-from relais.db import session_scope
-from relais.models import Connection
-from relais.settings import reset_settings
-from relais.tenants import apply_config
 from sandbox.testing import (  # noqa: F401  (fixtures)
     hubspot_emulator,
     hubspot_server,
@@ -33,7 +28,12 @@ from sandbox.testing import (  # noqa: F401  (fixtures)
     smtp_sandbox,
     smtp_server,
 )
+from sync.connections import set_credentials
 from sync.contacts import pull_connection
+from sync.settings import reset_settings
+from sync.store.db import session_scope
+from sync.store.models import Connection
+from sync.tenants import apply_config
 
 CHROMIUM = os.environ.get("RELAIS_TEST_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "motdepasse-de-test"

@@ -32,9 +32,9 @@ from relais.console.users import (
     sign_in,
 )
 from relais.console.web import LoginThrottle
-from relais.db import session_scope
-from relais.settings import reset_settings
-from relais.tenants import apply_config
+from sync.settings import reset_settings
+from sync.store.db import session_scope
+from sync.tenants import apply_config
 
 PASSWORD = "un-mot-de-passe-long"
 HOURS = timedelta(hours=1)
@@ -270,8 +270,8 @@ def csrf_of(page: str) -> str:
 
 
 def test_desk_sends_once_per_opened_call_and_shows_the_caller_next_time(tenants):
-    from relais.directory import DirectoryContact, DirectoryPhone
-    from relais.models import Connection, Message
+    from sync.store.directory import DirectoryContact, DirectoryPhone
+    from sync.store.models import Connection, Message
 
     with session_scope() as session:
         create_user(session, "s@r.test", "Sophie", "secretary", PASSWORD)

@@ -21,8 +21,8 @@ from relais.console.users import (
     reset_password,
 )
 from relais.console.web import ConsoleError, Viewer, checked_form, render, viewer_of
-from relais.db import session_scope
-from relais.models import Tenant
+from sync.store.db import session_scope
+from sync.store.models import Tenant
 
 router = APIRouter(include_in_schema=False)
 
