@@ -23,6 +23,16 @@ from relais.console.web import (
 )
 
 
+class VersionedStatic(StaticFiles):
+    """The console's static files, cacheable for a year: their URLs carry a digest
+    of the files (``?v=``), so a new release is fetched at once."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+
 def install(app: Any) -> None:
     """Mount the console on the API's app: routes, static files, its error pages."""
     @app.exception_handler(ConsoleError)
@@ -36,7 +46,7 @@ def install(app: Any) -> None:
     async def _needs_sign_in(request: Request, _exc: NeedsSignIn) -> Response:
         return sign_in_redirect(request)
 
-    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
+    app.mount("/static", VersionedStatic(directory=str(HERE / "static")), name="console-static")
     app.include_router(router)
     app.include_router(desk.router)
     app.include_router(people.router)

@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -50,6 +51,17 @@ LOGIN_CSRF_COOKIE = "relais_login_csrf"
 LANG_COOKIE = "relais_lang"
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def _static_version() -> str:
+    """A digest of the static files: their URLs carry it, so browsers may keep them."""
+    digest = hashlib.sha256()
+    for path in sorted((HERE / "static").iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+templates.env.globals["static_version"] = _static_version()
 # Pages are never cached, never framed (clickjacking), run only our own scripts.
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
