@@ -506,6 +506,16 @@ def check_references(config: TenantConfig, document: YamlDocument) -> list[Confi
                 first[item_id] = index
 
     duplicates("staff", [s.id for s in config.staff], "id", "staff id")
+    seen_numbers: dict[str, int] = {}
+    for index, number in enumerate(config.forwarding_numbers):
+        if number in seen_numbers:
+            line, _ = document.locate(("forwarding_numbers", seen_numbers[number]))
+            issues.append(document.issue(
+                ("forwarding_numbers", index), f"forwarding number {number} is listed twice",
+                f"forwarding_numbers[{seen_numbers[number]}] (line {line}) already has it; "
+                "list each number once", "duplicate_number"))
+        else:
+            seen_numbers[number] = index
     duplicates("call_types", [c.id for c in config.call_types], "id", "call type id")
     duplicates(
         "appointment_types", [t.id for t in config.appointment_types], "id", "appointment type id"

@@ -444,6 +444,19 @@ class CallType(Model):
     urgency_default: Urgency = "normal"
     sensitive: bool | None = None  # None: the tenant's setting
     intake_fields: Annotated[list[IntakeField], BeforeValidator(_empty_list)] = []
+    # Read aloud or followed by the secretary when this call type is chosen (the desk).
+    instructions: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+
+
+def _forwarding_number(value: str, info: ValidationInfo) -> str:
+    """A number callers dial that rings at the answering service for this tenant."""
+    context = info.context or {}
+    if context.get("phone_region_invalid"):
+        return value  # the region is reported; reading numbers in it would only add noise
+    return normalize_phone(value, context.get("phone_region"))
+
+
+ForwardingNumber = Annotated[str, AfterValidator(_forwarding_number)]
 
 
 # --------------------------------------------------------------------------- holidays
@@ -1340,6 +1353,13 @@ class TenantConfig(Model):
     phone_region: Annotated[str, AfterValidator(_region)]
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")] = "fr"
     sensitive: bool = False
+    # The secretary's desk: the numbers that ring for this tenant (a screen-pop
+    # ``/desk?called=`` finds the tenant by them), the greeting read when answering,
+    # and standing instructions (per call type: ``call_types[].instructions``).
+    forwarding_numbers: Annotated[list[ForwardingNumber], BeforeValidator(_listify),
+                                  BeforeValidator(_empty_list)] = []
+    greeting: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    instructions: Annotated[str, Field(min_length=1, max_length=4000)] | None = None
     business_hours: BusinessHours | None = None
     holidays: Holidays | None = None
     staff: Annotated[list[StaffMember], BeforeValidator(_empty_list)] = []

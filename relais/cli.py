@@ -58,12 +58,16 @@ deliveries_app = typer.Typer(
     no_args_is_help=True, help="Deliveries: list them, replay the dead ones."
 )
 rules_app = typer.Typer(no_args_is_help=True, help="What the rules would do with a call.")
+users_app = typer.Typer(
+    no_args_is_help=True,
+    help="Console users (people; API keys are for machines): create, list, disable, reset.")
 app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(connections_app, name="connections")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(rules_app, name="rules")
+app.add_typer(users_app, name="users")
 
 out = Console(soft_wrap=True)  # keys, secrets and file:line errors stay on one line
 err = Console(stderr=True, soft_wrap=True)
@@ -770,3 +774,101 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _new_password(from_stdin: bool) -> tuple[str, bool]:
+    """The password read from standard input, or a generated one (then printed once)."""
+    import secrets
+    import sys
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    return secrets.token_urlsafe(12), True
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Argument(help="sign-in address")],
+    name: Annotated[str, typer.Option(help="the person's name")],
+    role: Annotated[str, typer.Option(help="operator, secretary, tenant_admin or client")],
+    tenant: Annotated[str | None, typer.Option(
+        help="tenant_admin and client: their one tenant")] = None,
+    tenants: Annotated[str | None, typer.Option(
+        help="secretary: comma-separated tenants assigned (default: all)")] = None,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="read the password from standard input "
+        "(default: generate one and print it once)")] = False,
+) -> None:
+    """Create a console user. The generated password is shown once."""
+    from relais.console.users import UserError, create_user
+    from sync.store.db import session_scope
+
+    _upgrade()
+    password, generated = _new_password(password_stdin)
+    assigned = [t.strip() for t in tenants.split(",") if t.strip()] if tenants else None
+    try:
+        with session_scope() as session:
+            user = create_user(session, email, name, role, password, tenant_id=tenant,
+                               tenants=assigned)
+            user_id = user.id
+    except UserError as exc:
+        fail(str(exc))
+    out.print(f"user {email.strip().lower()} created ({user_id})", highlight=False)
+    if generated:
+        out.print(f"password: {password}", highlight=False)
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOption = False) -> None:
+    """Console users: role, tenants they see, disabled or not, last sign-in."""
+    from relais.console.users import list_users, user_row
+    from sync.store.db import session_scope
+
+    _upgrade()
+    with session_scope(readonly=True) as session:
+        users = list_users(session)
+        rows = [{**user_row(u), "scope": u.scope_label(),
+                 "last_login_at": _when(u.last_login_at)} for u in users]
+    listing(rows, {"email": "email", "name": "name", "role": "role", "scope": "tenants",
+                   "disabled": "disabled", "last_login_at": "last sign-in"}, as_json=as_json)
+
+
+@users_app.command("disable")
+def users_disable(email: Annotated[str, typer.Argument(help="email or user id")]) -> None:
+    """Disable a user: they can no longer sign in; their sessions end now."""
+    from relais.console.users import disable_user, find_user
+    from sync.store.db import session_scope
+
+    _upgrade()
+    with session_scope() as session:
+        user = find_user(session, email)
+        if user is None:
+            fail(f"no user {email!r}; see relais users list")
+        disable_user(session, user)
+    out.print(f"user {email} disabled", highlight=False)
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    email: Annotated[str, typer.Argument(help="email or user id")],
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="read the new password from standard input "
+        "(default: generate one and print it once)")] = False,
+) -> None:
+    """The operator sets a new password: the account is unlocked, its sessions end."""
+    from relais.console.users import UserError, find_user, reset_password
+    from sync.store.db import session_scope
+
+    _upgrade()
+    password, generated = _new_password(password_stdin)
+    try:
+        with session_scope() as session:
+            user = find_user(session, email)
+            if user is None:
+                fail(f"no user {email!r}; see relais users list")
+            reset_password(session, user, password)
+    except UserError as exc:
+        fail(str(exc))
+    out.print(f"password of {email} reset; every session of theirs ended", highlight=False)
+    if generated:
+        out.print(f"password: {password}", highlight=False)

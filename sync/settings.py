@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # Let tenant configuration name loopback/private addresses (see sync.netguard).
     allow_private_urls: bool = False
 
+    # The console (relais/console): its session cookie is `Secure` unless this is set,
+    # for plain-http local development only (a browser then sends it over http).
+    console_insecure_cookies: bool = False
+    console_session_hours: float = 12.0
+
     max_message_bytes: int = 64 * 1024
     # How long a request waits out an unreachable database (a restart) before a 503.
     db_outage_seconds: float = 20.0

@@ -88,6 +88,28 @@ def _used_variables(text: str) -> dict[str, str]:
     return {k: v for k, v in public_environment().items() if k in names}
 
 
+def number_clashes(session: Session, config: TenantConfig, text: str, filename: str,
+                   env: dict[str, str]) -> list[ConfigIssue]:
+    """Forwarding numbers another tenant already declares: a dialled number must open
+    the secretary's desk on exactly one tenant."""
+    if not config.forwarding_numbers:
+        return []
+    owners: dict[str, str] = {}
+    for other in session.scalars(select(Tenant).where(Tenant.id != config.id)):
+        for number in parsed_config(other).forwarding_numbers:
+            owners[number] = other.id
+    clashing = [(i, n) for i, n in enumerate(config.forwarding_numbers) if n in owners]
+    if not clashing:
+        return []
+    document = load_yaml(text, filename, env)
+    return [document.issue(("forwarding_numbers", index),
+                           f"forwarding number {number} already rings for tenant "
+                           f"{owners[number]!r}",
+                           "a number opens the desk on one tenant: remove it here or there",
+                           "duplicate_number")
+            for index, number in clashing]
+
+
 def apply_config(
     session: Session, text: str, filename: str, *, expect_tenant: str | None = None, actor: str
 ) -> ApplyResult:
@@ -102,6 +124,9 @@ def apply_config(
         internal = internal_targets(config, text, filename, env)
         if internal:
             raise ConfigError(internal)
+    clashes = number_clashes(session, config, text, filename, env)
+    if clashes:
+        raise ConfigError(clashes)
     if expect_tenant is not None and config.id != expect_tenant:
         issue = ConfigIssue(
             filename,

@@ -119,7 +119,8 @@ MERGED = {
     "0009_deliveries_status_index.py": "7d4c344c8a2a963c",
     "0010_webhook_replays.py": "391a3905e6927c0b",
     "0011_escalation_ref.py": "0a7d7f96f868a447",
-    "0016_pull_cursors.py": "b09ab32130cb7631",
+    "0012_console_users.py": "97ee30a0cee4b428",
+    "0016_pull_cursors.py": "f4a38e2769645ff0",
 }
 
 

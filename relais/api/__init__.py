@@ -103,4 +103,7 @@ def create_app(triggers: PullTriggers = QUEUED) -> FastAPI:
     app.include_router(contacts_api.router)
     app.include_router(__import__("relais.api.notifications", fromlist=["router"]).router)
     app.include_router(__import__("relais.api.conflicts", fromlist=["router"]).router)
+    from relais.console import install as install_console
+
+    install_console(app)  # the people's side: HTML pages, out of the OpenAPI document
     return app
