@@ -7,22 +7,24 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import AfterValidator, BaseModel, ValidationError
-from sqlalchemy import select
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from mappings.errors import ConfigError
 from mappings.plan import PlanError, explain_text, plan_for
 from mappings.rules import CallContext
 from relais.api.deps import DB, Caller, json_body, tenant_for
 from relais.api.errors import ApiError, field_errors, not_found, summary
+from relais.api.listing import Cursor, From, Limit, To, bad_filter, page_body, read_filters
 from relais.api.messages import delivery_view
 from relais.api.openapi import json_request, text_request
-from sync.delivery import ReplayRefused, replay
-from sync.domain import check_instant
+from sync.delivery import ReplayRefused, replay, replay_dead
+from sync.domain import as_utc_iso, check_instant
+from sync.lists import BadFilter, connection_names
+from sync.lists import list_deliveries as list_deliveries_of
 from sync.queue import enqueue_connections
 from sync.settings import get_settings
 from sync.store.db import session_scope
-from sync.store.models import Connection, Delivery, Tenant, utcnow
+from sync.store.models import Delivery, Tenant, utcnow
 from sync.tenants import apply_config, parsed_config
 
 router = APIRouter(tags=["admin"])
@@ -77,27 +79,59 @@ def list_deliveries(
     who: Caller,
     session: DB,
     status: Status | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    connection: Annotated[str | None, Query(
+        max_length=64, description="a connection's name, or a provider")] = None,
+    start: From = None,
+    to: To = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
+    """Newest first; a dead one carries its reason in ``last_error``."""
     tenant_for(session, who, tenant_id, "admin")
-    query = select(Delivery).where(Delivery.tenant_id == tenant_id)
-    if status:
-        query = query.where(Delivery.status == status)
-    rows = list(session.scalars(query.order_by(Delivery.created_at.desc()).limit(limit)))
-    connections = {
-        c.id: c
-        for c in session.scalars(select(Connection).where(Connection.tenant_id == tenant_id))
-    }
-    return {
-        "deliveries": [
-            {
-                **delivery_view(d, connections.get(d.connection_id)),
-                "message_id": d.message_id,
-                "appointment_id": d.appointment_id,
-            }
-            for d in rows
-        ]
-    }
+    filters = read_filters(start=start, end=to, status=status, connection=connection)
+    try:
+        page = list_deliveries_of(session, tenant_id, filters, limit=limit, cursor=cursor)
+    except BadFilter as exc:
+        raise bad_filter(exc) from None
+    connections = connection_names(session, tenant_id)
+    return page_body("deliveries", page, [
+        {
+            **delivery_view(d, connections.get(d.connection_id)),
+            "message_id": d.message_id,
+            "appointment_id": d.appointment_id,
+            "created_at": as_utc_iso(d.created_at),
+        }
+        for d in page.items
+    ])
+
+
+class ReplayBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                   Field(min_length=1, max_length=500)]
+
+
+@router.post("/v1/tenants/{tenant_id}/deliveries/replay", openapi_extra=json_request(ReplayBody))
+def replay_selection(
+    tenant_id: str, who: Caller, data: Annotated[Any, Depends(json_body)]
+) -> dict[str, Any]:
+    """Requeue the dead deliveries named in ``ids`` (each once, whoever else is
+    replaying them at the same moment); the others are listed in ``refused``."""
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "body must be a JSON object")
+    try:
+        body = ReplayBody.model_validate(data)
+    except ValidationError as exc:
+        details = field_errors(exc)
+        raise ApiError(422, "invalid_request", summary(details), details) from None
+    with session_scope() as session:
+        tenant_for(session, who, tenant_id, "admin")
+        outcome = replay_dead(session, tenant_id, body.ids, actor=who.label)
+        replayed = [{"id": d.id, "status": d.status} for d in outcome.replayed]
+        connection_ids = outcome.connection_ids
+    if connection_ids:
+        enqueue_connections(connection_ids)  # after commit: the outbox rule
+    return {"replayed": replayed, "refused": outcome.refused}
 
 
 @router.post("/v1/deliveries/{delivery_id}/replay")

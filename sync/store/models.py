@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -102,6 +103,9 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_messages_tenant_created", "tenant_id", "created_at"),
+        # sync.lists: newest calls first, and a caller's calls (its E.164 number).
+        Index("ix_messages_tenant_taken", "tenant_id", "taken_at", "id"),
+        Index("ix_messages_caller_phone", "tenant_id", text("(caller ->> 'phone')")),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("msg"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -126,6 +130,7 @@ class Appointment(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_appointments_staff_start", "tenant_id", "staff_id", "start"),
+        Index("ix_appointments_tenant_start", "tenant_id", "start", "id"),  # sync.lists
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("apt"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -173,6 +178,7 @@ class Delivery(Base):
         Index("ix_deliveries_tenant_status", "tenant_id", "status"),
         Index("ix_deliveries_status", "status"),  # /metrics: the backlog
         Index("ix_deliveries_digest_key", "digest_key"),
+        Index("ix_deliveries_tenant_created", "tenant_id", "created_at", "id"),  # sync.lists
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("dlv"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
