@@ -216,6 +216,50 @@ def tenants_list(as_json: JsonOption = False) -> None:
                    "version": "version", "updated_at": "updated"}, as_json=as_json)  # fmt: skip
 
 
+@tenants_app.command("history")
+def tenants_history(tenant: str, as_json: JsonOption = False) -> None:
+    """Every configuration version applied to TENANT, newest first: who, when, hash."""
+    from sync.config_versions import history, version_view
+    from sync.store.db import session_scope
+    from sync.tenants import get_tenant
+
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        current = get_tenant(session, tenant).config_version
+        rows = [version_view(row, current) for row in history(session, tenant)]
+    for row in rows:
+        row["current"] = "yes" if row["current"] and not as_json else row["current"]
+    listing(rows, {"version": "version", "applied_at": "applied", "actor": "by",
+                   "restored_from": "restores", "sha256": "sha256", "current": "current"},
+            as_json=as_json)  # fmt: skip
+
+
+@tenants_app.command("rollback")
+def tenants_rollback(tenant: str, version: int) -> None:
+    """Apply TENANT's configuration VERSION again (checked as `apply` checks it;
+    recorded as a new version)."""
+    from sync.config_versions import UnknownVersion, rollback
+    from sync.store.db import session_scope
+
+    _upgrade()
+    require_tenant(tenant)
+    try:
+        with session_scope() as session:
+            result = rollback(session, tenant, version, actor="cli")
+    except UnknownVersion as exc:
+        fail(f"{exc} (see `relais tenants history {tenant}`)")
+    except ConfigError as exc:
+        err.print(f"version {version} no longer applies:", highlight=False)
+        for issue in exc.issues:
+            err.print(str(issue), highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    out.print(f"tenant {tenant}: version {version} applied again as version {result.version}",
+              highlight=False)
+    for name, secret in result.new_secrets.items():
+        out.print(f"  webhook {name}: signing secret {secret} (shown once)")
+
+
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="secretary, admin or operator")],
