@@ -58,12 +58,16 @@ deliveries_app = typer.Typer(
     no_args_is_help=True, help="Deliveries: list them, replay the dead ones."
 )
 rules_app = typer.Typer(no_args_is_help=True, help="What the rules would do with a call.")
+providers_app = typer.Typer(
+    no_args_is_help=True,
+    help="The operator's OAuth app per provider: tenant admins then only consent.")
 app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(connections_app, name="connections")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(rules_app, name="rules")
+app.add_typer(providers_app, name="providers")
 
 out = Console(soft_wrap=True)  # keys, secrets and file:line errors stay on one line
 err = Console(stderr=True, soft_wrap=True)
@@ -548,6 +552,68 @@ def connect(
     if started:
         out.print(f"open this URL to connect (valid until {started.expires_at:%H:%M} UTC):")
         out.print(started.url, highlight=False)
+
+
+def _oauth_provider(name: str) -> str:
+    from connectors.catalog import oauth_providers
+
+    if name not in oauth_providers():
+        fail(f"no OAuth provider {name!r}; one of: {', '.join(oauth_providers())}")
+    return name
+
+
+@providers_app.command("register-app")
+def providers_register_app(
+    provider: str,
+    client_id: Annotated[str, typer.Option(help="the app's client id")],
+    client_secret: Annotated[str, typer.Option(
+        prompt=True, hide_input=True, envvar="RELAIS_PROVIDER_CLIENT_SECRET",
+        help="the app's client secret (prompted, or from RELAIS_PROVIDER_CLIENT_SECRET)")],
+) -> None:
+    """Register (or replace) the operator's OAuth app for PROVIDER; the secret is
+    stored encrypted and never printed."""
+    from sync.store.db import session_scope
+    from sync.store.provider_apps import register_app
+
+    _upgrade()
+    _oauth_provider(provider)
+    if not client_id.strip() or not client_secret.strip():
+        fail("--client-id and --client-secret must not be empty")
+    with session_scope() as session:
+        created = register_app(session, provider, client_id.strip(), client_secret.strip(),
+                               actor="cli")
+    out.print(f"{provider}: OAuth app {'registered' if created else 'replaced'} "
+              f"(client id {client_id.strip()})", highlight=False)
+
+
+@providers_app.command("apps")
+def providers_apps(as_json: JsonOption = False) -> None:
+    """The registered OAuth apps (client ids, never secrets)."""
+    from sync.store.db import session_scope
+    from sync.store.provider_apps import list_apps
+
+    _upgrade()
+    with session_scope(readonly=True) as session:
+        rows = [{"provider": r.provider, "client_id": r.client_id,
+                 "registered_by": r.registered_by, "updated_at": _when(r.updated_at)}
+                for r in list_apps(session)]
+    listing(rows, {"provider": "provider", "client_id": "client id",
+                   "registered_by": "by", "updated_at": "updated"}, as_json=as_json)
+
+
+@providers_app.command("remove-app")
+def providers_remove_app(provider: str) -> None:
+    """Remove the operator's app for PROVIDER (connections keep their tokens but
+    cannot refresh them without an app)."""
+    from sync.store.db import session_scope
+    from sync.store.provider_apps import remove_app
+
+    _upgrade()
+    _oauth_provider(provider)
+    with session_scope() as session:
+        if not remove_app(session, provider, actor="cli"):
+            fail(f"no app registered for {provider}")
+    out.print(f"{provider}: OAuth app removed")
 
 
 @app.command()

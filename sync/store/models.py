@@ -293,6 +293,8 @@ class OAuthState(Base):
     connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     code_verifier: Mapped[str | None] = mapped_column(String(128), nullable=True)
     redirect_uri: Mapped[str] = mapped_column(String(500))
+    # A console page (relative path) the callback redirects to with the outcome.
+    return_to: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
 

@@ -1,5 +1,6 @@
 """list indexes (messages, appointments, deliveries newest first; a caller's calls);
-tenant_config_versions (every applied tenant YAML), filled with each tenant's current one
+tenant_config_versions (every applied tenant YAML), filled with each tenant's current one;
+provider_apps (the operator's OAuth app per provider); oauth_states.return_to
 
 Revision ID: 0013
 Revises: 0012
@@ -35,6 +36,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_id", "version"),
     )
     _keep_current_configs()
+    op.create_table(
+        "provider_apps",
+        sa.Column("provider", sa.String(length=32), nullable=False),
+        sa.Column("client_id", sa.String(length=500), nullable=False),
+        sa.Column("secret", sa.LargeBinary(), nullable=False),
+        sa.Column("registered_by", sa.String(length=200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("provider"),
+    )
+    with op.batch_alter_table("oauth_states") as batch:
+        batch.add_column(sa.Column("return_to", sa.String(length=500), nullable=True))
     op.create_index("ix_messages_tenant_taken", "messages", ["tenant_id", "taken_at", "id"])
     op.create_index("ix_messages_caller_phone", "messages",
                     ["tenant_id", sa.text("(caller ->> 'phone')")])
@@ -62,6 +75,9 @@ def _keep_current_configs() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("oauth_states") as batch:
+        batch.drop_column("return_to")
+    op.drop_table("provider_apps")
     op.drop_table("tenant_config_versions")
     op.drop_index("ix_deliveries_tenant_created", "deliveries")
     op.drop_index("ix_appointments_tenant_start", "appointments")
