@@ -20,7 +20,12 @@ from typer.testing import CliRunner
 from relais.api import create_app
 from relais.auth import create_key
 from relais.cli import app as cli
-from sandbox.testing import salesforce_emulator, salesforce_server  # noqa: F401
+from sandbox.testing import (  # noqa: F401
+    hubspot_emulator,
+    hubspot_server,
+    salesforce_emulator,
+    salesforce_server,
+)
 from sync.credentials import ensure_fresh
 from sync.store.crypto import decrypt_json
 from sync.store.db import session_scope
@@ -183,3 +188,46 @@ def test_cli_registers_lists_and_removes_apps(hub):
                                "--client-secret", "b"]).exit_code == 2
     assert runner.invoke(cli, ["providers", "remove-app", "salesforce"]).exit_code == 0
     assert runner.invoke(cli, ["providers", "remove-app", "salesforce"]).exit_code == 2
+
+
+def test_hubspot_disconnect_deletes_the_refresh_token(pg_url, monkeypatch, tmp_path,
+                                                      hubspot_emulator):
+    """HubSpot revokes with DELETE …/refresh-tokens/{token} (the catalogue's
+    ``revocation: delete``), through the operator's app."""
+    make_env(monkeypatch, tmp_path, pg_url, None)
+    monkeypatch.setenv("RELAIS_TENANT_CRMCO_HS_URL", hubspot_emulator.url)
+    yaml = (FIXTURES / "crm.yaml").read_text().replace(
+        "/oauth/authorize\n",
+        "/oauth/authorize\n      revocation_url: ${RELAIS_TENANT_CRMCO_HS_URL}"
+        "/oauth/v1/refresh-tokens/{token}\n", 1)
+    with session_scope() as session:
+        apply_config(session, yaml, "crm.yaml", actor="test")
+        admin = create_key(session, "admin", "crmco", "it admin")
+        operator = create_key(session, "operator", None, "ops")
+    client = TestClient(create_app(), follow_redirects=False)
+    assert client.put("/v1/operator/provider-apps/hubspot", json={
+        "client_id": hubspot_emulator.client_id, "client_secret": hubspot_emulator.client_secret,
+    }, headers={"Authorization": f"Bearer {operator}"}).status_code == 200
+    started = client.post("/v1/tenants/crmco/connections/hubspot/authorize",
+                          json={"return_to": "/console/crmco/connections"},
+                          headers={"Authorization": f"Bearer {admin}"}).json()
+    consent = httpx.get(started["authorize_url"], follow_redirects=False)
+    back = parse_qs(urlparse(consent.headers["location"]).query)
+    done = client.get("/oauth/callback", params={"state": back["state"][0],
+                                                 "code": back["code"][0]})
+    assert done.headers["location"].endswith("outcome=connected&connection=hubspot")
+    with session_scope(readonly=True) as session:
+        refresh_token = decrypt_json(session.scalar(select(Connection.credentials).where(
+            Connection.tenant_id == "crmco", Connection.name == "hubspot")))["refresh_token"]
+    assert hubspot_emulator.refresh_tokens[refresh_token] is False
+    gone = client.post("/v1/tenants/crmco/connections/hubspot/disconnect",
+                       headers={"Authorization": f"Bearer {admin}"})
+    assert gone.json()["revoked"] is True, gone.text
+    assert hubspot_emulator.refresh_tokens[refresh_token] is True  # revoked at HubSpot
+
+
+def test_microsoft_offers_no_revocation_endpoint():
+    from connectors.catalog import provider
+    from connectors.oauth import revoke_token
+
+    assert revoke_token(provider("outlook"), {}, "any-token") is False  # nothing sent
