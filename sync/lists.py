@@ -120,6 +120,11 @@ def _caller_condition(session: Session, column: InstrumentedAttribute[Any],
     phone = _caller_phone(column)
     if query.e164:
         return phone == query.e164  # stored callers are E.164 (sync.outbox validates them)
+    if session.get_bind().dialect.name == "postgresql":
+        # The ending as a prefix of the reversed number: ix_messages_caller_phone_rev.
+        reversed_phone = literal_column(
+            f"reverse({column.table.name}.{column.key} ->> 'phone')")
+        return reversed_phone.like(f"{query.suffix[::-1]}%")
     return phone.like(f"%{query.suffix}")
 
 

@@ -106,6 +106,9 @@ class Message(Base):
         # sync.lists: newest calls first, and a caller's calls (its E.164 number).
         Index("ix_messages_tenant_taken", "tenant_id", "taken_at", "id"),
         Index("ix_messages_caller_phone", "tenant_id", text("(caller ->> 'phone')")),
+        # "ends with these digits" as a prefix scan (PostgreSQL only; see 0013).
+        Index("ix_messages_caller_phone_rev", "tenant_id",
+              text("reverse(caller ->> 'phone') text_pattern_ops")).ddl_if(dialect="postgresql"),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("msg"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))

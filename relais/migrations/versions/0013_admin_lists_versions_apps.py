@@ -51,6 +51,9 @@ def upgrade() -> None:
     op.create_index("ix_messages_tenant_taken", "messages", ["tenant_id", "taken_at", "id"])
     op.create_index("ix_messages_caller_phone", "messages",
                     ["tenant_id", sa.text("(caller ->> 'phone')")])
+    if op.get_bind().dialect.name == "postgresql":
+        op.create_index("ix_messages_caller_phone_rev", "messages",
+                        ["tenant_id", sa.text("reverse(caller ->> 'phone') text_pattern_ops")])
     op.create_index("ix_appointments_tenant_start", "appointments", ["tenant_id", "start", "id"])
     op.create_index("ix_deliveries_tenant_created", "deliveries",
                     ["tenant_id", "created_at", "id"])
@@ -82,4 +85,6 @@ def downgrade() -> None:
     op.drop_index("ix_deliveries_tenant_created", "deliveries")
     op.drop_index("ix_appointments_tenant_start", "appointments")
     op.drop_index("ix_messages_caller_phone", "messages")
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_messages_caller_phone_rev", "messages")
     op.drop_index("ix_messages_tenant_taken", "messages")
