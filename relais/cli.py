@@ -220,6 +220,33 @@ def tenants_list(as_json: JsonOption = False) -> None:
                    "version": "version", "updated_at": "updated"}, as_json=as_json)  # fmt: skip
 
 
+@tenants_app.command("diff")
+def tenants_diff(tenant: str, file: Path) -> None:
+    """Dry run: FILE's problems (file:line:column) and its unified diff from the
+    configuration TENANT has now. Nothing is stored; exits 2 if FILE has problems."""
+    from sync.config_versions import dry_run
+    from sync.store.db import session_scope
+
+    _upgrade()
+    require_tenant(tenant)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"{file}: cannot read: {exc.strerror}")
+    with session_scope(readonly=True) as session:
+        found = dry_run(session, tenant, text)
+    typer.echo(found.diff, nl=False)
+    if not found.changed:
+        out.print(f"{file}: same as version {found.applied_version}", highlight=False)
+    for error in found.errors:
+        where = f"{file}:{error['line']}:{error['column']}: "
+        what = f"{error['path']}: {error['message']}" if error["path"] else error["message"]
+        err.print(where + what + (f" — {error['hint']}" if error["hint"] else ""),
+                  highlight=False, soft_wrap=True)
+    if found.errors:
+        raise typer.Exit(2)
+
+
 @tenants_app.command("history")
 def tenants_history(tenant: str, as_json: JsonOption = False) -> None:
     """Every configuration version applied to TENANT, newest first: who, when, hash."""

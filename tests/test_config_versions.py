@@ -155,3 +155,17 @@ def test_cli_history_and_rollback(api):
     assert missing.exit_code == 2 and "no configuration version 9" in missing.output
     nobody = runner.invoke(cli, ["tenants", "history", "zeta"])
     assert nobody.exit_code == 2
+
+
+def test_cli_diff_is_a_dry_run(api, tmp_path):
+    candidate = tmp_path / "acme.yaml"
+    candidate.write_text(V2)
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["tenants", "diff", "acme", str(candidate)])
+    assert shown.exit_code == 0, shown.output
+    assert "+  - id: bob\n" in shown.output and "-    timeout_seconds: 2\n" in shown.output
+    candidate.write_text(V2.replace("timezone: Europe/Paris", "timezone: Mars/Olympus"))
+    broken = runner.invoke(cli, ["tenants", "diff", "acme", str(candidate)])
+    assert broken.exit_code == 2
+    assert f"{candidate}:4:11: timezone:" in broken.output
+    assert versions(api)["current"] == 1  # nothing stored
