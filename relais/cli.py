@@ -589,6 +589,9 @@ def _oauth_provider(name: str) -> str:
     return name
 
 
+_INSTEAD = "instead of the catalogue's (a sandbox, a Salesforce My Domain)"
+
+
 @providers_app.command("register-app")
 def providers_register_app(
     provider: str,
@@ -596,6 +599,10 @@ def providers_register_app(
     client_secret: Annotated[str, typer.Option(
         prompt=True, hide_input=True, envvar="RELAIS_PROVIDER_CLIENT_SECRET",
         help="the app's client secret (prompted, or from RELAIS_PROVIDER_CLIENT_SECRET)")],
+    authorization_url: Annotated[str | None, typer.Option(help=_INSTEAD)] = None,
+    token_url: Annotated[str | None, typer.Option(help=_INSTEAD)] = None,
+    revocation_url: Annotated[str | None, typer.Option(help=_INSTEAD)] = None,
+    ca_file: Annotated[str | None, typer.Option(help="trust only this CA (PEM)")] = None,
 ) -> None:
     """Register (or replace) the operator's OAuth app for PROVIDER; the secret is
     stored encrypted and never printed."""
@@ -608,7 +615,10 @@ def providers_register_app(
         fail("--client-id and --client-secret must not be empty")
     with session_scope() as session:
         created = register_app(session, provider, client_id.strip(), client_secret.strip(),
-                               actor="cli")
+                               actor="cli", settings={
+                                   "authorization_url": authorization_url,
+                                   "token_url": token_url, "revocation_url": revocation_url,
+                                   "ca_file": ca_file})
     out.print(f"{provider}: OAuth app {'registered' if created else 'replaced'} "
               f"(client id {client_id.strip()})", highlight=False)
 

@@ -25,7 +25,7 @@ from connectors.oauth import (
 from sync.settings import get_settings
 from sync.store.crypto import decrypt_json, encrypt_json
 from sync.store.models import AuditEvent, Connection, OAuthState, utcnow
-from sync.store.provider_apps import with_client
+from sync.store.provider_apps import oauth_context
 
 STATE_LIFETIME = timedelta(minutes=15)
 OAUTH_PROVIDERS = oauth_providers()  # the catalogue's auth_mode: oauth2
@@ -73,9 +73,11 @@ def _token_connection(session: Session, tenant_id: str, name: str) -> Connection
     return row
 
 
-def _client(session: Session, row: Connection) -> dict[str, str]:
-    """The connection's own OAuth app, else the operator's for its provider."""
-    creds = with_client(session, row.provider, decrypt_json(row.credentials))
+def _oauth(session: Session, row: Connection) -> tuple[dict[str, Any], dict[str, str]]:
+    """Settings and client for the connection's OAuth requests: its own app, else
+    the operator's for its provider (with the operator's endpoints)."""
+    settings, creds = oauth_context(session, row.provider, dict(row.settings),
+                                    decrypt_json(row.credentials))
     if not creds.get("client_id") or not creds.get("client_secret"):
         raise ConnectError(
             f"connection {row.name!r} has no OAuth app: the operator registers one for "
@@ -84,7 +86,7 @@ def _client(session: Session, row: Connection) -> dict[str, str]:
             "--client-id … --client-secret …`",
             field="client_id",
         )
-    return {"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
+    return settings, {"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
 
 
 def check_return_to(value: str | None) -> str | None:
@@ -120,7 +122,7 @@ def start_authorization(
         raise ConnectError(f"a {row.provider} connection is not connected with OAuth")
     return_to = check_return_to(return_to)
     spec = provider(row.provider)
-    client = _client(session, row)
+    settings, client = _oauth(session, row)
     redirect_uri = redirect_uri or get_settings().public_url.rstrip("/") + "/oauth/callback"
     verifier, challenge = pkce_pair() if spec.pkce else (None, None)
     state = secrets.token_urlsafe(32)
@@ -137,7 +139,7 @@ def start_authorization(
         )
     )
     url = authorize_url(
-        spec, dict(row.settings), client["client_id"], redirect_uri, state, challenge
+        spec, settings, client["client_id"], redirect_uri, state, challenge
     )
     return Authorization(url=url, state=state, expires_at=expires_at)
 
@@ -175,10 +177,11 @@ def complete_authorization(session: Session, state: str, code: str) -> Connectio
         )
     row = session.get(Connection, pending.connection_id, with_for_update=True)
     assert row is not None
+    settings, client = _oauth(session, row)
     tokens = exchange_code(
         provider(row.provider),
-        dict(row.settings),
-        _client(session, row),
+        settings,
+        client,
         code,
         pending.redirect_uri,
         pending.code_verifier,
@@ -190,8 +193,7 @@ def complete_authorization(session: Session, state: str, code: str) -> Connectio
 def connect_client_credentials(session: Session, tenant_id: str, name: str) -> Connection:
     """Fetch a server-to-server token with the stored app credentials."""
     row = _token_connection(session, tenant_id, name)
-    tokens = client_credentials(provider(row.provider), dict(row.settings),
-                                _client(session, row))
+    tokens = client_credentials(provider(row.provider), *_oauth(session, row))
     store_tokens(session, row, tokens, "client_credentials")
     return row
 
@@ -247,9 +249,11 @@ def disconnect(session: Session, tenant_id: str, name: str, actor: str) -> Disco
     creds = decrypt_json(row.credentials)
     token = creds.get("refresh_token") or creds.get("access_token")
     spec = provider(row.provider)
+    # The endpoints of the app that issued the token (the operator's, if it did).
+    settings, _ = oauth_context(session, row.provider, dict(row.settings), creds)
     if not token:
         revoked, note = False, "no token was stored"
-    elif revoke_token(spec, dict(row.settings), token):
+    elif revoke_token(spec, settings, token):
         revoked, note = True, f"{row.provider} revoked the token"
     else:
         revoked = False

@@ -119,7 +119,7 @@ MERGED = {
     "0009_deliveries_status_index.py": "7d4c344c8a2a963c",
     "0010_webhook_replays.py": "391a3905e6927c0b",
     "0011_escalation_ref.py": "0a7d7f96f868a447",
-    "0013_admin_lists_versions_apps.py": "e64bce0aec5369c2",
+    "0013_admin_lists_versions_apps.py": "44e9d3a81a6da28d",
 }
 
 

@@ -40,9 +40,15 @@ def hub(pg_url, monkeypatch, tmp_path, salesforce_emulator):
     make_env(monkeypatch, tmp_path, pg_url, None)
     monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_URL", salesforce_emulator.url)
     monkeypatch.setenv("RELAIS_TENANT_SFCO_SF_CA", str(salesforce_emulator.ca_file))
+    # The tenant's own endpoint overrides point at a server of the tenant's (here:
+    # nothing listening): with the operator's app they are never used, so the
+    # operator's secret cannot be sent there.
+    yaml = (FIXTURES / "crm_salesforce.yaml").read_text()
+    for path in ("/services/oauth2/token", "/services/oauth2/authorize",
+                 "/services/oauth2/revoke"):
+        yaml = yaml.replace("${RELAIS_TENANT_SFCO_SF_URL}" + path, "http://127.0.0.1:9" + path)
     with session_scope() as session:
-        apply_config(session, (FIXTURES / "crm_salesforce.yaml").read_text(), "sf.yaml",
-                     actor="test")
+        apply_config(session, yaml, "sf.yaml", actor="test")
         keys = {"admin": create_key(session, "admin", "sfco", "it admin"),
                 "operator": create_key(session, "operator", None, "ops")}
     client = TestClient(create_app(), raise_server_exceptions=True, follow_redirects=False)
@@ -55,9 +61,17 @@ def h(hub, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {hub.keys[role]}"}
 
 
+def sandbox_endpoints(emulator) -> dict[str, str]:
+    return {"authorization_url": emulator.url + "/services/oauth2/authorize",
+            "token_url": emulator.url + "/services/oauth2/token",
+            "revocation_url": emulator.url + "/services/oauth2/revoke",
+            "ca_file": str(emulator.ca_file)}
+
+
 def register(hub, role: str = "operator", **body):
     body = body or {"client_id": hub.emulator.client_id,
-                    "client_secret": hub.emulator.client_secret}
+                    "client_secret": hub.emulator.client_secret,
+                    "settings": sandbox_endpoints(hub.emulator)}
     return hub.put("/v1/operator/provider-apps/salesforce", json=body, headers=h(hub, role))
 
 
@@ -138,6 +152,8 @@ def test_return_to_must_be_a_relative_path(hub, return_to):
 def test_app_secret_is_encrypted_never_shown_and_operator_only(hub):
     assert register(hub, role="admin").status_code == 403
     assert register(hub, client_id="x").status_code == 422
+    bad = register(hub, client_id="x", client_secret="y", settings={"api_base_url": "h"})
+    assert bad.status_code == 422 and "settings" in bad.json()["error"]["details"][0]["field"]
     assert hub.put("/v1/operator/provider-apps/webhook", json={
         "client_id": "a", "client_secret": "b"}, headers=h(hub, "operator")).status_code == 404
     register(hub)
@@ -176,14 +192,21 @@ def test_disconnect_revokes_the_token_at_the_provider(hub):
 
 def test_cli_registers_lists_and_removes_apps(hub):
     runner = CliRunner()
+    urls = sandbox_endpoints(hub.emulator)
     done = runner.invoke(cli, ["providers", "register-app", "salesforce", "--client-id",
-                               hub.emulator.client_id],
+                               hub.emulator.client_id, "--token-url", urls["token_url"],
+                               "--authorization-url", urls["authorization_url"],
+                               "--ca-file", urls["ca_file"]],
                          env={"RELAIS_PROVIDER_CLIENT_SECRET": hub.emulator.client_secret})
     assert done.exit_code == 0, done.output
     assert hub.emulator.client_secret not in done.output
     listed = runner.invoke(cli, ["providers", "apps", "--json"])
     assert listed.exit_code == 0 and hub.emulator.client_id in listed.output
     assert hub.emulator.client_secret not in listed.output
+    back = consent(hub, return_to=None)  # the app registered by the CLI connects
+    done = hub.get("/oauth/callback", params={"state": back["state"][0],
+                                              "code": back["code"][0]})
+    assert done.status_code == 200, done.text
     assert runner.invoke(cli, ["providers", "register-app", "fax", "--client-id", "a",
                                "--client-secret", "b"]).exit_code == 2
     assert runner.invoke(cli, ["providers", "remove-app", "salesforce"]).exit_code == 0
@@ -196,17 +219,16 @@ def test_hubspot_disconnect_deletes_the_refresh_token(pg_url, monkeypatch, tmp_p
     ``revocation: delete``), through the operator's app."""
     make_env(monkeypatch, tmp_path, pg_url, None)
     monkeypatch.setenv("RELAIS_TENANT_CRMCO_HS_URL", hubspot_emulator.url)
-    yaml = (FIXTURES / "crm.yaml").read_text().replace(
-        "/oauth/authorize\n",
-        "/oauth/authorize\n      revocation_url: ${RELAIS_TENANT_CRMCO_HS_URL}"
-        "/oauth/v1/refresh-tokens/{token}\n", 1)
     with session_scope() as session:
-        apply_config(session, yaml, "crm.yaml", actor="test")
+        apply_config(session, (FIXTURES / "crm.yaml").read_text(), "crm.yaml", actor="test")
         admin = create_key(session, "admin", "crmco", "it admin")
         operator = create_key(session, "operator", None, "ops")
     client = TestClient(create_app(), follow_redirects=False)
     assert client.put("/v1/operator/provider-apps/hubspot", json={
         "client_id": hubspot_emulator.client_id, "client_secret": hubspot_emulator.client_secret,
+        "settings": {"authorization_url": hubspot_emulator.url + "/oauth/authorize",
+                     "token_url": hubspot_emulator.url + "/oauth/v1/token",
+                     "revocation_url": hubspot_emulator.url + "/oauth/v1/refresh-tokens/{token}"},
     }, headers={"Authorization": f"Bearer {operator}"}).status_code == 200
     started = client.post("/v1/tenants/crmco/connections/hubspot/authorize",
                           json={"return_to": "/console/crmco/connections"},

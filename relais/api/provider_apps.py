@@ -6,7 +6,7 @@ show the client id, who registered it and when.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,6 +27,11 @@ class AppBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     client_id: Annotated[str, Field(min_length=1, max_length=500)]
     client_secret: Annotated[str, Field(min_length=1, max_length=2000)]
+    # The operator's endpoints for this app (a sandbox, a Salesforce My Domain):
+    # authorization_url, token_url, revocation_url, ca_file. Tenants' overrides
+    # are never used with the operator's app.
+    settings: dict[Literal["authorization_url", "token_url", "revocation_url", "ca_file"],
+                   Annotated[str, Field(max_length=500)]] = {}
 
 
 def _operator(who: Principal) -> None:
@@ -43,7 +48,7 @@ def _provider(name: str) -> str:
 
 
 def app_view(row: ProviderApp) -> dict[str, Any]:
-    return {"provider": row.provider, "client_id": row.client_id,
+    return {"provider": row.provider, "client_id": row.client_id, "settings": row.settings,
             "registered_by": row.registered_by, "updated_at": as_utc_iso(row.updated_at)}
 
 
@@ -71,7 +76,7 @@ def put_app(provider: str, who: Caller, data: Annotated[Any, Depends(json_body)]
         raise ApiError(422, "invalid_request", summary(details), details) from None
     with session_scope() as session:
         created = register_app(session, provider, body.client_id, body.client_secret,
-                               actor=who.label)
+                               actor=who.label, settings=dict(body.settings))
     return {"provider": provider, "client_id": body.client_id, "created": created}
 
 

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("client_id", sa.String(length=500), nullable=False),
         sa.Column("secret", sa.LargeBinary(), nullable=False),
         sa.Column("registered_by", sa.String(length=200), nullable=False),
+        sa.Column("settings", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("provider"),
