@@ -356,6 +356,27 @@ def keys_list(
     listing(rows, columns, as_json=as_json)
 
 
+@connections_app.command("disconnect")
+def connections_disconnect(tenant: str, name: str) -> None:
+    """Revoke NAME's token at the provider where it can, erase it here; the
+    connection waits in not_connected until it is connected again."""
+    from connectors.base import TransientError
+    from sync.connections import ConnectError, disconnect
+    from sync.store.db import session_scope
+
+    _upgrade()
+    require_tenant(tenant)
+    try:
+        with session_scope() as session:
+            done = disconnect(session, tenant, name, actor="cli")
+            shown = done.connection.name
+    except ConnectError as exc:
+        fail(str(exc))
+    except TransientError as exc:
+        fail(f"{exc}; nothing was changed: try again")
+    out.print(f"{tenant}/{shown}: disconnected ({done.note})", highlight=False)
+
+
 @connections_app.command("list")
 def connections_list(
     tenant: Annotated[str | None, typer.Option(help="only this tenant's connections")] = None,

@@ -188,6 +188,14 @@ def test_disconnect_revokes_the_token_at_the_provider(hub):
         assert row.credentials is None and row.token_expires_at is None
     again = hub.post("/v1/tenants/sfco/connections/salesforce/disconnect", headers=h(hub, "admin"))
     assert again.json()["revoked"] is False and again.json()["note"] == "no token was stored"
+    # The same from the command line, after connecting again.
+    back = consent(hub, return_to=None)
+    hub.get("/oauth/callback", params={"state": back["state"][0], "code": back["code"][0]})
+    runner = CliRunner()
+    done = runner.invoke(cli, ["connections", "disconnect", "sfco", "salesforce"])
+    assert done.exit_code == 0, done.output
+    assert "sfco/salesforce: disconnected (salesforce revoked the token)" in done.output
+    assert runner.invoke(cli, ["connections", "disconnect", "sfco", "crm"]).exit_code == 2
 
 
 def test_cli_registers_lists_and_removes_apps(hub):
