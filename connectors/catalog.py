@@ -24,6 +24,11 @@ class ProviderSpec(BaseModel):
     auth_mode: str  # "oauth2" or "none"
     authorization_url: str | None = None
     token_url: str | None = None
+    # Where a token is revoked when a tenant disconnects (RFC 7009 style: a form
+    # POST of ``token``; ``revocation: delete``: DELETE with the token in the URL's
+    # ``{token}``). None: the provider offers no revocation endpoint.
+    revocation_url: str | None = None
+    revocation: str = "form"
     api_base_url: str | None = None
     scopes: list[str] = []
     pkce: bool = False
@@ -48,7 +53,7 @@ class ProviderSpec(BaseModel):
         value = settings.get(which) or getattr(self, which)
         if not value:
             raise LookupError(f"{self.name}: no {which} in the catalogue or the settings")
-        return str(value).format(tenant=settings.get("directory_tenant", "common"))
+        return str(value).replace("{tenant}", str(settings.get("directory_tenant", "common")))
 
     def rate_limit(self, count: Any = None, window: Any = None) -> tuple[int, float] | None:
         """Requests per window for a connection's shared limiter: ``count`` / ``window``

@@ -166,3 +166,30 @@ def client_credentials(
     if settings.get("scopes"):
         form["scope"] = " ".join(settings["scopes"])
     return _token_request(spec, settings, form, datetime.now(UTC))
+
+
+def revoke_token(spec: ProviderSpec, settings: dict[str, Any], token: str) -> bool:
+    """Revoke ``token`` (a refresh token, else an access token) at the provider.
+
+    False when the provider has no revocation endpoint (Microsoft identity: the
+    consent is withdrawn in its admin centre). A token the provider no longer
+    knows counts as revoked. Raises ``TransientError`` when it cannot be reached
+    or answers 5xx.
+    """
+    if not (settings.get("revocation_url") or spec.revocation_url):
+        return False
+    url = spec.url("revocation_url", settings)
+    verify = settings.get("ca_file")
+    try:
+        context = ssl.create_default_context(cafile=verify) if verify else None
+        with (httpx.Client(timeout=15, verify=context) if context else make_client(15)) as client:
+            if spec.revocation == "delete":
+                response = client.delete(url.replace("{token}", token))
+            else:
+                response = client.post(url, data={"token": token})
+    except httpx.HTTPError as exc:
+        raise TransientError(f"{spec.name} revocation endpoint unreachable: {exc!r}") from None
+    if response.status_code >= 500:
+        raise TransientError(f"{spec.name} revocation endpoint answered {response.status_code}")
+    # 2xx: revoked; 400/404: unknown or already revoked token: gone either way.
+    return response.is_success or response.status_code in (400, 404)

@@ -61,6 +61,9 @@ rules_app = typer.Typer(no_args_is_help=True, help="What the rules would do with
 users_app = typer.Typer(
     no_args_is_help=True,
     help="Console users (people; API keys are for machines): create, list, disable, reset.")
+providers_app = typer.Typer(
+    no_args_is_help=True,
+    help="The operator's OAuth app per provider: tenant admins then only consent.")
 app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
@@ -68,6 +71,7 @@ app.add_typer(connections_app, name="connections")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(rules_app, name="rules")
 app.add_typer(users_app, name="users")
+app.add_typer(providers_app, name="providers")
 
 out = Console(soft_wrap=True)  # keys, secrets and file:line errors stay on one line
 err = Console(stderr=True, soft_wrap=True)
@@ -220,6 +224,77 @@ def tenants_list(as_json: JsonOption = False) -> None:
                    "version": "version", "updated_at": "updated"}, as_json=as_json)  # fmt: skip
 
 
+@tenants_app.command("diff")
+def tenants_diff(tenant: str, file: Path) -> None:
+    """Dry run: FILE's problems (file:line:column) and its unified diff from the
+    configuration TENANT has now. Nothing is stored; exits 2 if FILE has problems."""
+    from sync.config_versions import dry_run
+    from sync.store.db import session_scope
+
+    _upgrade()
+    require_tenant(tenant)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"{file}: cannot read: {exc.strerror}")
+    with session_scope(readonly=True) as session:
+        found = dry_run(session, tenant, text)
+    typer.echo(found.diff, nl=False)
+    if not found.changed:
+        out.print(f"{file}: same as version {found.applied_version}", highlight=False)
+    for error in found.errors:
+        where = f"{file}:{error['line']}:{error['column']}: "
+        what = f"{error['path']}: {error['message']}" if error["path"] else error["message"]
+        err.print(where + what + (f" — {error['hint']}" if error["hint"] else ""),
+                  highlight=False, soft_wrap=True)
+    if found.errors:
+        raise typer.Exit(2)
+
+
+@tenants_app.command("history")
+def tenants_history(tenant: str, as_json: JsonOption = False) -> None:
+    """Every configuration version applied to TENANT, newest first: who, when, hash."""
+    from sync.config_versions import history, version_view
+    from sync.store.db import session_scope
+    from sync.tenants import get_tenant
+
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        current = get_tenant(session, tenant).config_version
+        rows = [version_view(row, current) for row in history(session, tenant)]
+    for row in rows:
+        row["current"] = "yes" if row["current"] and not as_json else row["current"]
+    listing(rows, {"version": "version", "applied_at": "applied", "actor": "by",
+                   "restored_from": "restores", "sha256": "sha256", "current": "current"},
+            as_json=as_json)  # fmt: skip
+
+
+@tenants_app.command("rollback")
+def tenants_rollback(tenant: str, version: int) -> None:
+    """Apply TENANT's configuration VERSION again (checked as `apply` checks it;
+    recorded as a new version)."""
+    from sync.config_versions import UnknownVersion, rollback
+    from sync.store.db import session_scope
+
+    _upgrade()
+    require_tenant(tenant)
+    try:
+        with session_scope() as session:
+            result = rollback(session, tenant, version, actor="cli")
+    except UnknownVersion as exc:
+        fail(f"{exc} (see `relais tenants history {tenant}`)")
+    except ConfigError as exc:
+        err.print(f"version {version} no longer applies:", highlight=False)
+        for issue in exc.issues:
+            err.print(str(issue), highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    out.print(f"tenant {tenant}: version {version} applied again as version {result.version}",
+              highlight=False)
+    for name, secret in result.new_secrets.items():
+        out.print(f"  webhook {name}: signing secret {secret} (shown once)")
+
+
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="secretary, admin or operator")],
@@ -283,6 +358,27 @@ def keys_list(
     if show_all:
         columns["revoked_at"] = "revoked"
     listing(rows, columns, as_json=as_json)
+
+
+@connections_app.command("disconnect")
+def connections_disconnect(tenant: str, name: str) -> None:
+    """Revoke NAME's token at the provider where it can, erase it here; the
+    connection waits in not_connected until it is connected again."""
+    from connectors.base import TransientError
+    from sync.connections import ConnectError, disconnect
+    from sync.store.db import session_scope
+
+    _upgrade()
+    require_tenant(tenant)
+    try:
+        with session_scope() as session:
+            done = disconnect(session, tenant, name, actor="cli")
+            shown = done.connection.name
+    except ConnectError as exc:
+        fail(str(exc))
+    except TransientError as exc:
+        fail(f"{exc}; nothing was changed: try again")
+    out.print(f"{tenant}/{shown}: disconnected ({done.note})", highlight=False)
 
 
 @connections_app.command("list")
@@ -508,6 +604,78 @@ def connect(
     if started:
         out.print(f"open this URL to connect (valid until {started.expires_at:%H:%M} UTC):")
         out.print(started.url, highlight=False)
+
+
+def _oauth_provider(name: str) -> str:
+    from connectors.catalog import oauth_providers
+
+    if name not in oauth_providers():
+        fail(f"no OAuth provider {name!r}; one of: {', '.join(oauth_providers())}")
+    return name
+
+
+_INSTEAD = "instead of the catalogue's (a sandbox, a Salesforce My Domain)"
+
+
+@providers_app.command("register-app")
+def providers_register_app(
+    provider: str,
+    client_id: Annotated[str, typer.Option(help="the app's client id")],
+    client_secret: Annotated[str, typer.Option(
+        prompt=True, hide_input=True, envvar="RELAIS_PROVIDER_CLIENT_SECRET",
+        help="the app's client secret (prompted, or from RELAIS_PROVIDER_CLIENT_SECRET)")],
+    authorization_url: Annotated[str | None, typer.Option(help=_INSTEAD)] = None,
+    token_url: Annotated[str | None, typer.Option(help=_INSTEAD)] = None,
+    revocation_url: Annotated[str | None, typer.Option(help=_INSTEAD)] = None,
+    ca_file: Annotated[str | None, typer.Option(help="trust only this CA (PEM)")] = None,
+) -> None:
+    """Register (or replace) the operator's OAuth app for PROVIDER; the secret is
+    stored encrypted and never printed."""
+    from sync.store.db import session_scope
+    from sync.store.provider_apps import register_app
+
+    _upgrade()
+    _oauth_provider(provider)
+    if not client_id.strip() or not client_secret.strip():
+        fail("--client-id and --client-secret must not be empty")
+    with session_scope() as session:
+        created = register_app(session, provider, client_id.strip(), client_secret.strip(),
+                               actor="cli", settings={
+                                   "authorization_url": authorization_url,
+                                   "token_url": token_url, "revocation_url": revocation_url,
+                                   "ca_file": ca_file})
+    out.print(f"{provider}: OAuth app {'registered' if created else 'replaced'} "
+              f"(client id {client_id.strip()})", highlight=False)
+
+
+@providers_app.command("apps")
+def providers_apps(as_json: JsonOption = False) -> None:
+    """The registered OAuth apps (client ids, never secrets)."""
+    from sync.store.db import session_scope
+    from sync.store.provider_apps import list_apps
+
+    _upgrade()
+    with session_scope(readonly=True) as session:
+        rows = [{"provider": r.provider, "client_id": r.client_id,
+                 "registered_by": r.registered_by, "updated_at": _when(r.updated_at)}
+                for r in list_apps(session)]
+    listing(rows, {"provider": "provider", "client_id": "client id",
+                   "registered_by": "by", "updated_at": "updated"}, as_json=as_json)
+
+
+@providers_app.command("remove-app")
+def providers_remove_app(provider: str) -> None:
+    """Remove the operator's app for PROVIDER (connections keep their tokens but
+    cannot refresh them without an app)."""
+    from sync.store.db import session_scope
+    from sync.store.provider_apps import remove_app
+
+    _upgrade()
+    _oauth_provider(provider)
+    with session_scope() as session:
+        if not remove_app(session, provider, actor="cli"):
+            fail(f"no app registered for {provider}")
+    out.print(f"{provider}: OAuth app removed")
 
 
 @app.command()

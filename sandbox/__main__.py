@@ -101,15 +101,19 @@ def _connection(name: str, settings: dict[str, Any], connect: str) -> dict[str, 
             "connect": f"relais connect TENANT {NAMES[name]} {connect}"}
 
 
-# Each emulator's OAuth endpoints (authorize, token), as its module docstring lists them.
-OAUTH_PATHS = {"salesforce": ("/services/oauth2/authorize", "/services/oauth2/token"),
-               "hubspot": ("/oauth/authorize", "/oauth/v1/token"),
-               "google": ("/o/oauth2/v2/auth", "/token")}
+# Each emulator's OAuth endpoints (authorize, token, revocation), as its module
+# docstring lists them.
+OAUTH_PATHS = {"salesforce": ("/services/oauth2/authorize", "/services/oauth2/token",
+                              "/services/oauth2/revoke"),
+               "hubspot": ("/oauth/authorize", "/oauth/v1/token",
+                           "/oauth/v1/refresh-tokens/{token}"),
+               "google": ("/o/oauth2/v2/auth", "/token", "/revoke")}
 
 
 def _oauth(name: str, url: str) -> dict[str, str]:
-    authorize, token = OAUTH_PATHS[name]
-    return {"authorization_url": url + authorize, "token_url": url + token}
+    authorize, token, revoke = OAUTH_PATHS[name]
+    return {"authorization_url": url + authorize, "token_url": url + token,
+            "revocation_url": url + revoke}
 
 
 def describe(run: Running, relais_url: str) -> dict[str, Any]:

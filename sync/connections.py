@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,10 +20,12 @@ from connectors.oauth import (
     client_credentials,
     exchange_code,
     pkce_pair,
+    revoke_token,
 )
 from sync.settings import get_settings
 from sync.store.crypto import decrypt_json, encrypt_json
 from sync.store.models import AuditEvent, Connection, OAuthState, utcnow
+from sync.store.provider_apps import oauth_context
 
 STATE_LIFETIME = timedelta(minutes=15)
 OAUTH_PROVIDERS = oauth_providers()  # the catalogue's auth_mode: oauth2
@@ -70,15 +73,34 @@ def _token_connection(session: Session, tenant_id: str, name: str) -> Connection
     return row
 
 
-def _client(row: Connection) -> dict[str, str]:
-    creds = decrypt_json(row.credentials)
+def _oauth(session: Session, row: Connection) -> tuple[dict[str, Any], dict[str, str]]:
+    """Settings and client for the connection's OAuth requests: its own app, else
+    the operator's for its provider (with the operator's endpoints)."""
+    settings, creds = oauth_context(session, row.provider, dict(row.settings),
+                                    decrypt_json(row.credentials))
     if not creds.get("client_id") or not creds.get("client_secret"):
         raise ConnectError(
-            f"connection {row.name!r} has no OAuth app credentials; run "
-            f"`relais connect {row.tenant_id} {row.name} --client-id … --client-secret …`",
+            f"connection {row.name!r} has no OAuth app: the operator registers one for "
+            f"{row.provider} (`relais providers register-app {row.provider} --client-id … "
+            f"--client-secret …`), or run `relais connect {row.tenant_id} {row.name} "
+            "--client-id … --client-secret …`",
             field="client_id",
         )
-    return {"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
+    return settings, {"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
+
+
+def check_return_to(value: str | None) -> str | None:
+    """A console page to come back to after the consent: a relative path of this
+    site only (``/console/…``), never another site (open redirect)."""
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    if (not value.startswith("/") or value.startswith("//") or "\\" in value
+            or parts.scheme or parts.netloc or any(ord(c) < 32 for c in value)
+            or len(value) > 500):
+        raise ConnectError("return_to must be a relative path on this site, e.g. "
+                           "/console/acme/connections", field="return_to")
+    return value
 
 
 @dataclass
@@ -89,13 +111,18 @@ class Authorization:
 
 
 def start_authorization(
-    session: Session, tenant_id: str, name: str, redirect_uri: str | None = None
+    session: Session, tenant_id: str, name: str, redirect_uri: str | None = None,
+    return_to: str | None = None,
 ) -> Authorization:
+    """A new authorization: the provider's consent URL and its single-use state.
+    ``return_to`` (a relative path, checked) is where the callback sends the
+    browser back with the outcome, instead of answering JSON."""
     row = find_connection(session, tenant_id, name)
     if row.provider not in OAUTH_PROVIDERS:
         raise ConnectError(f"a {row.provider} connection is not connected with OAuth")
+    return_to = check_return_to(return_to)
     spec = provider(row.provider)
-    client = _client(row)
+    settings, client = _oauth(session, row)
     redirect_uri = redirect_uri or get_settings().public_url.rstrip("/") + "/oauth/callback"
     verifier, challenge = pkce_pair() if spec.pkce else (None, None)
     state = secrets.token_urlsafe(32)
@@ -107,11 +134,12 @@ def start_authorization(
             connection_id=row.id,
             code_verifier=verifier,
             redirect_uri=redirect_uri,
+            return_to=return_to,
             expires_at=expires_at,
         )
     )
     url = authorize_url(
-        spec, dict(row.settings), client["client_id"], redirect_uri, state, challenge
+        spec, settings, client["client_id"], redirect_uri, state, challenge
     )
     return Authorization(url=url, state=state, expires_at=expires_at)
 
@@ -149,10 +177,11 @@ def complete_authorization(session: Session, state: str, code: str) -> Connectio
         )
     row = session.get(Connection, pending.connection_id, with_for_update=True)
     assert row is not None
+    settings, client = _oauth(session, row)
     tokens = exchange_code(
         provider(row.provider),
-        dict(row.settings),
-        _client(row),
+        settings,
+        client,
         code,
         pending.redirect_uri,
         pending.code_verifier,
@@ -164,7 +193,7 @@ def complete_authorization(session: Session, state: str, code: str) -> Connectio
 def connect_client_credentials(session: Session, tenant_id: str, name: str) -> Connection:
     """Fetch a server-to-server token with the stored app credentials."""
     row = _token_connection(session, tenant_id, name)
-    tokens = client_credentials(provider(row.provider), dict(row.settings), _client(row))
+    tokens = client_credentials(provider(row.provider), *_oauth(session, row))
     store_tokens(session, row, tokens, "client_credentials")
     return row
 
@@ -187,3 +216,54 @@ def set_credentials(session: Session, tenant_id: str, name: str, values: dict[st
         )
     )
     return row.id
+
+
+def return_to_of(session: Session, state: str) -> str | None:
+    """Where the authorization with ``state`` asked to come back (None: answer JSON)."""
+    pending = session.get(OAuthState, state)
+    return pending.return_to if pending is not None else None
+
+
+def forget_state(session: Session, state: str) -> None:
+    pending = session.get(OAuthState, state)
+    if pending is not None:
+        session.delete(pending)
+
+
+@dataclass
+class Disconnected:
+    connection: Connection
+    revoked: bool  # the provider revoked the token
+    note: str  # what happened, for the admin
+
+
+def disconnect(session: Session, tenant_id: str, name: str, actor: str) -> Disconnected:
+    """Revoke the connection's tokens at the provider where it offers that, then
+    erase them here; the connection waits in ``not_connected`` (its deliveries
+    wait, nothing is dropped) until someone connects it again. The connection's
+    own OAuth app credentials, if any, are kept."""
+    row = find_connection(session, tenant_id, name)
+    row = session.get(Connection, row.id, with_for_update=True) or row
+    if row.provider not in OAUTH_PROVIDERS:
+        raise ConnectError(f"a {row.provider} connection has no OAuth tokens to revoke")
+    creds = decrypt_json(row.credentials)
+    token = creds.get("refresh_token") or creds.get("access_token")
+    spec = provider(row.provider)
+    # The endpoints of the app that issued the token (the operator's, if it did).
+    settings, _ = oauth_context(session, row.provider, dict(row.settings), creds)
+    if not token:
+        revoked, note = False, "no token was stored"
+    elif revoke_token(spec, settings, token):
+        revoked, note = True, f"{row.provider} revoked the token"
+    else:
+        revoked = False
+        note = (f"{row.provider} offers no token revocation: the tokens were erased from "
+                "Relais; withdraw the app's consent in the provider's admin centre")
+    kept = {k: v for k, v in creds.items() if k in ("client_id", "client_secret")}
+    row.credentials = encrypt_json(kept) if kept else None
+    row.token_expires_at = None
+    row.status = "not_connected"
+    session.add(AuditEvent(tenant_id=tenant_id, kind="connection.disconnected",
+                           subject_type="connection", subject_id=row.id,
+                           detail={"actor": actor, "revoked": revoked}))
+    return Disconnected(row, revoked, note)

@@ -23,6 +23,7 @@ from sync.crm_mapping import crm_mapping
 from sync.store.crypto import decrypt_json, encrypt_json
 from sync.store.db import session_scope
 from sync.store.models import AuditEvent, Connection, utcnow
+from sync.store.provider_apps import oauth_context
 
 log = logging.getLogger(__name__)
 REFRESH_MARGIN = timedelta(minutes=5)
@@ -61,7 +62,10 @@ def ensure_fresh(connection_id: str) -> None:
             return  # another worker refreshed it while we waited for the lock
         credentials = decrypt_json(row.credentials)
         try:
-            tokens = refresh(provider(row.provider), dict(row.settings), credentials)
+            # The connection's own OAuth app, else the operator's (never stored here).
+            settings, client = oauth_context(session, row.provider, dict(row.settings),
+                                             credentials)
+            tokens = refresh(provider(row.provider), settings, client)
         except InvalidGrant as exc:
             refused = str(exc)
             row.status = "needs_reauth"

@@ -797,3 +797,55 @@ def warm_up() -> None:
 
     load_delivery_connectors()
     shared_ssl_context()
+
+
+@dataclass
+class ReplayOutcome:
+    """Per delivery asked for: replayed, or refused with a code and the reason."""
+
+    replayed: list[Delivery] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def connection_ids(self) -> list[str]:
+        return sorted({d.connection_id for d in self.replayed})
+
+
+def replay_dead(session: Session, tenant_id: str, delivery_ids: Sequence[str],
+                actor: str) -> ReplayOutcome:
+    """Put a selection of a tenant's dead deliveries back in the outbox, each once.
+
+    The rows are locked (``FOR UPDATE``, in id order: two selections that overlap
+    never deadlock) before their status is read, so of two replays racing for the
+    same delivery one finds it dead and requeues it, the other finds it pending
+    and is refused ``already_queued``. Another tenant's id is ``not_found``, as
+    a missing one. The caller enqueues ``connection_ids`` after commit.
+    """
+    wanted = sorted(set(delivery_ids))
+    rows = {
+        d.id: d
+        for d in session.scalars(
+            select(Delivery)
+            .where(Delivery.id.in_(wanted), Delivery.tenant_id == tenant_id)
+            .order_by(Delivery.id)
+            .with_for_update()
+        )
+    }
+    outcome = ReplayOutcome()
+    for delivery_id in wanted:
+        delivery = rows.get(delivery_id)
+        if delivery is None:
+            outcome.refused.append({"id": delivery_id, "code": "not_found",
+                                    "reason": f"delivery {delivery_id!r} not found"})
+        elif delivery.status != "dead":
+            code = "already_queued" if delivery.status in ("pending", "in_flight") else "not_dead"
+            outcome.refused.append({"id": delivery_id, "code": code,
+                                    "reason": f"delivery {delivery_id} is {delivery.status}: "
+                                              "only dead deliveries are replayed here"})
+        else:
+            try:
+                outcome.replayed.append(replay(session, delivery, actor))
+            except ReplayRefused as exc:
+                outcome.refused.append({"id": delivery_id, "code": "digest_item",
+                                        "reason": str(exc)})
+    return outcome

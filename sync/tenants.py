@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from mappings.yamlpos import load_yaml, public_environment
 from sync.connections import OAUTH_PROVIDERS
 from sync.netguard import hosts_in, internal_reason
 from sync.settings import get_settings
+from sync.store.config_versions import config_hash, record_version
 from sync.store.crypto import decrypt_json, encrypt_json
 from sync.store.models import AuditEvent, Connection, Tenant
 
@@ -110,15 +110,15 @@ def number_clashes(session: Session, config: TenantConfig, text: str, filename: 
             for index, number in clashing]
 
 
-def apply_config(
-    session: Session, text: str, filename: str, *, expect_tenant: str | None = None, actor: str
-) -> ApplyResult:
-    """Validate and store a tenant's YAML; create, update or disable its connections.
-
-    ``expect_tenant`` guards the HTTP route: the file must describe the tenant of
-    the URL. Raises ``mappings.config.ConfigError`` with file and line.
-    """
-    env = _used_variables(text)
+def check_config(
+    text: str, filename: str, *, expect_tenant: str | None = None,
+    env: dict[str, str] | None = None, session: Session | None = None,
+) -> tuple[TenantConfig, dict[str, str]]:
+    """The checks ``apply_config`` makes, writing nothing: the parsed config and
+    the ${VARIABLES} it used (``env``, else read from the environment). Raises
+    ``ConfigError`` with file, line and column. With a ``session``, also the
+    forwarding numbers another tenant declares."""
+    env = _used_variables(text) if env is None else env
     config = load_tenant_config(text, filename, env=env, missing_senders=missing_senders())
     if not get_settings().allow_private_urls:
         internal = internal_targets(config, text, filename, env)
@@ -137,8 +137,24 @@ def apply_config(
             f"write id: {expect_tenant}, or PUT it to /v1/tenants/{config.id}/config",
         )
         raise ConfigError([issue])
+    return config, env
+
+
+def apply_config(
+    session: Session, text: str, filename: str, *, expect_tenant: str | None = None, actor: str,
+    env: dict[str, str] | None = None, restored_from: int | None = None,
+) -> ApplyResult:
+    """Validate and store a tenant's YAML; create, update or disable its connections.
+
+    ``expect_tenant`` guards the HTTP route: the file must describe the tenant of
+    the URL. Raises ``mappings.config.ConfigError`` with file and line. Each new
+    version is kept in ``tenant_config_versions`` (``restored_from``: a rollback).
+    """
+    config, env = check_config(text, filename, expect_tenant=expect_tenant, env=env,
+                               session=session)
     tenant = session.get(Tenant, config.id, with_for_update=True)
     created = tenant is None
+    tenant_version_before = tenant.config_version if tenant is not None else 0
     if tenant is None:
         tenant = Tenant(id=config.id, name=config.name, timezone=config.timezone, config_yaml=text)
         session.add(tenant)
@@ -151,6 +167,8 @@ def apply_config(
     tenant.config_env = env
     result = ApplyResult(tenant_id=config.id, created=created, version=version)
     session.flush()
+    if created or version != tenant_version_before:
+        record_version(session, tenant, actor, restored_from)
 
     existing = {
         c.name: c
@@ -190,7 +208,8 @@ def apply_config(
             detail={
                 "actor": actor,
                 "version": version,
-                "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                **({"restored_from": restored_from} if restored_from is not None else {}),
+                "sha256": config_hash(text),
                 "added": result.connections_added,
                 "disabled": result.connections_disabled,
             },

@@ -71,7 +71,8 @@ def test_every_route_needing_a_key_says_so_and_refuses_without_one(api, spec):
     secured = 0
     for method, path, operation in operations(spec):
         url = path.format(tenant_id="acme", message_id="m", appointment_id="a",
-                          delivery_id="d", name="hook", token="t")
+                          delivery_id="d", name="hook", token="t", version="1",
+                          provider="salesforce")
         answer = api.request(method.upper(), url, content=b"{}",
                              headers={"Content-Type": "application/json"})
         if "security" in operation:

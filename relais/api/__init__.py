@@ -20,6 +20,7 @@ from relais.api import (
     messages,
     openapi,
     ops,
+    provider_apps,
     webhooks,
 )
 from relais.api import contacts as contacts_api
@@ -101,6 +102,7 @@ def create_app(triggers: PullTriggers = QUEUED) -> FastAPI:
     for module in (messages, availability, appointments, admin, connections, ops, webhooks, acks):
         app.include_router(module.router)
     app.include_router(contacts_api.router)
+    app.include_router(provider_apps.router)
     app.include_router(__import__("relais.api.notifications", fromlist=["router"]).router)
     app.include_router(__import__("relais.api.conflicts", fromlist=["router"]).router)
     from relais.console import install as install_console

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import Field, ValidationError
 from sqlalchemy import select
 
@@ -19,12 +19,24 @@ from mappings.schema import TenantConfig
 from relais.api.booking_errors import api_error
 from relais.api.deps import Caller, json_body, tenant_for
 from relais.api.errors import ApiError, field_errors, not_found, summary
+from relais.api.listing import (
+    CallerPhone,
+    Cursor,
+    From,
+    Limit,
+    Staff,
+    To,
+    bad_filter,
+    page_body,
+    read_filters,
+)
 from relais.api.messages import delivery_view
 from relais.api.openapi import json_request
 from sync.booking import BookingError, BookingRequest, Outcome, book, cancel, reschedule
 from sync.conflicts import conflicts_of
 from sync.domain import Caller as CallerRecord
 from sync.domain import Instant, Record, as_utc_iso
+from sync.lists import BadFilter, list_appointments
 from sync.store.db import session_scope
 from sync.store.models import Appointment, Connection, Delivery, Tenant
 from sync.tenants import parsed_config
@@ -157,6 +169,32 @@ def post_appointment(
     if not outcome.created:
         response.status_code = 200
     return _answer(tenant_id, outcome)
+
+
+@router.get("/appointments")
+def get_appointments(
+    tenant_id: str,
+    who: Caller,
+    start: From = None,
+    to: To = None,
+    staff: Staff = None,
+    caller: CallerPhone = None,
+    status: Annotated[str | None, Query(
+        max_length=16, description="pending | confirmed | cancelled | failed")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """The tenant's appointments by start, latest first (``from``/``to`` bound the start)."""
+    with session_scope(readonly=True) as session:
+        config = parsed_config(tenant_for(session, who, tenant_id, "secretary"))
+        filters = read_filters(start=start, end=to, staff=staff, caller=caller, status=status,
+                               region=config.phone_region)
+        try:
+            page = list_appointments(session, tenant_id, filters, limit=limit, cursor=cursor)
+        except BadFilter as exc:
+            raise bad_filter(exc) from None
+        return page_body("appointments", page,
+                         [appointment_view(config, row) for row in page.items])
 
 
 def _visible(tenant_id: str, who: Any) -> None:

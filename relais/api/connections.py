@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from connectors.base import AuthExpired, TransientError
 from relais.api.deps import DB, Caller, tenant_for
 from relais.api.errors import ApiError
-from sync.connections import ConnectError, complete_authorization, start_authorization
+from sync.connections import (
+    ConnectError,
+    complete_authorization,
+    disconnect,
+    forget_state,
+    return_to_of,
+    start_authorization,
+)
 from sync.domain import as_utc_iso
 from sync.queue import enqueue_connections
 from sync.store.db import session_scope
@@ -61,6 +70,8 @@ def list_connections(tenant_id: str, who: Caller, session: DB) -> dict[str, Any]
 
 class AuthorizeBody(BaseModel):
     redirect_uri: str | None = None
+    # A console page (relative path): the callback redirects there with the outcome.
+    return_to: str | None = None
 
 
 @router.post("/v1/tenants/{tenant_id}/connections/{name}/authorize")
@@ -71,7 +82,8 @@ def authorize(
         tenant_for(session, who, tenant_id, "admin")
         try:
             started = start_authorization(
-                session, tenant_id, name, body.redirect_uri if body else None
+                session, tenant_id, name, body.redirect_uri if body else None,
+                return_to=body.return_to if body else None,
             )
         except ConnectError as exc:
             raise _connect_error(exc) from None
@@ -82,15 +94,41 @@ def authorize(
     }
 
 
-@router.get("/oauth/callback")
+def _back(return_to: str, **outcome: str) -> RedirectResponse:
+    """The console page the flow started from, told the outcome in its query."""
+    joiner = "&" if "?" in return_to else "?"
+    return RedirectResponse(return_to + joiner + urlencode(outcome), status_code=303)
+
+
+@router.get("/oauth/callback", response_model=None)
 def oauth_callback(
     state: str | None = None,
     code: str | None = None,
     error: str | None = None,
     error_description: str | None = None,
-) -> dict[str, Any]:
-    """Where providers send the admin back. The state is the only credential here."""
+) -> dict[str, Any] | RedirectResponse:
+    """Where providers send the admin back. The state is the only credential here.
+    A flow started with ``return_to`` is sent back there (303) with
+    ``outcome=connected`` or ``outcome=error&reason=…``; otherwise JSON."""
+    return_to = None
+    if state:
+        with session_scope(readonly=True) as session:
+            return_to = return_to_of(session, state)
+    try:
+        return _complete(state, code, error, error_description, return_to)
+    except ApiError as exc:
+        if return_to is None:
+            raise
+        return _back(return_to, outcome="error", code=exc.code, reason=exc.message)
+
+
+def _complete(state: str | None, code: str | None, error: str | None,
+              error_description: str | None,
+              return_to: str | None) -> dict[str, Any] | RedirectResponse:
     if error:
+        if state:
+            with session_scope() as session:  # refused: this state is spent
+                forget_state(session, state)
         raise ApiError(
             400,
             "authorization_refused",
@@ -115,4 +153,24 @@ def oauth_callback(
     except TransientError as exc:
         raise ApiError(502, "provider_unavailable", str(exc)) from None
     enqueue_connections([connection_id])  # deliveries that waited for the account
+    if return_to is not None:
+        return _back(return_to, outcome="connected", connection=name)
     return {"tenant": tenant_id, "connection": name, "status": "active"}
+
+
+@router.post("/v1/tenants/{tenant_id}/connections/{name}/disconnect")
+def disconnect_connection(tenant_id: str, name: str, who: Caller) -> dict[str, Any]:
+    """Revoke the tokens at the provider where it can, erase them here; the
+    connection waits in ``not_connected`` until connected again."""
+    try:
+        with session_scope() as session:
+            tenant_for(session, who, tenant_id, "admin")
+            done = disconnect(session, tenant_id, name, actor=who.label)
+            answer = {"connection": done.connection.name, "status": done.connection.status,
+                      "revoked": done.revoked, "note": done.note}
+    except ConnectError as exc:
+        raise _connect_error(exc) from None
+    except TransientError as exc:
+        raise ApiError(502, "provider_unavailable",
+                       f"{exc}; nothing was changed: try again") from None
+    return answer

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from relais.api.deps import DB, Caller, json_body, tenant_for
 from relais.api.errors import ApiError, error_body, field_errors, not_found, summary
+from relais.api.listing import (
+    CallerPhone,
+    Cursor,
+    From,
+    Limit,
+    Staff,
+    To,
+    bad_filter,
+    page_body,
+    read_filters,
+)
 from relais.api.openapi import json_request
 from relais.api.ops import MESSAGES_ACCEPTED
 from relais.api.outage import request_attempt
 from sync.domain import CallMessage, as_utc_iso
 from sync.escalation import history as escalation_history
+from sync.lists import BadFilter, list_messages
 from sync.outbox import IdempotencyKeyReused, MessageRejected, accept_message, enqueue_accepted
 from sync.store.db import session_scope
 from sync.store.models import AuditEvent, Connection, Delivery, Message
@@ -104,6 +116,33 @@ def post_message(
     else:
         response.status_code = 200  # same Idempotency-Key: the original answer
     return body
+
+
+@router.get("/messages")
+def get_messages(
+    tenant_id: str,
+    who: Caller,
+    session: DB,
+    start: From = None,
+    to: To = None,
+    staff: Staff = None,
+    caller: CallerPhone = None,
+    status: Annotated[str | None, Query(max_length=16,
+                                        description="accepted | dropped")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """The tenant's messages, newest call first; ``next_cursor`` fetches the next page."""
+    tenant = tenant_for(session, who, tenant_id, "secretary")
+    filters = read_filters(start=start, end=to, staff=staff, caller=caller, status=status,
+                           region=parsed_config(tenant).phone_region)
+    try:
+        page = list_messages(session, tenant_id, filters, limit=limit, cursor=cursor)
+    except BadFilter as exc:
+        raise bad_filter(exc) from None
+    return page_body("messages", page, [
+        {"id": m.id, "status": m.status, **message_fields(m),
+         "received_at": as_utc_iso(m.created_at)} for m in page.items])
 
 
 @router.get("/messages/{message_id}")

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -102,6 +103,12 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_messages_tenant_created", "tenant_id", "created_at"),
+        # sync.lists: newest calls first, and a caller's calls (its E.164 number).
+        Index("ix_messages_tenant_taken", "tenant_id", "taken_at", "id"),
+        Index("ix_messages_caller_phone", "tenant_id", text("(caller ->> 'phone')")),
+        # "ends with these digits" as a prefix scan (PostgreSQL only; see 0013).
+        Index("ix_messages_caller_phone_rev", "tenant_id",
+              text("reverse(caller ->> 'phone') text_pattern_ops")).ddl_if(dialect="postgresql"),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("msg"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -126,6 +133,7 @@ class Appointment(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_appointments_staff_start", "tenant_id", "staff_id", "start"),
+        Index("ix_appointments_tenant_start", "tenant_id", "start", "id"),  # sync.lists
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("apt"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -173,6 +181,7 @@ class Delivery(Base):
         Index("ix_deliveries_tenant_status", "tenant_id", "status"),
         Index("ix_deliveries_status", "status"),  # /metrics: the backlog
         Index("ix_deliveries_digest_key", "digest_key"),
+        Index("ix_deliveries_tenant_created", "tenant_id", "created_at", "id"),  # sync.lists
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("dlv"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -297,6 +306,8 @@ class OAuthState(Base):
     connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     code_verifier: Mapped[str | None] = mapped_column(String(128), nullable=True)
     redirect_uri: Mapped[str] = mapped_column(String(500))
+    # A console page (relative path) the callback redirects to with the outcome.
+    return_to: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
 
