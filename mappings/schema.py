@@ -1359,6 +1359,24 @@ class TenantConfig(Model):
         default_factory=SyncSettings
     )
     notify_on_calendar_change: CalendarChangeNotice | None = None
+    # The numbers the client forwards to the answering service (E.164 once loaded):
+    # a call event names the dialled number, and the hub finds the tenant by it.
+    forwarding_numbers: Annotated[list[str], BeforeValidator(_empty_list)] = []
+
+    @field_validator("forwarding_numbers")
+    @classmethod
+    def _forwarding(cls, numbers: list[str], info: ValidationInfo) -> list[str]:
+        context = info.context or {}
+        if context.get("phone_region_invalid"):
+            return numbers
+        normalized = [normalize_phone(str(n), context.get("phone_region")) for n in numbers]
+        seen: set[str] = set()
+        for number in normalized:
+            if number in seen:
+                fail("duplicate_number", f"{number} is listed twice",
+                     "list each forwarding number once")
+            seen.add(number)
+        return normalized
 
     @model_validator(mode="after")
     def _staff_zone(self) -> TenantConfig:

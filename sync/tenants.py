@@ -18,6 +18,7 @@ from mappings.yamlpos import load_yaml, public_environment
 from sync.connections import OAUTH_PROVIDERS
 from sync.netguard import hosts_in, internal_reason
 from sync.settings import get_settings
+from sync.store.calls_models import TenantNumber
 from sync.store.crypto import decrypt_json, encrypt_json
 from sync.store.models import AuditEvent, Connection, Tenant
 
@@ -112,6 +113,17 @@ def apply_config(
             f"write id: {expect_tenant}, or PUT it to /v1/tenants/{config.id}/config",
         )
         raise ConfigError([issue])
+    claimed = session.execute(
+        select(TenantNumber.number, TenantNumber.tenant_id).where(
+            TenantNumber.number.in_(config.forwarding_numbers),
+            TenantNumber.tenant_id != config.id)
+    ).all()
+    if claimed:
+        raise ConfigError([ConfigIssue(
+            filename, 1, 1, "forwarding_numbers",
+            f"{number} already forwards to tenant {owner!r}",
+            "a dialled number finds one tenant: remove it from one of the two files")
+            for number, owner in claimed])
     tenant = session.get(Tenant, config.id, with_for_update=True)
     created = tenant is None
     if tenant is None:
@@ -150,6 +162,7 @@ def apply_config(
             creds["signing_secret"] = "whsec_" + secrets.token_urlsafe(32)
             row.credentials = encrypt_json(creds)
             result.new_secrets[name] = creds["signing_secret"]
+    _keep_numbers(session, config.id, config.forwarding_numbers)
     for name, row in existing.items():
         if name in SYSTEM_CONNECTIONS:
             continue  # Relais's own senders (sync.senders): not in the tenant's file
@@ -172,6 +185,21 @@ def apply_config(
         )
     )
     return result
+
+
+def _keep_numbers(session: Session, tenant_id: str, numbers: list[str]) -> None:
+    """``tenant_numbers`` holds exactly the tenant's ``forwarding_numbers``."""
+    stored = set(session.scalars(
+        select(TenantNumber.number).where(TenantNumber.tenant_id == tenant_id)))
+    for number in stored - set(numbers):
+        session.delete(session.get(TenantNumber, number))
+    for number in sorted(set(numbers) - stored):
+        session.add(TenantNumber(number=number, tenant_id=tenant_id))
+
+
+def tenant_for_number(session: Session, number: str) -> str | None:
+    """The tenant a dialled number (E.164) forwards to, if any."""
+    return session.scalar(select(TenantNumber.tenant_id).where(TenantNumber.number == number))
 
 
 def get_tenant(session: Session, tenant_id: str) -> Tenant:

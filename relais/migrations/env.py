@@ -7,6 +7,7 @@ from alembic import context
 import relais.replay  # noqa: F401
 import sync.store.busy_models  # noqa: F401
 import sync.store.calendar_sync_models  # noqa: F401
+import sync.store.calls_models  # noqa: F401
 import sync.store.conflict_models  # noqa: F401
 import sync.store.directory  # noqa: F401
 from sync.store.models import Base

@@ -1,0 +1,149 @@
+"""Read a period's facts from the store and compute its report.
+
+Every read is an index range: calls by ``ix_calls_tenant_offered``, messages by
+``ix_messages_tenant_created``, deliveries by ``ix_deliveries_tenant_delivered``
+(and the tenant's dead ones by ``ix_deliveries_tenant_status``), escalations by
+``ix_escalations_tenant_created``, appointment audit events by the partial
+``ix_audit_appointments``. :func:`call_facts_from_events` is the slow path the
+benchmark compares with: the raw ``call_events`` folded per call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from sync.calls import EventRow, aggregate
+from sync.domain import as_utc_iso
+from sync.reports.indicators import (
+    AppointmentCounts,
+    CallFacts,
+    DeliveryFacts,
+    EscalationFacts,
+    MessageFacts,
+    report,
+)
+from sync.store.calls_models import Call, CallEvent
+from sync.store.models import Appointment, AuditEvent, Connection, Delivery, Escalation, Message
+
+BOOKED = ("confirmed", "cancelled")  # written to the calendar at some point
+MOVED_KINDS = ("appointment.updated", "appointment.moved_in_calendar")
+
+
+def _qualified(tenant_column: Any, call_column: Any) -> Any:
+    by_message = exists().where(Message.tenant_id == tenant_column,
+                                Message.call_id == call_column)
+    by_booking = exists().where(Appointment.tenant_id == tenant_column,
+                                Appointment.call_id == call_column,
+                                Appointment.status.in_(BOOKED))
+    return or_(by_message, by_booking)
+
+
+def call_facts(session: Session, tenant_id: str, zone: ZoneInfo, start: datetime,
+               end: datetime) -> list[CallFacts]:
+    rows = session.execute(
+        select(Call.offered_at, Call.outcome, Call.wait_seconds, Call.talk_seconds,
+               _qualified(Call.tenant_id, Call.call_id))
+        .where(Call.tenant_id == tenant_id, Call.offered_at >= start, Call.offered_at < end)
+    ).all()
+    return [CallFacts(at.astimezone(zone), outcome, wait, talk, bool(q))
+            for at, outcome, wait, talk, q in rows]
+
+
+def call_facts_from_events(session: Session, tenant_id: str, zone: ZoneInfo, start: datetime,
+                           end: datetime, slack: timedelta = timedelta(days=1)) -> list[CallFacts]:
+    """The same facts from the raw events (every event within ``slack`` of the
+    period, folded per call by :func:`sync.calls.aggregate`)."""
+    rows = session.execute(
+        select(CallEvent.call_id, CallEvent.kind, CallEvent.at)
+        .where(CallEvent.tenant_id == tenant_id, CallEvent.at >= start - slack,
+               CallEvent.at < end + slack)
+    ).all()
+    by_call: dict[str, list[EventRow]] = {}
+    for call_id, kind, at in rows:
+        by_call.setdefault(call_id, []).append(EventRow(kind, at))
+    folded = {call_id: aggregate(events) for call_id, events in by_call.items()}
+    inside = [c for c, agg in folded.items() if start <= agg["offered_at"] < end]
+    qualified: set[str] = set()
+    for chunk in range(0, len(inside), 1000):
+        ids = inside[chunk:chunk + 1000]
+        qualified.update(session.scalars(select(Message.call_id).where(
+            Message.tenant_id == tenant_id, Message.call_id.in_(ids))))
+        qualified.update(session.scalars(select(Appointment.call_id).where(
+            Appointment.tenant_id == tenant_id, Appointment.call_id.in_(ids),
+            Appointment.status.in_(BOOKED))))
+    return [CallFacts(folded[c]["offered_at"].astimezone(zone), folded[c]["outcome"],
+                      folded[c]["wait_seconds"], folded[c]["talk_seconds"], c in qualified)
+            for c in inside]
+
+
+def message_facts(session: Session, tenant_id: str, start: datetime,
+                  end: datetime) -> list[MessageFacts]:
+    rows = session.scalars(select(Message.call_type).where(
+        Message.tenant_id == tenant_id, Message.created_at >= start, Message.created_at < end))
+    return [MessageFacts(call_type) for call_type in rows]
+
+
+def appointment_counts(session: Session, tenant_id: str, start: datetime,
+                       end: datetime) -> AppointmentCounts:
+    kinds = dict(session.execute(
+        select(AuditEvent.kind, func.count())
+        .where(AuditEvent.subject_type == "appointment", AuditEvent.tenant_id == tenant_id,
+               AuditEvent.at >= start, AuditEvent.at < end,
+               AuditEvent.kind.in_(("appointment.confirmed", "appointment.cancelled",
+                                    *MOVED_KINDS)))
+        .group_by(AuditEvent.kind)
+    ).all())
+    return AppointmentCounts(
+        booked=kinds.get("appointment.confirmed", 0),
+        moved=sum(kinds.get(k, 0) for k in MOVED_KINDS),
+        cancelled=kinds.get("appointment.cancelled", 0),
+    )
+
+
+def delivery_facts(session: Session, tenant_id: str, start: datetime,
+                   end: datetime) -> list[DeliveryFacts]:
+    names = dict(session.execute(select(Connection.id, Connection.name)
+                                 .where(Connection.tenant_id == tenant_id)).all())
+    delivered = session.execute(
+        select(Delivery.connection_id, Delivery.created_at, Delivery.delivered_at)
+        .where(Delivery.tenant_id == tenant_id, Delivery.delivered_at >= start,
+               Delivery.delivered_at < end)
+    ).all()
+    dead = session.execute(
+        select(Delivery.connection_id).where(
+            Delivery.tenant_id == tenant_id, Delivery.status == "dead",
+            and_(Delivery.updated_at >= start, Delivery.updated_at < end))
+    ).scalars()
+    facts = [DeliveryFacts(names.get(c, c), "delivered", (done - made).total_seconds())
+             for c, made, done in delivered]
+    facts += [DeliveryFacts(names.get(c, c), "dead", None) for c in dead]
+    return facts
+
+
+def escalation_facts(session: Session, tenant_id: str, start: datetime,
+                     end: datetime) -> list[EscalationFacts]:
+    rows = session.execute(
+        select(Escalation.outcome, Escalation.created_at, Escalation.acknowledged_at)
+        .where(Escalation.tenant_id == tenant_id, Escalation.created_at >= start,
+               Escalation.created_at < end)
+    ).all()
+    return [EscalationFacts(outcome, (ack - made).total_seconds() if ack else None)
+            for outcome, made, ack in rows]
+
+
+def tenant_report(session: Session, tenant_id: str, zone: ZoneInfo, start: datetime,
+                  end: datetime, *, now: datetime, from_raw: bool = False) -> dict[str, Any]:
+    """The report of ``tenant_id`` over [start, end); ``complete`` once ``now`` is past it."""
+    calls = (call_facts_from_events if from_raw else call_facts)(
+        session, tenant_id, zone, start, end)
+    body = report(calls, message_facts(session, tenant_id, start, end),
+                  appointment_counts(session, tenant_id, start, end),
+                  delivery_facts(session, tenant_id, start, end),
+                  escalation_facts(session, tenant_id, start, end))
+    return {"tenant": tenant_id, "zone": zone.key, "from": as_utc_iso(start),
+            "to": as_utc_iso(end), "complete": now >= end, **body}
