@@ -8,8 +8,8 @@ Definitions (README "Indicators" repeats them):
 - time to abandon: offered -> hang-up, over abandoned calls; mean;
 - duration: answered -> ended (else -> transferred), over answered calls that
   have one; mean;
-- qualification rate = answered calls named by at least one message or booked
-  appointment (``call_id``) / answered calls;
+- qualification rate = answered calls named (``call_id``) by at least one accepted
+  message (not one a drop rule discarded) or booked appointment / answered calls;
 - percentiles are nearest-rank: the ceil(p x n)-th smallest value;
 - delivery latency: the delivery's creation (the accept) -> delivered, per
   destination (connection), over deliveries delivered in the period;

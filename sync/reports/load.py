@@ -10,7 +10,7 @@ benchmark compares with: the raw ``call_events`` folded per call.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,7 +36,7 @@ MOVED_KINDS = ("appointment.updated", "appointment.moved_in_calendar")
 
 def _qualified(tenant_column: Any, call_column: Any) -> Any:
     by_message = exists().where(Message.tenant_id == tenant_column,
-                                Message.call_id == call_column)
+                                Message.call_id == call_column, Message.status == "accepted")
     by_booking = exists().where(Appointment.tenant_id == tenant_column,
                                 Appointment.call_id == call_column,
                                 Appointment.status.in_(BOOKED))
@@ -72,7 +72,8 @@ def call_facts_from_events(session: Session, tenant_id: str, zone: ZoneInfo, sta
     for chunk in range(0, len(inside), 1000):
         ids = inside[chunk:chunk + 1000]
         qualified.update(session.scalars(select(Message.call_id).where(
-            Message.tenant_id == tenant_id, Message.call_id.in_(ids))))
+            Message.tenant_id == tenant_id, Message.call_id.in_(ids),
+            Message.status == "accepted")))
         qualified.update(session.scalars(select(Appointment.call_id).where(
             Appointment.tenant_id == tenant_id, Appointment.call_id.in_(ids),
             Appointment.status.in_(BOOKED))))
@@ -147,3 +148,43 @@ def tenant_report(session: Session, tenant_id: str, zone: ZoneInfo, start: datet
                   escalation_facts(session, tenant_id, start, end))
     return {"tenant": tenant_id, "zone": zone.key, "from": as_utc_iso(start),
             "to": as_utc_iso(end), "complete": now >= end, **body}
+
+
+def operator_report(session: Session, first: date, end: date, *, now: datetime,
+                    tenants: list[str] | None = None) -> dict[str, Any]:
+    """Every tenant (or ``tenants``) over the days [first, end), each in its own zone:
+    the indicators over all their facts together, and each tenant's side by side."""
+    from sync.reports.periods import local_range
+    from sync.store.models import Tenant
+    from sync.tenants import parsed_config
+
+    query = select(Tenant).order_by(Tenant.id)
+    if tenants is not None:
+        query = query.where(Tenant.id.in_(tenants))
+    calls: list[CallFacts] = []
+    messages: list[MessageFacts] = []
+    deliveries: list[DeliveryFacts] = []
+    escalations: list[EscalationFacts] = []
+    booked = moved = cancelled = 0
+    rows: list[dict[str, Any]] = []
+    for tenant in session.scalars(query):
+        zone = parsed_config(tenant).zone
+        start, stop = local_range(first, end, zone)
+        facts = (call_facts(session, tenant.id, zone, start, stop),
+                 message_facts(session, tenant.id, start, stop),
+                 appointment_counts(session, tenant.id, start, stop),
+                 delivery_facts(session, tenant.id, start, stop),
+                 escalation_facts(session, tenant.id, start, stop))
+        calls += facts[0]
+        messages += facts[1]
+        booked, moved = booked + facts[2].booked, moved + facts[2].moved
+        cancelled += facts[2].cancelled
+        deliveries += facts[3]
+        escalations += facts[4]
+        rows.append({"tenant": tenant.id, "zone": zone.key, **report(*facts)})
+    body = report(calls, messages, AppointmentCounts(booked, moved, cancelled), deliveries,
+                  escalations)
+    return {"from": first.isoformat(), "to": end.isoformat(),
+            "complete": all(local_range(first, end, ZoneInfo(r["zone"]))[1] <= now
+                            for r in rows),
+            **body, "tenants": rows}
