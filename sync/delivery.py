@@ -40,6 +40,7 @@ from connectors.base import (
 )
 from connectors.registry import build_connector, connector_class, delivers, max_batch
 from mappings.rules import TemplateRenderError
+from sync import metrics
 from sync.calendar_notices import ACTION as NOTICE_ACTION
 from sync.calendar_notices import notice_payload
 from sync.credentials import NeedsReauth, connection_info, ensure_fresh
@@ -690,6 +691,7 @@ def _record(
         delivery.leased_until = None
         _event(session, delivery, "delivery.delivered", external_id=result.external_id)
         outcome.delivered += 1
+        metrics.delivered(info.provider, (now - delivery.created_at).total_seconds())
         return
     error = result.error
     assert error is not None
@@ -711,6 +713,7 @@ def _fail(
         delivery.status = "dead"
         _event(session, delivery, "delivery.dead", reason=reason)
         outcome.dead += 1
+        metrics.failed(info.provider, "dead")
         return
     if isinstance(error, RateLimited):
         # The provider's limit, not this record's fault: no attempt is spent.
@@ -722,6 +725,7 @@ def _fail(
         _event(session, delivery, "delivery.rate_limited", resume_at=error.reset_at.isoformat())
         _again(outcome, (error.reset_at - now).total_seconds())
         outcome.retried += 1
+        metrics.failed(info.provider, "rate_limited")
         return
     if isinstance(error, AuthExpired):
         # The token died early (revoked session, clock skew): refresh, then retry.
@@ -736,12 +740,14 @@ def _fail(
         _event(session, delivery, "delivery.token_expired", reason=reason)
         _again(outcome, 1.0)
         outcome.retried += 1
+        metrics.failed(info.provider, "token_expired")
         return
     if delivery.attempts >= settings.delivery_max_attempts:
         delivery.status = "dead"
         delivery.last_error = f"gave up after {delivery.attempts} attempts: {reason}"
         _event(session, delivery, "delivery.dead", reason=delivery.last_error)
         outcome.dead += 1
+        metrics.failed(info.provider, "dead")
         return
     wait = backoff_seconds(delivery.attempts, settings)
     if isinstance(error, TransientError) and error.retry_after:
@@ -751,6 +757,7 @@ def _fail(
     _event(session, delivery, "delivery.retry_scheduled", reason=reason, in_seconds=round(wait, 1))
     _again(outcome, wait)
     outcome.retried += 1
+    metrics.failed(info.provider, "retry")
 
 
 def _again(outcome: BatchOutcome, seconds: float) -> None:

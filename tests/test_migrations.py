@@ -119,7 +119,7 @@ MERGED = {
     "0009_deliveries_status_index.py": "7d4c344c8a2a963c",
     "0010_webhook_replays.py": "391a3905e6927c0b",
     "0011_escalation_ref.py": "0a7d7f96f868a447",
-    "0014_calls_and_reports.py": "414788f0e9335e0f",  # recompute at 0013
+    "0014_calls_and_reports.py": "3cbf2b584c3b0e15",  # recompute at 0013
 }
 
 

@@ -178,7 +178,8 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_claim", "connection_id", "status", "next_attempt_at"),
         Index("ix_deliveries_tenant_status", "tenant_id", "status"),
-        Index("ix_deliveries_status", "status"),  # /metrics: the backlog
+        # /metrics: the backlog by status, and the oldest due pending (0014: was status only)
+        Index("ix_deliveries_status_due", "status", "next_attempt_at"),
         Index("ix_deliveries_digest_key", "digest_key"),
         Index("ix_deliveries_tenant_delivered", "tenant_id", "delivered_at"),  # reports
     )

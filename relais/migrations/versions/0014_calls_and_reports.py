@@ -64,12 +64,17 @@ def upgrade() -> None:
         batch.create_index("ix_appointments_tenant_call", ["tenant_id", "call_id"])
     op.create_index("ix_deliveries_tenant_delivered", "deliveries", ["tenant_id", "delivered_at"])
     op.create_index("ix_escalations_tenant_created", "escalations", ["tenant_id", "created_at"])
+    # /metrics: the backlog by status and the oldest due pending delivery, one index
+    op.drop_index("ix_deliveries_status", "deliveries")
+    op.create_index("ix_deliveries_status_due", "deliveries", ["status", "next_attempt_at"])
     where = sa.text("subject_type = 'appointment'")
     op.create_index("ix_audit_appointments", "audit_events", ["tenant_id", "at"],
                     postgresql_where=where, sqlite_where=where)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_status_due", "deliveries")
+    op.create_index("ix_deliveries_status", "deliveries", ["status"])
     op.drop_index("ix_audit_appointments", "audit_events")
     op.drop_index("ix_escalations_tenant_created", "escalations")
     op.drop_index("ix_deliveries_tenant_delivered", "deliveries")
