@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
-from sqlalchemy import select
+from sqlalchemy import false as sa_false
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mappings.schema import normalize_phone
@@ -130,60 +131,71 @@ def _insert(session: Session) -> Any:
     return insert
 
 
-def _lock_call(session: Session, tenant_id: str, call_id: str) -> Call:
-    """The call's aggregate row, created if new, locked until the transaction ends
-    (PostgreSQL ``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already serialises)."""
+def _lock_calls(session: Session, tenant_id: str, call_ids: list[str]) -> None:
+    """The calls' aggregate rows, created if new, locked until the transaction ends:
+    on PostgreSQL one ``INSERT … ON CONFLICT DO UPDATE`` (it locks each row, in the
+    sorted order given, so two batches never wait on each other in a cycle); on
+    SQLite ``BEGIN IMMEDIATE`` already serialises writers."""
     insert = _insert(session)
-    session.execute(insert(Call).values(tenant_id=tenant_id, call_id=call_id, outcome="ringing",
-                                        events=0).on_conflict_do_nothing())
-    row = session.scalar(select(Call).where(Call.tenant_id == tenant_id, Call.call_id == call_id)
-                         .with_for_update().execution_options(populate_existing=True))
-    assert row is not None
-    return row
+    rows = [{"tenant_id": tenant_id, "call_id": c, "outcome": "ringing", "events": 0}
+            for c in call_ids]
+    statement = insert(Call).values(rows)
+    if is_postgres(session.get_bind()):  # type: ignore[arg-type]
+        statement = statement.on_conflict_do_update(
+            index_elements=["tenant_id", "call_id"], set_={"events": statement.excluded.events},
+            where=sa_false())
+        # DO UPDATE … WHERE false locks each existing row without writing it ("all
+        # rows will be locked when the ON CONFLICT DO UPDATE action is taken").
+        session.execute(statement)
+    else:
+        session.execute(statement.on_conflict_do_nothing())
 
 
 def record_events(session: Session, tenant_id: str,
                   events: Sequence[CallEventIn]) -> list[Recorded]:
     """Store ``events`` of ``tenant_id`` and refresh their calls' aggregates.
 
-    Calls are locked in sorted order (two batches never wait on each other in a
-    cycle). Raises :class:`EventConflict` (roll the transaction back) when an
+    A batch costs four statements whatever its size: lock (or create) the calls,
+    insert the events (duplicates skipped), read the calls' events back, write the
+    aggregates. Raises :class:`EventConflict` (roll the transaction back) when an
     event contradicts a stored one.
     """
+    if not events:
+        return []
     insert = _insert(session)
-    results: list[Recorded | None] = [None] * len(events)
-    by_call: dict[str, list[int]] = {}
+    call_ids = sorted({e.call_id for e in events})
+    _lock_calls(session, tenant_id, call_ids)
+    now = _now()
+    fresh = {(e.call_id, e.event): e for e in reversed(events)}  # the first of twins wins
+    inserted = {tuple(row) for row in session.execute(
+        insert(CallEvent).values([
+            {"tenant_id": tenant_id, "call_id": e.call_id, "kind": e.event, "at": e.at,
+             "called": e.called, "caller": e.caller, "secretary": e.secretary,
+             "received_at": now}
+            for e in fresh.values()
+        ]).on_conflict_do_nothing(index_elements=["tenant_id", "call_id", "kind"])
+        .returning(CallEvent.call_id, CallEvent.kind)
+    )}
+    stored: dict[str, list[EventRow]] = {c: [] for c in call_ids}
+    for call_id, kind, at, called, caller, secretary in session.execute(
+        select(CallEvent.call_id, CallEvent.kind, CallEvent.at, CallEvent.called,
+               CallEvent.caller, CallEvent.secretary)
+        .where(CallEvent.tenant_id == tenant_id, CallEvent.call_id.in_(call_ids))
+    ):
+        stored[call_id].append(EventRow(kind, at, called, caller, secretary))
+    results = []
     for index, event in enumerate(events):
-        by_call.setdefault(event.call_id, []).append(index)
-    for call_id in sorted(by_call):
-        row = _lock_call(session, tenant_id, call_id)
-        for index in by_call[call_id]:
-            event = events[index]
-            inserted = session.execute(
-                insert(CallEvent).values(
-                    tenant_id=tenant_id, call_id=call_id, kind=event.event, at=event.at,
-                    called=event.called, caller=event.caller, secretary=event.secretary,
-                    received_at=_now(),
-                ).on_conflict_do_nothing(index_elements=["tenant_id", "call_id", "kind"])
-            ).rowcount
-            if not inserted:
-                stored = session.scalar(select(CallEvent.at).where(
-                    CallEvent.tenant_id == tenant_id, CallEvent.call_id == call_id,
-                    CallEvent.kind == event.event))
-                assert stored is not None
-                if stored != event.at:
-                    raise EventConflict(index, call_id, event.event, stored)
-            results[index] = Recorded(call_id, event.event,
-                                      "created" if inserted else "duplicate")
-        stored_events = session.execute(
-            select(CallEvent.kind, CallEvent.at, CallEvent.called, CallEvent.caller,
-                   CallEvent.secretary)
-            .where(CallEvent.tenant_id == tenant_id, CallEvent.call_id == call_id)
-        ).all()
-        for name, value in aggregate(EventRow(*r) for r in stored_events).items():
-            setattr(row, name, value)
-    session.flush()
-    return [r for r in results if r is not None]
+        kept = next(r for r in stored[event.call_id] if r.kind == event.event)
+        if kept.at != event.at:
+            raise EventConflict(index, event.call_id, event.event, kept.at)
+        first = (event.call_id, event.event) in inserted and fresh[
+            (event.call_id, event.event)] is event
+        results.append(Recorded(event.call_id, event.event, "created" if first else "duplicate"))
+    session.execute(  # ORM bulk UPDATE by primary key: one executemany
+        update(Call),
+        [{"tenant_id": tenant_id, "call_id": c, **aggregate(stored[c])} for c in call_ids],
+    )
+    return results
 
 
 def _now() -> datetime:
