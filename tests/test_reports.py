@@ -186,3 +186,30 @@ def test_periods_in_the_zone():
     assert end - start == timedelta(hours=25)
     start, end = local_range(*period("day", date(2026, 3, 29)), PARIS)
     assert end - start == timedelta(hours=23)
+
+
+def test_delivery_latency_and_dead_letters_from_the_store(env, receiver, monkeypatch, hub_clock):
+    """Accepted at T, delivered at T+93 s and T+7 s; one refused (400): dead."""
+    from conftest import apply_acme
+    from test_delivery import accept
+
+    from sync.delivery import process_connection
+
+    t0 = utc(2026, 11, 10, 9, 0, 0)
+    hub_clock(t0)
+    apply_acme(receiver, monkeypatch)
+    _, _, conn = accept()
+    hub_clock(t0 + timedelta(seconds=93))
+    assert process_connection(conn).delivered == 1
+    accept()
+    hub_clock(t0 + timedelta(seconds=100))
+    assert process_connection(conn).delivered == 1
+    accept()
+    receiver.status_override = 400
+    assert process_connection(conn).dead == 1
+    start, end = local_range(date(2026, 11, 1), date(2026, 12, 1), PARIS)
+    with session_scope(readonly=True) as session:
+        report = tenant_report(session, "acme", PARIS, start, end, now=t0)
+    assert report["deliveries"] == {"dead": 1, "by_destination": {"hook": {
+        "delivered": 2, "dead": 1, "latency_seconds": {"p50": 7.0, "p95": 93.0}}}}
+    assert report["messages"]["total"] == 3
