@@ -873,6 +873,8 @@ def report_command(
     all_tenants: Annotated[bool, typer.Option("--all", help="operator-wide")] = False,
     as_json: JsonOption = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
+    html: Annotated[Path | None, typer.Option(
+        help="also write an HTML page with SVG charts to this file")] = None,
 ) -> None:
     """Indicators of a tenant (or every tenant) over a month or days: calls, answer
     rate, times to answer, qualification, messages, appointments, deliveries."""
@@ -914,6 +916,13 @@ def report_command(
             body = tenant_report(session, tenant, zone, start, stop, now=clock.now())
         else:
             body = operator_report(session, first, end, now=clock.now())
+    if html is not None:
+        from sync.reports.render import html_report
+
+        try:
+            html.write_text(html_report(body, f"{tenant or 'Relais'}: {first} – {end}"))
+        except OSError as exc:
+            fail(f"--html: {exc}")
     if as_json:
         typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
         return

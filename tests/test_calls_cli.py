@@ -83,6 +83,10 @@ def test_report_table_json_csv(env, monkeypatch, tmp_path):
     rows = dict(csv.reader(io.StringIO(
         run("report", "--tenant", "acme", "--month", "2026-11", "--csv").output)))
     assert rows["calls.answered"] == "2" and rows["calls.by_hour[23]"] == "1"
+    page = tmp_path / "report.html"
+    assert run("report", "--tenant", "acme", "--month", "2026-11", "--html", str(page)
+               ).exit_code == 0
+    assert page.read_text().count("<svg") == 4
     everyone = json.loads(run("report", "--all", "--month", "2026-11", "--json").output)
     assert everyone["calls"] == body["calls"]
     assert run("report", "--tenant", "acme", "--month", "11/2026").exit_code == 2

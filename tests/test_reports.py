@@ -107,10 +107,12 @@ def test_three_days_across_midnight_and_the_dst_change(reporting):
     assert hours == {2: 2, 9: 1, 10: 1, 23: 2}  # both 02:30s, A and E at 23:xx
     assert calls["abandoned_by_hour"][2] == 1
     assert calls["by_day"] == [
-        {"day": "2026-10-24", "offered": 2, "answered": 2, "abandoned": 0, "answer_rate": 1.0},
+        {"day": "2026-10-24", "offered": 2, "answered": 2, "abandoned": 0, "answer_rate": 1.0,
+         "mean_time_to_answer_seconds": 15.0},
         {"day": "2026-10-25", "offered": 3, "answered": 1, "abandoned": 1,
-         "answer_rate": 1 / 3},
-        {"day": "2026-10-26", "offered": 1, "answered": 1, "abandoned": 0, "answer_rate": 1.0},
+         "answer_rate": 1 / 3, "mean_time_to_answer_seconds": 30.0},
+        {"day": "2026-10-26", "offered": 1, "answered": 1, "abandoned": 0, "answer_rate": 1.0,
+         "mean_time_to_answer_seconds": 5.0},
     ]
     # Six messages accepted on 2026-10-26 (the hub's day), by call type.
     assert report["messages"] == {"total": 6, "by_call_type": {"demarchage": 1, "message": 5}}
@@ -213,3 +215,29 @@ def test_delivery_latency_and_dead_letters_from_the_store(env, receiver, monkeyp
     assert report["deliveries"] == {"dead": 1, "by_destination": {"hook": {
         "delivered": 2, "dead": 1, "latency_seconds": {"p50": 7.0, "p95": 93.0}}}}
     assert report["messages"]["total"] == 3
+
+
+def test_the_html_report_draws_the_figures(reporting):
+    import xml.etree.ElementTree as ET
+
+    from sync.reports.render import html_report
+
+    body = reporting.get("/v1/tenants/acme/report?from=2026-10-24&to=2026-10-27").json()
+    page = html_report(body, "ACME <octobre>")
+    assert "<octobre>" not in page and "ACME &lt;octobre&gt;" in page
+    root = ET.fromstring(page.split("\n", 1)[1])
+    svg = "{http://www.w3.org/2000/svg}"
+    charts = root.findall(f".//{svg}svg")
+    assert len(charts) == 4
+    hours = {r.find(f"{svg}title").text: float(r.get("height"))
+             for r in charts[3].findall(f"{svg}rect") if r.get("class") == "calls"}
+    assert len(hours) == 24
+    assert hours["02 calls: 2"] == hours["23 calls: 2"] == 2 * hours["09 calls: 1"] > 0
+    assert hours["00 calls: 0"] == 0
+    rates = [r.find(f"{svg}title").text for r in charts[1].findall(f"{svg}rect")]
+    assert rates == ["10-24 answer_rate: 100 %", "10-25 answer_rate: 33.3 %",
+                     "10-26 answer_rate: 100 %"]
+    waits = [r.find(f"{svg}title").text for r in charts[2].findall(f"{svg}rect")]
+    assert waits == ["10-24 time_to_answer: 15 s", "10-25 time_to_answer: 30 s",
+                     "10-26 time_to_answer: 5 s"]
+    assert "66.7 %" in page  # the answer rate in the headline table

@@ -86,6 +86,7 @@ def call_indicators(calls: Iterable[CallFacts]) -> dict[str, Any]:
     by_hour = [0] * 24
     abandoned_by_hour = [0] * 24
     days: dict[date, list[int]] = {}
+    day_waits: dict[date, list[float]] = {}
     for call in calls:
         offered += 1
         hour = call.offered_local.hour
@@ -97,6 +98,7 @@ def call_indicators(calls: Iterable[CallFacts]) -> dict[str, Any]:
             day[1] += 1
             if call.wait_seconds is not None:
                 waits.append(call.wait_seconds)
+                day_waits.setdefault(call.offered_local.date(), []).append(call.wait_seconds)
             if call.talk_seconds is not None:
                 talks.append(call.talk_seconds)
             qualified += call.qualified
@@ -122,7 +124,8 @@ def call_indicators(calls: Iterable[CallFacts]) -> dict[str, Any]:
         "abandoned_by_hour": abandoned_by_hour,
         "by_day": [
             {"day": d.isoformat(), "offered": v[0], "answered": v[1], "abandoned": v[2],
-             "answer_rate": rate(v[1], v[0])}
+             "answer_rate": rate(v[1], v[0]),
+             "mean_time_to_answer_seconds": mean(day_waits.get(d, []))}
             for d, v in sorted(days.items())
         ],
     }
