@@ -1331,6 +1331,16 @@ class CalendarChangeNotice(Model):
 # --------------------------------------------------------------------------- tenant
 
 
+class ReportSchedule(Model):
+    """``reports: {weekly: "mon 08:00", monthly: true, to: [...]}``: the indicators of
+    the last week (sent at that day and time) and of the last month (sent on the
+    1st at the weekly time, else 08:00), by email through Relais's own sender."""
+
+    weekly: WeekTimeField | None = None
+    monthly: bool = False
+    to: Annotated[list[Email], Field(min_length=1)]
+
+
 class TenantConfig(Model):
     """One tenant's whole configuration."""
 
@@ -1362,6 +1372,7 @@ class TenantConfig(Model):
     # The numbers the client forwards to the answering service (E.164 once loaded):
     # a call event names the dialled number, and the hub finds the tenant by it.
     forwarding_numbers: Annotated[list[str], BeforeValidator(_empty_list)] = []
+    reports: ReportSchedule | None = None
 
     @field_validator("forwarding_numbers")
     @classmethod

@@ -52,6 +52,8 @@ from sync.digest import settle as settle_digest
 from sync.links import ConnectionLinks
 from sync.payloads import appointment_payload, channel_payload, digest_payload, message_payload
 from sync.ratelimit import Pacer, default_store
+from sync.reports.schedule import ACTION as REPORT_ACTION
+from sync.reports.schedule import report_payload
 from sync.settings import Settings, get_settings
 from sync.store.db import session_scope
 from sync.store.models import AuditEvent, Connection, Delivery, Message, Tenant, utcnow
@@ -199,6 +201,8 @@ def _payload(
         )
     if delivery.action == NOTICE_ACTION:  # a calendar change told to people (pre-rendered)
         return notice_payload(tenant.id, tenant.name, delivery)
+    if delivery.action == REPORT_ACTION:  # a scheduled report (rendered when written)
+        return report_payload(tenant.id, tenant.name, delivery)
     if delivery.message_id is None and delivery.appointment_id is not None:
         return None
     message = messages.get(delivery.message_id) if delivery.message_id else None
