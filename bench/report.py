@@ -2,7 +2,7 @@
 
 A fresh PostgreSQL database (dropped afterwards) holds a year (2026) of calls for
 ``--tenants`` tenants (default 200, zone Europe/Paris): one large tenant with
-``--big-calls`` calls (default 125,000: about 500,000 events) and the others with
+``--big-calls`` calls (default 172,000: about 500,000 events) and the others with
 ``--small-calls`` each; about 60 % of answered calls carry a message naming the
 call (``call_id``). Events and aggregates are bulk-loaded with COPY, the
 aggregates computed by ``sync.calls.aggregate`` (the function ingest uses); the
@@ -17,7 +17,7 @@ the two reports are checked equal. Then the operator-wide monthly report over
 every tenant (aggregates). Printed: every round's time, the median with
 [min-max], and the ratio of the medians.
 
-Usage: python bench/report.py [--rounds 5] [--tenants 200] [--big-calls 125000]
+Usage: python bench/report.py [--rounds 5] [--tenants 200] [--big-calls 172000]
                               [--small-calls 1000] [--month 2026-11] [--ingest 5000]
 """
 
@@ -131,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tenants", type=int, default=200)
-    parser.add_argument("--big-calls", type=int, default=125_000)
+    parser.add_argument("--big-calls", type=int, default=172_000)
     parser.add_argument("--small-calls", type=int, default=1000)
     parser.add_argument("--month", default="2026-11")
     parser.add_argument("--ingest", type=int, default=5000)

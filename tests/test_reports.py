@@ -241,3 +241,41 @@ def test_the_html_report_draws_the_figures(reporting):
     assert waits == ["10-24 time_to_answer: 15 s", "10-25 time_to_answer: 30 s",
                      "10-26 time_to_answer: 5 s"]
     assert "66.7 %" in page  # the answer rate in the headline table
+
+
+def test_aggregates_and_raw_events_agree_on_postgres(pg_url, monkeypatch, tmp_path):
+    """The raw path's PostgreSQL query (one array parameter) finds the same qualified calls."""
+    from conftest import make_env
+    from test_calls import CALL
+
+    from sync.calls import CallEventIn, record_events
+    from sync.domain import CallMessage
+    from sync.outbox import accept_message
+    from sync.store.db import dispose_engines
+    from sync.tenants import get_tenant, parsed_config
+
+    make_env(monkeypatch, tmp_path, pg_url, None)
+    monkeypatch.setenv("RELAIS_TENANT_ACME_HOOK_URL", "http://127.0.0.1:9/hook")
+    apply(acme_yaml())
+    t0 = utc(2026, 11, 3, 9)
+    with session_scope() as session:
+        for n in range(30):
+            record_events(session, "acme", [
+                CallEventIn(call_id=f"c{n}", event=kind, at=t0 + timedelta(hours=n, seconds=s))
+                for kind, s in CALL[: 1 + n % 4]])
+        config = parsed_config(get_tenant(session, "acme"))
+        for n in range(0, 30, 3):
+            accept_message(session, "acme", config, CallMessage.model_validate(
+                {"call_type": "message", "caller": {"name": "J", "phone": "0612345678"},
+                 "subject": "s", "taken_by": "S", "taken_at": t0.isoformat(),
+                 "call_id": f"c{n}"}, context={"region": "FR"}), None)
+    start, end = local_range(date(2026, 11, 1), date(2026, 12, 1), PARIS)
+    with session_scope(readonly=True) as session:
+        fast = tenant_report(session, "acme", PARIS, start, end, now=t0)
+        slow = tenant_report(session, "acme", PARIS, start, end, now=t0, from_raw=True)
+    assert fast == slow
+    # Answered: n % 4 in (1, 2, 3); qualified among them: n % 3 == 0.
+    answered = [n for n in range(30) if n % 4]
+    assert fast["calls"]["answered"] == len(answered)
+    assert fast["calls"]["qualified"] == len([n for n in answered if n % 3 == 0])
+    dispose_engines()
