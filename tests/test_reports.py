@@ -55,9 +55,18 @@ CALLS = {
 }
 
 
-@pytest.fixture
-def reporting(env, monkeypatch, hub_clock):
+@pytest.fixture(params=["sqlite", "postgres"])
+def reporting(request, monkeypatch, tmp_path, hub_clock):
+    """The data set above through the API, on SQLite (calls grouped in Python) and on
+    PostgreSQL (grouped in SQL, AT TIME ZONE the tenant's)."""
+    from conftest import make_env
     from fastapi.testclient import TestClient
+
+    from sync.store.db import dispose_engines
+
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    make_env(monkeypatch, tmp_path, url, None)
+    request.addfinalizer(dispose_engines)
 
     monkeypatch.setenv("RELAIS_TENANT_ACME_HOOK_URL", "http://127.0.0.1:9/hook")
     hub_clock(utc(2026, 10, 26, 12, 0, 0))

@@ -78,36 +78,78 @@ def rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def call_indicators(calls: Iterable[CallFacts]) -> dict[str, Any]:
-    offered = answered = abandoned = qualified = 0
+@dataclass
+class CallGroup:
+    """The calls of one local day and hour with one outcome: counts and sums."""
+
+    day: date
+    hour: int
+    outcome: str
+    count: int = 0
+    wait_sum: float = 0.0
+    wait_n: int = 0
+    talk_sum: float = 0.0
+    talk_n: int = 0
+    qualified: int = 0
+
+
+def group_calls(calls: Iterable[CallFacts]) -> tuple[list[CallGroup], list[float]]:
+    """``calls`` as groups, and the answered calls' times to answer (for the p90)."""
+    groups: dict[tuple[date, int, str], CallGroup] = {}
     waits: list[float] = []
-    abandon_waits: list[float] = []
-    talks: list[float] = []
+    for call in calls:
+        local = call.offered_local
+        key = (local.date(), local.hour, call.outcome)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = CallGroup(*key)
+        group.count += 1
+        if call.wait_seconds is not None:
+            group.wait_sum += call.wait_seconds
+            group.wait_n += 1
+            if call.outcome == "answered":
+                waits.append(call.wait_seconds)
+        if call.talk_seconds is not None:
+            group.talk_sum += call.talk_seconds
+            group.talk_n += 1
+        group.qualified += call.qualified
+    return list(groups.values()), waits
+
+
+def _mean(total: float, n: int) -> float | None:
+    """Means are rounded to the millisecond: sums taken in another order (SQL) agree."""
+    return round(total / n, 3) if n else None
+
+
+def combine_calls(groups: Iterable[CallGroup], answered_waits: Sequence[float]
+                  ) -> dict[str, Any]:
+    """The call indicators from groups (SQL or :func:`group_calls`) and the waits."""
+    offered = answered = abandoned = qualified = 0
+    sums = {"wait": [0.0, 0], "abandon": [0.0, 0], "talk": [0.0, 0]}
     by_hour = [0] * 24
     abandoned_by_hour = [0] * 24
-    days: dict[date, list[int]] = {}
-    day_waits: dict[date, list[float]] = {}
-    for call in calls:
-        offered += 1
-        hour = call.offered_local.hour
-        by_hour[hour] += 1
-        day = days.setdefault(call.offered_local.date(), [0, 0, 0])
-        day[0] += 1
-        if call.outcome == "answered":
-            answered += 1
-            day[1] += 1
-            if call.wait_seconds is not None:
-                waits.append(call.wait_seconds)
-                day_waits.setdefault(call.offered_local.date(), []).append(call.wait_seconds)
-            if call.talk_seconds is not None:
-                talks.append(call.talk_seconds)
-            qualified += call.qualified
-        elif call.outcome == "abandoned":
-            abandoned += 1
-            day[2] += 1
-            abandoned_by_hour[hour] += 1
-            if call.wait_seconds is not None:
-                abandon_waits.append(call.wait_seconds)
+    days: dict[date, list[Any]] = {}
+    for g in groups:
+        offered += g.count
+        by_hour[g.hour] += g.count
+        day = days.setdefault(g.day, [0, 0, 0, 0.0, 0])
+        day[0] += g.count
+        if g.outcome == "answered":
+            answered += g.count
+            day[1] += g.count
+            day[3] += g.wait_sum
+            day[4] += g.wait_n
+            sums["wait"][0] += g.wait_sum
+            sums["wait"][1] += g.wait_n
+            sums["talk"][0] += g.talk_sum
+            sums["talk"][1] += g.talk_n
+            qualified += g.qualified
+        elif g.outcome == "abandoned":
+            abandoned += g.count
+            day[2] += g.count
+            abandoned_by_hour[g.hour] += g.count
+            sums["abandon"][0] += g.wait_sum
+            sums["abandon"][1] += g.wait_n
     return {
         "offered": offered,
         "answered": answered,
@@ -115,20 +157,24 @@ def call_indicators(calls: Iterable[CallFacts]) -> dict[str, Any]:
         "ringing": offered - answered - abandoned,
         "answer_rate": rate(answered, offered),
         "abandon_rate": rate(abandoned, offered),
-        "time_to_answer_seconds": {"mean": mean(waits), "p90": percentile(waits, 0.9)},
-        "time_to_abandon_seconds": {"mean": mean(abandon_waits)},
-        "duration_seconds": {"mean": mean(talks)},
+        "time_to_answer_seconds": {"mean": _mean(*sums["wait"]),
+                                   "p90": percentile(answered_waits, 0.9)},
+        "time_to_abandon_seconds": {"mean": _mean(*sums["abandon"])},
+        "duration_seconds": {"mean": _mean(*sums["talk"])},
         "qualified": qualified,
         "qualification_rate": rate(qualified, answered),
         "by_hour": by_hour,
         "abandoned_by_hour": abandoned_by_hour,
         "by_day": [
             {"day": d.isoformat(), "offered": v[0], "answered": v[1], "abandoned": v[2],
-             "answer_rate": rate(v[1], v[0]),
-             "mean_time_to_answer_seconds": mean(day_waits.get(d, []))}
+             "answer_rate": rate(v[1], v[0]), "mean_time_to_answer_seconds": _mean(v[3], v[4])}
             for d, v in sorted(days.items())
         ],
     }
+
+
+def call_indicators(calls: Iterable[CallFacts]) -> dict[str, Any]:
+    return combine_calls(*group_calls(calls))
 
 
 def message_indicators(messages: Iterable[MessageFacts]) -> dict[str, Any]:
@@ -175,12 +221,13 @@ def escalation_indicators(escalations: Iterable[EscalationFacts]) -> dict[str, A
     }
 
 
-def report(calls: Iterable[CallFacts], messages: Iterable[MessageFacts],
+def report(calls: Iterable[CallFacts] | dict[str, Any], messages: Iterable[MessageFacts],
            appointments: AppointmentCounts, deliveries: Iterable[DeliveryFacts],
            escalations: Iterable[EscalationFacts]) -> dict[str, Any]:
-    """Every indicator of one period (the caller names the tenant and period)."""
+    """Every indicator of one period (the caller names the tenant and period);
+    ``calls`` are facts, or their indicators already combined (:func:`combine_calls`)."""
     return {
-        "calls": call_indicators(calls),
+        "calls": calls if isinstance(calls, dict) else call_indicators(calls),
         "messages": message_indicators(messages),
         "appointments": {"booked": appointments.booked, "moved": appointments.moved,
                          "cancelled": appointments.cancelled},
