@@ -10,7 +10,8 @@ ingest path itself is timed on ``--ingest`` events through ``record_events``.
 
 Measured, per round (``--rounds``, default 5), alternating the two paths in the
 same run, for ``--month`` of the large tenant:
-- aggregates: ``tenant_report`` (calls read through ``ix_calls_tenant_offered``);
+- aggregates: ``tenant_report`` (calls read through ``ix_calls_tenant_offered``,
+  grouped by local day, hour and outcome in SQL, plus the answered waits for the p90);
 - raw: ``tenant_report(from_raw=True)`` (the month's events, plus a day each
   side, read through ``ix_call_events_tenant_at`` and folded per call);
 the two reports are checked equal. Then the operator-wide monthly report over
