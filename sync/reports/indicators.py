@@ -40,6 +40,7 @@ class CallFacts:
 @dataclass(frozen=True)
 class MessageFacts:
     call_type: str
+    count: int = 1  # messages of this call type (the store counts them in SQL)
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,9 @@ def call_indicators(calls: Iterable[CallFacts]) -> dict[str, Any]:
 
 
 def message_indicators(messages: Iterable[MessageFacts]) -> dict[str, Any]:
-    counts = Counter(m.call_type for m in messages)
+    counts: Counter[str] = Counter()
+    for m in messages:
+        counts[m.call_type] += m.count
     return {"total": sum(counts.values()), "by_call_type": dict(sorted(counts.items()))}
 
 

@@ -126,9 +126,10 @@ def _among(column: Any, ids: list[str], postgres: bool) -> Any:
 
 def message_facts(session: Session, tenant_id: str, start: datetime,
                   end: datetime) -> list[MessageFacts]:
-    rows = session.scalars(select(Message.call_type).where(
-        Message.tenant_id == tenant_id, Message.created_at >= start, Message.created_at < end))
-    return [MessageFacts(call_type) for call_type in rows]
+    rows = session.execute(select(Message.call_type, func.count()).where(
+        Message.tenant_id == tenant_id, Message.created_at >= start, Message.created_at < end)
+        .group_by(Message.call_type))
+    return [MessageFacts(call_type, count) for call_type, count in rows]
 
 
 def appointment_counts(session: Session, tenant_id: str, start: datetime,
