@@ -16,6 +16,7 @@ from sync.queue import (
     DELIVER_TASK,
     ESCALATION_SWEEP_TASK,
     ESCALATION_TASK,
+    REPORTS_DUE_TASK,
     SWEEP_TASK,
     celery_app,
     enqueue_connections,
@@ -165,3 +166,15 @@ def contacts_pull_now(connection_id: str) -> dict[str, object]:
 
     outcome = pull_connection(connection_id)
     return {"status": outcome.status, "records_in": outcome.records_in}
+
+
+@app.task(name=REPORTS_DUE_TASK)
+def reports_due() -> list[str]:
+    from sync import clock
+    from sync.reports.schedule import run_due
+
+    connection_ids = run_due(clock.now())
+    if connection_ids:
+        log.info("scheduled reports written for %d connection(s)", len(connection_ids))
+        enqueue_connections(connection_ids)
+    return connection_ids

@@ -1344,6 +1344,16 @@ class CalendarChangeNotice(Model):
 # --------------------------------------------------------------------------- tenant
 
 
+class ReportSchedule(Model):
+    """``reports: {weekly: "mon 08:00", monthly: true, to: [...]}``: the indicators of
+    the last week (sent at that day and time) and of the last month (sent on the
+    1st at the weekly time, else 08:00), by email through Relais's own sender."""
+
+    weekly: WeekTimeField | None = None
+    monthly: bool = False
+    to: Annotated[list[Email], Field(min_length=1)]
+
+
 class TenantConfig(Model):
     """One tenant's whole configuration."""
 
@@ -1379,6 +1389,7 @@ class TenantConfig(Model):
         default_factory=SyncSettings
     )
     notify_on_calendar_change: CalendarChangeNotice | None = None
+    reports: ReportSchedule | None = None
 
     @model_validator(mode="after")
     def _staff_zone(self) -> TenantConfig:

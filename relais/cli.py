@@ -64,6 +64,7 @@ users_app = typer.Typer(
 providers_app = typer.Typer(
     no_args_is_help=True,
     help="The operator's OAuth app per provider: tenant admins then only consent.")
+calls_app = typer.Typer(no_args_is_help=True, help="Calls from the telephony: import a PBX's CDRs.")
 app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
@@ -72,6 +73,7 @@ app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(rules_app, name="rules")
 app.add_typer(users_app, name="users")
 app.add_typer(providers_app, name="providers")
+app.add_typer(calls_app, name="calls")
 
 out = Console(soft_wrap=True)  # keys, secrets and file:line errors stay on one line
 err = Console(stderr=True, soft_wrap=True)
@@ -934,6 +936,179 @@ def _age(seconds: float | None) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+@calls_app.command("import")
+def calls_import_command(
+    file: Annotated[Path, typer.Argument(help="an Asterisk Master.csv (cdr_csv)")],
+    tenant: Annotated[str | None, typer.Option(
+        help="every row is this tenant's (default: found from each row's dst)")] = None,
+    zone: Annotated[str, typer.Option(
+        help="the PBX's time zone (UTC when cdr.conf has usegmtime=yes)")] = "UTC",
+    region: Annotated[str, typer.Option(help="region to read national numbers in")] = "FR",
+    skip_bad: Annotated[bool, typer.Option(
+        "--skip-bad", help="import the good rows even if some are bad")] = False,
+) -> None:
+    """Import an Asterisk CDR CSV as call events (idempotent: a file imported twice
+    adds nothing). Bad rows are listed with their line; without --skip-bad nothing
+    is imported then, and the exit code is 2."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from rich.progress import Progress
+
+    from sync.cdr import BadRow, CdrRow, ingest, read_cdr
+
+    try:
+        pbx_zone = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"--zone: {zone!r} is not a time zone; use an IANA name such as Europe/Paris")
+    _upgrade()
+    require_tenant(tenant)
+    try:
+        with file.open(newline="", encoding="utf-8") as handle:
+            read = list(read_cdr(handle, pbx_zone, region))
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{file}: {exc}")
+    rows = [r for r in read if isinstance(r, CdrRow)]
+    bad = [r for r in read if isinstance(r, BadRow)]
+    for row in bad:
+        err.print(f"{file}:{row.line}: {row.problem}", highlight=False, markup=False)
+    if not rows:
+        fail(f"{file}: no call record could be read")
+    if bad and not skip_bad:
+        fail(f"{len(bad)} bad row(s) in {file}: nothing imported (fix them, or --skip-bad)")
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("importing", total=len(rows))
+        summary = ingest(rows, tenant, lambda n: progress.advance(task, n))
+    for row in summary.bad or []:
+        err.print(f"{file}:{row.line}: {row.problem}", highlight=False, markup=False)
+    out.print(f"{summary.rows} rows imported: {summary.calls} calls, {summary.created} new "
+              f"events, {summary.duplicates} already known; "
+              f"{len(bad) + len(summary.bad or [])} bad rows", highlight=False)
+    if summary.bad and not skip_bad:
+        raise typer.Exit(2)
+
+
+def _flat(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [pair for k, v in value.items() for pair in _flat(v, f"{path}.{k}" if path else k)]
+    if isinstance(value, list):
+        return [pair for n, v in enumerate(value) for pair in _flat(v, f"{path}[{n}]")]
+    return [(path, "" if value is None else value)]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def report_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """The report as (indicator, value) lines: the table and the CSV."""
+    calls, esc = body["calls"], body["escalations"]
+    rows = [
+        ("calls offered", str(calls["offered"])),
+        ("answered", str(calls["answered"])),
+        ("answer rate", _pct(calls["answer_rate"])),
+        ("mean time to answer", _secs(calls["time_to_answer_seconds"]["mean"])),
+        ("p90 time to answer", _secs(calls["time_to_answer_seconds"]["p90"])),
+        ("mean call duration", _secs(calls["duration_seconds"]["mean"])),
+        ("abandoned", str(calls["abandoned"])),
+        ("abandon rate", _pct(calls["abandon_rate"])),
+        ("mean time to abandon", _secs(calls["time_to_abandon_seconds"]["mean"])),
+        ("qualification rate", _pct(calls["qualification_rate"])),
+        ("messages", str(body["messages"]["total"])),
+    ]
+    rows += [(f"messages: {k}", str(v)) for k, v in body["messages"]["by_call_type"].items()]
+    rows += [(f"appointments {k}", str(v)) for k, v in body["appointments"].items()]
+    for name, d in body["deliveries"]["by_destination"].items():
+        rows.append((f"delivered to {name} (p50 / p95)", f"{d['delivered']} "
+                     f"({_secs(d['latency_seconds']['p50'])} / "
+                     f"{_secs(d['latency_seconds']['p95'])})"))
+    rows += [("dead letters", str(body["deliveries"]["dead"])),
+             ("escalations opened", str(esc["opened"])),
+             ("escalations acknowledged", str(esc["acknowledged"])),
+             ("mean time to acknowledge", _secs(esc["time_to_ack_seconds"]["mean"]))]
+    busiest = [f"{h:02d}h:{n}" for h, n in enumerate(calls["by_hour"]) if n]
+    rows.append(("calls by hour", " ".join(busiest) or "-"))
+    return rows
+
+
+@app.command("report")
+def report_command(
+    tenant: Annotated[str | None, typer.Option(help="the tenant (or --all)")] = None,
+    month: Annotated[str | None, typer.Option(help="YYYY-MM, in the tenant's zone")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="first day, YYYY-MM-DD")] = None,
+    to: Annotated[str | None, typer.Option(help="day after the last, YYYY-MM-DD")] = None,
+    all_tenants: Annotated[bool, typer.Option("--all", help="operator-wide")] = False,
+    as_json: JsonOption = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
+    html: Annotated[Path | None, typer.Option(
+        help="also write an HTML page with SVG charts to this file")] = None,
+) -> None:
+    """Indicators of a tenant (or every tenant) over a month or days: calls, answer
+    rate, times to answer, qualification, messages, appointments, deliveries."""
+    import csv
+    from datetime import date
+
+    from sync import clock
+    from sync.reports.load import operator_report, tenant_report
+    from sync.reports.periods import local_range, parse_month
+    from sync.store.db import session_scope
+    from sync.store.models import Tenant
+    from sync.tenants import parsed_config
+
+    if (tenant is None) == (not all_tenants):
+        fail("name one tenant with --tenant T, or every tenant with --all")
+    if as_json and as_csv:
+        fail("--json or --csv, not both")
+    try:
+        if month is not None:
+            if from_ or to:
+                fail("--month or --from/--to, not both")
+            first, end = parse_month(month)
+        elif from_ and to:
+            first, end = date.fromisoformat(from_), date.fromisoformat(to)
+        else:
+            fail("give --month YYYY-MM, or --from YYYY-MM-DD --to YYYY-MM-DD")
+    except ValueError as exc:
+        fail(f"period: {exc}")
+    if end <= first:
+        fail("--to must come after --from")
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        if tenant is not None:
+            row = session.get(Tenant, tenant)
+            assert row is not None
+            zone = parsed_config(row).zone
+            start, stop = local_range(first, end, zone)
+            body = tenant_report(session, tenant, zone, start, stop, now=clock.now())
+        else:
+            body = operator_report(session, first, end, now=clock.now())
+    if html is not None:
+        from sync.reports.render import html_report
+
+        try:
+            html.write_text(html_report(body, f"{tenant or 'Relais'}: {first} – {end}"))
+        except OSError as exc:
+            fail(f"--html: {exc}")
+    if as_json:
+        typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
+        return
+    if as_csv:  # every figure, unrounded, by its JSON path (calls.answer_rate, …)
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["indicator", "value"])
+        writer.writerows(_flat(body))
+        return
+    lines = report_rows(body)
+    title = f"{tenant or 'all tenants'}: {first} to {end} (excluded)"
+    table = Table("indicator", "value", title=title)
+    for name, value in lines:
+        table.add_row(Text(name), Text(value))
+    emit(table)
 
 
 def main() -> None:

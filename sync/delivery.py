@@ -36,6 +36,7 @@ from connectors.base import (
 )
 from connectors.registry import connector_class, delivers, max_batch
 from mappings.rules import TemplateRenderError
+from sync import metrics
 from sync.calendar_notices import ACTION as NOTICE_ACTION
 from sync.calendar_notices import notice_payload
 from sync.connection_use import (
@@ -54,6 +55,8 @@ from sync.digest import items as digest_items
 from sync.digest import settle as settle_digest
 from sync.links import ConnectionLinks
 from sync.payloads import appointment_payload, channel_payload, digest_payload, message_payload
+from sync.reports.schedule import ACTION as REPORT_ACTION
+from sync.reports.schedule import report_payload
 from sync.settings import Settings, get_settings
 from sync.store.db import session_scope
 from sync.store.models import AuditEvent, Connection, Delivery, Message, Tenant, utcnow
@@ -201,6 +204,8 @@ def _payload(
         )
     if delivery.action == NOTICE_ACTION:  # a calendar change told to people (pre-rendered)
         return notice_payload(tenant.id, tenant.name, delivery)
+    if delivery.action == REPORT_ACTION:  # a scheduled report (rendered when written)
+        return report_payload(tenant.id, tenant.name, delivery)
     if delivery.message_id is None and delivery.appointment_id is not None:
         return None
     message = messages.get(delivery.message_id) if delivery.message_id else None
@@ -669,6 +674,7 @@ def _record(
         delivery.leased_until = None
         _event(session, delivery, "delivery.delivered", external_id=result.external_id)
         outcome.delivered += 1
+        metrics.delivered(info.provider, (now - delivery.created_at).total_seconds())
         return
     error = result.error
     assert error is not None
@@ -690,6 +696,7 @@ def _fail(
         delivery.status = "dead"
         _event(session, delivery, "delivery.dead", reason=reason)
         outcome.dead += 1
+        metrics.failed(info.provider, "dead")
         return
     if isinstance(error, RateLimited):
         # The provider's limit, not this record's fault: no attempt is spent.
@@ -700,6 +707,7 @@ def _fail(
         _event(session, delivery, "delivery.rate_limited", resume_at=until.isoformat())
         _again(outcome, (until - now).total_seconds())
         outcome.retried += 1
+        metrics.failed(info.provider, "rate_limited")
         return
     if isinstance(error, AuthExpired):
         # The token died early (revoked session, clock skew): refresh, then retry.
@@ -710,12 +718,14 @@ def _fail(
         _event(session, delivery, "delivery.token_expired", reason=reason)
         _again(outcome, 1.0)
         outcome.retried += 1
+        metrics.failed(info.provider, "token_expired")
         return
     if delivery.attempts >= settings.delivery_max_attempts:
         delivery.status = "dead"
         delivery.last_error = f"gave up after {delivery.attempts} attempts: {reason}"
         _event(session, delivery, "delivery.dead", reason=delivery.last_error)
         outcome.dead += 1
+        metrics.failed(info.provider, "dead")
         return
     wait = backoff_seconds(delivery.attempts, settings)
     if isinstance(error, TransientError) and error.retry_after:
@@ -725,6 +735,7 @@ def _fail(
     _event(session, delivery, "delivery.retry_scheduled", reason=reason, in_seconds=round(wait, 1))
     _again(outcome, wait)
     outcome.retried += 1
+    metrics.failed(info.provider, "retry")
 
 
 def _again(outcome: BatchOutcome, seconds: float) -> None:

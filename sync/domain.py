@@ -87,6 +87,9 @@ class CallMessage(Record):
     staff_id: Annotated[str | None, Field(max_length=64)] = None
     callback_requested: bool = False
     intake: dict[str, Any] = Field(default_factory=dict)
+    # The telephony's id of the call this message qualifies (POST /v1/calls):
+    # the qualification rate counts exactly the calls that have one.
+    call_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None
 
 
 class AppointmentRequest(Record):

@@ -269,6 +269,7 @@ def accept_message(
         staff_id=msg.staff_id,
         callback_requested=msg.callback_requested,
         intake=msg.intake,
+        call_id=msg.call_id,
         status="dropped" if plan.dropped and not plan.deliveries else "accepted",
     )
     session.add(message)

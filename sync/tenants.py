@@ -17,6 +17,7 @@ from mappings.yamlpos import load_yaml, public_environment
 from sync.connections import OAUTH_PROVIDERS
 from sync.netguard import hosts_in, internal_reason
 from sync.settings import get_settings
+from sync.store.calls_models import TenantNumber
 from sync.store.config_versions import config_hash, record_version
 from sync.store.crypto import decrypt_json, encrypt_json
 from sync.store.models import AuditEvent, Connection, Tenant
@@ -94,10 +95,10 @@ def number_clashes(session: Session, config: TenantConfig, text: str, filename: 
     the secretary's desk on exactly one tenant."""
     if not config.forwarding_numbers:
         return []
-    owners: dict[str, str] = {}
-    for other in session.scalars(select(Tenant).where(Tenant.id != config.id)):
-        for number in parsed_config(other).forwarding_numbers:
-            owners[number] = other.id
+    owners = dict(session.execute(  # tenant_numbers: kept by apply_config, indexed
+        select(TenantNumber.number, TenantNumber.tenant_id).where(
+            TenantNumber.number.in_(config.forwarding_numbers),
+            TenantNumber.tenant_id != config.id)).tuples().all())
     clashing = [(i, n) for i, n in enumerate(config.forwarding_numbers) if n in owners]
     if not clashing:
         return []
@@ -193,6 +194,7 @@ def apply_config(
             creds["signing_secret"] = "whsec_" + secrets.token_urlsafe(32)
             row.credentials = encrypt_json(creds)
             result.new_secrets[name] = creds["signing_secret"]
+    _keep_numbers(session, config.id, config.forwarding_numbers)
     for name, row in existing.items():
         if name in SYSTEM_CONNECTIONS:
             continue  # Relais's own senders (sync.senders): not in the tenant's file
@@ -216,6 +218,21 @@ def apply_config(
         )
     )
     return result
+
+
+def _keep_numbers(session: Session, tenant_id: str, numbers: list[str]) -> None:
+    """``tenant_numbers`` holds exactly the tenant's ``forwarding_numbers``."""
+    stored = set(session.scalars(
+        select(TenantNumber.number).where(TenantNumber.tenant_id == tenant_id)))
+    for number in stored - set(numbers):
+        session.delete(session.get(TenantNumber, number))
+    for number in sorted(set(numbers) - stored):
+        session.add(TenantNumber(number=number, tenant_id=tenant_id))
+
+
+def tenant_for_number(session: Session, number: str) -> str | None:
+    """The tenant a dialled number (E.164) forwards to, if any."""
+    return session.scalar(select(TenantNumber.tenant_id).where(TenantNumber.number == number))
 
 
 def get_tenant(session: Session, tenant_id: str) -> Tenant:

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from relais.api import create_app
 from relais.api.admin import ExplainRequest
 from relais.api.appointments import BookingBody, ChangeBody
+from relais.api.calls import CallEventsBody
 from relais.auth import create_key
 from sync.domain import Caller, CallMessage
 from sync.store.db import session_scope
@@ -92,8 +93,10 @@ def test_request_examples_use_the_api_field_names():
     found = examples()
     assert set(found) == {
         "POST /v1/tenants/{t}/messages", "POST /v1/tenants/{t}/appointments",
-        "PATCH /v1/tenants/{t}/appointments/{id}", "POST /v1/tenants/{t}/rules/explain"}
+        "PATCH /v1/tenants/{t}/appointments/{id}", "POST /v1/tenants/{t}/rules/explain",
+        "POST /v1/tenants/{t}/calls"}
     for route, model in (("POST /v1/tenants/{t}/messages", CallMessage),
+                         ("POST /v1/tenants/{t}/calls", CallEventsBody),
                          ("POST /v1/tenants/{t}/appointments", BookingBody),
                          ("PATCH /v1/tenants/{t}/appointments/{id}", ChangeBody),
                          ("POST /v1/tenants/{t}/rules/explain", ExplainRequest)):
@@ -123,6 +126,9 @@ def test_request_examples_are_accepted_by_the_readme_tenant(readme_tenant):
     explained = client.post("/v1/tenants/plomberie-martin/rules/explain", headers=auth,
                             json=found["POST /v1/tenants/{t}/rules/explain"])
     assert explained.status_code == 200, explained.text
+    calls = client.post("/v1/tenants/plomberie-martin/calls", headers=auth,
+                        json=found["POST /v1/tenants/{t}/calls"])
+    assert calls.status_code == 200 and calls.json()["created"] == 3, calls.text
 
 
 def test_nothing_is_announced_as_soon():

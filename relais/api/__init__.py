@@ -15,6 +15,7 @@ from relais.api import (
     admin,
     appointments,
     availability,
+    calls,
     connections,
     errors,
     messages,
@@ -99,7 +100,8 @@ def create_app(triggers: PullTriggers = QUEUED) -> FastAPI:
 
     app.add_middleware(RequestGuard)  # outermost
 
-    for module in (messages, availability, appointments, admin, connections, ops, webhooks, acks):
+    for module in (messages, availability, appointments, admin, connections, ops, webhooks, acks,
+                   calls):
         app.include_router(module.router)
     app.include_router(contacts_api.router)
     app.include_router(provider_apps.router)

@@ -53,6 +53,7 @@ class BookingBody(Record):
     subject: Annotated[str, Field(max_length=300)] = ""
     notes: Annotated[str, Field(max_length=5000)] = ""
     booked_by: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    call_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None  # POST /v1/calls
 
 
 class ChangeBody(Record):
@@ -161,6 +162,7 @@ def post_appointment(
         notes=body.notes,
         idempotency_key=idempotency_key.strip(),
         booked_by=body.booked_by or who.label,
+        call_id=body.call_id,
     )
     try:
         outcome = book(tenant_id, request)

@@ -8,6 +8,7 @@ import relais.console.users  # noqa: F401
 import relais.replay  # noqa: F401
 import sync.store.busy_models  # noqa: F401
 import sync.store.calendar_sync_models  # noqa: F401
+import sync.store.calls_models  # noqa: F401
 import sync.store.config_versions  # noqa: F401
 import sync.store.conflict_models  # noqa: F401
 import sync.store.directory  # noqa: F401

@@ -119,6 +119,7 @@ class BookingRequest:
     notes: str
     idempotency_key: str
     booked_by: str
+    call_id: str | None = None  # the call it came from (sync/calls.py), for reports
 
 
 @dataclass
@@ -287,6 +288,7 @@ def _reserve(
             row.caller = _snapshot_caller(request.caller)
             row.subject = request.subject or f"{spec.label} — {request.caller.get('name', '')}"
             row.notes, row.booked_by, row.last_error = request.notes, request.booked_by, None
+            row.call_id = request.call_id
             row.event_id = row.event_etag = row.calendar_id = row.calendar_connection_id = None
             row.updated_at = utcnow()
             session.flush()

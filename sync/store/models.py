@@ -109,6 +109,7 @@ class Message(Base):
         # "ends with these digits" as a prefix scan (PostgreSQL only; see 0013).
         Index("ix_messages_caller_phone_rev", "tenant_id",
               text("reverse(caller ->> 'phone') text_pattern_ops")).ddl_if(dialect="postgresql"),
+        Index("ix_messages_tenant_call", "tenant_id", "call_id"),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("msg"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -123,6 +124,8 @@ class Message(Base):
     staff_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     callback_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     intake: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The call it qualifies (call_events.call_id), when the telephony names it.
+    call_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # accepted (deliveries planned) | dropped (a drop rule matched: nothing to send)
     status: Mapped[str] = mapped_column(String(16), default="accepted")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -134,6 +137,7 @@ class Appointment(Base):
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_appointments_staff_start", "tenant_id", "staff_id", "start"),
         Index("ix_appointments_tenant_start", "tenant_id", "start", "id"),  # sync.lists
+        Index("ix_appointments_tenant_call", "tenant_id", "call_id"),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("apt"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -159,6 +163,8 @@ class Appointment(Base):
     # Why the calendar write failed (status failed), shown to the secretary.
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     booked_by: Mapped[str] = mapped_column(String(200), default="")
+    # The call it was booked during (call_events.call_id), when the telephony names it.
+    call_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -179,9 +185,11 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_claim", "connection_id", "status", "next_attempt_at"),
         Index("ix_deliveries_tenant_status", "tenant_id", "status"),
-        Index("ix_deliveries_status", "status"),  # /metrics: the backlog
+        # /metrics: the backlog by status, and the oldest due pending (0014: was status only)
+        Index("ix_deliveries_status_due", "status", "next_attempt_at"),
         Index("ix_deliveries_digest_key", "digest_key"),
         Index("ix_deliveries_tenant_created", "tenant_id", "created_at", "id"),  # sync.lists
+        Index("ix_deliveries_tenant_delivered", "tenant_id", "delivered_at"),  # reports
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("dlv"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -222,6 +230,7 @@ class Escalation(Base):
     __table_args__ = (
         Index("ix_escalations_open", "finished", "next_at"),
         Index("ix_escalations_message", "message_id"),
+        Index("ix_escalations_tenant_created", "tenant_id", "created_at"),  # reports
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("esc"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -287,7 +296,13 @@ class AuditEvent(Base):
     """What happened to what, when: a delivery's history, config changes, key use."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_subject", "subject_type", "subject_id"),)
+    __table_args__ = (
+        Index("ix_audit_subject", "subject_type", "subject_id"),
+        # Reports count appointments booked, moved, cancelled: only those rows are indexed.
+        Index("ix_audit_appointments", "tenant_id", "at",
+              postgresql_where=text("subject_type = 'appointment'"),
+              sqlite_where=text("subject_type = 'appointment'")),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,92 @@
+"""A report as one self-contained HTML page with server-side SVG charts.
+
+Pure: the report's JSON (``sync.reports.load``) in, text out; no script, no
+external resource (mail clients show it as is). Charts: calls offered and
+answered by day with the answer rate, mean time to answer by day, calls by hour
+of day. Every bar carries its figure in a ``<title>`` (hover, screen readers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+WIDTH, HEIGHT, PAD = 640, 200, 30
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float], str]],
+         unit: str = "") -> str:
+    """Grouped vertical bars, one group per label, scaled to the largest value."""
+    top = max((v for _, values, _ in series for v in values), default=0) or 1
+    groups = max(len(labels), 1)
+    slot = (WIDTH - 2 * PAD) / groups
+    width = max(1.0, slot * 0.8 / max(len(series), 1))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+             f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
+             f'<text x="{PAD}" y="16" font-size="13" font-family="sans-serif">'
+             f'{escape(title)}</text>',
+             f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" '
+             'stroke="#888"/>']
+    for g, label in enumerate(labels):
+        x0 = PAD + g * slot + slot * 0.1
+        for s, (name, values, colour) in enumerate(series):
+            value = values[g]
+            h = (HEIGHT - 2 * PAD - 10) * value / top
+            parts.append(
+                f'<rect class="{escape(name)}" x="{x0 + s * width:.1f}" '
+                f'y="{HEIGHT - PAD - h:.1f}" width="{width:.1f}" height="{h:.1f}" '
+                f'fill="{colour}"><title>{escape(label)} {escape(name)}: '
+                f'{value:g}{unit}</title></rect>')
+        if groups <= 31:
+            parts.append(f'<text x="{x0:.1f}" y="{HEIGHT - PAD + 14}" font-size="9" '
+                         f'font-family="sans-serif">{escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def html_report(body: dict[str, Any], title: str) -> str:
+    """The page: headline figures, then the three charts."""
+    calls = body["calls"]
+    days = calls["by_day"]
+    day_labels = [d["day"][5:] for d in days]
+    rows = [
+        ("Appels présentés", str(calls["offered"])),
+        ("Taux de décroché", _pct(calls["answer_rate"])),
+        ("Temps moyen de réponse", _secs(calls["time_to_answer_seconds"]["mean"])),
+        ("Temps de réponse (p90)", _secs(calls["time_to_answer_seconds"]["p90"])),
+        ("Durée moyenne de communication", _secs(calls["duration_seconds"]["mean"])),
+        ("Taux d'abandon", _pct(calls["abandon_rate"])),
+        ("Taux de qualification", _pct(calls["qualification_rate"])),
+        ("Messages", str(body["messages"]["total"])),
+        ("Rendez-vous pris", str(body["appointments"]["booked"])),
+    ]
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    charts = [
+        bars("Appels par jour (présentés, répondus)", day_labels,
+             [("offered", [d["offered"] for d in days], "#9db4d0"),
+              ("answered", [d["answered"] for d in days], "#2b6cb0")]),
+        bars("Taux de décroché par jour (%)", day_labels,
+             [("answer_rate", [round((d["answer_rate"] or 0) * 100, 1) for d in days],
+               "#2f855a")], " %"),
+        bars("Temps moyen de réponse par jour (s)", day_labels,
+             [("time_to_answer", [round(d["mean_time_to_answer_seconds"] or 0, 1)
+                                  for d in days], "#c05621")], " s"),
+        bars("Appels par heure", [f"{h:02d}" for h in range(24)],
+             [("calls", calls["by_hour"], "#2b6cb0"),
+              ("abandoned", calls["abandoned_by_hour"], "#c53030")]),
+    ]
+    return ("<!DOCTYPE html>\n<html lang=\"fr\"><head><meta charset=\"utf-8\"/>"
+            f"<title>{escape(title)}</title></head>"
+            "<body style=\"font-family:sans-serif\">"
+            f"<h1>{escape(title)}</h1><table>{table}</table>"
+            + "".join(f"<div>{chart}</div>" for chart in charts)
+            + "</body></html>\n")

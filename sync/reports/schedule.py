@@ -1,0 +1,159 @@
+"""Scheduled reports: each tenant's ``reports:`` sent once per period, by email.
+
+Invariants:
+- the period due at ``now`` is the last complete one whose send time has passed
+  (weekly: the ISO week before, sent on ``weekly``'s day and time; monthly: the
+  month before, sent on the 1st at ``weekly``'s time, else 08:00), all in the
+  tenant's zone; only the latest one is sent (no backfill of older periods);
+- exactly once per (tenant, kind, period, recipient), even across restarts or
+  two beats at once: each is a delivery whose idempotency key names them
+  (``relais-report-<tenant>-<kind>-<first day>-<n>``), unique in the store; the
+  outbox then delivers it like any email (retries, dead letters, replay);
+- the report is computed and rendered when the delivery is written (the page
+  kept in its params): a resend shows the same figures.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mappings.schema import TenantConfig
+from sync.reports.load import tenant_report
+from sync.reports.periods import local_range, period
+from sync.reports.render import html_report
+from sync.senders import SenderMissing, ensure_sender
+from sync.store.models import Delivery, Tenant, new_id
+
+log = logging.getLogger(__name__)
+
+ACTION = "report.scheduled"
+DEFAULT_CLOCK = time(8, 0)
+
+
+def due_periods(config: TenantConfig, now: datetime) -> list[tuple[str, date, date]]:
+    """``(kind, first day, end day)`` of each report due at ``now`` (see the invariants)."""
+    schedule = config.reports
+    if schedule is None:
+        return []
+    zone = config.zone
+    today = now.astimezone(zone).date()
+    out: list[tuple[str, date, date]] = []
+    if schedule.weekly is not None:
+        monday = today - timedelta(days=today.weekday())
+        send_day = monday + timedelta(days=schedule.weekly.day)
+        if _at(send_day, schedule.weekly.clock, zone) > now:
+            send_day -= timedelta(days=7)  # this week's send time is still ahead
+        week_start = send_day - timedelta(days=send_day.weekday())
+        out.append(("weekly", *period("week", week_start - timedelta(days=7))))
+    if schedule.monthly:
+        clock = schedule.weekly.clock if schedule.weekly is not None else DEFAULT_CLOCK
+        first = today.replace(day=1)
+        if _at(first, clock, zone) > now:
+            first = (first - timedelta(days=1)).replace(day=1)
+        out.append(("monthly", *period("month", first - timedelta(days=1))))
+    return out
+
+
+def _at(day: date, clock: time, zone: ZoneInfo) -> datetime:
+    """``day`` at ``clock`` on the tenant's wall clock (fold 0 in a repeated hour)."""
+    return datetime.combine(day, clock, tzinfo=zone)
+
+
+def write_due_reports(session: Session, tenant: Tenant, config: TenantConfig,
+                      now: datetime) -> list[Delivery]:
+    """The deliveries of the reports due now and not yet written, added to ``session``."""
+    out: list[Delivery] = []
+    for kind, first, end in due_periods(config, now):
+        assert config.reports is not None
+        keys = [f"relais-report-{tenant.id}-{kind}-{first.isoformat()}-{n}"
+                for n in range(len(config.reports.to))]
+        known = set(session.scalars(select(Delivery.idempotency_key)
+                                    .where(Delivery.idempotency_key.in_(keys))))
+        if len(known) == len(keys):
+            continue
+        try:
+            connection = ensure_sender(session, tenant.id, "email")
+        except SenderMissing as exc:
+            log.warning("report of %s not sent: %s", tenant.id, exc)
+            return out
+        start, stop = local_range(first, end, config.zone)
+        body = tenant_report(session, tenant.id, config.zone, start, stop, now=now)
+        title = f"{config.name} : {kind == 'weekly' and 'semaine' or 'mois'} du {first:%d/%m/%Y}"
+        page = html_report(body, title)
+        text = _text(title, body)
+        for key, to in zip(keys, config.reports.to, strict=True):
+            if key in known:
+                continue
+            row = Delivery(id=new_id("dlv"), idempotency_key=key, tenant_id=tenant.id,
+                           connection_id=connection.id, rule=f"reports.{kind}", action=ACTION,
+                           params={"kind": "email", "channel": "email", "to": to,
+                                   "period": {"kind": kind, "from": first.isoformat(),
+                                              "to": end.isoformat()},
+                                   "notice": {"subject": title, "text": text, "html": page}},
+                           next_attempt_at=now)
+            session.add(row)
+            out.append(row)
+    return out
+
+
+def _text(title: str, body: dict[str, Any]) -> str:
+    calls = body["calls"]
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.1f} %"
+
+    mean = calls["time_to_answer_seconds"]["mean"]
+    return "\n".join([
+        title,
+        f"Appels présentés : {calls['offered']}",
+        f"Taux de décroché : {pct(calls['answer_rate'])}",
+        f"Temps moyen de réponse : {'-' if mean is None else f'{mean:.1f} s'}",
+        f"Taux de qualification : {pct(calls['qualification_rate'])}",
+        f"Messages : {body['messages']['total']}",
+        f"Rendez-vous pris : {body['appointments']['booked']}",
+    ])
+
+
+def report_payload(tenant_id: str, tenant_name: str, delivery: Delivery) -> dict[str, Any]:
+    """What the email connector receives: the text and the HTML page with its charts."""
+    params = delivery.params or {}
+    notice = params.get("notice") or {}
+    return {
+        "event": delivery.action, "delivery_id": delivery.id,
+        "tenant": {"id": tenant_id, "name": tenant_name}, "rule": delivery.rule,
+        "email": {"to": [str(params.get("to") or "")], "subject": str(notice.get("subject")),
+                  "text": str(notice.get("text")), "html": notice.get("html")},
+    }
+
+
+def run_due(now: datetime) -> list[str]:
+    """Write every tenant's due reports (one transaction a tenant); the connections to
+    wake. Two runs at once: the loser's insert fails on the unique key and rolls back."""
+    from sqlalchemy.exc import IntegrityError
+
+    from sync.store.db import session_scope
+    from sync.tenants import parsed_config
+
+    with session_scope(readonly=True) as session:
+        tenant_ids = list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
+    woken: set[str] = set()
+    for tenant_id in tenant_ids:
+        try:
+            with session_scope() as session:
+                tenant = session.get(Tenant, tenant_id)
+                if tenant is None:
+                    continue
+                config = parsed_config(tenant)
+                if config.reports is None:
+                    continue
+                woken.update(d.connection_id for d in write_due_reports(session, tenant,
+                                                                        config, now))
+        except IntegrityError:
+            log.info("reports of %s written by another run meanwhile", tenant_id)
+    return sorted(woken)
