@@ -20,6 +20,7 @@ from relais.api import (
     messages,
     openapi,
     ops,
+    privacy,
     webhooks,
 )
 from relais.api import contacts as contacts_api
@@ -94,7 +95,8 @@ def create_app() -> FastAPI:
 
     app.add_middleware(RequestGuard)  # outermost
 
-    for module in (messages, availability, appointments, admin, connections, ops, webhooks, acks):
+    for module in (messages, availability, appointments, admin, connections, ops, webhooks, acks,
+                   privacy):
         app.include_router(module.router)
     app.include_router(contacts_api.router)
     app.include_router(__import__("relais.api.notifications", fromlist=["router"]).router)

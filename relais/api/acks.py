@@ -16,6 +16,7 @@ from relais.api.errors import not_found
 from relais.api.messages import message_fields
 from sync.domain import as_utc_iso
 from sync.escalation import acknowledge
+from sync.privacy import audit
 from sync.signed_links import BadLink, verify
 from sync.store.db import session_scope
 from sync.store.models import Escalation, Message
@@ -29,10 +30,14 @@ def read_message(token: str) -> dict[str, Any]:
         claims = verify("m", token)
     except BadLink:
         raise not_found("link") from None
-    with session_scope(readonly=True) as session:
+    with session_scope() as session:
         message = session.get(Message, str(claims.get("m")))
         if message is None or message.tenant_id != claims.get("t"):
             raise not_found("link")
+        # Each opening is on the record, in the transaction that reads the content.
+        audit.append(session, message.tenant_id, actor="signed link", action="link.opened",
+                     subject_type="message", subject_id=message.id,
+                     detail={"link_expires": int(claims.get("exp", 0))})
         return {
             "id": message.id,
             "tenant": message.tenant_id,

@@ -9,6 +9,7 @@ import sync.store.busy_models  # noqa: F401
 import sync.store.calendar_sync_models  # noqa: F401
 import sync.store.conflict_models  # noqa: F401
 import sync.store.directory  # noqa: F401
+import sync.store.privacy_models  # noqa: F401
 from sync.store.models import Base
 
 config = context.config

@@ -118,6 +118,9 @@ class Message(Base):
     intake: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # accepted (deliveries planned) | dropped (a drop rule matched: nothing to send)
     status: Mapped[str] = mapped_column(String(16), default="accepted")
+    # sync.privacy: None | content (body, subject, intake removed) | anonymised
+    # (the caller too) | erased (at the person's request). Counts stay reportable.
+    redaction: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -151,6 +154,8 @@ class Appointment(Base):
     # Why the calendar write failed (status failed), shown to the secretary.
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     booked_by: Mapped[str] = mapped_column(String(200), default="")
+    # sync.privacy: None | anonymised (retention) | erased (the person's request)
+    redaction: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

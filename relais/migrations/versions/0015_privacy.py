@@ -1,0 +1,68 @@
+"""Privacy (issue 15): the access log (hash chain per tenant), its heads, the
+retention runs, and the redaction state of messages and appointments.
+
+Revision ID: 0015
+Revises: 0011 (the lead re-chains it to 0014 at merge)
+Create Date: 2026-12-02 12:20:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0015"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+GENESIS = "0" * 64
+
+
+def upgrade() -> None:
+    op.create_table(
+        "access_log",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("tenant_id", sa.String(64), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(200), nullable=False),
+        sa.Column("action", sa.String(64), nullable=False),
+        sa.Column("subject_type", sa.String(32), nullable=False),
+        sa.Column("subject_id", sa.String(200), nullable=False),
+        sa.Column("detail", sa.JSON(), nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.UniqueConstraint("tenant_id", "seq", name="uq_access_log_tenant_seq"),
+    )
+    op.create_table(
+        "access_log_heads",
+        sa.Column("tenant_id", sa.String(64), primary_key=True),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("base_seq", sa.Integer(), nullable=False),
+        sa.Column("base_hash", sa.String(64), nullable=False),
+    )
+    op.create_table(
+        "retention_runs",
+        sa.Column("tenant_id", sa.String(64), primary_key=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("counts", sa.JSON(), nullable=False),
+        sa.Column("cutoffs", sa.JSON(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+    )
+    with op.batch_alter_table("messages") as batch:
+        batch.add_column(sa.Column("redaction", sa.String(16), nullable=True))
+    with op.batch_alter_table("appointments") as batch:
+        batch.add_column(sa.Column("redaction", sa.String(16), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("appointments") as batch:
+        batch.drop_column("redaction")
+    with op.batch_alter_table("messages") as batch:
+        batch.drop_column("redaction")
+    op.drop_table("retention_runs")
+    op.drop_table("access_log_heads")
+    op.drop_table("access_log")
