@@ -16,6 +16,7 @@ from sync.queue import (
     DELIVER_TASK,
     ESCALATION_SWEEP_TASK,
     ESCALATION_TASK,
+    RETENTION_TASK,
     SWEEP_TASK,
     celery_app,
     enqueue_connections,
@@ -165,3 +166,14 @@ def contacts_pull_now(connection_id: str) -> dict[str, object]:
 
     outcome = pull_connection(connection_id)
     return {"status": outcome.status, "records_in": outcome.records_in}
+
+
+# ------------------------------------------------------------------ privacy retention
+
+
+@app.task(name=RETENTION_TASK)
+def privacy_retention() -> dict[str, object]:
+    from sync.privacy.retention import run_all
+
+    outcomes = run_all()
+    return {o.tenant_id: {"counts": o.counts, "error": o.error} for o in outcomes}

@@ -899,6 +899,49 @@ def privacy_erase(
         listing(rows, {"kind": "kind", "where": "connection", "id": "remote id"}, as_json=False)
 
 
+@privacy_app.command("status")
+def privacy_status(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Each tenant's retention periods and its last retention run."""
+    from sync.privacy.retention import status
+    from sync.store.db import session_scope
+
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        rows = status(session, tenant)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    flat = [{"tenant": r["tenant"],
+             "keep": " ".join(f"{k} {v}" for k, v in r["retention"].items()),
+             "last_run": (r["last_run_finished_at"] or "never")[:19],
+             "done": ", ".join(f"{k} {v}" for k, v in r["last_run"].items() if v) or "-",
+             "error": r["last_error"]} for r in rows]
+    listing(flat, {"tenant": "tenant", "keep": "retention", "last_run": "last run",
+                   "done": "last run did", "error": "error"}, as_json=False)
+
+
+@privacy_app.command("run")
+def privacy_run(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
+) -> None:
+    """Run retention now (the beat job runs it hourly); exit 1 if a run failed."""
+    from sync.privacy.retention import run_all, run_tenant
+
+    _upgrade()
+    require_tenant(tenant)
+    outcomes = [run_tenant(tenant)] if tenant else run_all()
+    for o in outcomes:
+        done = ", ".join(f"{k} {v}" for k, v in o.counts.items() if v) or "nothing expired"
+        out.print(f"{o.tenant_id}: {done}" + (f" — FAILED: {o.error}" if o.error else ""),
+                  highlight=False)
+    if any(o.error for o in outcomes):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
