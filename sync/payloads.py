@@ -145,7 +145,7 @@ def channel_payload(
                 "tenant": {"id": tenant.id, "name": tenant.name}, "rule": delivery.rule,
                 **_section(channel, to, "", str(params["reply"]))}
     if params.get("redact"):
-        link = message_link(tenant.id, message.id)
+        link = message_link(tenant.id, message.id, sensitive=True)
         subject = words["notice_subject"].format(tenant=tenant.name)
         text = words["notice"].format(urgency=message.urgency, link=link)
     else:
@@ -188,7 +188,8 @@ def digest_payload(
         when = local(message.taken_at, config.zone).strftime("%H:%M")
         if (item.params or {}).get("redact"):
             line = words["digest_item"].format(urgency=message.urgency,
-                                               link=message_link(tenant.id, message.id))
+                                               link=message_link(tenant.id, message.id,
+                                                                 sensitive=True))
             lines.append(f"- {when} {line}")
             continue
         subject, body = render_template(config, (item.params or {}).get("template"),

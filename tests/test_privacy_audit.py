@@ -5,11 +5,11 @@ reordered row; concurrent appends on PostgreSQL never fork the chain."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import apply_acme, make_env
+from conftest import FIXTURES, apply_acme, make_env
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -163,3 +163,51 @@ def test_concurrent_appends_on_postgresql_never_fork_the_chain(pg_url, monkeypat
     assert head is not None and head.seq == threads * each
     report = _verify()[0]
     assert report.ok and report.entries == threads * each
+
+
+def test_sensitive_links_are_short_lived_revocable_and_each_opening_is_logged(api, hub_clock):
+    t0 = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+    msg = api.post("/v1/tenants/acme/messages", json=CALL,
+                   headers=auth(api.keys["secretary"])).json()["id"]
+    hub_clock(t0)
+    sensitive = message_link("acme", msg, sensitive=True).rsplit("/", 1)[1]
+    ordinary = message_link("acme", msg).rsplit("/", 1)[1]
+    hub_clock(t0 + timedelta(hours=23))
+    assert api.get(f"/v1/m/{sensitive}").status_code == 200
+    hub_clock(t0 + timedelta(hours=25))
+    assert api.get(f"/v1/m/{sensitive}").status_code == 404  # a day, not a week
+    assert api.get(f"/v1/m/{ordinary}").status_code == 200
+    revoked = api.delete(f"/v1/tenants/acme/messages/{msg}/links",
+                         headers=auth(api.keys["secretary"]))
+    assert revoked.status_code == 200, revoked.text
+    assert api.get(f"/v1/m/{ordinary}").status_code == 404
+    assert api.delete("/v1/tenants/acme/messages/msg_nope/links",
+                      headers=auth(api.keys["secretary"])).status_code == 404
+    hub_clock(t0 + timedelta(hours=25, seconds=1))
+    fresh = message_link("acme", msg, sensitive=True).rsplit("/", 1)[1]
+    assert api.get(f"/v1/m/{fresh}").status_code == 200  # a new notice opens again
+    with session_scope(readonly=True) as session:
+        actions = [e.action for e in reversed(audit.listing(session, "acme"))]
+        assert actions == ["link.opened", "link.opened", "link.revoked", "link.opened"]
+        assert audit.verify(session, "acme")[0].ok
+
+
+def test_a_sensitive_notice_carries_the_short_lived_link(env, hub_clock):
+    from sync.payloads import channel_payload
+    from sync.signed_links import verify as verify_link
+
+    class Row:  # only the fields channel_payload reads
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    hub_clock(datetime(2026, 11, 27, 9, 30, tzinfo=UTC))
+    from mappings import load_tenant_config
+    config = load_tenant_config((FIXTURES / "acme.yaml").read_text(), "acme.yaml",
+                                env={"RELAIS_TENANT_ACME_HOOK_URL": "https://h.example.org/x"})
+    payload = channel_payload(
+        config, Row(id="acme", name="ACME"), Row(id="msg_1", urgency="high"),
+        Row(id="dlv_1", action="message.created", rule="r",
+            params={"channel": "email", "to": "a@acme.example", "redact": True}), None)
+    token = payload["email"]["text"].split("/v1/m/")[1].split()[0]
+    claims = verify_link("m", token)
+    assert claims["exp"] - claims["iat"] == 24 * 3600

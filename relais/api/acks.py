@@ -3,7 +3,7 @@
 * ``GET /v1/m/{token}``: the message a sensitive notice points to (JSON);
 * ``GET /v1/ack/{token}``: acknowledge an escalation (one click).
 
-A forged, altered or expired token answers 404, like a missing record.
+A forged, altered, expired or revoked token answers 404, like a missing record.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from relais.api.errors import not_found
 from relais.api.messages import message_fields
 from sync.domain import as_utc_iso
 from sync.escalation import acknowledge
-from sync.privacy import audit
+from sync.privacy import audit, links
 from sync.signed_links import BadLink, verify
 from sync.store.db import session_scope
 from sync.store.models import Escalation, Message
@@ -33,6 +33,8 @@ def read_message(token: str) -> dict[str, Any]:
     with session_scope() as session:
         message = session.get(Message, str(claims.get("m")))
         if message is None or message.tenant_id != claims.get("t"):
+            raise not_found("link")
+        if links.is_revoked(session, claims):
             raise not_found("link")
         # Each opening is on the record, in the transaction that reads the content.
         audit.append(session, message.tenant_id, actor="signed link", action="link.opened",

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ValidationError
 
 from relais.api.deps import DB, Caller, json_body, tenant_for
-from relais.api.errors import ApiError, field_errors, summary
+from relais.api.errors import ApiError, field_errors, not_found, summary
 from relais.api.openapi import json_request
-from sync.privacy import audit, subject
+from sync.privacy import audit, links, subject
 from sync.store.db import session_scope
+from sync.store.models import Message
 from sync.tenants import parsed_config
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["privacy"])
@@ -75,3 +76,15 @@ def erase_person(tenant_id: str, who: Caller,
         person = _person(data, region)
         found = subject.find(session, tenant_id, person, region)
         return subject.erase(session, found, tenant_id, actor=who.label)
+
+
+@router.delete("/messages/{message_id}/links")
+def revoke_links(tenant_id: str, message_id: str, who: Caller) -> dict[str, Any]:
+    """Every signed link of the message sent so far stops opening (a forwarded notice)."""
+    with session_scope() as session:
+        tenant_for(session, who, tenant_id, "secretary")
+        message = session.get(Message, message_id)
+        if message is None or message.tenant_id != tenant_id:
+            raise not_found(f"message {message_id!r}")
+        at = links.revoke(session, tenant_id, message_id, actor=who.label)
+    return {"message_id": message_id, "links_revoked_at": at.isoformat().replace("+00:00", "Z")}

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from sync.store.models import utcnow
 from sync.store.privacy_models import GENESIS, AccessLogEntry, AccessLogHead
 
-ACTIONS = ("message.read", "link.opened", "privacy.export", "privacy.erase")
+ACTIONS = ("message.read", "link.opened", "link.revoked", "privacy.export", "privacy.erase")
 
 
 def canonical(tenant_id: str, seq: int, at: datetime, actor: str, action: str,

@@ -9,6 +9,8 @@
   and the base: the ``seq``/hash just before the first row kept (retention purges
   the oldest rows and moves the base forward).
 - ``retention_runs``: per tenant, the last retention run (``relais privacy status``).
+- ``link_revocations``: per message, the instant its signed links were revoked: a
+  link issued (``iat``) at or before it no longer opens.
 """
 
 from __future__ import annotations
@@ -61,3 +63,11 @@ class RetentionRun(Base):
     # The cutoffs used: {"bodies": iso, …}
     cutoffs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class LinkRevocation(Base):
+    __tablename__ = "link_revocations"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[datetime] = mapped_column()
+    actor: Mapped[str] = mapped_column(String(200))

@@ -1,5 +1,5 @@
 """Privacy (issue 15): the access log (hash chain per tenant), its heads, the
-retention runs, and the redaction state of messages and appointments.
+retention runs, signed link revocations, and the redaction state of messages and appointments.
 
 Revision ID: 0015
 Revises: 0011 (the lead re-chains it to 0014 at merge)
@@ -52,6 +52,13 @@ def upgrade() -> None:
         sa.Column("cutoffs", sa.JSON(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
     )
+    op.create_table(
+        "link_revocations",
+        sa.Column("message_id", sa.String(64), primary_key=True),
+        sa.Column("tenant_id", sa.String(64), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(200), nullable=False),
+    )
     with op.batch_alter_table("messages") as batch:
         batch.add_column(sa.Column("redaction", sa.String(16), nullable=True))
     with op.batch_alter_table("appointments") as batch:
@@ -63,6 +70,7 @@ def downgrade() -> None:
         batch.drop_column("redaction")
     with op.batch_alter_table("messages") as batch:
         batch.drop_column("redaction")
+    op.drop_table("link_revocations")
     op.drop_table("retention_runs")
     op.drop_table("access_log_heads")
     op.drop_table("access_log")
