@@ -1419,6 +1419,9 @@ class TenantConfig(Model):
     retention: Annotated[Retention, BeforeValidator(_empty_dict)] = Field(
         default_factory=Retention
     )
+    # ``sms``: a signed link of a sensitive notice shows the message only after a
+    # one-time code sent by SMS to the recipient's phone on file (sync.privacy.links).
+    link_second_factor: Literal["none", "sms"] = "none"
 
     @model_validator(mode="after")
     def _staff_zone(self) -> TenantConfig:

@@ -77,12 +77,17 @@ def url(path: str, token: str) -> str:
     return f"{get_settings().public_url.rstrip('/')}/{path.strip('/')}/{token}"
 
 
-def message_link(tenant_id: str, message_id: str, *, sensitive: bool = False) -> str:
+def message_link(tenant_id: str, message_id: str, *, sensitive: bool = False,
+                 recipient: str | None = None) -> str:
     """The link to a message; ``sensitive`` (a notice withholding the content): it
-    lives ``RELAIS_SENSITIVE_LINK_TTL_SECONDS`` only. Every link of a message can be
-    revoked (``sync.privacy.links``)."""
+    lives ``RELAIS_SENSITIVE_LINK_TTL_SECONDS`` only and names its ``recipient``
+    (the staff id it was sent to: a second factor goes to their phone). Every link
+    of a message can be revoked (``sync.privacy.links``)."""
     ttl = get_settings().sensitive_link_ttl_seconds if sensitive else None
-    return url("v1/m", sign("m", {"t": tenant_id, "m": message_id}, ttl=ttl))
+    claims = {"t": tenant_id, "m": message_id}
+    if recipient:
+        claims["r"] = recipient
+    return url("v1/m", sign("m", claims, ttl=ttl))
 
 
 def ack_link(tenant_id: str, escalation_id: str, recipient: str) -> str:

@@ -9,6 +9,9 @@
   and the base: the ``seq``/hash just before the first row kept (retention purges
   the oldest rows and moves the base forward).
 - ``retention_runs``: per tenant, the last retention run (``relais privacy status``).
+- ``link_codes``: the one-time code sent for a link of a tenant that wants a second
+  factor: per link (sha256 of its token), the code's keyed hash, its expiry, the
+  attempts made (five at most).
 - ``link_revocations``: per message, the instant its signed links were revoked: a
   link issued (``iat``) at or before it no longer opens.
 """
@@ -71,3 +74,14 @@ class LinkRevocation(Base):
     tenant_id: Mapped[str] = mapped_column(String(64))
     revoked_at: Mapped[datetime] = mapped_column()
     actor: Mapped[str] = mapped_column(String(200))
+
+
+class LinkCode(Base):
+    __tablename__ = "link_codes"
+    token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,5 +1,6 @@
 """Privacy (issue 15): the access log (hash chain per tenant), its heads, the
-retention runs, signed link revocations, and the redaction state of messages and appointments.
+retention runs, signed link revocations and one-time codes, and the
+redaction state of messages and appointments.
 
 Revision ID: 0015
 Revises: 0011 (the lead re-chains it to 0014 at merge)
@@ -59,6 +60,16 @@ def upgrade() -> None:
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(200), nullable=False),
     )
+    op.create_table(
+        "link_codes",
+        sa.Column("token_digest", sa.String(64), primary_key=True),
+        sa.Column("tenant_id", sa.String(64), nullable=False),
+        sa.Column("message_id", sa.String(64), nullable=False),
+        sa.Column("code_hash", sa.String(64), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+    )
     with op.batch_alter_table("messages") as batch:
         batch.add_column(sa.Column("redaction", sa.String(16), nullable=True))
     with op.batch_alter_table("appointments") as batch:
@@ -70,6 +81,7 @@ def downgrade() -> None:
         batch.drop_column("redaction")
     with op.batch_alter_table("messages") as batch:
         batch.drop_column("redaction")
+    op.drop_table("link_codes")
     op.drop_table("link_revocations")
     op.drop_table("retention_runs")
     op.drop_table("access_log_heads")
