@@ -270,6 +270,7 @@ def accept_message(
         callback_requested=msg.callback_requested,
         intake=msg.intake,
         status="dropped" if plan.dropped and not plan.deliveries else "accepted",
+        sealed=config.is_sensitive(msg.call_type),  # content encrypted at rest
     )
     session.add(message)
     session.flush()  # no ORM relationships: write the parent row before its deliveries

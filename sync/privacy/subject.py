@@ -37,6 +37,7 @@ from sync.domain import as_utc_iso
 from sync.privacy import audit
 from sync.settings import get_settings
 from sync.store.conflict_models import SyncConflict
+from sync.store.crypto import keyed_hashes
 from sync.store.directory import DirectoryContact, DirectoryPhone
 from sync.store.models import (
     Appointment,
@@ -91,12 +92,17 @@ class Person:
 def _same_phone(raw: Any, e164: str, region: str | None) -> bool:
     if not isinstance(raw, str) or not raw.strip():
         return False
-    return raw == e164 or normalize_phone(raw, region) == e164
+    if raw.startswith("+") and raw[1:].isdigit():  # stored E.164: no parse needed
+        return raw == e164
+    return normalize_phone(raw, region) == e164
 
 
-def _caller_matches(caller: Any, person: Person, region: str | None) -> bool:
+def _caller_matches(caller: Any, person: Person, region: str | None,
+                    hashes: frozenset[str] = frozenset()) -> bool:
     if not isinstance(caller, dict):
         return False
+    if "sealed" in caller:  # encrypted at rest: matched by keyed hash
+        return bool({caller.get("phone_kh"), caller.get("email_kh")} & hashes)
     if person.phone and _same_phone(caller.get("phone"), person.phone, region):
         return True
     email = caller.get("email")
@@ -132,9 +138,11 @@ def _in(column: Any, ids: list[str]) -> Any:
 def find(session: Session, tenant_id: str, person: Person, region: str | None) -> Found:
     """Everything the tenant holds about ``person`` (rows locked for update on PostgreSQL)."""
     found = Found(person)
+    hashes = frozenset(keyed_hashes(person.phone) if person.phone else []) | frozenset(
+        keyed_hashes(person.email) if person.email else [])
     ids = [mid for mid, caller in session.execute(
         select(Message.id, Message.caller).where(Message.tenant_id == tenant_id)
-        .execution_options(yield_per=2000)) if _caller_matches(caller, person, region)]
+        .execution_options(yield_per=2000)) if _caller_matches(caller, person, region, hashes)]
     found.messages = list(session.scalars(select(Message).where(_in(Message.id, ids))
                                           .order_by(Message.created_at)))
     apt_ids = [aid for aid, caller, mid in session.execute(

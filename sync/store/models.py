@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,10 +19,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
 from sync import clock
+from sync.store.crypto import SEALED_PREFIX, keyed_hashes, seal_text, unseal_text
 
 
 def utcnow() -> datetime:
@@ -109,7 +113,7 @@ class Message(Base):
     call_type: Mapped[str] = mapped_column(String(64))
     urgency: Mapped[str] = mapped_column(String(16))
     caller: Mapped[dict[str, Any]] = mapped_column()
-    subject: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(Text)  # Text: a sealed subject is longer
     body: Mapped[str] = mapped_column(Text)
     taken_by: Mapped[str] = mapped_column(String(200))
     taken_at: Mapped[datetime] = mapped_column()
@@ -121,7 +125,67 @@ class Message(Base):
     # sync.privacy: None | content (body, subject, intake removed) | anonymised
     # (the caller too) | erased (at the person's request). Counts stay reportable.
     redaction: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Sensitive tenant or call type: subject, body, caller and intake are encrypted
+    # at rest (see _seal_message below); readers of loaded rows see plaintext.
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def _seal_json(value: Any) -> Any:
+    if not isinstance(value, dict) or not value or "sealed" in value:
+        return value
+    return {"sealed": seal_text(json.dumps(value, separators=(",", ":"), ensure_ascii=False))}
+
+
+def _seal_message(_mapper: Any, _connection: Any, target: Message) -> None:
+    """Before a sealed message is written: its content encrypted with the newest
+    credential key; the caller's phone and email also kept as keyed hashes
+    (``phone_kh``, ``email_kh``) so lookups by phone still work."""
+    if not target.sealed:
+        return
+    for name in ("subject", "body"):
+        value = getattr(target, name)
+        if isinstance(value, str) and value and not value.startswith(SEALED_PREFIX):
+            setattr(target, name, seal_text(value))
+    caller = target.caller
+    if isinstance(caller, dict) and caller and "sealed" not in caller:
+        sealed = _seal_json(caller)
+        if caller.get("phone"):
+            sealed["phone_kh"] = keyed_hashes(str(caller["phone"]))[0]
+        if caller.get("email"):
+            sealed["email_kh"] = keyed_hashes(str(caller["email"]).strip().lower())[0]
+        target.caller = sealed
+    target.intake = _seal_json(target.intake)
+
+
+def _unseal_json(value: Any) -> Any:
+    if isinstance(value, dict) and isinstance(value.get("sealed"), str):
+        return json.loads(unseal_text(value["sealed"]))
+    return value
+
+
+def _unseal_message(target: Message, *_args: Any) -> None:
+    """After a load or a write: the plaintext back in memory, not marked as a change."""
+    if not target.__dict__.get("sealed"):
+        return
+    for name in ("subject", "body"):
+        if name in target.__dict__:
+            set_committed_value(target, name, unseal_text(target.__dict__[name]))
+    for name in ("caller", "intake"):
+        if name in target.__dict__:
+            set_committed_value(target, name, _unseal_json(target.__dict__[name]))
+
+
+def _unseal_after_write(_mapper: Any, _connection: Any, target: Message) -> None:
+    _unseal_message(target)
+
+
+event.listen(Message, "before_insert", _seal_message)
+event.listen(Message, "before_update", _seal_message)
+event.listen(Message, "after_insert", _unseal_after_write)
+event.listen(Message, "after_update", _unseal_after_write)
+event.listen(Message, "load", _unseal_message)
+event.listen(Message, "refresh", _unseal_message)
 
 
 class Appointment(Base):

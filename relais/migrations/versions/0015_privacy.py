@@ -1,6 +1,7 @@
 """Privacy (issue 15): the access log (hash chain per tenant), its heads, the
 retention runs, signed link revocations and one-time codes, and the
-redaction state of messages and appointments.
+redaction state of messages and appointments; messages.sealed (content
+encrypted at rest) and messages.subject as Text (a sealed subject is longer).
 
 Revision ID: 0015
 Revises: 0011 (the lead re-chains it to 0014 at merge)
@@ -70,16 +71,26 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
     )
-    with op.batch_alter_table("messages") as batch:
-        batch.add_column(sa.Column("redaction", sa.String(16), nullable=True))
-    with op.batch_alter_table("appointments") as batch:
-        batch.add_column(sa.Column("redaction", sa.String(16), nullable=True))
+    # plain ADD COLUMN (SQLite has it): a batch rebuild of messages would trip the
+    # deliveries' foreign key there
+    op.add_column("messages", sa.Column("redaction", sa.String(16), nullable=True))
+    op.add_column("messages", sa.Column("sealed", sa.Boolean(), nullable=False,
+                                        server_default=sa.false()))
+    if op.get_bind().dialect.name == "postgresql":  # SQLite enforces no length (and
+        # rebuilding messages there would trip the deliveries' foreign key)
+        op.alter_column("messages", "subject", type_=sa.Text(), existing_type=sa.String(300),
+                        existing_nullable=False)
+    op.add_column("appointments", sa.Column("redaction", sa.String(16), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("appointments") as batch:
         batch.drop_column("redaction")
+    if op.get_bind().dialect.name == "postgresql":
+        op.alter_column("messages", "subject", type_=sa.String(300), existing_type=sa.Text(),
+                        existing_nullable=False)
     with op.batch_alter_table("messages") as batch:
+        batch.drop_column("sealed")
         batch.drop_column("redaction")
     op.drop_table("link_codes")
     op.drop_table("link_revocations")
