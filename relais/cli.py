@@ -924,6 +924,26 @@ def privacy_status(
                    "done": "last run did", "error": "error"}, as_json=False)
 
 
+@privacy_app.command("register")
+def privacy_register(
+    tenant: Annotated[str, typer.Option(help="tenant id")],
+    as_json: JsonOption = False,
+) -> None:
+    """The tenant's record of processing (GDPR art. 30), generated from its configuration."""
+    from sync.privacy.register import as_text, record
+    from sync.store.db import session_scope
+    from sync.store.models import Tenant
+    from sync.tenants import parsed_config
+
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        row = session.get(Tenant, tenant)
+        assert row is not None
+        doc = record(parsed_config(row))
+    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False) if as_json else as_text(doc))
+
+
 @privacy_app.command("run")
 def privacy_run(
     tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
