@@ -69,3 +69,20 @@ def test_five_wrong_codes_spend_it(vet2fa, smtp_sandbox, sms_gateway):
     for _ in range(5):
         assert api.post(f"/v1/m/{token}", json={"code": wrong}).status_code == 401
     assert api.post(f"/v1/m/{token}", json={"code": code}).status_code == 401
+
+
+def test_expired_codes_are_purged_by_retention(vet2fa, smtp_sandbox, sms_gateway, hub_clock):
+    from datetime import UTC, datetime, timedelta
+
+    from sync.privacy import retention
+
+    t0 = datetime(2026, 11, 25, 9, 20, tzinfo=UTC)
+    hub_clock(t0, ticking=True)
+    accept("dossier", now=t0)
+    deliver_all()
+    [mail] = smtp_sandbox.wait_for(1)
+    token = re.search(r"/v1/m/(\S+)", mail.part("plain")).group(1)
+    assert TestClient(create_app()).get(f"/v1/m/{token}").status_code == 401
+    assert retention.run_tenant("vet").counts["link_codes_deleted"] == 0  # still valid
+    hub_clock(t0 + timedelta(minutes=11), ticking=True)
+    assert retention.run_tenant("vet").counts["link_codes_deleted"] == 1

@@ -11,6 +11,7 @@ Per tenant, at the hub's now (``sync.clock``):
   before it lose caller, subject and notes. Rows stay, so reports still count
   calls, urgencies and outcomes, and every foreign key still points somewhere;
 - ``call_events``: delivery histories (``audit_events``) older than that are deleted;
+- one-time codes of signed links are deleted once expired;
 - ``audit``: the oldest access log entries are deleted, a prefix of the chain
   only, and the chain's base moves to the last one deleted, so
   :func:`sync.privacy.audit.verify` still holds.
@@ -33,7 +34,7 @@ from sqlalchemy.orm import Session
 from sync.domain import as_utc_iso
 from sync.store.db import session_scope
 from sync.store.models import Appointment, AuditEvent, Delivery, Escalation, Message, Tenant, utcnow
-from sync.store.privacy_models import AccessLogEntry, AccessLogHead, RetentionRun
+from sync.store.privacy_models import AccessLogEntry, AccessLogHead, LinkCode, RetentionRun
 from sync.tenants import parsed_config
 
 log = logging.getLogger("relais.privacy")
@@ -150,6 +151,14 @@ def _purge_access_log(tenant_id: str, cutoff: datetime) -> int:
                 return done
 
 
+def _purge_link_codes(tenant_id: str, now: datetime) -> int:
+    """One-time codes of signed links that expired (they open nothing any more)."""
+    with session_scope() as session:
+        result = session.execute(delete(LinkCode).where(
+            LinkCode.tenant_id == tenant_id, LinkCode.expires_at < now))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def run_tenant(tenant_id: str) -> Outcome:
     """One retention run for one tenant; its outcome is stored whatever happens."""
     started = utcnow()
@@ -171,6 +180,7 @@ def run_tenant(tenant_id: str) -> Outcome:
             tenant_id, cut["messages"])
         outcome.counts["call_events_deleted"] = _purge_call_events(tenant_id, cut["call_events"])
         outcome.counts["access_log_deleted"] = _purge_access_log(tenant_id, cut["audit"])
+        outcome.counts["link_codes_deleted"] = _purge_link_codes(tenant_id, started)
     except Exception as exc:
         outcome.error = f"{type(exc).__name__}"  # never the message: SQL parameters stay out
         log.exception("retention run of tenant %s failed", tenant_id)
