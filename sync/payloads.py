@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync.domain import as_utc_iso
+from sync.store.crypto import unseal_text
 from sync.store.models import Delivery, Message, Tenant
 
 
@@ -144,7 +145,7 @@ def channel_payload(
     if "reply" in params:  # the answer to an "OK" (sync.escalation): refs and ladder names
         return {"event": delivery.action, "delivery_id": delivery.id,
                 "tenant": {"id": tenant.id, "name": tenant.name}, "rule": delivery.rule,
-                **_section(channel, to, "", str(params["reply"]))}
+                **_section(channel, to, "", str(unseal_text(params["reply"])))}
     if params.get("redact"):
         link = message_link(tenant.id, message.id, sensitive=True,
                             recipient=staff_for(config, to))

@@ -119,7 +119,7 @@ MERGED = {
     "0009_deliveries_status_index.py": "7d4c344c8a2a963c",
     "0010_webhook_replays.py": "391a3905e6927c0b",
     "0011_escalation_ref.py": "0a7d7f96f868a447",
-    "0015_privacy.py": "4401f29a77aaed61",  # re-chained to 0014 at merge: recompute
+    "0015_privacy.py": "cb30516ed2a1748f",  # re-chained to 0014 at merge: recompute
 }
 
 

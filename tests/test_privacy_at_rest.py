@@ -5,6 +5,8 @@ key rotation keeps both readable."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from channels_helpers import CALLER, SECRET_BODY, accept, setup_vet
 from conftest import make_env
@@ -17,7 +19,7 @@ from sandbox.testing import sms_gateway, sms_server, smtp_sandbox, smtp_server  
 from sync.privacy.subject import Person, erase, find
 from sync.settings import reset_settings
 from sync.store.db import get_engine, session_scope
-from sync.store.models import Message
+from sync.store.models import Appointment, Message
 
 READABLE = [SECRET_BODY, "Jeanne", "Dupont", "612345678", "j.dupont@exemple.fr", "Rappel urgent"]
 
@@ -48,6 +50,20 @@ def test_sensitive_rows_hold_no_readable_content(pg_url, monkeypatch, tmp_path, 
     shown = api.get(f"/v1/tenants/vet/messages/{sealed_id}",
                     headers={"Authorization": f"Bearer {admin}"})
     assert shown.status_code == 200 and shown.json()["body"] == SECRET_BODY
+    with session_scope() as session:  # a sensitive tenant's appointment is sealed too
+        apt = Appointment(tenant_id="vet", staff_id="jean", status="confirmed",
+                          start=datetime(2026, 12, 1, 9, tzinfo=UTC),
+                          end=datetime(2026, 12, 1, 9, 30, tzinfo=UTC), sealed=True,
+                          caller={"name": CALLER["name"], "phone": "+33612345678"},
+                          subject=f"Consultation — {CALLER['name']}", notes=SECRET_BODY,
+                          booked_by="Sophie")
+        session.add(apt)
+        session.flush()
+        apt_id = apt.id
+        assert apt.subject.endswith(CALLER["name"])  # plaintext in memory after the write
+    with get_engine().connect() as conn:
+        row = conn.execute(sa.text("SELECT CAST(t AS text) FROM appointments AS t")).scalar()
+    assert [w for w in READABLE if w in row] == []
     # a new key in front: old rows still readable, lookups by phone still match
     monkeypatch.setenv("RELAIS_SECRET_KEYS",
                        "3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=," + env.vars[
@@ -56,6 +72,8 @@ def test_sensitive_rows_hold_no_readable_content(pg_url, monkeypatch, tmp_path, 
     with session_scope() as session:
         found = find(session, "vet", Person.parse("06 12 34 56 78", None, "FR"), "FR")
         assert [m.id for m in found.messages] == [sealed_id]
+        assert [a.id for a in found.appointments] == [apt_id]
+        assert found.appointments[0].notes == SECRET_BODY
         assert found.messages[0].body == SECRET_BODY
         erase(session, found, "vet", actor="test")
     with session_scope(readonly=True) as session:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import sqlalchemy as sa
 from channels_helpers import SECRET_BODY, VET, accept, deliver_all, setup_vet
 from fastapi.testclient import TestClient
 
@@ -14,6 +15,7 @@ from relais.api import create_app
 from sandbox.testing import sms_gateway, sms_server, smtp_sandbox, smtp_server  # noqa: F401
 from sync.privacy import audit
 from sync.store.db import session_scope
+from sync.store.models import Delivery
 from sync.tenants import apply_config
 
 
@@ -42,6 +44,10 @@ def test_the_content_shows_only_after_the_code_sent_to_the_recipients_phone(
     codes = [m for m in sms_gateway.messages[before:] if "code" in m.body]
     assert [m.to for m in codes] == ["+33611111111"]  # jean's phone on file
     code = re.search(r"code (\d{6})", codes[0].body).group(1)
+    with session_scope(readonly=True) as session:  # the outbox row holds it sealed
+        params = session.scalars(sa.select(Delivery.params).where(
+            Delivery.action == "link.code")).one()
+        assert code not in str(params) and params["reply"].startswith("sealed1:")
     wrong = "000000" if code != "000000" else "111111"
     bad = api.post(f"/v1/m/{token}", json={"code": wrong})
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "bad_code"

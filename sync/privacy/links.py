@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from sync.privacy import audit
 from sync.senders import ensure_sender
 from sync.settings import get_settings
+from sync.store.crypto import seal_text
 from sync.store.models import Delivery, utcnow
 from sync.store.privacy_models import LinkCode, LinkRevocation
 
@@ -120,7 +121,8 @@ def send_code(session: Session, tenant_id: str, message_id: str, token: str,
         tenant_id=tenant_id, message_id=message_id, connection_id=sender.id,
         rule="link-second-factor", action="link.code",
         params={"kind": "sms", "channel": "sms", "to": phone,
-                "reply": f"Relais : code {code} (valable 10 min)"})
+                # sealed: the code is not readable in the outbox row
+                "reply": seal_text(f"Relais : code {code} (valable 10 min)")})
     session.add(delivery)
     session.flush()
     return delivery

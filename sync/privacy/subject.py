@@ -148,7 +148,7 @@ def find(session: Session, tenant_id: str, person: Person, region: str | None) -
     apt_ids = [aid for aid, caller, mid in session.execute(
         select(Appointment.id, Appointment.caller, Appointment.message_id)
         .where(Appointment.tenant_id == tenant_id).execution_options(yield_per=2000))
-        if mid in ids or _caller_matches(caller, person, region)]
+        if mid in ids or _caller_matches(caller, person, region, hashes)]
     found.appointments = list(session.scalars(
         select(Appointment).where(_in(Appointment.id, apt_ids)).order_by(Appointment.start)))
     contact_ids: set[str] = set()

@@ -126,7 +126,7 @@ class Message(Base):
     # (the caller too) | erased (at the person's request). Counts stay reportable.
     redaction: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # Sensitive tenant or call type: subject, body, caller and intake are encrypted
-    # at rest (see _seal_message below); readers of loaded rows see plaintext.
+    # at rest (see _seal_row below); readers of loaded rows see plaintext.
     sealed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -137,13 +137,21 @@ def _seal_json(value: Any) -> Any:
     return {"sealed": seal_text(json.dumps(value, separators=(",", ":"), ensure_ascii=False))}
 
 
-def _seal_message(_mapper: Any, _connection: Any, target: Message) -> None:
-    """Before a sealed message is written: its content encrypted with the newest
-    credential key; the caller's phone and email also kept as keyed hashes
-    (``phone_kh``, ``email_kh``) so lookups by phone still work."""
+# What is sealed per class: text columns, JSON columns (sync.privacy: encryption at rest).
+_SEALED_TEXT: dict[str, tuple[str, ...]] = {"Message": ("subject", "body"),
+                                            "Appointment": ("subject", "notes")}
+_SEALED_JSON: dict[str, tuple[str, ...]] = {"Message": ("caller", "intake"),
+                                            "Appointment": ("caller",)}
+
+
+def _seal_row(_mapper: Any, _connection: Any, target: Any) -> None:
+    """Before a sealed message or appointment is written: its content encrypted with
+    the newest credential key; the caller's phone and email also kept as keyed
+    hashes (``phone_kh``, ``email_kh``) so lookups by phone still work."""
     if not target.sealed:
         return
-    for name in ("subject", "body"):
+    kind = type(target).__name__
+    for name in _SEALED_TEXT[kind]:
         value = getattr(target, name)
         if isinstance(value, str) and value and not value.startswith(SEALED_PREFIX):
             setattr(target, name, seal_text(value))
@@ -155,7 +163,9 @@ def _seal_message(_mapper: Any, _connection: Any, target: Message) -> None:
         if caller.get("email"):
             sealed["email_kh"] = keyed_hashes(str(caller["email"]).strip().lower())[0]
         target.caller = sealed
-    target.intake = _seal_json(target.intake)
+    for name in _SEALED_JSON[kind]:
+        if name != "caller":
+            setattr(target, name, _seal_json(getattr(target, name)))
 
 
 def _unseal_json(value: Any) -> Any:
@@ -164,28 +174,33 @@ def _unseal_json(value: Any) -> Any:
     return value
 
 
-def _unseal_message(target: Message, *_args: Any) -> None:
+def _unseal_row(target: Any, *_args: Any) -> None:
     """After a load or a write: the plaintext back in memory, not marked as a change."""
     if not target.__dict__.get("sealed"):
         return
-    for name in ("subject", "body"):
+    kind = type(target).__name__
+    for name in _SEALED_TEXT[kind]:
         if name in target.__dict__:
             set_committed_value(target, name, unseal_text(target.__dict__[name]))
-    for name in ("caller", "intake"):
+    for name in _SEALED_JSON[kind]:
         if name in target.__dict__:
             set_committed_value(target, name, _unseal_json(target.__dict__[name]))
 
 
-def _unseal_after_write(_mapper: Any, _connection: Any, target: Message) -> None:
-    _unseal_message(target)
+def _unseal_after_write(_mapper: Any, _connection: Any, target: Any) -> None:
+    _unseal_row(target)
 
 
-event.listen(Message, "before_insert", _seal_message)
-event.listen(Message, "before_update", _seal_message)
-event.listen(Message, "after_insert", _unseal_after_write)
-event.listen(Message, "after_update", _unseal_after_write)
-event.listen(Message, "load", _unseal_message)
-event.listen(Message, "refresh", _unseal_message)
+def _seal_at_rest(cls: type) -> None:
+    event.listen(cls, "before_insert", _seal_row)
+    event.listen(cls, "before_update", _seal_row)
+    event.listen(cls, "after_insert", _unseal_after_write)
+    event.listen(cls, "after_update", _unseal_after_write)
+    event.listen(cls, "load", _unseal_row)
+    event.listen(cls, "refresh", _unseal_row)
+
+
+_seal_at_rest(Message)
 
 
 class Appointment(Base):
@@ -203,7 +218,7 @@ class Appointment(Base):
     # pending (calendar write under way) | confirmed | cancelled | failed
     status: Mapped[str] = mapped_column(String(16), default="pending")
     caller: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    subject: Mapped[str] = mapped_column(String(300), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")  # Text: sealed is longer
     notes: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
     # The tenant config's appointment type id (its buffers apply around this booking).
@@ -220,8 +235,13 @@ class Appointment(Base):
     booked_by: Mapped[str] = mapped_column(String(200), default="")
     # sync.privacy: None | anonymised (retention) | erased (the person's request)
     redaction: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Sensitive tenant: caller, subject and notes encrypted at rest, like messages.
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+_seal_at_rest(Appointment)
 
 
 class StaffLock(Base):

@@ -1,7 +1,7 @@
 """Privacy (issue 15): the access log (hash chain per tenant), its heads, the
 retention runs, signed link revocations and one-time codes, and the
-redaction state of messages and appointments; messages.sealed (content
-encrypted at rest) and messages.subject as Text (a sealed subject is longer).
+redaction state of messages and appointments; messages.sealed and
+appointments.sealed (content encrypted at rest), their subject as Text (sealed is longer).
 
 Revision ID: 0015
 Revises: 0011 (the lead re-chains it to 0014 at merge)
@@ -81,10 +81,19 @@ def upgrade() -> None:
         op.alter_column("messages", "subject", type_=sa.Text(), existing_type=sa.String(300),
                         existing_nullable=False)
     op.add_column("appointments", sa.Column("redaction", sa.String(16), nullable=True))
+    op.add_column("appointments", sa.Column("sealed", sa.Boolean(), nullable=False,
+                                            server_default=sa.false()))
+    if op.get_bind().dialect.name == "postgresql":
+        op.alter_column("appointments", "subject", type_=sa.Text(),
+                        existing_type=sa.String(300), existing_nullable=False)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.alter_column("appointments", "subject", type_=sa.String(300),
+                        existing_type=sa.Text(), existing_nullable=False)
     with op.batch_alter_table("appointments") as batch:
+        batch.drop_column("sealed")
         batch.drop_column("redaction")
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("messages", "subject", type_=sa.String(300), existing_type=sa.Text(),
