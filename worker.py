@@ -17,6 +17,7 @@ from sync.queue import (
     ESCALATION_SWEEP_TASK,
     ESCALATION_TASK,
     REPORTS_DUE_TASK,
+    RETENTION_TASK,
     SWEEP_TASK,
     celery_app,
     enqueue_connections,
@@ -178,3 +179,12 @@ def reports_due() -> list[str]:
         log.info("scheduled reports written for %d connection(s)", len(connection_ids))
         enqueue_connections(connection_ids)
     return connection_ids
+# ------------------------------------------------------------------ privacy retention
+
+
+@app.task(name=RETENTION_TASK)
+def privacy_retention() -> dict[str, object]:
+    from sync.privacy.retention import run_all
+
+    outcomes = run_all()
+    return {o.tenant_id: {"counts": o.counts, "error": o.error} for o in outcomes}

@@ -1341,6 +1341,63 @@ class CalendarChangeNotice(Model):
     via: str | None = None
 
 
+# --------------------------------------------------------------------------- retention
+
+_PERIOD = re.compile(r"(\d+)\s*(d|w|y)")
+_PERIOD_HINT = "write a period in days, weeks or years such as 90d, 12w or 1y"
+_PERIOD_DAYS = {"d": 1, "w": 7, "y": 365}
+
+
+def parse_period(value: Any) -> timedelta:
+    """``"90d"``, ``"12w"``, ``"1y"`` (365 days) → timedelta; months are refused (unclear)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        fail("invalid_period", f"{value!r} is not a period", _PERIOD_HINT)
+    if not isinstance(value, str):
+        fail("invalid_period", f"{value!r} has no unit", f"write {value}d for days")
+    text = value.strip().lower()
+    if re.fullmatch(r"\d+\s*(m|mo|months?|mois)", text):
+        fail("invalid_period", f"{value!r}: months have no fixed length",
+             "write days instead: 180d for six months")
+    found = _PERIOD.fullmatch(text)
+    if not found:
+        fail("invalid_period", f"{value!r} is not a period", _PERIOD_HINT)
+    days = int(found.group(1)) * _PERIOD_DAYS[found.group(2)]
+    if not 1 <= days <= 3650:
+        fail("invalid_period", f"{value!r} is {'too short' if days < 1 else 'too long'}",
+             "write a period from 1d to 10y")
+    return timedelta(days=days)
+
+
+Period = Annotated[timedelta, BeforeValidator(parse_period)]
+
+
+class Retention(Model):
+    """``retention:`` — how long Relais keeps what it holds (``sync.privacy.retention``).
+
+    Defaults follow CNIL guidance (README, "Personal data"): ``bodies`` (what the call
+    said: subject, body, intake answers) 180 days, like call recordings; ``messages``
+    (the record, with the caller's identity, then anonymised) one year, like the
+    documents analysing calls; ``call_events`` (delivery histories) 180 days and
+    ``audit`` (the access log) one year, the CNIL's six months to one year for logs.
+    """
+
+    messages: Period = timedelta(days=365)
+    bodies: Period = timedelta(days=180)
+    call_events: Period = timedelta(days=180)
+    audit: Period = timedelta(days=365)
+
+    @model_validator(mode="after")
+    def _bodies_within_messages(self) -> Retention:
+        if self.bodies > self.messages:
+            fail("invalid_period",
+                 f"bodies ({self.bodies.days}d) outlive messages ({self.messages.days}d): "
+                 "an anonymised message keeps no body",
+                 f"write bodies: {self.messages.days}d or less")
+        return self
+
+
 # --------------------------------------------------------------------------- tenant
 
 
@@ -1390,6 +1447,12 @@ class TenantConfig(Model):
     )
     notify_on_calendar_change: CalendarChangeNotice | None = None
     reports: ReportSchedule | None = None
+    retention: Annotated[Retention, BeforeValidator(_empty_dict)] = Field(
+        default_factory=Retention
+    )
+    # ``sms``: a signed link of a sensitive notice shows the message only after a
+    # one-time code sent by SMS to the recipient's phone on file (sync.privacy.links).
+    link_second_factor: Literal["none", "sms"] = "none"
 
     @model_validator(mode="after")
     def _staff_zone(self) -> TenantConfig:

@@ -74,6 +74,12 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(users_app, name="users")
 app.add_typer(providers_app, name="providers")
 app.add_typer(calls_app, name="calls")
+audit_app = typer.Typer(no_args_is_help=True, help="The access log: list it, verify its chain.")
+privacy_app = typer.Typer(
+    no_args_is_help=True, help="A person's data (export, erase); retention runs."
+)
+app.add_typer(audit_app, name="audit")
+app.add_typer(privacy_app, name="privacy")
 
 out = Console(soft_wrap=True)  # keys, secrets and file:line errors stay on one line
 err = Console(stderr=True, soft_wrap=True)
@@ -1109,6 +1115,198 @@ def report_command(
     for name, value in lines:
         table.add_row(Text(name), Text(value))
     emit(table)
+
+
+# ------------------------------------------------------------------ privacy (issue 15)
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli {getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@audit_app.command("verify")
+def audit_verify(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's chain")] = None,
+) -> None:
+    """Check each tenant's access log chain; exit 1 naming the first bad entry."""
+    from sync.privacy.audit import verify
+    from sync.store.db import session_scope
+
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        reports = verify(session, tenant)
+    for report in reports:
+        (out if report.ok else err).print(report.line(), highlight=False, soft_wrap=True)
+    if not reports:
+        out.print("no access log entries yet")
+    if any(not r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+@audit_app.command("list")
+def audit_list(
+    tenant: Annotated[str, typer.Option(help="tenant id")],
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The tenant's access log, newest first: who read, exported or erased what."""
+    from sync.privacy import audit
+    from sync.store.db import session_scope
+
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        rows = [audit.entry_view(e) for e in audit.listing(session, tenant, limit=limit)]
+    rows = [{**r, "subject": f"{r['subject_type']} {r['subject_id']}"} for r in rows]
+    listing(rows, {"seq": "seq", "at": "at", "actor": "actor", "action": "action",
+                   "subject": "subject"}, as_json=as_json)
+
+
+def _person(tenant: str, phone: str | None, email: str | None) -> tuple[Any, str | None]:
+    from sync.privacy.subject import BadSubject, Person
+    from sync.store.db import session_scope
+    from sync.store.models import Tenant
+    from sync.tenants import parsed_config
+
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        row = session.get(Tenant, tenant)
+        assert row is not None
+        region = parsed_config(row).phone_region
+    try:
+        return Person.parse(phone, email, region), region
+    except BadSubject as exc:
+        fail(f"--{exc.field}: {exc}")
+
+
+PhoneOption = Annotated[str | None, typer.Option(help="the person's phone, any format")]
+EmailOption = Annotated[str | None, typer.Option(help="the person's email")]
+
+
+@privacy_app.command("export")
+def privacy_export(
+    tenant: Annotated[str, typer.Option(help="tenant id")],
+    phone: PhoneOption = None,
+    email: EmailOption = None,
+    output: Annotated[Path | None, typer.Option("--out", help="write to this file")] = None,
+) -> None:
+    """Everything held about a person, as one JSON document (GDPR art. 15)."""
+    from sync.privacy.subject import export
+    from sync.store.db import session_scope
+
+    person, region = _person(tenant, phone, email)
+    with session_scope() as session:
+        doc = export(session, tenant, person, region, actor=_actor())
+    text = json.dumps(doc, indent=2, ensure_ascii=False, default=str)
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        out.print(f"{output}: {len(doc['messages'])} message(s), "
+                  f"{len(doc['appointments'])} appointment(s), "
+                  f"{len(doc['deliveries'])} deliveries", highlight=False)
+
+
+@privacy_app.command("erase")
+def privacy_erase(
+    tenant: Annotated[str, typer.Option(help="tenant id")],
+    phone: PhoneOption = None,
+    email: EmailOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Erase a person's data everywhere in Relais (GDPR art. 17); list where it was sent."""
+    from sync.privacy.subject import erase, find
+    from sync.store.db import session_scope
+
+    person, region = _person(tenant, phone, email)
+    if not yes and not typer.confirm(f"erase this person's data in tenant {tenant}?"):
+        raise typer.Exit(1)
+    with session_scope() as session:
+        result = erase(session, find(session, tenant, person, region), tenant, actor=_actor())
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in result["erased"].items())
+    out.print(f"erased ({result['person_ref']}): {counts}", highlight=False)
+    for id_ in result["in_flight_not_erased"]:
+        err.print(f"delivery {id_} was in flight: erase again once it is done", highlight=False)
+    if result["sent_to"]:
+        out.print("sent outside Relais (erase it there too):")
+        rows = [{"kind": r["kind"], "where": f"{r.get('connection')} ({r.get('provider')})",
+                 "id": r.get("external_id") or r.get("remote_id") or r.get("event_id")
+                 or r.get("crm_id")} for r in result["sent_to"]]
+        listing(rows, {"kind": "kind", "where": "connection", "id": "remote id"}, as_json=False)
+
+
+@privacy_app.command("status")
+def privacy_status(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Each tenant's retention periods and its last retention run."""
+    from sync.privacy.retention import status
+    from sync.store.db import session_scope
+
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        rows = status(session, tenant)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    flat = [{"tenant": r["tenant"],
+             "keep": " ".join(f"{k} {v}" for k, v in r["retention"].items()),
+             "last_run": (r["last_run_finished_at"] or "never")[:19],
+             "done": ", ".join(f"{k} {v}" for k, v in r["last_run"].items() if v) or "-",
+             "error": r["last_error"]} for r in rows]
+    listing(flat, {"tenant": "tenant", "keep": "retention", "last_run": "last run",
+                   "done": "last run did", "error": "error"}, as_json=False)
+
+
+@privacy_app.command("register")
+def privacy_register(
+    tenant: Annotated[str, typer.Option(help="tenant id")],
+    as_json: JsonOption = False,
+) -> None:
+    """The tenant's record of processing (GDPR art. 30), generated from its configuration."""
+    from sync.privacy.register import as_text, record
+    from sync.store.db import session_scope
+    from sync.store.models import Tenant
+    from sync.tenants import parsed_config
+
+    _upgrade()
+    require_tenant(tenant)
+    with session_scope(readonly=True) as session:
+        row = session.get(Tenant, tenant)
+        assert row is not None
+        doc = record(parsed_config(row))
+    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False) if as_json else as_text(doc))
+
+
+@privacy_app.command("run")
+def privacy_run(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
+) -> None:
+    """Run retention now (the beat job runs it hourly); exit 1 if a run failed."""
+    from sync.privacy.retention import run_all, run_tenant
+
+    _upgrade()
+    require_tenant(tenant)
+    outcomes = [run_tenant(tenant)] if tenant else run_all()
+    for o in outcomes:
+        done = ", ".join(f"{k} {v}" for k, v in o.counts.items() if v) or "nothing expired"
+        out.print(f"{o.tenant_id}: {done}" + (f" — FAILED: {o.error}" if o.error else ""),
+                  highlight=False)
+    if any(o.error for o in outcomes):
+        raise typer.Exit(1)
 
 
 def main() -> None:

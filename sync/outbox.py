@@ -271,6 +271,7 @@ def accept_message(
         intake=msg.intake,
         call_id=msg.call_id,
         status="dropped" if plan.dropped and not plan.deliveries else "accepted",
+        sealed=config.is_sensitive(msg.call_type),  # content encrypted at rest
     )
     session.add(message)
     session.flush()  # no ORM relationships: write the parent row before its deliveries

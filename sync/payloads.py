@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync.domain import as_utc_iso
+from sync.store.crypto import unseal_text
 from sync.store.models import Delivery, Message, Tenant
 
 
@@ -134,6 +135,7 @@ def channel_payload(
     """``payload["email"|"sms"]`` of an email / SMS / escalation delivery (renders the
     template; raises ``TemplateRenderError`` when it fails on this message)."""
     from mappings.rules import render_template
+    from sync.privacy.links import staff_for
     from sync.signed_links import ack_link, message_link
 
     params = delivery.params or {}
@@ -143,9 +145,10 @@ def channel_payload(
     if "reply" in params:  # the answer to an "OK" (sync.escalation): refs and ladder names
         return {"event": delivery.action, "delivery_id": delivery.id,
                 "tenant": {"id": tenant.id, "name": tenant.name}, "rule": delivery.rule,
-                **_section(channel, to, "", str(params["reply"]))}
+                **_section(channel, to, "", str(unseal_text(params["reply"])))}
     if params.get("redact"):
-        link = message_link(tenant.id, message.id)
+        link = message_link(tenant.id, message.id, sensitive=True,
+                            recipient=staff_for(config, to))
         subject = words["notice_subject"].format(tenant=tenant.name)
         text = words["notice"].format(urgency=message.urgency, link=link)
     else:
@@ -178,6 +181,7 @@ def digest_payload(
     """One summary listing the bucket's messages (each redacted as its own delivery says)."""
     from mappings.rules import render_template
     from mappings.wallclock import local
+    from sync.privacy.links import staff_for
     from sync.signed_links import message_link
 
     params = delivery.params or {}
@@ -187,8 +191,9 @@ def digest_payload(
     for item, message in items:
         when = local(message.taken_at, config.zone).strftime("%H:%M")
         if (item.params or {}).get("redact"):
-            line = words["digest_item"].format(urgency=message.urgency,
-                                               link=message_link(tenant.id, message.id))
+            link = message_link(tenant.id, message.id, sensitive=True,
+                                recipient=staff_for(config, str(params.get("to") or "")))
+            line = words["digest_item"].format(urgency=message.urgency, link=link)
             lines.append(f"- {when} {line}")
             continue
         subject, body = render_template(config, (item.params or {}).get("template"),

@@ -146,7 +146,16 @@ def make_celery(settings: Settings | None = None) -> Celery:
         "task": CALENDAR_DUE_TASK,
         "schedule": CALENDAR_BEAT_SECONDS,
     }
+    # Retention (sync.privacy.retention): expired data purged or redacted, hourly.
+    app.conf.beat_schedule["privacy-retention"] = {
+        "task": RETENTION_TASK,
+        "schedule": RETENTION_BEAT_SECONDS,
+    }
     return app
+
+
+RETENTION_TASK = "relais.privacy_retention"
+RETENTION_BEAT_SECONDS = 3600.0
 
 
 def celery_app() -> Celery:

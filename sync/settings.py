@@ -33,6 +33,8 @@ class Settings(BaseSettings):
 
     # Signed links sent to people (sensitive notices, escalation acknowledgements).
     link_ttl_seconds: float = 7 * 24 * 3600.0
+    # Links in the notices of sensitive tenants and call types (content withheld).
+    sensitive_link_ttl_seconds: float = 24 * 3600.0
 
     # Relais's own email sender (rules without a tenant email connection).
     email_host: str | None = None

@@ -42,7 +42,7 @@ def sign(kind: str, claims: dict[str, Any], ttl: float | None = None,
     """A token for ``kind`` (``m`` message, ``ack`` escalation) carrying ``claims``."""
     lifetime = get_settings().link_ttl_seconds if ttl is None else ttl
     issued = clock.now().timestamp() if now is None else now  # the hub's clock
-    body = {"k": kind, **claims, "exp": int(issued + lifetime)}
+    body = {"k": kind, **claims, "iat": int(issued), "exp": int(issued + lifetime)}
     payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
     mac = hmac.new(_keys()[0], payload.encode(), hashlib.sha256).digest()
     return f"{payload}.{_b64(mac)}"
@@ -77,8 +77,17 @@ def url(path: str, token: str) -> str:
     return f"{get_settings().public_url.rstrip('/')}/{path.strip('/')}/{token}"
 
 
-def message_link(tenant_id: str, message_id: str) -> str:
-    return url("v1/m", sign("m", {"t": tenant_id, "m": message_id}))
+def message_link(tenant_id: str, message_id: str, *, sensitive: bool = False,
+                 recipient: str | None = None) -> str:
+    """The link to a message; ``sensitive`` (a notice withholding the content): it
+    lives ``RELAIS_SENSITIVE_LINK_TTL_SECONDS`` only and names its ``recipient``
+    (the staff id it was sent to: a second factor goes to their phone). Every link
+    of a message can be revoked (``sync.privacy.links``)."""
+    ttl = get_settings().sensitive_link_ttl_seconds if sensitive else None
+    claims = {"t": tenant_id, "m": message_id}
+    if recipient:
+        claims["r"] = recipient
+    return url("v1/m", sign("m", claims, ttl=ttl))
 
 
 def ack_link(tenant_id: str, escalation_id: str, recipient: str) -> str:

@@ -120,9 +120,10 @@ MERGED = {
     "0010_webhook_replays.py": "391a3905e6927c0b",
     "0011_escalation_ref.py": "0a7d7f96f868a447",
     "0012_console_users.py": "97ee30a0cee4b428",
-    "0016_pull_cursors.py": "4a294f73490f67d6",
+    "0016_pull_cursors.py": "ca350cfbf22df105",
     "0013_admin_lists_versions_apps.py": "6c6347f52a4243e2",
     "0014_calls_and_reports.py": "d3a43f209f544ad8",
+    "0015_privacy.py": "3349475ac80994d8",  # re-chained to 0014 at merge: recompute
 }
 
 

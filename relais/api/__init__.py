@@ -21,6 +21,7 @@ from relais.api import (
     messages,
     openapi,
     ops,
+    privacy,
     provider_apps,
     webhooks,
 )
@@ -101,7 +102,7 @@ def create_app(triggers: PullTriggers = QUEUED) -> FastAPI:
     app.add_middleware(RequestGuard)  # outermost
 
     for module in (messages, availability, appointments, admin, connections, ops, webhooks, acks,
-                   calls):
+                   calls, privacy):
         app.include_router(module.router)
     app.include_router(contacts_api.router)
     app.include_router(provider_apps.router)

@@ -28,6 +28,7 @@ from sync.domain import CallMessage, as_utc_iso
 from sync.escalation import history as escalation_history
 from sync.lists import BadFilter, list_messages
 from sync.outbox import IdempotencyKeyReused, MessageRejected, accept_message, enqueue_accepted
+from sync.privacy import audit
 from sync.store.db import session_scope
 from sync.store.models import AuditEvent, Connection, Delivery, Message
 from sync.tenants import parsed_config
@@ -151,6 +152,9 @@ def get_message(tenant_id: str, message_id: str, who: Caller, session: DB) -> di
     message = session.get(Message, message_id)
     if message is None or message.tenant_id != tenant_id:
         raise not_found(f"message {message_id!r}")
+    with session_scope() as writer:  # the read is on the record before any content leaves
+        audit.append(writer, tenant_id, actor=who.label, action="message.read",
+                     subject_type="message", subject_id=message.id, detail={"via": "api"})
     deliveries = list(
         session.scalars(
             select(Delivery).where(Delivery.message_id == message.id).order_by(Delivery.id)

@@ -59,7 +59,8 @@ EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/webhooks/google"): (400, 401, 404, 413),
     ("post", "/v1/webhooks/graph"): (400, 401, 413, 422),
     ("post", "/v1/webhooks/hubspot"): (400, 401, 409, 413),
-    ("get", "/v1/m/{token}"): (400, 404),
+    ("get", "/v1/m/{token}"): (400, 401, 403, 404, 503),
+    ("post", "/v1/m/{token}"): (400, 401, 403, 404, 422, 503),
     ("get", "/v1/ack/{token}"): (400, 404),
 }
 

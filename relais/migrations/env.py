@@ -12,6 +12,7 @@ import sync.store.calls_models  # noqa: F401
 import sync.store.config_versions  # noqa: F401
 import sync.store.conflict_models  # noqa: F401
 import sync.store.directory  # noqa: F401
+import sync.store.privacy_models  # noqa: F401
 import sync.store.provider_apps  # noqa: F401
 from sync.store.models import Base
 

@@ -289,6 +289,7 @@ def _reserve(
             row.subject = request.subject or f"{spec.label} — {request.caller.get('name', '')}"
             row.notes, row.booked_by, row.last_error = request.notes, request.booked_by, None
             row.call_id = request.call_id
+            row.sealed = config.sensitive  # caller, subject, notes encrypted at rest
             row.event_id = row.event_etag = row.calendar_id = row.calendar_connection_id = None
             row.updated_at = utcnow()
             session.flush()

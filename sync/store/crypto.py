@@ -1,7 +1,10 @@
-"""Credentials at rest: MultiFernet so keys rotate without downtime."""
+"""Credentials and sealed message content at rest: MultiFernet so keys rotate
+without downtime; keyed hashes for lookups by a sealed value."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -27,3 +30,31 @@ def decrypt_json(token: bytes | None) -> dict[str, Any]:
 def rotate(token: bytes) -> bytes:
     """Re-encrypt with the newest key (run after adding a key in front)."""
     return _cipher().rotate(token)
+
+
+# ------------------------------------------------------------------ message content at rest
+
+SEALED_PREFIX = "sealed1:"
+_KEYED_HASH_CONTEXT = b"relais-keyed-hash-v1"
+
+
+def seal_text(text: str) -> str:
+    """``text`` encrypted with the newest key, as text (``sealed1:`` + Fernet token)."""
+    return SEALED_PREFIX + _cipher().encrypt(text.encode()).decode()
+
+
+def unseal_text(value: Any) -> Any:
+    """The plaintext of a sealed value; anything else unchanged (plain rows stay readable)."""
+    if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+        return _cipher().decrypt(value[len(SEALED_PREFIX):].encode()).decode()
+    return value
+
+
+def keyed_hashes(value: str) -> list[str]:
+    """HMAC-SHA256 of ``value`` under each key, newest first: lookups by a sealed
+    field's value (a phone) match the stored hash whichever key computed it."""
+    out = []
+    for key in get_settings().fernet_keys():
+        derived = hmac.new(key, _KEYED_HASH_CONTEXT, hashlib.sha256).digest()
+        out.append(hmac.new(derived, value.encode(), hashlib.sha256).hexdigest())
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +19,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
 from sync import clock
+from sync.store.crypto import SEALED_PREFIX, keyed_hashes, seal_text, unseal_text
 
 
 def utcnow() -> datetime:
@@ -117,7 +121,7 @@ class Message(Base):
     call_type: Mapped[str] = mapped_column(String(64))
     urgency: Mapped[str] = mapped_column(String(16))
     caller: Mapped[dict[str, Any]] = mapped_column()
-    subject: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(Text)  # Text: a sealed subject is longer
     body: Mapped[str] = mapped_column(Text)
     taken_by: Mapped[str] = mapped_column(String(200))
     taken_at: Mapped[datetime] = mapped_column()
@@ -128,7 +132,85 @@ class Message(Base):
     call_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # accepted (deliveries planned) | dropped (a drop rule matched: nothing to send)
     status: Mapped[str] = mapped_column(String(16), default="accepted")
+    # sync.privacy: None | content (body, subject, intake removed) | anonymised
+    # (the caller too) | erased (at the person's request). Counts stay reportable.
+    redaction: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Sensitive tenant or call type: subject, body, caller and intake are encrypted
+    # at rest (see _seal_row below); readers of loaded rows see plaintext.
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def _seal_json(value: Any) -> Any:
+    if not isinstance(value, dict) or not value or "sealed" in value:
+        return value
+    return {"sealed": seal_text(json.dumps(value, separators=(",", ":"), ensure_ascii=False))}
+
+
+# What is sealed per class: text columns, JSON columns (sync.privacy: encryption at rest).
+_SEALED_TEXT: dict[str, tuple[str, ...]] = {"Message": ("subject", "body"),
+                                            "Appointment": ("subject", "notes")}
+_SEALED_JSON: dict[str, tuple[str, ...]] = {"Message": ("caller", "intake"),
+                                            "Appointment": ("caller",)}
+
+
+def _seal_row(_mapper: Any, _connection: Any, target: Any) -> None:
+    """Before a sealed message or appointment is written: its content encrypted with
+    the newest credential key; the caller's phone and email also kept as keyed
+    hashes (``phone_kh``, ``email_kh``) so lookups by phone still work."""
+    if not target.sealed:
+        return
+    kind = type(target).__name__
+    for name in _SEALED_TEXT[kind]:
+        value = getattr(target, name)
+        if isinstance(value, str) and value and not value.startswith(SEALED_PREFIX):
+            setattr(target, name, seal_text(value))
+    caller = target.caller
+    if isinstance(caller, dict) and caller and "sealed" not in caller:
+        sealed = _seal_json(caller)
+        if caller.get("phone"):
+            sealed["phone_kh"] = keyed_hashes(str(caller["phone"]))[0]
+        if caller.get("email"):
+            sealed["email_kh"] = keyed_hashes(str(caller["email"]).strip().lower())[0]
+        target.caller = sealed
+    for name in _SEALED_JSON[kind]:
+        if name != "caller":
+            setattr(target, name, _seal_json(getattr(target, name)))
+
+
+def _unseal_json(value: Any) -> Any:
+    if isinstance(value, dict) and isinstance(value.get("sealed"), str):
+        return json.loads(unseal_text(value["sealed"]))
+    return value
+
+
+def _unseal_row(target: Any, *_args: Any) -> None:
+    """After a load or a write: the plaintext back in memory, not marked as a change."""
+    if not target.__dict__.get("sealed"):
+        return
+    kind = type(target).__name__
+    for name in _SEALED_TEXT[kind]:
+        if name in target.__dict__:
+            set_committed_value(target, name, unseal_text(target.__dict__[name]))
+    for name in _SEALED_JSON[kind]:
+        if name in target.__dict__:
+            set_committed_value(target, name, _unseal_json(target.__dict__[name]))
+
+
+def _unseal_after_write(_mapper: Any, _connection: Any, target: Any) -> None:
+    _unseal_row(target)
+
+
+def _seal_at_rest(cls: type) -> None:
+    event.listen(cls, "before_insert", _seal_row)
+    event.listen(cls, "before_update", _seal_row)
+    event.listen(cls, "after_insert", _unseal_after_write)
+    event.listen(cls, "after_update", _unseal_after_write)
+    event.listen(cls, "load", _unseal_row)
+    event.listen(cls, "refresh", _unseal_row)
+
+
+_seal_at_rest(Message)
 
 
 class Appointment(Base):
@@ -148,7 +230,7 @@ class Appointment(Base):
     # pending (calendar write under way) | confirmed | cancelled | failed
     status: Mapped[str] = mapped_column(String(16), default="pending")
     caller: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    subject: Mapped[str] = mapped_column(String(300), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")  # Text: sealed is longer
     notes: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
     # The tenant config's appointment type id (its buffers apply around this booking).
@@ -165,8 +247,15 @@ class Appointment(Base):
     booked_by: Mapped[str] = mapped_column(String(200), default="")
     # The call it was booked during (call_events.call_id), when the telephony names it.
     call_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # sync.privacy: None | anonymised (retention) | erased (the person's request)
+    redaction: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Sensitive tenant: caller, subject and notes encrypted at rest, like messages.
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+_seal_at_rest(Appointment)
 
 
 class StaffLock(Base):
