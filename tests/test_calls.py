@@ -109,7 +109,7 @@ def test_an_event_contradicting_a_stored_one_is_a_conflict_and_nothing_is_kept(a
 
 
 def test_a_forwarding_number_belongs_to_one_tenant(api):
-    with pytest.raises(ConfigError, match="already forwards to tenant 'acme'"):
+    with pytest.raises(ConfigError, match="already rings for tenant 'acme'"):
         apply(acme_yaml(tenant="other"))
     apply(acme_yaml('["01 23 45 67 80"]'))  # acme lets its number go: another may take it
     apply(acme_yaml(tenant="other"))
