@@ -21,6 +21,8 @@ class ProviderSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    # Who receives the data, in words (the tenant's record of processing, GDPR art. 30).
+    recipient: str = ""
     auth_mode: str  # "oauth2" or "none"
     authorization_url: str | None = None
     token_url: str | None = None

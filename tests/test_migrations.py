@@ -122,8 +122,8 @@ MERGED = {
     "0012_console_users.py": "97ee30a0cee4b428",
     "0016_pull_cursors.py": "ca350cfbf22df105",
     "0013_admin_lists_versions_apps.py": "6c6347f52a4243e2",
-    "0014_calls_and_reports.py": "d3a43f209f544ad8",
-    "0015_privacy.py": "3349475ac80994d8",  # re-chained to 0014 at merge: recompute
+    "0014_calls_and_reports.py": "a81f2342f1480322",
+    "0015_privacy.py": "1b752829fdadd228",  # re-chained to 0014 at merge: recompute
 }
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-PROVIDER_NAMES = {
-    "webhook": "the client's own system (signed webhook)", "hubspot": "HubSpot CRM",
-    "salesforce": "Salesforce CRM", "google_calendar": "Google Calendar",
-    "outlook": "Microsoft Outlook calendar", "email": "email (SMTP)", "sms": "SMS gateway",
-}
+from connectors import catalog
+
+def _recipient(provider: str) -> str:
+    """The provider in words, from the catalogue (connectors/providers.yaml)."""
+    try:
+        return catalog.provider(provider).recipient or provider
+    except LookupError:
+        return provider
 
 
 def _host(connection: Any) -> str | None:
@@ -35,7 +38,7 @@ def record(config: Any) -> dict[str, Any]:
     if config.escalations:
         purposes.append("reach the person on call for urgent calls (escalation ladders: "
                         + ", ".join(sorted(config.escalations)) + ")")
-    recipients = [{"connection": name, "recipient": PROVIDER_NAMES.get(c.provider, c.provider),
+    recipients = [{"connection": name, "recipient": _recipient(c.provider),
                    "role": c.role, "host": _host(c)}
                   for name, c in sorted(config.connections.items())]
     data = ["caller identity: name, phone number, email, company",

@@ -121,7 +121,8 @@ class Message(Base):
     call_type: Mapped[str] = mapped_column(String(64))
     urgency: Mapped[str] = mapped_column(String(16))
     caller: Mapped[dict[str, Any]] = mapped_column()
-    subject: Mapped[str] = mapped_column(Text)  # Text: a sealed subject is longer
+    # Text on PostgreSQL: a sealed subject is longer (0015); SQLite enforces no length.
+    subject: Mapped[str] = mapped_column(String(300).with_variant(Text(), "postgresql"))
     body: Mapped[str] = mapped_column(Text)
     taken_by: Mapped[str] = mapped_column(String(200))
     taken_at: Mapped[datetime] = mapped_column()
@@ -230,7 +231,8 @@ class Appointment(Base):
     # pending (calendar write under way) | confirmed | cancelled | failed
     status: Mapped[str] = mapped_column(String(16), default="pending")
     caller: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    subject: Mapped[str] = mapped_column(Text, default="")  # Text: sealed is longer
+    subject: Mapped[str] = mapped_column(  # Text on PostgreSQL: sealed is longer (0015)
+        String(300).with_variant(Text(), "postgresql"), default="")
     notes: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
     # The tenant config's appointment type id (its buffers apply around this booking).

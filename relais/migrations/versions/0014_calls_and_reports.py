@@ -78,12 +78,12 @@ def downgrade() -> None:
     op.drop_index("ix_audit_appointments", "audit_events")
     op.drop_index("ix_escalations_tenant_created", "escalations")
     op.drop_index("ix_deliveries_tenant_delivered", "deliveries")
-    with op.batch_alter_table("appointments") as batch:
-        batch.drop_index("ix_appointments_tenant_call")
-        batch.drop_column("call_id")
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_index("ix_messages_tenant_call")
-        batch.drop_column("call_id")
+    # Plain DROP COLUMN (SQLite 3.35+): a batch rebuild would lose 0013's expression index.
+    op.drop_index("ix_appointments_tenant_call", "appointments")
+    op.drop_column("appointments", "call_id")
+    # Plain DROP COLUMN (SQLite 3.35+): a batch rebuild would lose 0013's expression index.
+    op.drop_index("ix_messages_tenant_call", "messages")
+    op.drop_column("messages", "call_id")
     op.drop_index("ix_tenant_numbers_tenant_id", "tenant_numbers")
     op.drop_table("tenant_numbers")
     op.drop_index("ix_calls_tenant_offered", "calls")

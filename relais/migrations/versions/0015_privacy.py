@@ -92,15 +92,15 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("appointments", "subject", type_=sa.String(300),
                         existing_type=sa.Text(), existing_nullable=False)
-    with op.batch_alter_table("appointments") as batch:
-        batch.drop_column("sealed")
-        batch.drop_column("redaction")
+    # Plain DROP COLUMN (SQLite 3.35+): a batch rebuild would lose 0013's expression index.
+    op.drop_column("appointments", "sealed")
+    op.drop_column("appointments", "redaction")
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("messages", "subject", type_=sa.String(300), existing_type=sa.Text(),
                         existing_nullable=False)
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_column("sealed")
-        batch.drop_column("redaction")
+    # Plain DROP COLUMN (SQLite 3.35+): a batch rebuild would lose 0013's expression index.
+    op.drop_column("messages", "sealed")
+    op.drop_column("messages", "redaction")
     op.drop_table("link_codes")
     op.drop_table("link_revocations")
     op.drop_table("retention_runs")
