@@ -37,7 +37,7 @@ INVALID_STATE = "invalid_state"  # an OAuth state unknown, already used or expir
 CANNOT_CONNECT = "cannot_connect"  # this connection cannot be connected (or disconnected) so
 
 CODES = frozenset({NOT_FOUND, AMBIGUOUS, INVALID_STATE, CANNOT_CONNECT})
-"""Every code a :class:`ConnectError` may carry; ``relais.api.connect_errors``
+"""Every code a :class:`ConnectError` may carry; ``relais.api.engine_errors``
 gives each its HTTP answer (the engine never speaks HTTP)."""
 
 
