@@ -111,12 +111,24 @@ class CalendarPull(PullOutcome):
     channels: dict[str, str] = field(default_factory=dict)  # calendar → created|renewed|kept|error
 
 
-class NotificationRejected(Exception):
-    """A forged, unknown or stale notification: never acted on."""
+UNKNOWN_CHANNEL = "unknown_channel"  # no such channel, or stopped, or expired
+UNAUTHENTICATED = "unauthenticated"  # wrong secret or resource; or none of a batch valid
+INVALID_NOTIFICATION = "invalid_notification"  # the provider's format not followed
 
-    def __init__(self, status: int, reason: str) -> None:
+NOTIFICATION_CODES = frozenset({UNKNOWN_CHANNEL, UNAUTHENTICATED, INVALID_NOTIFICATION})
+"""Every code a :class:`NotificationRejected` may carry; ``relais.api.engine_errors``
+gives each its HTTP answer (the engine never speaks HTTP)."""
+
+
+class NotificationRejected(Exception):
+    """A forged, unknown or stale notification: never acted on. ``code`` is one of
+    :data:`NOTIFICATION_CODES` (checked), ``reason`` says why for the log and answer."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        if code not in NOTIFICATION_CODES:
+            raise ValueError(f"not a notification refusal code: {code!r}")
         super().__init__(reason)
-        self.status, self.reason = status, reason
+        self.code, self.reason = code, reason
 
 
 # ------------------------------------------------------------------ config
@@ -601,11 +613,11 @@ def _check_channel(
 ) -> CalendarChannel:
     channel = session.get(CalendarChannel, channel_id, with_for_update=True)
     if channel is None or channel.provider != provider:
-        raise NotificationRejected(404, "unknown channel")
+        raise NotificationRejected(UNKNOWN_CHANNEL, "unknown channel")
     if not secret or not hmac.compare_digest(secret_hash(secret), channel.secret_hash):
-        raise NotificationRejected(401, "wrong channel secret")
+        raise NotificationRejected(UNAUTHENTICATED, "wrong channel secret")
     if channel.status != "active" or channel.expires_at <= clock.machine_now():
-        raise NotificationRejected(404, "channel stopped or expired")
+        raise NotificationRejected(UNKNOWN_CHANNEL, "channel stopped or expired")
     return channel
 
 
@@ -619,14 +631,15 @@ def notification(
     header names, parsed JSON body) and pull each calendar a valid one names. The
     provider's connector parses them (``parse_notifications``); the channel we
     stored checks them. One per request (Google): its refusal is the answer. A batch
-    (Graph): refused items are counted; 401 when none is valid. ``trigger`` starts
-    the pulls (``sync.pull_triggers``: a Celery task unless the caller injects another),
-    once the channels' rows are committed."""
+    (Graph): refused items are counted; the batch is refused (``unauthenticated``)
+    when none is valid. ``trigger`` starts the pulls (``sync.pull_triggers``: a
+    Celery task unless the caller injects another), once the channels' rows are
+    committed."""
     kind = calendar_connector_class(by_webhook(route).name)
     try:
         notices = kind.parse_notifications(headers, body)
     except ValueError as exc:
-        raise NotificationRejected(400, str(exc)) from None
+        raise NotificationRejected(INVALID_NOTIFICATION, str(exc)) from None
     if not kind.notifications_batched:
         return _one_notice(kind.provider, notices[0], trigger)
     return _notice_batch(kind.provider, notices, trigger)
@@ -650,7 +663,7 @@ def _one_notice(provider: str, notice: Notice, trigger: CalendarTrigger) -> dict
     with session_scope() as session:
         channel = _check_channel(session, notice.channel_id, notice.secret, provider)
         if channel.resource_id and notice.resource_id != channel.resource_id:
-            raise NotificationRejected(401, "resource id does not match the channel")
+            raise NotificationRejected(UNAUTHENTICATED, "resource id does not match the channel")
         if notice.message_number and notice.message_number <= channel.last_message_number:
             return {"state": notice.state, "pulled": False, "note": "message already seen"}
         channel.last_message_number = max(channel.last_message_number, notice.message_number)
@@ -699,7 +712,7 @@ def _notice_batch(
             lifecycle_reaction(channel, notice.lifecycle)
             targets.setdefault(channel.connection_id, set()).add(channel.calendar_id)
     if not targets:
-        raise NotificationRejected(401, f"{rejected} notification(s) refused")
+        raise NotificationRejected(UNAUTHENTICATED, f"{rejected} notification(s) refused")
     for connection_id, calendars in targets.items():
         trigger(connection_id, sorted(calendars))
     return {"accepted": len(notices) - rejected, "rejected": rejected}

@@ -31,12 +31,26 @@ STATE_LIFETIME = timedelta(minutes=15)
 OAUTH_PROVIDERS = oauth_providers()  # the catalogue's auth_mode: oauth2
 
 
-class ConnectError(ValueError):
-    """A request to connect that cannot be honoured; the message says why and what to do."""
+NOT_FOUND = "not_found"  # no such connection
+AMBIGUOUS = "ambiguous"  # several connections answer to the name given
+INVALID_STATE = "invalid_state"  # an OAuth state unknown, already used or expired
+CANNOT_CONNECT = "cannot_connect"  # this connection cannot be connected (or disconnected) so
 
-    def __init__(self, message: str, status: int = 422, field: str | None = None) -> None:
+CODES = frozenset({NOT_FOUND, AMBIGUOUS, INVALID_STATE, CANNOT_CONNECT})
+"""Every code a :class:`ConnectError` may carry; ``relais.api.engine_errors``
+gives each its HTTP answer (the engine never speaks HTTP)."""
+
+
+class ConnectError(ValueError):
+    """A request to connect that cannot be honoured; the message says why and what to do.
+
+    ``code`` is one of :data:`CODES` (checked), ``field`` the offending input if any."""
+
+    def __init__(self, message: str, code: str = CANNOT_CONNECT, field: str | None = None) -> None:
+        if code not in CODES:
+            raise ValueError(f"not a connect error code: {code!r}")
         super().__init__(message)
-        self.status, self.field = status, field
+        self.code, self.field = code, field
 
 
 def find_connection(session: Session, tenant_id: str, name: str) -> Connection:
@@ -56,9 +70,9 @@ def find_connection(session: Session, tenant_id: str, name: str) -> Connection:
         names = ", ".join(sorted(r.name for r in by_provider))
         raise ConnectError(
             f"tenant {tenant_id} has several {name} connections ({names}): name the one to connect",
-            status=409,
+            code=AMBIGUOUS,
         )
-    raise ConnectError(f"tenant {tenant_id} has no connection {name!r}", status=404)
+    raise ConnectError(f"tenant {tenant_id} has no connection {name!r}", code=NOT_FOUND)
 
 
 def _token_connection(session: Session, tenant_id: str, name: str) -> Connection:
@@ -167,13 +181,14 @@ def complete_authorization(session: Session, state: str, code: str) -> Connectio
     if pending is None:
         raise ConnectError(
             "unknown or already used OAuth state; start the connection again",
-            status=400,
+            code=INVALID_STATE,
             field="state",
         )
     session.delete(pending)  # single use: gone once the tokens are stored
     if pending.expires_at < utcnow():
         raise ConnectError(
-            "this authorization link expired; start the connection again", status=400, field="state"
+            "this authorization link expired; start the connection again", code=INVALID_STATE,
+            field="state",
         )
     row = session.get(Connection, pending.connection_id, with_for_update=True)
     assert row is not None

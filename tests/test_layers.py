@@ -130,6 +130,21 @@ def test_package_imports_only_lower_layers(package: str, allowed: set[str]) -> N
     assert not wrong, f"{package} may import only {sorted(allowed)}:\n" + "\n".join(wrong)
 
 
+# third-party packages of the shell: the engine never speaks HTTP to its callers
+# (it raises codes; ``relais.api`` maps them to statuses).
+SHELL_ONLY = ("fastapi", "starlette", "uvicorn")
+
+
+@pytest.mark.parametrize("package", ["sync", "worker", "connectors", "mappings"])
+def test_below_the_shell_no_web_framework(package: str) -> None:
+    wrong = sorted(
+        f"{i.source}:{i.line} imports {i.target}"
+        for i in imports(package)
+        if i.target.split(".")[0] in SHELL_ONLY
+    )
+    assert not wrong, f"{package} may not import {', '.join(SHELL_ONLY)}:\n" + "\n".join(wrong)
+
+
 def cycles(package: str) -> list[list[str]]:
     """Strongly connected components of more than one file (or a file importing itself)."""
     graph: dict[str, set[str]] = {}

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from connectors.base import AuthExpired, TransientError
 from relais.api.deps import DB, Caller, tenant_for
+from relais.api.engine_errors import connect_error
 from relais.api.errors import ApiError
 from sync.connections import (
     ConnectError,
@@ -27,12 +28,6 @@ from sync.store.db import session_scope
 from sync.store.models import Connection, Delivery
 
 router = APIRouter(tags=["connections"])
-
-
-def _connect_error(exc: ConnectError) -> ApiError:
-    code = {404: "not_found", 400: "invalid_request"}.get(exc.status, "cannot_connect")
-    details = [{"field": exc.field, "problem": str(exc)}] if exc.field else []
-    return ApiError(exc.status, code, str(exc), details)
 
 
 @router.get("/v1/tenants/{tenant_id}/connections")
@@ -86,7 +81,7 @@ def authorize(
                 return_to=body.return_to if body else None,
             )
         except ConnectError as exc:
-            raise _connect_error(exc) from None
+            raise connect_error(exc) from None
     return {
         "authorize_url": started.url,
         "state": started.state,
@@ -147,7 +142,7 @@ def _complete(state: str | None, code: str | None, error: str | None,
             row = complete_authorization(session, state, code)
             connection_id, tenant_id, name = row.id, row.tenant_id, row.name
     except ConnectError as exc:
-        raise _connect_error(exc) from None
+        raise connect_error(exc) from None
     except AuthExpired as exc:
         raise ApiError(400, "authorization_refused", str(exc)) from None
     except TransientError as exc:
@@ -169,7 +164,7 @@ def disconnect_connection(tenant_id: str, name: str, who: Caller) -> dict[str, A
             answer = {"connection": done.connection.name, "status": done.connection.status,
                       "revoked": done.revoked, "note": done.note}
     except ConnectError as exc:
-        raise _connect_error(exc) from None
+        raise connect_error(exc) from None
     except TransientError as exc:
         raise ApiError(502, "provider_unavailable",
                        f"{exc}; nothing was changed: try again") from None

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from connectors.hubspot import webhooks as hubspot_webhooks
 from relais.api.deps import Caller, parse_json, tenant_for
+from relais.api.engine_errors import notification_error
 from relais.api.errors import ApiError
 from relais.replay import first_time
 from sync import calendar_sync
@@ -46,14 +47,7 @@ MAX_VALIDATION_TOKEN = 1024
 
 def _refuse(exc: calendar_sync.NotificationRejected, what: str) -> ApiError:
     log.warning("%s notification refused: %s", what, exc.reason)
-    code = (
-        "unauthenticated"
-        if exc.status == 401
-        else "not_found"
-        if exc.status == 404
-        else ("invalid_notification")
-    )
-    return ApiError(exc.status, code, f"notification refused: {exc.reason}")
+    return notification_error(exc)
 
 
 @router.post("/v1/webhooks/google")

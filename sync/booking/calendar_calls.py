@@ -3,8 +3,9 @@ itself, and a failed write turned into an error code.
 
 Writes are idempotent (an event created under :func:`calendar_key` is found
 again by a retry), so :func:`calendar_call` tries a transient failure once
-more; a rate limit pauses the connection and is not retried. No call here
-runs under a database lock (the workflow commits before calling).
+more; a rate limit (the connection paused by ``sync.connection_use``) is not
+retried. No call here runs under a database lock (the workflow commits before
+calling).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sync.booking.errors import (
     CALENDAR_UNAVAILABLE,
     CalendarWriteFailed,
 )
+from sync.connection_use import use
 from sync.domain import as_utc_iso
 from sync.store.models import Appointment
 
@@ -61,15 +63,15 @@ def calendar_key(row: Appointment) -> str:
 def calendar_call(connection_id: str, call: Callable[[CalendarConnector], Any]) -> Any:
     """A calendar write; a transient failure is tried once more (writes are idempotent).
 
-    Each attempt goes through ``sync.busy.with_connector`` (a fresh token, tried
-    again once after an early 401); a rate limit pauses the connection.
+    Each attempt opens the connection through ``sync.connection_use.use`` (the
+    calendar client pool of ``sync.busy``): a fresh token, tried again once after
+    an early 401, no call while the connection is paused or inactive
+    (``ConnectionUnavailable``); a rate limit pauses the connection there (a pause
+    only moves later) and is raised again, not retried here.
     """
     for attempt in (1, 2):
         try:
-            return busy_mod.with_connector(connection_id, call)
-        except RateLimited as exc:
-            busy_mod.pause_connection(connection_id, exc.reset_at)
-            raise
+            return use(connection_id, "calendar", call, what="calendar", pool=busy_mod.POOL)
         except TransientError:
             if attempt == 2:
                 raise
