@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from mappings.schema import content_of
+
 PROVIDER_NAMES = {
     "webhook": "the client's own system (signed webhook)", "hubspot": "HubSpot CRM",
     "salesforce": "Salesforce CRM", "google_calendar": "Google Calendar",
@@ -20,6 +22,16 @@ PROVIDER_NAMES = {
 def _host(connection: Any) -> str | None:
     url = getattr(connection, "url", None)
     return urlsplit(str(url)).hostname if url else None
+
+
+def _content(connection: Any, config: Any, sensitive_types: list[str]) -> dict[str, str]:
+    """What of a message a webhook or CRM connection receives (``content``)."""
+    if connection.provider not in ("webhook", "hubspot", "salesforce"):
+        return {}
+    kinds = {content_of(connection, config.is_sensitive(c.id)) for c in config.call_types}
+    if len(kinds) == 1:
+        return {"content": kinds.pop()}
+    return {"content": "notice for " + ", ".join(sensitive_types) + "; full otherwise"}
 
 
 def record(config: Any) -> dict[str, Any]:
@@ -36,7 +48,7 @@ def record(config: Any) -> dict[str, Any]:
         purposes.append("reach the person on call for urgent calls (escalation ladders: "
                         + ", ".join(sorted(config.escalations)) + ")")
     recipients = [{"connection": name, "recipient": PROVIDER_NAMES.get(c.provider, c.provider),
-                   "role": c.role, "host": _host(c)}
+                   "role": c.role, "host": _host(c), **_content(c, config, sensitive_types)}
                   for name, c in sorted(config.connections.items())]
     data = ["caller identity: name, phone number, email, company",
             "what the call is about: subject, message, callback requested, urgency",
@@ -76,6 +88,8 @@ def record(config: Any) -> dict[str, Any]:
             "signed links to messages: expiring, revocable per message"
             + (", one-time code by SMS" if config.link_second_factor == "sms" else ""),
             "retention applied hourly (relais privacy status)",
+            *(["an erasure is also sent to the CRM (HubSpot GDPR delete, Salesforce delete)"]
+              if config.privacy.erase_in_crm else []),
         ],
     }
 
@@ -92,7 +106,8 @@ def as_text(doc: dict[str, Any]) -> str:
     lines += ["", "Special categories: " + special["note"]]
     lines += ["", "Recipients:"] + [
         f"  - {r['connection']}: {r['recipient']} ({r['role']})"
-        + (f", {r['host']}" if r["host"] else "") for r in doc["recipients"]]
+        + (f", {r['host']}" if r["host"] else "")
+        + (f", content {r['content']}" if r.get("content") else "") for r in doc["recipients"]]
     lines += ["", "Retention:"] + [f"  - {k}: {v}" for k, v in doc["retention"].items()]
     lines += ["", "Security measures:"] + [f"  - {m}" for m in doc["security"]]
     return "\n".join(lines)
