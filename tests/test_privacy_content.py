@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from mappings.config import ConfigError, load_tenant_config
 from relais.cli import app as cli
+from sandbox.testing import hubspot_emulator, hubspot_server  # noqa: F401
+from sync.connections import set_credentials
 from sync.store.db import session_scope
 from sync.tenants import apply_config
 
@@ -107,3 +109,24 @@ def test_a_bad_privacy_key_names_the_line():
     assert (issue.line, issue.path) == (len(text.splitlines()), "privacy.erase_in_crm")
     (unknown,) = _issues((FIXTURES / "acme.yaml").read_text() + "privacy:\n  erase: true\n")
     assert unknown.path == "privacy.erase"
+
+
+def test_a_sensitive_tenants_crm_files_the_notice_under_the_callers_phone(
+        env, hubspot_emulator, monkeypatch):
+    monkeypatch.setenv("RELAIS_TENANT_CRMCO_HS_URL", hubspot_emulator.url)
+    text = (FIXTURES / "crm.yaml").read_text().replace(
+        "phone_region: FR\n", "phone_region: FR\nsensitive: true\n")
+    with session_scope() as session:
+        apply_config(session, text, "crm.yaml", actor="test")
+        set_credentials(session, "crmco", "hubspot",
+                        {"access_token": hubspot_emulator.private_app_token})
+    conn = connection_id("crmco", "hubspot")
+    accept("crmco", CALL)
+    assert drain(conn, "crmco") == {"delivered": 1}
+    (contact,) = hubspot_emulator.objects("contacts")
+    assert contact["properties"]["phone"] == "+33612345678"
+    everything = repr([hubspot_emulator.objects(k) for k in ("contacts", "calls", "tasks")])
+    for secret in ("Résultats", "Souhaite", "Jeanne", "Quatrefages", "j@q.fr"):
+        assert secret not in everything
+    (logged,) = hubspot_emulator.objects("calls")
+    assert "/v1/m/" in logged["properties"]["hs_call_body"]
