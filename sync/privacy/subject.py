@@ -221,7 +221,9 @@ def sent_to(found: Found) -> list[dict[str, Any]]:
                         **_destination(found.connections.get(d.connection_id))})
     for link in found.links:
         out.append({"kind": "record", "remote_type": link.remote_type,
-                    "remote_id": link.remote_id, "local_id": link.local_id,
+                    "remote_id": link.remote_id,
+                    # a caller link's local id is the phone or email: not repeated
+                    "local_id": "caller" if link.local_type == "caller" else link.local_id,
                     **_destination(found.connections.get(link.connection_id))})
     for a in found.appointments:
         if a.event_id:
