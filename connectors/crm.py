@@ -3,11 +3,18 @@ mapping (``CrmMapping``, lent by the engine) applied to a delivery's payload."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connectors.base import ConnectionInfo, Rejected
+from connectors.base import (
+    ConnectionInfo,
+    DeliveryError,
+    DeliveryRequest,
+    DeliveryResult,
+    RateLimited,
+    Rejected,
+)
 from connectors.phones import format_phone, parse_phone
 
 
@@ -185,3 +192,72 @@ class ContactReader(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------ erasure (GDPR art. 17)
+# ``relais privacy erase`` on a tenant with ``privacy: {erase_in_crm: true}`` writes one
+# delivery per CRM connection (sync.privacy.crm_erase) whose payload names the records
+# to delete: ``{"event": ERASE_ACTION, "records": [{"object": "contacts", "id": "101"}]}``.
+
+ERASE_ACTION = "person.erase"
+
+
+@dataclass(frozen=True)
+class CrmRecord:
+    """One CRM record to erase: its object (``contacts``, ``Contact``, ``Lead``) and id."""
+
+    object: str
+    id: str
+
+
+def erase_records_of(request: DeliveryRequest) -> list[CrmRecord]:
+    """The records an erasure delivery names; a malformed payload is rejected."""
+    records = request.payload.get("records")
+    if not isinstance(records, list):
+        raise Rejected("the erasure names no records")
+    out = []
+    for record in records:
+        if not isinstance(record, dict) or not record.get("object") or not record.get("id"):
+            raise Rejected(f"an erasure record needs an object and an id: {record!r}")
+        out.append(CrmRecord(str(record["object"]), str(record["id"])))
+    return out
+
+
+class CrmEraser(Protocol):
+    """What a CRM connector does for an erasure: delete every record, permanently
+    where the CRM can. Idempotent: a record already gone counts as erased (a retry
+    after a lost answer must succeed). Raises a ``DeliveryError`` kind otherwise."""
+
+    def erase_records(self, records: Sequence[CrmRecord]) -> None: ...
+
+
+def deliver_with_erasures(
+    batch: Sequence[DeliveryRequest],
+    eraser: CrmEraser,
+    deliver: Callable[[Sequence[DeliveryRequest]], list[DeliveryResult]],
+) -> list[DeliveryResult]:
+    """One result per request, in order: erasures through ``eraser`` (one at a time;
+    after a rate limit the remaining erasures get the same error), the rest through
+    ``deliver``."""
+    results: dict[str, DeliveryResult] = {}
+    stop: DeliveryError | None = None
+    for request in batch:
+        if request.action != ERASE_ACTION:
+            continue
+        if stop is not None:
+            results[request.delivery_id] = DeliveryResult(request.delivery_id, error=stop)
+            continue
+        try:
+            records = erase_records_of(request)
+            eraser.erase_records(records)
+        except DeliveryError as exc:
+            results[request.delivery_id] = DeliveryResult(request.delivery_id, error=exc)
+            if isinstance(exc, RateLimited):
+                stop = exc
+            continue
+        results[request.delivery_id] = DeliveryResult(
+            request.delivery_id, external_id=",".join(f"{r.object}/{r.id}" for r in records)[:200])
+    rest = [r for r in batch if r.action != ERASE_ACTION]
+    if rest:
+        results.update((r.delivery_id, r) for r in deliver(rest))
+    return [results[r.delivery_id] for r in batch]

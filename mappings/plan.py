@@ -24,7 +24,9 @@ give one delivery to that connection (``action == {}``, as before); ``email`` /
 ``digest`` one per recipient too, with when it is due; ``escalate`` one delivery
 running the ladder (:mod:`mappings.escalation`). Email and SMS deliveries of a
 sensitive call type (``config.is_sensitive``) are marked ``redact``: the engine
-sends a notice and a signed link instead of the content.
+sends a notice and a signed link instead of the content. So are deliveries to a
+webhook or CRM connection whose ``content`` is ``notice`` (declared, or by default
+for a sensitive call type: :func:`mappings.schema.content_of`).
 
 The engine calls :func:`plan_for` with a :class:`mappings.rules.CallContext`
 (``at`` = the instant of the call). :func:`plan_deliveries` is the short form
@@ -56,6 +58,7 @@ from mappings.schema import (
     DigestAction,
     TenantConfig,
     When,
+    content_of,
 )
 from mappings.wallclock import describe, format_duration, local, wall_instant
 
@@ -103,6 +106,9 @@ class PlannedDelivery(BaseModel):
     recipients: list[Recipient] = []  # email, sms, digest: exactly one; escalate: step 0
     template: str | None = None
     redact: bool = False  # sensitive: send a notice and a signed link, not the content
+    # webhook / CRM: "notice" (no content), "full" where a sensitive call type's
+    # connection declares it; None: full content, nothing to say
+    content: str | None = None
     ladder: str | None = None
     digest: DigestSchedule | None = None
 
@@ -358,14 +364,22 @@ def plan_for(config: TenantConfig, ctx: CallContext) -> DeliveryPlan:
                 target = action.target_connection
                 if target is not None:
                     connection = config.connections[target]
+                    content = content_of(connection, sensitive)
+                    notice = content == "notice"
                     made = [
                         PlannedDelivery(
                             rule=name,
                             connection=target,
                             provider=connection.provider,
                             role=connection.role or "",
-                            action=action.options(),
+                            # ``content: notice``: stored with the delivery, so a retry
+                            # sends what was decided at acceptance
+                            action={**action.options(), **({"redact": True} if notice else {})},
                             kind=action.kind,
+                            redact=notice,
+                            content="notice" if notice else (
+                                "full" if sensitive and getattr(connection, "content", None)
+                                else None),
                         )
                     ]
                 elif action.escalate is not None:
@@ -494,6 +508,10 @@ def _delivery_line(delivery: PlannedDelivery, zone: ZoneInfo | timezone) -> str:
             head += f" · every {every}" if delivery.digest.every else f" · at {every}"
             if delivery.digest.due_at is not None:
                 head += f" · next {describe(delivery.digest.due_at, zone)}"
-    if delivery.redact:
+    if delivery.content == "notice":
+        head += " · content notice (no subject, body or caller name)"
+    elif delivery.content == "full":
+        head += " · content full (declared)"
+    elif delivery.redact:
         head += " · redacted"
     return f"{head} · rule {delivery.rule}"

@@ -621,10 +621,28 @@ def _url(value: str) -> str:
     return value
 
 
+# Whether a webhook or CRM connection may receive what the caller said
+# (``content: full|notice``); unset: ``notice`` for a sensitive call type, else ``full``.
+# ``notice``: the delivery carries a notice and a signed link, no subject, body,
+# intake answers, caller name or email (sync.payloads.notice_form).
+ContentPermission = Literal["full", "notice"]
+
+
+def content_of(connection: Any, sensitive: bool) -> ContentPermission:
+    """What ``connection`` receives of a message (``sensitive``: its call type's)."""
+    declared = getattr(connection, "content", None)
+    if declared is not None:
+        return declared  # type: ignore[no-any-return]
+    if not isinstance(connection, (WebhookConnection, CrmConnection)):
+        return "full"  # calendars, email, SMS: not a destination of message content here
+    return "notice" if sensitive else "full"
+
+
 class WebhookConnection(_ConnectionBase):
     """POST a signed JSON document to ``url`` (see connectors/webhook.py)."""
 
     provider: Literal["webhook"]
+    content: ContentPermission | None = None
     url: Annotated[str, AfterValidator(_url)]
     timeout_seconds: Annotated[int, Field(ge=1, le=60)] = 10
     headers: Annotated[dict[str, str], BeforeValidator(_empty_dict)] = {}
@@ -673,6 +691,7 @@ class CrmConnection(_SettingsConnection):
     """
 
     mapping: FieldMapping | None = None
+    content: ContentPermission | None = None
 
     def resolved_mapping(self) -> ResolvedMapping:
         return effective_mapping(self.provider, self.mapping)
@@ -1398,6 +1417,15 @@ class Retention(Model):
         return self
 
 
+class PrivacySettings(Model):
+    """``privacy:`` — ``erase_in_crm: true``: ``relais privacy erase`` also deletes the
+    person's records in the tenant's HubSpot and Salesforce connections (HubSpot's GDPR
+    delete, Salesforce's delete of the Contact/Lead), through the outbox
+    (``sync.privacy.crm_erase``)."""
+
+    erase_in_crm: bool = False
+
+
 # --------------------------------------------------------------------------- tenant
 
 
@@ -1453,6 +1481,9 @@ class TenantConfig(Model):
     # ``sms``: a signed link of a sensitive notice shows the message only after a
     # one-time code sent by SMS to the recipient's phone on file (sync.privacy.links).
     link_second_factor: Literal["none", "sms"] = "none"
+    privacy: Annotated[PrivacySettings, BeforeValidator(_empty_dict)] = Field(
+        default_factory=PrivacySettings
+    )
 
     @model_validator(mode="after")
     def _staff_zone(self) -> TenantConfig:

@@ -1222,15 +1222,19 @@ def privacy_erase(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Erase a person's data everywhere in Relais (GDPR art. 17); list where it was sent."""
+    """Erase a person's data everywhere in Relais (GDPR art. 17); list where it was sent,
+    and with ``privacy: {erase_in_crm: true}`` erase them at the CRM too (outbox)."""
     from sync.privacy.subject import erase, find
+    from sync.queue import enqueue_connections
     from sync.store.db import session_scope
 
     person, region = _person(tenant, phone, email)
     if not yes and not typer.confirm(f"erase this person's data in tenant {tenant}?"):
         raise typer.Exit(1)
     with session_scope() as session:
-        result = erase(session, find(session, tenant, person, region), tenant, actor=_actor())
+        found = find(session, tenant, person, region)
+        result = erase(session, found, tenant, actor=_actor())
+    enqueue_connections(found.to_wake)  # after commit: the CRM erasures (privacy.erase_in_crm)
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
@@ -1244,6 +1248,9 @@ def privacy_erase(
                  "id": r.get("external_id") or r.get("remote_id") or r.get("event_id")
                  or r.get("crm_id")} for r in result["sent_to"]]
         listing(rows, {"kind": "kind", "where": "connection", "id": "remote id"}, as_json=False)
+    for crm in result["crm_erasure"]:
+        out.print(f"erasure queued at {crm['connection']} ({crm['provider']}): "
+                  f"{crm['records']} record(s), delivery {crm['delivery_id']}", highlight=False)
 
 
 @privacy_app.command("status")
@@ -1251,7 +1258,9 @@ def privacy_status(
     tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Each tenant's retention periods and its last retention run."""
+    """Each tenant's retention periods, its last retention run and its CRM erasures
+    (``privacy.erase_in_crm``) by delivery status."""
+    from sync.privacy.crm_erase import status as crm_status
     from sync.privacy.retention import status
     from sync.store.db import session_scope
 
@@ -1259,6 +1268,8 @@ def privacy_status(
     require_tenant(tenant)
     with session_scope(readonly=True) as session:
         rows = status(session, tenant)
+        for row in rows:
+            row["crm_erasures"] = crm_status(session, row["tenant"])
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -1266,9 +1277,12 @@ def privacy_status(
              "keep": " ".join(f"{k} {v}" for k, v in r["retention"].items()),
              "last_run": (r["last_run_finished_at"] or "never")[:19],
              "done": ", ".join(f"{k} {v}" for k, v in r["last_run"].items() if v) or "-",
+             "crm": ", ".join(f"{k} {v}" for k, v in sorted(r["crm_erasures"].items()))
+             or "-",
              "error": r["last_error"]} for r in rows]
     listing(flat, {"tenant": "tenant", "keep": "retention", "last_run": "last run",
-                   "done": "last run did", "error": "error"}, as_json=False)
+                   "done": "last run did", "crm": "CRM erasures", "error": "error"},
+            as_json=False)
 
 
 @privacy_app.command("register")

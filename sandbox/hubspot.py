@@ -15,7 +15,8 @@ What it honours:
   expired N second(s) ago.").
 * Objects contacts, companies, notes, calls, meetings, tasks: create (201,
   inline ``associations``), get (``properties``, ``associations``,
-  ``idProperty``), PATCH, archive (204), list with ``after`` paging; batch
+  ``idProperty``), PATCH, archive (204), GDPR delete of contacts (204,
+  permanent), list with ``after`` paging; batch
   create/read/update/upsert/archive (≤ 100 inputs; 200, or 207 with
   ``errors``/``numErrors``); search with filterGroups (EQ NEQ LT LTE GT GTE
   BETWEEN IN NOT_IN HAS_PROPERTY NOT_HAS_PROPERTY CONTAINS_TOKEN
@@ -39,7 +40,7 @@ What it honours:
   and ``-Daily-Remaining`` for private apps) on every authenticated answer.
 
 Not emulated: owners, pipelines, deals/tickets, lists, imports, webhooks
-delivery, GDPR delete, merges, property history, the legacy v1/v2 APIs.
+delivery, merges, property history, the legacy v1/v2 APIs.
 Unverified details (kept as settings or noted inline): the 409 message for
 custom unique properties, the 400 body when paging past 10,000 search
 results, the search 429 body. The daily limit resets at midnight in the account's
@@ -498,6 +499,8 @@ class HubSpotEmulator(Emulator):
         self.store: dict[str, dict[int, _Obj]] = {t: {} for t in OBJECT_TYPE_IDS}
         self._unique: dict[tuple[str, str], dict[str, int]] = {}
         self.assocs: set[tuple[str, int, str, int, int]] = set()
+        # emails a GDPR delete blocked from coming back (not enforced on create: unverified)
+        self.gdpr_blocklist: set[str] = set()
         self._next_id = {t: _ID_BASE[t] + 1 for t in OBJECT_TYPE_IDS}
         self._hits.clear()
         self._search_hits.clear()
@@ -746,6 +749,7 @@ class HubSpotEmulator(Emulator):
                 t, q, _multi(q, "properties"), _multi(q, "associations"), _archived(q)))),
             ("*", base, on(not_allowed)),
             ("POST", base + "/search", on(lambda t, q, p: self._search(t, _dict(p)))),
+            ("POST", base + "/gdpr-delete", on(self._gdpr_delete_endpoint)),
             ("POST", base + "/batch/{action}",
              on(lambda t, q, p, action: self._batch(t, action, _dict(p)))),
             ("GET", base + "/{id}", on(self._read_endpoint)),
@@ -780,6 +784,45 @@ class HubSpotEmulator(Emulator):
         obj = self._lookup(t, id, None)
         if obj is not None:
             self._archive(obj)
+        return HsResponse(204)
+
+    def _gdpr_delete_endpoint(self, t: str, query: dict[str, list[str]],
+                              payload: Any) -> HsResponse:
+        """``POST /crm/v3/objects/contacts/gdpr-delete`` ``{"objectId", "idProperty"?}``
+        → 204, no body: "Permanently delete a contact and all associated content to
+        follow GDPR. Use optional property idProperty set to email to identify contact
+        by email address. If email address is not found, the email address will be added
+        to a blocklist" (https://developers.hubspot.com/docs/api-reference/crm-contacts-v3/
+        basic/post-crm-v3-objects-contacts-gdpr-delete; hubspot-api-client
+        ``crm.contacts.basic_api.purge``, ``PublicGdprDeleteInput``, objectId required).
+        Contacts only. The record leaves the store for good (not archived: no longer
+        readable with ``archived=true``), with its associations. Unverified, kept
+        strict: an unknown id answers 404 ``OBJECT_NOT_FOUND`` like a read."""
+        if t != "contacts":
+            raise HsError(400, f"GDPR delete is only available for contacts, not {t}")
+        body = _dict(payload)
+        object_id = body.get("objectId")
+        if not isinstance(object_id, str) or not object_id:
+            raise HsError(400, "Invalid input JSON on line 1: objectId is required "
+                               "and must be a string")
+        id_property = body.get("idProperty")
+        if id_property is not None and not isinstance(id_property, str):
+            raise HsError(400, "idProperty must be a string")
+        obj = self._lookup(t, object_id, id_property or None)
+        if obj is None:
+            obj = self._lookup(t, object_id, id_property or None, archived=True)
+        if obj is None:
+            if id_property == "email":
+                self.gdpr_blocklist.add(object_id.lower())
+                return HsResponse(204)
+            raise HsError(404, "resource not found", "OBJECT_NOT_FOUND")
+        email = obj.properties.get("email")
+        if not obj.archived:
+            self._archive(obj)
+        del self.store[t][obj.id]
+        if email:
+            self.gdpr_blocklist.add(str(email).lower())
+        self.knobs.count("hs.gdpr_delete")
         return HsResponse(204)
 
     def _list(self, t: str, query: dict[str, list[str]], props: list[str],

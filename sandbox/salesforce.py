@@ -1068,6 +1068,11 @@ class SalesforceEmulator(Emulator):
         return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
     def _delete(self, obj: str, record_id: str) -> None:
+        """``DELETE /sobjects/{Obj}/{id}`` → 204, no body ("Delete a Record",
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/
+        dome_delete_record.htm): the record leaves every query and goes to the Recycle
+        Bin (``queryAll``, ``deleted/``) for up to 15 days; deleting it again → 404
+        ``ENTITY_IS_DELETED``, an unknown id → 404 ``NOT_FOUND``."""
         rec = self._get_live(obj, record_id)
         del self.store[obj][record_id]
         now = self._now_ms()

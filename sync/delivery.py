@@ -54,7 +54,14 @@ from sync.digest import SUMMARY as DIGEST_SUMMARY
 from sync.digest import items as digest_items
 from sync.digest import settle as settle_digest
 from sync.links import ConnectionLinks
-from sync.payloads import appointment_payload, channel_payload, digest_payload, message_payload
+from sync.payloads import (
+    appointment_payload,
+    channel_payload,
+    digest_payload,
+    message_payload,
+    notice_form,
+)
+from sync.privacy.crm_erase import ERASE_ACTION, erase_payload
 from sync.reports.schedule import ACTION as REPORT_ACTION
 from sync.reports.schedule import report_payload
 from sync.settings import Settings, get_settings
@@ -206,6 +213,8 @@ def _payload(
         return notice_payload(tenant.id, tenant.name, delivery)
     if delivery.action == REPORT_ACTION:  # a scheduled report (rendered when written)
         return report_payload(tenant.id, tenant.name, delivery)
+    if delivery.action == ERASE_ACTION:  # a person's records deleted at the CRM
+        return erase_payload(tenant, delivery)
     if delivery.message_id is None and delivery.appointment_id is not None:
         return None
     message = messages.get(delivery.message_id) if delivery.message_id else None
@@ -219,7 +228,10 @@ def _payload(
         "staff": staff,
         "tenant": {"timezone": config.timezone, "phone_region": config.phone_region},
     }
-    return message_payload(tenant, message, delivery, labels)
+    payload = message_payload(tenant, message, delivery, labels)
+    if (delivery.params or {}).get("redact"):  # the connection's ``content: notice``
+        return notice_form(config, tenant, message, payload)
+    return payload
 
 
 def _staff_label(config: Any, staff_id: str | None) -> dict[str, Any] | None:

@@ -39,6 +39,27 @@ def message_payload(
     }
 
 
+def notice_form(config: Any, tenant: Tenant, message: Message,
+                payload: dict[str, Any]) -> dict[str, Any]:
+    """The message payload of a connection whose ``content`` is ``notice``
+    (``params.redact`` on a webhook or CRM delivery): the same document, but
+    ``subject``/``body`` are the built-in notice and its signed link (as Relais's own
+    email/SMS get), ``intake`` is empty and the caller keeps only the key a receiver
+    files the call under (phone, else email): no name, company or other field."""
+    from sync.signed_links import message_link
+
+    words = texts(config)
+    link = message_link(tenant.id, message.id, sensitive=True)
+    msg = dict(payload["message"])
+    caller = msg.get("caller") or {}
+    key = ({"phone": caller["phone"]} if caller.get("phone")
+           else {"email": caller["email"]} if caller.get("email") else {})
+    msg.update(caller=key, intake={}, content="notice", link=link,
+               subject=words["notice_subject"].format(tenant=tenant.name),
+               body=words["notice"].format(urgency=message.urgency, link=link))
+    return {**payload, "message": msg}
+
+
 def appointment_payload(
     tenant: Tenant, delivery: Delivery, labels: dict[str, Any]
 ) -> dict[str, Any]:

@@ -34,7 +34,16 @@ def test_the_record_follows_the_configuration():
                                            "note": "none declared"}
     assert plain["recipients"] == [{"connection": "hook", "role": "notify",
                                     "recipient": "the client's own system (signed webhook)",
-                                    "host": "hooks.example.org"}]
+                                    "host": "hooks.example.org", "content": "full"}]
+    notice = record(load_tenant_config(
+        (FIXTURES / "acme.yaml").read_text().replace("phone_region: FR\n",
+                                                     "phone_region: FR\nsensitive: true\n")
+        + "privacy: {erase_in_crm: true}\n", "acme.yaml",
+        env={"RELAIS_TENANT_ACME_HOOK_URL": "https://hooks.example.org/acme"}))
+    assert notice["recipients"][0]["content"] == "notice"
+    assert any("erasure is also sent to the CRM" in m for m in notice["security"])
+    assert "hook: the client's own system (signed webhook) (notify), hooks.example.org, " \
+        "content notice" in as_text(notice)
     assert {"call_type": "urgence", "question": "Adresse de l'intervention",
             "field": "adresse"} in plain["intake"]
 

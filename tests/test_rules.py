@@ -606,8 +606,11 @@ def test_recipients_resolved_and_deliveries_redacted(law: TenantConfig) -> None:
         ("sms", "", "sms", ["+33612345678"], True),
         ("email", "", "email", ["c.durand@cabinet.example"], True),
         ("email", "", "email", ["p.lefevre@cabinet.example"], True),
-        ("crm", "crm", "salesforce", [], False),
+        # a sensitive call type: the CRM gets the notice too unless it declares
+        # ``content: full`` (issue 15)
+        ("crm", "crm", "salesforce", [], True),
     ]
+    assert plan.deliveries[3].content == "notice"
     assert plan.deliveries[0].action == {
         "kind": "sms",
         "channel": "sms",
@@ -617,7 +620,7 @@ def test_recipients_resolved_and_deliveries_redacted(law: TenantConfig) -> None:
         "staff_id": "claire-durand",
         "on_call": True,
     }
-    assert plan.deliveries[3].action == {}  # a connection delivery, as before
+    assert plan.deliveries[3].action == {"redact": True}  # the notice form, kept with it
     assert plan.sensitive is True
 
 
@@ -648,7 +651,7 @@ def test_sensitivity_follows_the_call_type() -> None:
     assert (plan.sensitive, [(d.kind, d.redact) for d in plan.deliveries]) == (
         True, [("digest", True)])  # fmt: skip
     plan = plan_for(config, CallContext(call_type="garde-a-vue", at=utc(2026, 3, 28, 22, 30)))
-    assert [(d.kind, d.redact) for d in plan.deliveries] == [("escalate", True), ("crm", False)]
+    assert [(d.kind, d.redact) for d in plan.deliveries] == [("escalate", True), ("crm", True)]
 
 
 # --------------------------------------------------------------------------- explain: law firm

@@ -44,9 +44,11 @@ from connectors.base import (
 from connectors.catalog import provider as catalogue
 from connectors.crm import (
     CallerKey,
+    CrmRecord,
     FieldProblem,
     caller_key,
     check_fields,
+    deliver_with_erasures,
     phone_forms,
     render_section,
     same_phone,
@@ -217,8 +219,27 @@ class HubSpotConnector:
             }
         return check_fields(described, wanted, self.id_property)
 
+    # ------------------------------------------------------------------ erasure
+    def erase_records(self, records: Sequence[CrmRecord]) -> None:
+        """HubSpot's GDPR delete of each contact (``POST /crm/v3/objects/contacts/
+        gdpr-delete`` ``{"objectId": id}`` → 204): permanent, with its associations.
+        A contact already gone (404) counts as erased: a retry after a lost answer."""
+        for record in records:
+            if record.object.lower() not in ("contacts", "contact"):
+                raise Rejected(f"HubSpot's GDPR delete erases contacts, not {record.object!r}")
+            try:
+                self._call("GDPR delete", lambda r=record: self.client.crm.contacts.basic_api
+                           .purge({"objectId": r.id}, _preload_content=False))
+            except Rejected as exc:
+                if getattr(exc.__cause__, "status", None) == 404:
+                    continue
+                raise
+
     # ------------------------------------------------------------------ deliver
     def deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
+        return deliver_with_erasures(batch, self, self._deliver)
+
+    def _deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
         work = [_Work(r, caller_key(r.payload)) for r in batch]
         try:
             for w in work:

@@ -88,9 +88,11 @@ from connectors.base import (
 from connectors.catalog import provider
 from connectors.crm import (
     CallerKey,
+    CrmRecord,
     FieldProblem,
     caller_key,
     check_fields,
+    deliver_with_erasures,
     phone_forms,
     render_section,
 )
@@ -120,6 +122,7 @@ TRANSIENT_CODES = frozenset(
 STALE_REFERENCE = frozenset({"INVALID_CROSS_REFERENCE_KEY", "ENTITY_IS_DELETED"})
 GONE = frozenset({"ENTITY_IS_DELETED", "NOT_FOUND", "INVALID_CROSS_REFERENCE_KEY"})
 _API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}")
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")  # it goes into a URL
 APPOINTMENT_ACTIONS = ("appointment.created", "appointment.updated", "appointment.cancelled")
 
 
@@ -406,10 +409,34 @@ class SalesforceConnector:
             }
         return check_fields(described, wanted, self.external_id)
 
+    # ------------------------------------------------------------------ erasure
+    def erase_records(self, records: Sequence[CrmRecord]) -> None:
+        """``DELETE /sobjects/{Contact|Lead}/{id}`` → 204 for each record (it goes to
+        the org's Recycle Bin, emptied after 15 days or by an admin). A record already
+        deleted or unknown (404 ``ENTITY_IS_DELETED``/``NOT_FOUND``) counts as erased:
+        a retry after a lost answer."""
+        for record in records:
+            if record.object not in ("Contact", "Lead") or not _RECORD_ID.fullmatch(record.id):
+                raise Rejected(f"Relais erases Contact and Lead records, not "
+                               f"{record.object}/{record.id}")
+            try:
+                self._call(f"{record.object} delete",
+                           lambda r=record: getattr(self.sf, r.object).delete(r.id))
+            except Rejected as exc:
+                cause = exc.__cause__
+                codes = {str(e.get("errorCode")) for e in _errors_of(
+                    getattr(cause, "content", None))}
+                if getattr(cause, "status", None) == 404 and codes & GONE:
+                    continue
+                raise
+
     # ------------------------------------------------------------------ deliver
     def deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
         if self.problem is not None:
             return [DeliveryResult(r.delivery_id, error=self.problem) for r in batch]
+        return deliver_with_erasures(batch, self, self._deliver)
+
+    def _deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
         work = [_Work(r, _caller_of(r)) for r in batch]
         for w in work:
             if w.action != "message.created" and w.action not in APPOINTMENT_ACTIONS:

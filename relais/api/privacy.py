@@ -14,6 +14,7 @@ from relais.api.deps import DB, Caller, json_body, tenant_for
 from relais.api.errors import ApiError, field_errors, not_found, summary
 from relais.api.openapi import json_request
 from sync.privacy import audit, links, subject
+from sync.queue import enqueue_connections
 from sync.store.db import session_scope
 from sync.store.models import Message
 from sync.tenants import parsed_config
@@ -75,7 +76,9 @@ def erase_person(tenant_id: str, who: Caller,
         region = parsed_config(tenant).phone_region
         person = _person(data, region)
         found = subject.find(session, tenant_id, person, region)
-        return subject.erase(session, found, tenant_id, actor=who.label)
+        result = subject.erase(session, found, tenant_id, actor=who.label)
+    enqueue_connections(found.to_wake)  # after commit: the CRM erasures
+    return result
 
 
 @router.delete("/messages/{message_id}/links")

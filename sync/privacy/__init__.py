@@ -5,4 +5,5 @@
 - :mod:`sync.privacy.audit`: append to and verify the access log.
 - :mod:`sync.privacy.subject`: everything held about one person (export, erase).
 - :mod:`sync.privacy.retention`: purge or redact what the tenant's retention expired.
+- :mod:`sync.privacy.crm_erase`: the erasure issued to the CRM (``privacy.erase_in_crm``).
 """

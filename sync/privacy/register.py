@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors import catalog
+from mappings.schema import content_of
+
 
 def _recipient(provider: str) -> str:
     """The provider in words, from the catalogue (connectors/providers.yaml)."""
@@ -23,6 +25,16 @@ def _recipient(provider: str) -> str:
 def _host(connection: Any) -> str | None:
     url = getattr(connection, "url", None)
     return urlsplit(str(url)).hostname if url else None
+
+
+def _content(connection: Any, config: Any, sensitive_types: list[str]) -> dict[str, str]:
+    """What of a message a webhook or CRM connection receives (``content``)."""
+    if connection.provider not in ("webhook", "hubspot", "salesforce"):
+        return {}
+    kinds = {content_of(connection, config.is_sensitive(c.id)) for c in config.call_types}
+    if len(kinds) == 1:
+        return {"content": kinds.pop()}
+    return {"content": "notice for " + ", ".join(sensitive_types) + "; full otherwise"}
 
 
 def record(config: Any) -> dict[str, Any]:
@@ -39,7 +51,7 @@ def record(config: Any) -> dict[str, Any]:
         purposes.append("reach the person on call for urgent calls (escalation ladders: "
                         + ", ".join(sorted(config.escalations)) + ")")
     recipients = [{"connection": name, "recipient": _recipient(c.provider),
-                   "role": c.role, "host": _host(c)}
+                   "role": c.role, "host": _host(c), **_content(c, config, sensitive_types)}
                   for name, c in sorted(config.connections.items())]
     data = ["caller identity: name, phone number, email, company",
             "what the call is about: subject, message, callback requested, urgency",
@@ -79,6 +91,8 @@ def record(config: Any) -> dict[str, Any]:
             "signed links to messages: expiring, revocable per message"
             + (", one-time code by SMS" if config.link_second_factor == "sms" else ""),
             "retention applied hourly (relais privacy status)",
+            *(["an erasure is also sent to the CRM (HubSpot GDPR delete, Salesforce delete)"]
+              if config.privacy.erase_in_crm else []),
         ],
     }
 
@@ -95,7 +109,8 @@ def as_text(doc: dict[str, Any]) -> str:
     lines += ["", "Special categories: " + special["note"]]
     lines += ["", "Recipients:"] + [
         f"  - {r['connection']}: {r['recipient']} ({r['role']})"
-        + (f", {r['host']}" if r["host"] else "") for r in doc["recipients"]]
+        + (f", {r['host']}" if r["host"] else "")
+        + (f", content {r['content']}" if r.get("content") else "") for r in doc["recipients"]]
     lines += ["", "Retention:"] + [f"  - {k}: {v}" for k, v in doc["retention"].items()]
     lines += ["", "Security measures:"] + [f"  - {m}" for m in doc["security"]]
     return "\n".join(lines)

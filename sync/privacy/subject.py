@@ -121,6 +121,8 @@ class Found:
     conflicts: list[SyncConflict] = field(default_factory=list)
     access: list[AccessLogEntry] = field(default_factory=list)
     connections: dict[str, Connection] = field(default_factory=dict)
+    # Connections given an erasure delivery (crm_erase): to wake after commit.
+    to_wake: list[str] = field(default_factory=list)
 
     def names(self) -> set[str]:
         """The person's names as held (to check nothing else quotes them)."""
@@ -173,8 +175,13 @@ def find(session: Session, tenant_id: str, person: Person, region: str | None) -
         .order_by(Delivery.created_at, Delivery.id)))
     dlv_ids = [d.id for d in found.deliveries]
     local = msg_ids + apt_ids + dlv_ids + sorted(contact_ids)
+    # The CRM connectors link a caller by key ("tel:+33…", "mail:…") to its record.
+    keys = [k for k in (f"tel:{person.phone}" if person.phone else None,
+                        f"mail:{person.email}" if person.email else None) if k]
     found.links = list(session.scalars(select(ExternalLink).where(
-        ExternalLink.tenant_id == tenant_id, _in(ExternalLink.local_id, local))))
+        ExternalLink.tenant_id == tenant_id,
+        _in(ExternalLink.local_id, local)
+        | ((ExternalLink.local_type == "caller") & _in(ExternalLink.local_id, keys)))))
     found.events = list(session.scalars(select(AuditEvent).where(
         AuditEvent.tenant_id == tenant_id, _in(AuditEvent.subject_id, local))
         .order_by(AuditEvent.id)))
@@ -214,7 +221,9 @@ def sent_to(found: Found) -> list[dict[str, Any]]:
                         **_destination(found.connections.get(d.connection_id))})
     for link in found.links:
         out.append({"kind": "record", "remote_type": link.remote_type,
-                    "remote_id": link.remote_id, "local_id": link.local_id,
+                    "remote_id": link.remote_id,
+                    # a caller link's local id is the phone or email: not repeated
+                    "local_id": "caller" if link.local_type == "caller" else link.local_id,
                     **_destination(found.connections.get(link.connection_id))})
     for a in found.appointments:
         if a.event_id:
@@ -327,6 +336,12 @@ def erase(session: Session, found: Found, tenant_id: str, *, actor: str) -> dict
         e.detail = needles.scrub(e.detail or {})
     for c in found.conflicts:
         c.relais_value, c.calendar_value = None, None
+    crm = _erase_in_crm(session, found, tenant_id)
+    # A caller link's local id is the person's phone or email ("tel:+33…"): it goes too
+    # (a later call from them searches the CRM again).
+    caller_links = [link.id for link in found.links if link.local_type == "caller"]
+    if caller_links:
+        session.execute(delete(ExternalLink).where(ExternalLink.id.in_(caller_links)))
     contact_ids = [c.id for c in found.contacts]
     if contact_ids:
         session.execute(delete(DirectoryPhone).where(DirectoryPhone.contact_id.in_(contact_ids)))
@@ -341,10 +356,26 @@ def erase(session: Session, found: Found, tenant_id: str, *, actor: str) -> dict
               "pending_cancelled": cancelled, "history_events": len(found.events)}
     ref = found.person.ref()
     audit.append(session, tenant_id, actor=actor, action="privacy.erase", subject_type="person",
-                 subject_id=ref, detail={"counts": counts, "in_flight": in_flight})
+                 subject_id=ref, detail={"counts": counts, "in_flight": in_flight,
+                                         "crm_erasures": [c["delivery_id"] for c in crm]})
     session.flush()
     return {"tenant": tenant_id, "person_ref": ref, "erased": counts,
-            "in_flight_not_erased": in_flight, "sent_to": destinations}
+            "in_flight_not_erased": in_flight, "sent_to": destinations, "crm_erasure": crm}
+
+
+def _erase_in_crm(session: Session, found: Found, tenant_id: str) -> list[dict[str, Any]]:
+    """With ``privacy.erase_in_crm``: the erasure deliveries written (crm_erase)."""
+    from sync.outbox import mark_wake
+    from sync.privacy.crm_erase import write_erasures
+    from sync.tenants import get_tenant, parsed_config
+
+    if not parsed_config(get_tenant(session, tenant_id)).privacy.erase_in_crm:
+        return []
+    deliveries = write_erasures(session, found, tenant_id)
+    found.to_wake = mark_wake(session, [d.connection_id for d in deliveries])
+    return [{"delivery_id": d.id, "connection": found.connections[d.connection_id].name,
+             "provider": found.connections[d.connection_id].provider,
+             "records": len(d.params["records"]), "status": d.status} for d in deliveries]
 
 
 def export(session: Session, tenant_id: str, person: Person, region: str | None, *,
