@@ -6,8 +6,10 @@ asserts on what the hub stored or what landed in the sandboxes, not on the page 
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from conftest import FIXTURES, wait_until
+from conftest import FIXTURES, ROOT, wait_until
 from sqlalchemy import select
 from test_console_browser import CHROMIUM, chromium, serious_violations, sign_in  # noqa: F401
 
@@ -72,6 +74,7 @@ def admin_hub(env, monkeypatch, spawn, hubspot_emulator, google_emulator, receiv
                     tenant_id=TENANT)
         create_user(session, "sophie@permanence.test", "Sophie", "secretary", PASSWORD,
                     tenants=[TENANT])
+        create_user(session, "ops@permanence.test", "Opérateur", "operator", PASSWORD)
     spawn(["serve", "--port", str(port)], env, ready="Uvicorn running")
     spawn(["worker", "--concurrency", "1"], env, ready="ready.")
     return base
@@ -100,6 +103,8 @@ def test_tenant_admin_connects_hubspot_and_google(admin_hub, chromium):  # noqa:
     assert "active" in page.inner_text("#conn-hubspot") and "Reconnecter" in page.inner_text(
         "#conn-agenda")
     assert serious_violations(page) == []
+    if os.environ.get("RELAIS_SCREENSHOTS"):  # the README's picture, on demand
+        page.screenshot(path=str(ROOT / "docs" / "screenshots" / "console-connections.png"))
 
     # A refused consent comes back as a readable reason, never as JSON.
     page.goto(admin_hub + "/oauth/callback?state=forged&code=x")
@@ -208,6 +213,15 @@ def test_dead_delivery_is_replayed_from_the_page_and_lands(admin_hub, chromium,
     wait_until(lambda: status() == "dead", 30, "the delivery dead")
     assert receiver.unique == 0
     receiver.status_override = None
+
+    operator = chromium.new_context(bypass_csp=True).new_page()  # the tenants' health
+    sign_in(operator, admin_hub, "ops@permanence.test", "/tenants")
+    row = operator.locator(f"#tenant-{TENANT}")
+    assert row.get_attribute("data-healthy") == "no"
+    cells = row.locator("td")
+    assert cells.nth(1).inner_text() == "1"  # one dead letter
+    assert cells.nth(3).inner_text() == "agenda, hubspot"  # never connected
+    assert serious_violations(operator) == []
 
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     page = context.new_page()

@@ -46,7 +46,7 @@ from sync.delivery import replay_dead
 from sync.lists import DELIVERY_STATUSES, BadFilter, Filters, list_deliveries
 from sync.queue import enqueue_connections
 from sync.store.db import session_scope
-from sync.store.models import Connection, Delivery, Tenant
+from sync.store.models import Connection, Delivery, Tenant, utcnow
 from sync.tenants import apply_config, parsed_config
 
 router = APIRouter(include_in_schema=False)
@@ -366,3 +366,57 @@ async def replay_one(request: Request, tenant_id: str, delivery_id: str) -> HTML
     viewer = await viewer_of(request)
     await checked_form(request, viewer)
     return await _replay(request, viewer, tenant_id, [delivery_id])
+
+
+# -------------------------------------------------------------------------- tenants
+
+@dataclass
+class TenantHealth:
+    id: str
+    name: str
+    dead: int
+    pending: int
+    needs_auth: list[str]  # connections needing (re-)authorisation
+    paused: list[str]  # connections paused by a provider's limit, now
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.dead or self.needs_auth or self.paused)
+
+
+def tenants_health(session: Session) -> list[TenantHealth]:
+    """Every tenant with what needs the operator: dead letters, connections to
+    authorise again or never connected, connections paused now."""
+    now = utcnow()
+    counts = {(tid, status): n for tid, status, n in session.execute(
+        select(Delivery.tenant_id, Delivery.status, func.count())
+        .where(Delivery.status.in_(("dead", "pending")))
+        .group_by(Delivery.tenant_id, Delivery.status))}
+    connections: dict[str, list[Connection]] = {}
+    for row in session.scalars(select(Connection).where(Connection.status != "disabled")
+                               .order_by(Connection.name)):
+        connections.setdefault(row.tenant_id, []).append(row)
+    out = []
+    for tenant in session.scalars(select(Tenant).order_by(Tenant.name)):
+        rows = connections.get(tenant.id, [])
+        out.append(TenantHealth(
+            tenant.id, tenant.name, counts.get((tenant.id, "dead"), 0),
+            counts.get((tenant.id, "pending"), 0),
+            [c.name for c in rows if c.status in ("needs_reauth", "not_connected")],
+            [c.name for c in rows if c.paused_until is not None and c.paused_until > now]))
+    return out
+
+
+@router.get("/tenants")
+async def tenants_page(request: Request) -> HTMLResponse:
+    """The operator's tenants with their health at a glance; 404 for anyone else."""
+    viewer = await viewer_of(request)
+    if viewer.role != "operator":
+        raise ConsoleError(404, "not_found")
+
+    def load() -> list[TenantHealth]:
+        with session_scope(readonly=True) as session:
+            return tenants_health(session)
+
+    return render(request, "admin_tenants.html", {"tenants": await run_in_threadpool(load)},
+                  viewer=viewer)
