@@ -1,6 +1,6 @@
 """The client IT admin's pages: connections (connect, reconnect, disconnect),
-configuration (validate, diff, apply, history, rollback) and deliveries (filter,
-dead letters, replay).
+configuration (validate, diff, apply, history, rollback), deliveries (filter,
+dead letters, replay), the rules tester; and the operator's tenants with their health.
 
 Invariants:
 
@@ -32,6 +32,8 @@ from starlette.concurrency import run_in_threadpool
 
 from connectors.base import TransientError
 from mappings.errors import ConfigError
+from mappings.plan import PlanError, explain_text, plan_for
+from mappings.rules import CallContext
 from relais.console.web import (
     ConsoleError,
     Viewer,
@@ -420,3 +422,44 @@ async def tenants_page(request: Request) -> HTMLResponse:
 
     return render(request, "admin_tenants.html", {"tenants": await run_in_threadpool(load)},
                   viewer=viewer)
+
+
+# ----------------------------------------------------------------------- rules tester
+
+@router.get("/t/{tenant_id}/rules")
+async def rules_tester(request: Request, tenant_id: str) -> HTMLResponse:
+    """A call type, an instant, a staff member, an urgency → what the rules would do
+    and why (``mappings.plan.plan_for``, the engine of ``POST …/rules/explain``).
+    Reads only: a GET form. ``at`` is a local time in the tenant's zone."""
+    viewer = await viewer_of(request)
+    params = dict(request.query_params)
+
+    def run() -> dict[str, Any]:
+        with session_scope(readonly=True) as session:
+            tenant = admin_tenant(session, viewer, tenant_id)
+        config = parsed_config(tenant)
+        context: dict[str, Any] = {"tenant": tenant, "config": config, "section": "rules",
+                                   "form": params, "plan": None, "text": "", "error": None,
+                                   "urgencies": ("low", "normal", "high", "urgent")}
+        if not params.get("call_type"):
+            return context
+        at = utcnow()
+        if params.get("at"):
+            try:
+                at = datetime.fromisoformat(params["at"]).replace(tzinfo=config.zone)
+            except ValueError:
+                context["error"] = f"at: {params['at']!r} is not a date and time"
+                return context
+        known = {"yes": True, "no": False}.get(params.get("known", ""))
+        try:
+            plan = plan_for(config, CallContext(
+                call_type=params["call_type"], urgency=params.get("urgency") or None, at=at,
+                known_contact=known, staff_id=params.get("staff") or None, intake={}))
+        except PlanError as exc:
+            context["error"] = str(exc)
+            return context
+        context.update(plan=plan, text=explain_text(plan))
+        return context
+
+    context = await run_in_threadpool(run)
+    return render(request, "admin_rules.html", context, 422 if context["error"] else 200, viewer)
