@@ -39,7 +39,7 @@ def client_of(email: str) -> tuple[TestClient, str]:
 
 
 def test_only_the_tenant_admin_and_the_operator_reach_the_admin_pages(tenant):
-    pages = ("connections", "config", "deliveries", "rules")
+    pages = ("connections", "config", "deliveries", "rules", "keys")
     secretary, _ = client_of("s@a.test")
     for page in pages:
         assert secretary.get(f"/t/{T}/{page}").status_code == 404, page
@@ -101,3 +101,26 @@ def test_deliveries_filters_and_an_empty_replay(tenant):
                       data={"csrf_token": csrf}).status_code == 422  # a webhook: no OAuth
     assert admin.post(f"/t/{T}/connections/nope/connect",
                       data={"csrf_token": csrf}).status_code == 404
+
+
+def test_api_keys_are_shown_once_work_and_are_revoked(tenant):
+    admin, csrf = client_of("it@a.test")
+    made = admin.post(f"/t/{T}/keys", data={"name": "crm sync", "role": "admin",
+                                            "csrf_token": csrf})
+    assert made.status_code == 200
+    key = made.text.split('<code id="new-key">')[1].split("<")[0]
+    key_id = key.split("_")[1]
+    api = TestClient(create_app())
+    headers = {"Authorization": f"Bearer {key}"}
+    assert api.get(f"/v1/tenants/{T}/connections", headers=headers).status_code == 200
+    listed = admin.get(f"/t/{T}/keys").text
+    assert f'id="key-{key_id}"' in listed and key not in listed  # the secret: once only
+    assert admin.post(f"/t/{T}/keys", data={"role": "operator", "csrf_token": csrf}
+                      ).status_code == 422
+    ops, ops_csrf = client_of("ops@a.test")
+    other = ops.post("/t/elsewhere/keys/" + key_id + "/revoke", data={"csrf_token": ops_csrf})
+    assert other.status_code == 404
+    assert admin.post(f"/t/{T}/keys/{key_id}/revoke", data={}).status_code == 403
+    gone = admin.post(f"/t/{T}/keys/{key_id}/revoke", data={"csrf_token": csrf})
+    assert gone.status_code == 200 and "révoquée" in gone.text
+    assert api.get(f"/v1/tenants/{T}/connections", headers=headers).status_code == 401

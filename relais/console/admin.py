@@ -1,6 +1,7 @@
 """The client IT admin's pages: connections (connect, reconnect, disconnect),
 configuration (validate, diff, apply, history, rollback), deliveries (filter,
-dead letters, replay), the rules tester; and the operator's tenants with their health.
+dead letters, replay), the rules tester, API keys (shown once, revoked); and
+the operator's tenants with their health.
 
 Invariants:
 
@@ -34,6 +35,7 @@ from connectors.base import TransientError
 from mappings.errors import ConfigError
 from mappings.plan import PlanError, explain_text, plan_for
 from mappings.rules import CallContext
+from relais.auth import create_key, revoke_key
 from relais.console.web import (
     ConsoleError,
     Viewer,
@@ -48,7 +50,7 @@ from sync.delivery import replay_dead
 from sync.lists import DELIVERY_STATUSES, BadFilter, Filters, list_deliveries
 from sync.queue import enqueue_connections
 from sync.store.db import session_scope
-from sync.store.models import Connection, Delivery, Tenant, utcnow
+from sync.store.models import ApiKey, Connection, Delivery, Tenant, utcnow
 from sync.tenants import apply_config, parsed_config
 
 router = APIRouter(include_in_schema=False)
@@ -463,3 +465,64 @@ async def rules_tester(request: Request, tenant_id: str) -> HTMLResponse:
 
     context = await run_in_threadpool(run)
     return render(request, "admin_rules.html", context, 422 if context["error"] else 200, viewer)
+
+
+# -------------------------------------------------------------------------- API keys
+
+KEY_ROLES = ("admin", "secretary")  # a tenant's keys; operator keys stay on the CLI
+
+
+def _keys_context(viewer: Viewer, tenant_id: str,
+                  notice: dict[str, str] | None = None) -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        tenant = admin_tenant(session, viewer, tenant_id)
+        keys = list(session.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant_id)
+                                    .order_by(ApiKey.created_at.desc())))
+    return {"tenant": tenant, "zone": _zone(tenant), "keys": keys, "roles": KEY_ROLES,
+            "notice": notice or {}, "section": "keys"}
+
+
+@router.get("/t/{tenant_id}/keys")
+async def keys_page(request: Request, tenant_id: str) -> HTMLResponse:
+    viewer = await viewer_of(request)
+    context = await run_in_threadpool(_keys_context, viewer, tenant_id)
+    return render(request, "admin_keys.html", context, viewer=viewer)
+
+
+@router.post("/t/{tenant_id}/keys")
+async def create_key_page(request: Request, tenant_id: str) -> HTMLResponse:
+    """A new key of the tenant (``relais.auth.create_key``), shown once, never again."""
+    viewer = await viewer_of(request)
+    form = await checked_form(request, viewer)
+    role, name = form.get("role", ""), form.get("name", "").strip()[:100]
+
+    def run() -> dict[str, str]:
+        if role not in KEY_ROLES:
+            return {"error": f"role must be one of {', '.join(KEY_ROLES)}"}
+        with session_scope() as session:
+            admin_tenant(session, viewer, tenant_id)
+            return {"key": create_key(session, role, tenant_id, name or actor(viewer))}
+
+    notice = await run_in_threadpool(run)
+    context = await run_in_threadpool(_keys_context, viewer, tenant_id, notice)
+    return render(request, "admin_keys.html", context, 422 if "error" in notice else 200,
+                  viewer)
+
+
+@router.post("/t/{tenant_id}/keys/{key_id}/revoke")
+async def revoke_key_page(request: Request, tenant_id: str, key_id: str) -> HTMLResponse:
+    viewer = await viewer_of(request)
+    await checked_form(request, viewer)
+
+    def run() -> dict[str, str]:
+        with session_scope() as session:
+            admin_tenant(session, viewer, tenant_id)
+            row = session.get(ApiKey, key_id)
+            if row is None or row.tenant_id != tenant_id:  # another tenant's: as missing
+                raise ConsoleError(404, "not_found")
+            revoke_key(session, key_id)
+            return {"revoked": key_id}
+
+    notice = await run_in_threadpool(run)
+    context = await run_in_threadpool(_keys_context, viewer, tenant_id, notice)
+    return render(request, "admin_keys.html", context, viewer=viewer)
