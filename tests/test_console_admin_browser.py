@@ -183,6 +183,21 @@ def test_tenant_admin_fixes_applies_and_rolls_back_the_yaml(admin_hub, chromium)
         tenant = session.get(Tenant, TENANT)
         assert tenant.name == "Cabinet Admin" and tenant.config_version == 3
     assert "rétablit la version 1" in page.inner_text("#versions tr[data-version='3']")
+
+    # The rules tester and the API keys page, by keyboard-reachable forms; axe on both.
+    page.click(".tabs a[href$='/rules']")
+    page.select_option("#r-call-type", "message")
+    page.fill("#r-at", "2026-12-02T10:00")
+    page.click("#rules-form button")
+    page.wait_for_selector("#explain")
+    assert "hook" in page.inner_text("#explain") and "tout-au-webhook" in page.inner_text(
+        "#trace")
+    assert serious_violations(page) == []
+    page.click(".tabs a[href$='/keys']")
+    page.fill("#key-name", "export")
+    page.click("form[action$='/keys'] button")
+    assert page.inner_text("#new-key").startswith("rls_")
+    assert serious_violations(page) == []
     context.close()
 
 
