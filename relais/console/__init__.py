@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from relais.console import desk, people
+from relais.console import booking, client, desk, people
 from relais.console.web import (
     COOKIE,
     HERE,
@@ -50,3 +50,5 @@ def install(app: Any) -> None:
     app.include_router(router)
     app.include_router(desk.router)
     app.include_router(people.router)
+    app.include_router(booking.router)
+    app.include_router(client.router)
