@@ -124,6 +124,7 @@ MERGED = {
     "0013_admin_lists_versions_apps.py": "6c6347f52a4243e2",
     "0014_calls_and_reports.py": "d3a43f209f544ad8",
     "0015_privacy.py": "3349475ac80994d8",  # re-chained to 0014 at merge: recompute
+    "0017_console_message_marks.py": "5ac7cfc8120369c9",
 }
 
 
