@@ -88,3 +88,58 @@ def test_two_secretaries_race_for_the_first_free_slot(booking_hub, chromium,  # 
     first.close()
     second.close()
 
+
+
+def test_move_and_cancel_from_the_appointment_list(env, hub_clock, google_emulator,  # noqa: F811
+                                                   monkeypatch):
+    """In process: book from the grid, move from the list (the event follows), cancel
+    (the event goes); another tenant's secretary gets 404; no CSRF token: 403."""
+    from test_console_users import PASSWORD as USER_PASSWORD
+    from test_console_users import csrf_of, hook_tenant, signed_in_client
+
+    from sync.tenants import apply_config
+
+    hub_clock(MONDAY, ticking=True)
+    setup_tenant(google_emulator, monkeypatch)
+    with session_scope() as session:
+        apply_config(session, hook_tenant("elsewhere", "04 72 00 00 99"), "e.yaml", actor="t")
+        create_user(session, "s@r.test", "Sophie", "secretary", USER_PASSWORD,
+                    tenants=[TENANT])
+        create_user(session, "o@r.test", "Other", "secretary", USER_PASSWORD,
+                    tenants=["elsewhere"])
+    client, _ = signed_in_client("s@r.test")
+    grid = client.get(f"/t/{TENANT}/book?type=consultation&staff=claire")
+    assert grid.status_code == 200 and 'id="week-grid"' in grid.text
+    key = grid.text.split('name="idempotency_key" value="')[1].split('"')[0]
+    form = {"csrf_token": csrf_of(grid.text), "idempotency_key": key, "type": "consultation",
+            "staff": "claire", "tz": "Europe/Paris", "slot": "2027-01-12T10:00:00+01:00",
+            "name": "Jeanne Martin", "phone": "0612345678"}
+    assert client.post(f"/t/{TENANT}/book", data={**form, "csrf_token": ""}).status_code == 403
+    booked = client.post(f"/t/{TENANT}/book", data=form)
+    assert booked.status_code == 200 and "12/01/2027 10:00" in booked.text
+    assert client.post(f"/t/{TENANT}/book", data=form).status_code == 200  # same key: once
+    [event] = live_events(google_emulator, CLAIRE)
+    listing = client.get(f"/t/{TENANT}/appointments").text
+    appointment_id = listing.split("/book?move=")[1].split('"')[0]
+
+    move = client.get(f"/t/{TENANT}/book?move={appointment_id}")
+    assert move.status_code == 200 and "Déplacer le rendez-vous" in move.text
+    moved = client.post(f"/t/{TENANT}/book", data={
+        "csrf_token": csrf_of(move.text), "move": appointment_id, "tz": "Europe/Paris",
+        "slot": "2027-01-13T14:00:00+01:00"})
+    assert moved.status_code == 200 and "13/01/2027 14:00" in moved.text
+    [after] = live_events(google_emulator, CLAIRE)
+    assert after["id"] == event["id"] and after["start"]["dateTime"].startswith(
+        "2027-01-13T14:00")
+
+    other, _ = signed_in_client("o@r.test")
+    assert other.get(f"/t/{TENANT}/appointments").status_code == 404
+    assert other.get(f"/t/{TENANT}/book").status_code == 404
+    refused = other.post(f"/t/{TENANT}/appointments/{appointment_id}/cancel",
+                         data={"csrf_token": csrf_of(other.get("/desk").text)})
+    assert refused.status_code == 404 and len(live_events(google_emulator, CLAIRE)) == 1
+
+    cancelled = client.post(f"/t/{TENANT}/appointments/{appointment_id}/cancel",
+                            data={"csrf_token": csrf_of(listing)})
+    assert cancelled.status_code == 200 and "cancelled" in cancelled.text
+    assert live_events(google_emulator, CLAIRE) == []
