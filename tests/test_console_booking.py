@@ -5,7 +5,9 @@ page has no serious or critical accessibility violation (axe-core)."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -60,8 +62,11 @@ def test_two_secretaries_race_for_the_first_free_slot(booking_hub, chromium,  # 
     assert picked == page2.get_attribute("#week-grid input[name=slot]:checked", "value")
     assert picked.startswith("2027-01-11T09:00")  # the first free slot of the week
     assert serious_violations(page1) == []
-
     page1.fill("#caller-name", "Jeanne Martin")
+    if os.environ.get("RELAIS_SCREENSHOTS"):  # the README's (docs/screenshots/)
+        page1.screenshot(path=str(Path(os.environ["RELAIS_SCREENSHOTS"])
+                                  / "console-booking.png"), full_page=True)
+
     page1.click("#confirm")
     page1.wait_for_selector("#booked")
     assert "11/01/2027 09:00" in page1.inner_text("#booked")
