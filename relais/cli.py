@@ -757,6 +757,8 @@ def demo(
         str | None,
         typer.Option(help="run as if it were then, e.g. 2026-12-02T16:18:00+01:00 (hub clock)"),
     ] = None,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="then keep the hub, sandboxes and console running until Ctrl-C")] = False,
 ) -> None:
     """The main job: API, worker and beat as real processes, a day of calls, every
     delivery settled. Exits non-zero if anything was lost or duplicated."""
@@ -771,7 +773,8 @@ def demo(
     if start is not None and start.utcoffset() is None:
         fail(f"--at {at!r} needs a UTC offset (e.g. +01:00)")
     try:
-        code = run_demo(calls=calls, workers=workers, timeout=timeout, console=out, at=start)
+        code = run_demo(calls=calls, workers=workers, timeout=timeout, console=out, at=start,
+                        serve=serve)
     except RuntimeError as exc:
         err.print(f"[bold red]demo failed:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -235,9 +235,12 @@ def _prepare_home() -> Path:
 
 
 def run_demo(
-    calls: int, workers: int, timeout: float, console: Console, at: datetime | None = None
+    calls: int, workers: int, timeout: float, console: Console, at: datetime | None = None,
+    serve: bool = False,
 ) -> int:
     """Run the main job; ``at`` is the hub's now when the scenario starts (it keeps ticking).
+    ``serve``: then keep everything running with the console until Ctrl-C
+    (:mod:`relais.demo_console`).
 
     ``at`` is injected, not faked: ``RELAIS_CLOCK_OFFSET`` reaches the API, worker and
     beat started here, and this process's clock is set the same way (``sync.clock``).
@@ -255,6 +258,8 @@ def run_demo(
         clock.install(clock.from_environment())
     home = _prepare_home()
     os.environ["RELAIS_ALLOW_PRIVATE_URLS"] = "1"  # the sandboxes listen on 127.0.0.1
+    if serve:  # the console over plain http on 127.0.0.1: cookies without Secure
+        os.environ["RELAIS_CONSOLE_INSECURE_COOKIES"] = "1"
     reset_settings()
     logs = home / "logs"
     logs.mkdir(exist_ok=True)
@@ -310,7 +315,7 @@ def run_demo(
         _wait_healthy(base, procs)
         night = night_emergencies(configs)
         posted = _post_calls(base, keys, day_of_calls(configs, calls) + night, console, procs)
-        return _settle_and_report(
+        code = _settle_and_report(
             started,
             posted,
             posted[len(posted) - len(night) :],
@@ -322,6 +327,11 @@ def run_demo(
             procs,
             (Connection, Delivery, Message, session_scope),
         )
+        if serve:
+            from relais.demo_console import serve_until_interrupted
+
+            serve_until_interrupted(base, configs, console, procs.check, crm)
+        return code
     finally:
         procs.stop()
         receiver.stop()

@@ -123,7 +123,8 @@ MERGED = {
     "0016_pull_cursors.py": "ca350cfbf22df105",
     "0013_admin_lists_versions_apps.py": "6c6347f52a4243e2",
     "0014_calls_and_reports.py": "a81f2342f1480322",
-    "0015_privacy.py": "1b752829fdadd228",  # re-chained to 0014 at merge: recompute
+    "0015_privacy.py": "1b752829fdadd228",
+    "0017_console_message_marks.py": "5ac7cfc8120369c9",
 }
 
 

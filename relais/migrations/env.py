@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import relais.console.client  # noqa: F401
 import relais.console.users  # noqa: F401
 import relais.replay  # noqa: F401
 import sync.store.busy_models  # noqa: F401

@@ -51,3 +51,11 @@ document.addEventListener("htmx:sendError", function () {
   var flash = document.getElementById("flash");
   if (flash) { flash.textContent = flash.dataset.failed; }
 });
+
+// Booking grid: the slots are one radio group (arrow keys move); Enter books the one picked.
+document.addEventListener("keydown", function (event) {
+  if (event.key !== "Enter" || !event.target.matches || !event.target.matches("input[name=slot]")) { return; }
+  event.preventDefault();
+  event.target.checked = true;
+  event.target.form.requestSubmit();
+});
