@@ -45,7 +45,13 @@ from relais.console.web import (
     visible_tenant,
 )
 from sync.config_versions import UnknownVersion, dry_run, history, rollback
-from sync.connections import OAUTH_PROVIDERS, ConnectError, disconnect, start_authorization
+from sync.connections import (
+    NOT_FOUND,
+    OAUTH_PROVIDERS,
+    ConnectError,
+    disconnect,
+    start_authorization,
+)
 from sync.delivery import replay_dead
 from sync.lists import DELIVERY_STATUSES, BadFilter, Filters, list_deliveries
 from sync.queue import enqueue_connections
@@ -152,7 +158,7 @@ async def connect(request: Request, tenant_id: str, name: str) -> HTMLResponse:
                 row = session.get(Tenant, tenant_id)
                 return started.url, row.name if row else tenant_id
         except ConnectError as exc:
-            if exc.status == 404:
+            if exc.code == NOT_FOUND:
                 raise ConsoleError(404, "not_found") from None
             return str(exc)
 
@@ -177,7 +183,7 @@ async def disconnect_page(request: Request, tenant_id: str, name: str) -> HTMLRe
                 done = disconnect(session, tenant_id, name, actor=actor(viewer))
                 return {"disconnected": done.connection.name, "note": done.note}
         except ConnectError as exc:
-            if exc.status == 404:
+            if exc.code == NOT_FOUND:
                 raise ConsoleError(404, "not_found") from None
             return {"error": str(exc)}
         except TransientError as exc:
