@@ -23,6 +23,8 @@ class ProviderSpec(BaseModel):
     name: str
     # Who receives the data, in words (the tenant's record of processing, GDPR art. 30).
     recipient: str = ""
+    # The CRM objects that hold a person, first the default (an erasure deletes them).
+    person_objects: list[str] = []
     auth_mode: str  # "oauth2" or "none"
     authorization_url: str | None = None
     token_url: str | None = None

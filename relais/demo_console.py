@@ -52,6 +52,7 @@ def known_caller(crm: Any, configs: list[TenantConfig]) -> str | None:
     pull, as ``relais sync run`` does). The screen-pop URL, or None."""
     from sqlalchemy import select
 
+    from mappings.schema import SalesforceConnection
     from sync.contacts import pull_connection
     from sync.store.db import session_scope
     from sync.store.models import Connection
@@ -59,9 +60,13 @@ def known_caller(crm: Any, configs: list[TenantConfig]) -> str | None:
     for config in configs:
         if not config.forwarding_numbers:
             continue
+        # The contact goes into the Salesforce sandbox: the tenant's connection to it.
+        names = [n for n, c in config.connections.items() if isinstance(c, SalesforceConnection)]
+        if not names:
+            continue
         with session_scope(readonly=True) as session:
             found = session.scalar(select(Connection.id).where(
-                Connection.tenant_id == config.id, Connection.provider == "salesforce"))
+                Connection.tenant_id == config.id, Connection.name == names[0]))
         if found is None:
             continue
         crm.salesforce.insert("Contact", {"FirstName": "Jeanne", "LastName": "Martin",

@@ -20,11 +20,20 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from connectors import catalog
 from connectors.crm import ERASE_ACTION
 from sync.store.models import Delivery, Tenant
 
-ERASE_PROVIDERS = ("hubspot", "salesforce")
-PERSON_OBJECTS = {"hubspot": ("contacts", "contact"), "salesforce": ("Contact", "Lead")}
+
+def _person_objects(provider: str) -> list[str]:
+    """The provider's objects that hold a person (the catalogue's ``person_objects``;
+    none: the provider keeps no person records we can erase)."""
+    try:
+        return catalog.provider(provider).person_objects
+    except LookupError:
+        return []
+
+
 RULE = "privacy.erase"
 
 
@@ -34,16 +43,17 @@ def records_by_connection(found: Any) -> dict[str, list[dict[str, str]]]:
     out: dict[str, set[tuple[str, str]]] = {}
     for link in found.links:
         conn = found.connections.get(link.connection_id)
-        if conn is None or conn.provider not in ERASE_PROVIDERS:
+        if conn is None or not _person_objects(conn.provider):
             continue
-        if link.local_type == "caller" and link.remote_type in PERSON_OBJECTS[conn.provider]:
+        if link.local_type == "caller" and link.remote_type in _person_objects(conn.provider):
             out.setdefault(conn.id, set()).add((link.remote_type, link.remote_id))
     for contact in found.contacts:
         conn = found.connections.get(contact.connection_id)
-        if conn is None or conn.provider not in ERASE_PROVIDERS or not contact.crm_id:
+        objects = _person_objects(conn.provider) if conn is not None else []
+        if not objects or not contact.crm_id:
             continue
-        obj = contact.crm_object or PERSON_OBJECTS[conn.provider][0]
-        if obj in PERSON_OBJECTS[conn.provider]:
+        obj = contact.crm_object or objects[0]
+        if obj in objects:
             out.setdefault(conn.id, set()).add((obj, contact.crm_id))
     return {cid: [{"object": o, "id": i} for o, i in sorted(recs)]
             for cid, recs in sorted(out.items())}

@@ -29,8 +29,8 @@ def _host(connection: Any) -> str | None:
 
 def _content(connection: Any, config: Any, sensitive_types: list[str]) -> dict[str, str]:
     """What of a message a webhook or CRM connection receives (``content``)."""
-    if connection.provider not in ("webhook", "hubspot", "salesforce"):
-        return {}
+    if "content" not in getattr(type(connection), "model_fields", {}):
+        return {}  # calendars, email, SMS: no content permission to declare
     kinds = {content_of(connection, config.is_sensitive(c.id)) for c in config.call_types}
     if len(kinds) == 1:
         return {"content": kinds.pop()}
