@@ -150,35 +150,34 @@ def _range(stmt: Select[Any], at: InstrumentedAttribute[datetime], f: Filters) -
     return stmt
 
 
+def _list_calls(session: Session, model: Any, when: Any, statuses: Any, tenant_id: str,
+                f: Filters, limit: int, cursor: str | None) -> Page[Any]:
+    """Messages and appointments share their filters: range on ``when``, staff,
+    status, caller; newest first by ``when`` then id."""
+    check_status(f.status, statuses)
+    check_range(f.start, f.end)
+    stmt = _range(select(model).where(model.tenant_id == tenant_id), when, f)
+    if f.staff_id:
+        stmt = stmt.where(model.staff_id == f.staff_id)
+    if f.status:
+        stmt = stmt.where(model.status == f.status)
+    if f.caller:
+        stmt = stmt.where(_caller_condition(session, model.caller, f.caller))
+    return _page(session, stmt, when, model.id, limit, cursor)
+
+
 def list_messages(session: Session, tenant_id: str, f: Filters, *, limit: int = 50,
                   cursor: str | None = None) -> Page[Message]:
     """A tenant's messages by the instant the call was taken, newest first."""
-    check_status(f.status, MESSAGE_STATUSES)
-    check_range(f.start, f.end)
-    stmt = _range(select(Message).where(Message.tenant_id == tenant_id), Message.taken_at, f)
-    if f.staff_id:
-        stmt = stmt.where(Message.staff_id == f.staff_id)
-    if f.status:
-        stmt = stmt.where(Message.status == f.status)
-    if f.caller:
-        stmt = stmt.where(_caller_condition(session, Message.caller, f.caller))
-    return _page(session, stmt, Message.taken_at, Message.id, limit, cursor)
+    return _list_calls(session, Message, Message.taken_at, MESSAGE_STATUSES, tenant_id, f,
+                       limit, cursor)
 
 
 def list_appointments(session: Session, tenant_id: str, f: Filters, *, limit: int = 50,
                       cursor: str | None = None) -> Page[Appointment]:
     """A tenant's appointments by their start, latest first."""
-    check_status(f.status, APPOINTMENT_STATUSES)
-    check_range(f.start, f.end)
-    stmt = _range(select(Appointment).where(Appointment.tenant_id == tenant_id),
-                  Appointment.start, f)
-    if f.staff_id:
-        stmt = stmt.where(Appointment.staff_id == f.staff_id)
-    if f.status:
-        stmt = stmt.where(Appointment.status == f.status)
-    if f.caller:
-        stmt = stmt.where(_caller_condition(session, Appointment.caller, f.caller))
-    return _page(session, stmt, Appointment.start, Appointment.id, limit, cursor)
+    return _list_calls(session, Appointment, Appointment.start, APPOINTMENT_STATUSES, tenant_id,
+                       f, limit, cursor)
 
 
 def list_deliveries(session: Session, tenant_id: str, f: Filters, *, limit: int = 100,
