@@ -74,11 +74,12 @@ def test_ordered_connection_keeps_the_order_taken(env, receiver, monkeypatch):
 
 
 def test_slow_batch_keeps_its_lease_and_is_sent_once(env, receiver, monkeypatch):
-    """A batch outliving the lease (1 s here, 120 s in production) while a sweep
-    and a second worker run: the lease is renewed, nothing is sent twice."""
-    monkeypatch.setattr(get_settings(), "delivery_lease_seconds", 1.0)
-    apply_ordered(receiver, monkeypatch)  # one at a time: the batch lasts 8 x 0.4 s
-    receiver.latency = 0.4
+    """A batch outliving the lease (2 s here, 120 s in production) while a sweep
+    and a second worker run: the lease is renewed, nothing is sent twice.
+    (A 1 s lease left a loaded 2-core CI machine only 0.67 s to commit a renewal.)"""
+    monkeypatch.setattr(get_settings(), "delivery_lease_seconds", 2.0)
+    apply_ordered(receiver, monkeypatch)  # one at a time: the batch lasts 8 x 0.5 s
+    receiver.latency = 0.5
     conn, _keys = accept_many(8)
     first = threading.Thread(target=process_connection, args=(conn,))
     first.start()
