@@ -594,9 +594,15 @@ def _settle_and_report(
         d for d, _c, _m in rows if d.status not in ("delivered", "dead") and d.action not in LATER
     ]
     dead = [d for d, _c, _m in rows if d.status == "dead"]
+    # Digest items are delivered inside their summary: counted apart, so the total
+    # reads the same as the per-destination table above.
+    in_digests = sum(1 for d, _c, _m in rows
+                     if d.status == "delivered" and d.action == "digest.item")
     console.print(
         f"{len(posted)} calls posted ({dropped} dropped by rule), {len(rows)} deliveries: "
-        f"{sum(map(len, delivered.values()))} delivered, {len(dead)} dead, "
+        f"{sum(map(len, delivered.values()))} delivered"
+        + (f" (+{in_digests} inside digests)" if in_digests else "")
+        + f", {len(dead)} dead, "
         f"{len(unsettled)} unsettled. Webhook receiver: {receiver.failures_sent} injected "
         f"failures retried, {receiver.duplicates} repeated posts de-duplicated by key, "
         f"{receiver.rejected_signatures} bad signatures."
