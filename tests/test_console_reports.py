@@ -46,13 +46,12 @@ USERS = {  # email -> (role, tenant, tenants)
 }
 
 
-@pytest.fixture
-def seeded(env, monkeypatch, hub_clock):
+def seed(monkeypatch) -> dict[str, str]:
     """acme: the calls of tests/test_reports.py and six messages (two qualify A and
-    D); other: two calls (one answered after 10 s, one abandoned); quiet: none."""
+    D); other: two calls (one answered after 10 s, one abandoned); quiet: none; the
+    console users of ``USERS``. The API keys made, by name."""
     monkeypatch.setenv("RELAIS_TENANT_ACME_HOOK_URL", "http://127.0.0.1:9/hook")
     monkeypatch.setenv("RELAIS_TENANT_OTHER_HOOK_URL", "http://127.0.0.1:9/hook")
-    hub_clock(NOW)
     apply(acme_yaml())
     apply(acme_yaml('["01 23 45 67 00"]', tenant="other").replace(
         "name: ACME Dépannage", "name: Other Plomberie", 1))
@@ -69,7 +68,7 @@ def seeded(env, monkeypatch, hub_clock):
     events = [{"call_id": c, "event": k, "at": at.astimezone(PARIS).isoformat()}
               for c, evs in CALLS.items() for k, at in evs]
     rng = random.Random(14)
-    shuffled = events + rng.sample(events, 6)
+    shuffled = events + rng.sample(events, 6)  # out of order, six sent twice
     rng.shuffle(shuffled)
     acme = {"Authorization": f"Bearer {keys['acme']}"}
     for start in range(0, len(shuffled), 4):
@@ -89,6 +88,15 @@ def seeded(env, monkeypatch, hub_clock):
              {"call_id": "o2", "event": "abandoned", "at": "2026-10-21T10:00:30+02:00"}]
     assert api.post("/v1/tenants/other/calls", json={"events": other},
                     headers={"Authorization": f"Bearer {keys['other']}"}).status_code == 200
+    return keys
+
+
+@pytest.fixture
+def seeded(env, monkeypatch, hub_clock):
+    """The data set of :func:`seed`, the hub's clock on 2026-10-26 12:00 UTC; the API."""
+    hub_clock(NOW)
+    keys = seed(monkeypatch)
+    api = TestClient(create_app(), raise_server_exceptions=True)
     api.keys = keys
     return api
 
