@@ -91,14 +91,32 @@ def seed(monkeypatch) -> dict[str, str]:
     return keys
 
 
-@pytest.fixture
-def seeded(env, monkeypatch, hub_clock):
-    """The data set of :func:`seed`, the hub's clock on 2026-10-26 12:00 UTC; the API."""
+def _api(monkeypatch, hub_clock) -> TestClient:
     hub_clock(NOW)
     keys = seed(monkeypatch)
     api = TestClient(create_app(), raise_server_exceptions=True)
     api.keys = keys
     return api
+
+
+@pytest.fixture
+def seeded(env, monkeypatch, hub_clock):
+    """The data set of :func:`seed` on SQLite, the hub's clock on 2026-10-26 12:00 UTC;
+    the API."""
+    return _api(monkeypatch, hub_clock)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stored(request, monkeypatch, tmp_path, hub_clock):
+    """The same on SQLite (calls grouped in Python) and on PostgreSQL (in SQL)."""
+    from conftest import make_env
+
+    from sync.store.db import dispose_engines
+
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    make_env(monkeypatch, tmp_path, url, None)
+    request.addfinalizer(dispose_engines)
+    return _api(monkeypatch, hub_clock)
 
 
 def cells(page: str, table: str) -> dict[str, str]:
@@ -125,7 +143,7 @@ def at(body: dict, key: str):
     return body
 
 
-def test_the_tenant_page_shows_the_engine_figures_with_charts(seeded):
+def test_the_tenant_page_shows_the_engine_figures_with_charts(stored):
     client, _ = signed_in_client("client@acme.test")
     page = client.get("/t/acme/report?period=month&day=2026-10-24")
     assert page.status_code == 200, page.text
@@ -180,6 +198,8 @@ def test_the_period_picker_days_weeks_and_neighbours(seeded):
     assert "chiffres provisoires" in today
     assert client.get("/t/acme/report?period=year").status_code == 422
     assert client.get("/t/acme/report?day=25/10/2026").status_code == 422
+    for far in ("0001-01-01", "9999-12-31"):  # their neighbours would overflow: refused
+        assert client.get(f"/t/acme/report?day={far}").status_code == 422
 
 
 @pytest.mark.parametrize("email", ["admin@acme.test", "client@acme.test", "sec@acme.test",
@@ -215,8 +235,8 @@ def run_cli(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
-def test_the_operator_route_is_the_cli_report(seeded):
-    api = seeded
+def test_the_operator_route_is_the_cli_report(stored):
+    api = stored
     ops = {"Authorization": f"Bearer {api.keys['operator']}"}
     answer = api.get("/v1/report?from=2026-10-01&to=2026-11-01", headers=ops)
     assert answer.status_code == 200, answer.text
@@ -238,6 +258,8 @@ def test_the_operator_route_is_the_cli_report(seeded):
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "from"
     bad = api.get("/v1/report?from=2026-10-01&to=2026-10-01", headers=ops)
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "to"
+    bad = api.get("/v1/report?from=0001-01-01&to=0001-02-01", headers=ops)
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "from"
 
 
 def test_the_operator_sees_every_tenant_side_by_side_sorted(seeded):
@@ -276,5 +298,6 @@ def test_the_operator_sees_every_tenant_side_by_side_sorted(seeded):
     sorted_page = client.get("/reports?month=2026-10&sort=answer_rate&dir=desc").text
     assert 'data-sort="answer_rate" aria-sort="descending"' in sorted_page
     assert "month=2026-09" in sorted_page and "month=2026-11" in sorted_page
-    for bad in ("sort=bogus", "dir=up", "month=2026-13", "month=octobre"):
+    for bad in ("sort=bogus", "dir=up", "month=2026-13", "month=octobre", "month=0001-01",
+                "month=9999-12"):
         assert client.get("/reports?" + bad).status_code == 422

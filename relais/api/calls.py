@@ -122,13 +122,21 @@ def post_tenant_calls(tenant_id: str, who: Caller,
     return _answer([tenant_id] * len(results), results)
 
 
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9000, 1, 1)  # no instant overflows near them
+
+
 def _day(value: str, field: str) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise ApiError(422, "invalid_query", f"{field}: {value!r} is not a date",
                        [{"field": field, "problem": "not a date",
                          "hint": "write YYYY-MM-DD (a day in the tenant's time zone)"}]) from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ApiError(422, "invalid_query", f"{field}: {value} is out of range",
+                       [{"field": field, "problem": "out of range",
+                         "hint": f"a day from {FIRST_DAY} to {LAST_DAY}"}])
+    return day
 
 
 def _days(from_: str, to: str) -> tuple[date, date]:

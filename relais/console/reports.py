@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from html import escape
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 from sqlalchemy import select
@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from relais.console.i18n import _
 from relais.console.web import (
     ConsoleError,
+    Viewer,
     language,
     render,
     translator,
@@ -191,25 +192,36 @@ def charts(body: dict[str, Any], gettext: Callable[[str], str]) -> list[Chart]:
 
 # ------------------------------------------------------------------- a tenant's page
 
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9000, 1, 1)  # neighbours never overflow
+
+
 def _day(raw: str, field: str) -> date | None:
     try:
-        return date.fromisoformat(raw) if raw else None
+        day = date.fromisoformat(raw) if raw else None
     except ValueError:
         raise ConsoleError(422, f"{field}: {raw!r} n'est pas une date AAAA-MM-JJ") from None
+    if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+        raise ConsoleError(422, f"{field}: {raw} hors de {FIRST_DAY} – {LAST_DAY}")
+    return day
 
 
-def tenant_page(viewer: Any, tenant_id: str, kind: str, day_text: str,
+def _kind(text: str) -> PeriodKind:
+    for kind in KINDS:
+        if kind == text:
+            return kind
+    raise ConsoleError(422, "period: day, week ou month")
+
+
+def tenant_page(viewer: Viewer, tenant_id: str, kind: str, day_text: str,
                 lang: str) -> dict[str, Any]:
     """The context of ``report.html``: the period holding ``day`` (today by default)."""
-    if kind not in KINDS:
-        raise ConsoleError(422, "period: day, week ou month")
     chosen = _day(day_text, "day")
     with session_scope(readonly=True) as session:
         tenant = visible_tenant(session, viewer, tenant_id)
         config = parsed_config(tenant)
         now = clock.now()
         zone = config.zone
-        first, end = period(kind, chosen or now.astimezone(zone).date())  # type: ignore[arg-type]
+        first, end = period(_kind(kind), chosen or now.astimezone(zone).date())
         start, stop = local_range(first, end, zone)
         body = tenant_report(session, tenant_id, zone, start, stop, now=now)
         session.expunge(tenant)
@@ -226,11 +238,12 @@ def tenant_page(viewer: Any, tenant_id: str, kind: str, day_text: str,
 
 
 @router.get("/t/{tenant_id}/report")
-async def report_page(request: Request, tenant_id: str, period: str = "month",  # noqa: A002
+async def report_page(request: Request, tenant_id: str,
+                      kind: Annotated[str, Query(alias="period")] = "month",
                       day: str = "") -> HTMLResponse:
     """The tenant's indicators over a day, week or month of its zone, with charts."""
     viewer = await viewer_of(request)
-    context = await run_in_threadpool(tenant_page, viewer, tenant_id, period, day,
+    context = await run_in_threadpool(tenant_page, viewer, tenant_id, kind, day,
                                       language(request))
     return render(request, "report.html", context, viewer=viewer)
 
@@ -277,6 +290,8 @@ def operator_page(month: str, sort: str, direction: str) -> dict[str, Any]:
         first, end = parse_month(month) if month else period("month", clock.now().date())
     except ValueError as exc:
         raise ConsoleError(422, f"month: {exc}") from None
+    if not FIRST_DAY <= first <= LAST_DAY:
+        raise ConsoleError(422, f"month: {month} hors de {FIRST_DAY:%Y-%m} – {LAST_DAY:%Y-%m}")
     with session_scope(readonly=True) as session:
         body = operator_report(session, first, end, now=clock.now())
         names = dict(session.execute(select(Tenant.id, Tenant.name)).all())
@@ -289,13 +304,14 @@ def operator_page(month: str, sort: str, direction: str) -> dict[str, Any]:
 
 @router.get("/reports")
 async def operator_reports(request: Request, month: str = "", sort: str = "tenant",
-                           dir: str = "asc") -> HTMLResponse:  # noqa: A002
+                           direction: Annotated[str, Query(alias="dir")] = "asc"
+                           ) -> HTMLResponse:
     """Every tenant's month side by side (each in its own zone), sortable by a column;
     the operator only (404 for anyone else)."""
     viewer = await viewer_of(request)
     if viewer.role != "operator":
         raise ConsoleError(404, "not_found")
-    context = await run_in_threadpool(operator_page, month, sort, dir)
+    context = await run_in_threadpool(operator_page, month, sort, direction)
     lang = language(request)
     context["shown"] = lambda v, k: shown(v, k, lang)
     return render(request, "reports.html", context, viewer=viewer)
