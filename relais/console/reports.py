@@ -85,9 +85,6 @@ class Figure:
     value: Any
     kind: str  # count | pct | secs
 
-    def text(self, lang: str) -> str:
-        return shown(self.value, self.kind, lang)
-
     @property
     def raw(self) -> str:
         return "" if self.value is None else repr(self.value)
@@ -215,13 +212,13 @@ def _kind(text: str) -> PeriodKind:
 def tenant_page(viewer: Viewer, tenant_id: str, kind: str, day_text: str,
                 lang: str) -> dict[str, Any]:
     """The context of ``report.html``: the period holding ``day`` (today by default)."""
-    chosen = _day(day_text, "day")
+    chosen, picked = _day(day_text, "day"), _kind(kind)
     with session_scope(readonly=True) as session:
         tenant = visible_tenant(session, viewer, tenant_id)
         config = parsed_config(tenant)
         now = clock.now()
         zone = config.zone
-        first, end = period(_kind(kind), chosen or now.astimezone(zone).date())
+        first, end = period(picked, chosen or now.astimezone(zone).date())
         start, stop = local_range(first, end, zone)
         body = tenant_report(session, tenant_id, zone, start, stop, now=now)
         session.expunge(tenant)
@@ -231,7 +228,7 @@ def tenant_page(viewer: Viewer, tenant_id: str, kind: str, day_text: str,
         "charts": charts(body, translator(lang)),
         "kind": kind, "kinds": KINDS, "kind_labels": KIND_LABELS,
         "first": first, "last": end - timedelta(days=1), "day": chosen or first,
-        "previous": period(kind, first - timedelta(days=1))[0], "next": end,
+        "previous": period(picked, first - timedelta(days=1))[0], "next": end,
         "call_types": labels, "shown": lambda v, k: shown(v, k, lang),
         "section": "report",
     }
