@@ -1,5 +1,7 @@
-"""Calls in (``POST /v1/calls``, ``POST /v1/tenants/{t}/calls``) and the report out
-(``GET /v1/tenants/{t}/report``).
+"""Calls in (``POST /v1/calls``, ``POST /v1/tenants/{t}/calls``) and the reports out
+(``GET /v1/tenants/{t}/report``; every tenant side by side: ``GET /v1/report``, the
+operator's, computed by :func:`sync.reports.load.operator_report` like ``relais
+report --all``).
 
 A body is one event object or ``{"events": [...]}`` (at most ``MAX_EVENTS``).
 On ``/v1/calls`` (operator key) each event's ``called`` number (E.164) finds its
@@ -18,7 +20,7 @@ from relais.api.deps import DB, Caller, json_body, tenant_for
 from relais.api.errors import ApiError, field_errors, summary
 from relais.api.openapi import json_request
 from sync.calls import MAX_EVENTS, CallEventIn, EventConflict, record_events
-from sync.reports.load import tenant_report
+from sync.reports.load import operator_report, tenant_report
 from sync.reports.periods import local_range
 from sync.store.db import session_scope
 from sync.tenants import parsed_config, tenant_for_number
@@ -120,13 +122,31 @@ def post_tenant_calls(tenant_id: str, who: Caller,
     return _answer([tenant_id] * len(results), results)
 
 
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9000, 1, 1)  # no instant overflows near them
+
+
 def _day(value: str, field: str) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise ApiError(422, "invalid_query", f"{field}: {value!r} is not a date",
                        [{"field": field, "problem": "not a date",
                          "hint": "write YYYY-MM-DD (a day in the tenant's time zone)"}]) from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ApiError(422, "invalid_query", f"{field}: {value} is out of range",
+                       [{"field": field, "problem": "out of range",
+                         "hint": f"a day from {FIRST_DAY} to {LAST_DAY}"}])
+    return day
+
+
+def _days(from_: str, to: str) -> tuple[date, date]:
+    """The days [from, to): ``to`` after ``from``, at most 366 days later (else 422)."""
+    first, last = _day(from_, "from"), _day(to, "to")
+    if last <= first or (last - first).days > 366:
+        raise ApiError(422, "invalid_query", "to: must be after from, within 366 days",
+                       [{"field": "to", "problem": "must be after from, within 366 days",
+                         "hint": "e.g. from=2026-11-01&to=2026-12-01"}])
+    return first, last
 
 
 @router.get("/v1/tenants/{tenant_id}/report")
@@ -136,14 +156,24 @@ def get_report(tenant_id: str, who: Caller, session: DB,
     """Indicators over the days ``from`` (included) to ``to`` (excluded), in the
     tenant's zone; admin role (a client's own figures)."""
     tenant = tenant_for(session, who, tenant_id, "admin")
-    first, last = _day(from_, "from"), _day(to, "to")
-    if last <= first or (last - first).days > 366:
-        raise ApiError(422, "invalid_query", "to: must be after from, within 366 days",
-                       [{"field": "to", "problem": "must be after from, within 366 days",
-                         "hint": "e.g. from=2026-11-01&to=2026-12-01"}])
+    first, last = _days(from_, to)
     zone = parsed_config(tenant).zone
     start, end = local_range(first, last, zone)
     return tenant_report(session, tenant_id, zone, start, end, now=_now())
+
+
+@router.get("/v1/report")
+def get_operator_report(who: Caller, session: DB,
+                        from_: Annotated[str, Query(alias="from")],
+                        to: Annotated[str, Query()]) -> dict[str, Any]:
+    """Every tenant side by side over the days ``from`` to ``to`` (excluded), each
+    in its own zone, and the indicators over all of them together: the body of
+    ``relais report --all --json``. Operator key only (it covers every tenant)."""
+    if who.role != "operator":
+        raise ApiError(403, "forbidden", f"GET /v1/report needs an operator key; yours is "
+                       f"{who.role} (a tenant's report: /v1/tenants/{{t}}/report)")
+    first, last = _days(from_, to)
+    return operator_report(session, first, last, now=_now())
 
 
 def _now() -> datetime:
