@@ -2,8 +2,7 @@
 them, "sync now" pulling the Google sandbox for real (or queued for the workers), the
 calendars' cursors and channels, conflicts, the live calendar check against the
 sandbox (readable, not found, needs re-authorisation), and a calendar id changed as a
-new configuration version (the browser scenario is in ``test_console_admin_browser``'s
-sibling ``test_console_sync_browser.py``)."""
+new configuration version (the browser scenario: ``test_console_sync_browser.py``)."""
 
 from __future__ import annotations
 
