@@ -14,13 +14,20 @@ from conftest import FIXTURES
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from connectors.outlook import client as outlook
 from relais.api import create_app
 from relais.console.staff import classify
 from relais.console.users import create_user
-from sandbox.testing import google_emulator, google_server  # noqa: F401  (fixtures)
-from sync import calendar_sync
+from sandbox.testing import (  # noqa: F401  (fixtures)
+    google_emulator,
+    google_server,
+    graph_emulator,
+    graph_server,
+)
+from sync import busy, calendar_sync
 from sync.booking import BookingRequest, book
 from sync.config_versions import history
+from sync.connections import set_credentials
 from sync.contacts import pull_connection as pull_contacts
 from sync.pull_triggers import PullTriggers
 from sync.store.conflict_models import SyncConflict
@@ -211,8 +218,64 @@ def test_staff_check_reads_the_calendar_live(hub):
             Connection.tenant_id == TENANT, Connection.name == "agenda")).one() == "needs_reauth"
 
 
+OUTLOOK = """\
+  agenda:
+    provider: outlook
+    settings:
+      authority: ${RELAIS_TENANT_CABINET_TEST_MS_AUTHORITY}
+      graph_base_url: ${RELAIS_TENANT_CABINET_TEST_GRAPH_URL}
+      ca_file: ${RELAIS_TENANT_CABINET_TEST_GRAPH_CA}
+"""
+
+
+def test_staff_check_says_forbidden_when_the_app_may_not_read_calendars(
+        hub_clock, env, graph_emulator, monkeypatch):  # noqa: F811
+    """The same tenant on the Graph sandbox (an app-only connection); the app's
+    calendar permission withdrawn: getSchedule answers 403, the page says so."""
+    hub_clock(NOW, ticking=True)
+    ms = graph_emulator
+    outlook.forget_apps()
+    for name, value in {"RELAIS_TENANT_CABINET_TEST_MS_AUTHORITY": ms.authority,
+                        "RELAIS_TENANT_CABINET_TEST_GRAPH_URL": ms.graph_url,
+                        "RELAIS_TENANT_CABINET_TEST_GRAPH_CA": str(ms.ca_file),
+                        "RELAIS_TENANT_CABINET_TEST_CRM_URL": "http://127.0.0.1:9/crm"}.items():
+        monkeypatch.setenv(name, value)
+    ms.add_mailbox(CLAIRE, time_zone="Europe/Paris")
+    text = (FIXTURES / "booking.yaml").read_text()
+    text = text[:text.index("  agenda:\n")] + OUTLOOK + text[text.index("  crm:\n"):]
+    with session_scope() as session:
+        apply_config(session, text, "outlook.yaml", actor="test")
+    with session_scope() as session:
+        set_credentials(session, TENANT, "agenda", {
+            "client_id": ms.client_id, "client_secret": ms.client_secret,
+            "tenant_id": ms.tenant_id})
+        row = session.scalars(select(Connection).where(Connection.tenant_id == TENANT,
+                                                       Connection.name == "agenda")).one()
+        row.status = "active"  # app-only: nothing to authorize
+        create_user(session, "it@cabinet.test", "IT", "tenant_admin", PASSWORD,
+                    tenant_id=TENANT)
+    busy.CACHE.clear()
+    busy.POOL.clear()
+    admin, csrf = client_of("it@cabinet.test")
+    readable = admin.post(f"/t/{TENANT}/staff/claire/check", data={"csrf_token": csrf})
+    assert 'data-staff="claire" data-outcome="readable"' in readable.text
+    missing = admin.post(f"/t/{TENANT}/staff/zoe/check", data={"csrf_token": csrf})
+    assert 'data-staff="zoe" data-outcome="not_found"' in missing.text, \
+        missing.text.split('id="check-outcome"')[1][:600]
+
+    monkeypatch.setattr(ms.identity.default_app, "roles", ("User.Read.All",))
+    outlook.forget_apps()  # a new token, without the calendar permission
+    busy.POOL.clear()
+    refused = admin.post(f"/t/{TENANT}/staff/claire/check", data={"csrf_token": csrf})
+    assert 'data-staff="claire" data-outcome="forbidden"' in refused.text, \
+        refused.text.split('id="check-outcome"')[1][:600]
+    assert "accès refusé" in refused.text
+
+
 def test_unreadable_reasons_in_the_admins_words():
     assert classify("Google freeBusy: global/notFound", "active") == "not_found"
+    assert classify("rejected: getSchedule answered 404 ErrorInvalidUser: invalid",
+                    "active") == "not_found"
     assert classify("Graph getSchedule: ErrorAccessDenied: Access is denied",
                     "active") == "forbidden"
     assert classify("the calendar provider did not answer (rejected: 403 forbidden)",

@@ -47,8 +47,9 @@ CHECK_SPAN = timedelta(days=1)  # the window read by the check: short, but a rea
 
 # Provider wording of "no such calendar" and "no right to read it", as the connectors
 # pass it on (a reason, not a provider name): the check says it in the admin's words.
-NOT_FOUND = re.compile(r"not\s*found|notfound|does not exist|no such", re.IGNORECASE)
-FORBIDDEN = re.compile(r"forbidden|access\s*denied|accessdenied|403|insufficient|permission",
+NOT_FOUND = re.compile(r"not\s*found|notfound|does not exist|no such|invalid\s*user|\b404\b",
+                       re.IGNORECASE)
+FORBIDDEN = re.compile(r"forbidden|access\s*denied|accessdenied|\b403\b|insufficient|permission",
                        re.IGNORECASE)
 REAUTH = re.compile(r"re-?authori[sz]|auth_expired", re.IGNORECASE)  # a refused token
 
