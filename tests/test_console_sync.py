@@ -7,6 +7,7 @@ new configuration version (the browser scenario: ``test_console_sync_browser.py`
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from booking_helpers import CLAIRE, PAUL, TENANT, setup_tenant
@@ -144,6 +145,26 @@ def test_sync_now_pulls_the_calendars_and_shows_cursors_and_channels(hub):
     assert "Synchroniser maintenant" in admin_fr
     admin.cookies.set("relais_lang", "en")
     assert "Sync now" in admin.get(f"/t/{TENANT}/sync").text
+
+
+def test_a_pull_opens_channels_and_the_page_shows_their_expiry(hub):
+    """With a notification address the pull opens a watch channel per calendar it read;
+    the page shows it active with its expiry (the missing calendar: none yet)."""
+    with session_scope() as session:
+        row = session.scalars(select(Connection).where(Connection.tenant_id == TENANT,
+                                                       Connection.name == "agenda")).one()
+        row.settings = {**row.settings, "notification_url": "http://127.0.0.1:9/hooks"}
+    admin, csrf = client_of("it@cabinet.test", create_app(inline()))
+    done = admin.post(f"/t/{TENANT}/sync/now", data={"csrf_token": csrf}).text
+    rows = done.split('id="calendars-agenda"')[1]
+    assert f'data-calendar="{CLAIRE}" data-channel="active" data-cursor="yes"' in rows
+    assert f'data-calendar="{PAUL}" data-channel="active" data-cursor="yes"' in rows
+    assert 'data-calendar="missing@cabinet.test" data-channel="none" data-cursor="no"' in rows
+    expiry = [c["expiration_ms"] for c in hub.channels() if c["calendar"] == CLAIRE]
+    assert len(expiry) == 1
+    shown = datetime.fromtimestamp(int(expiry[0]) / 1000, UTC).astimezone(
+        ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M")
+    assert shown in rows.split(f'data-calendar="{CLAIRE}"')[1].split("</tr>")[0]
 
 
 def test_sync_now_in_the_served_api_is_queued_for_the_workers(hub):

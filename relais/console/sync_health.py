@@ -38,7 +38,6 @@ from relais.console.web import ConsoleError, Viewer, checked_form, render, viewe
 from sync import calendar_sync, clock, contacts
 from sync.conflicts import conflict_view
 from sync.pull_triggers import PullTriggers
-from sync.store.calendar_sync_models import CalendarChannel
 from sync.store.conflict_models import SyncConflict
 from sync.store.db import session_scope
 from sync.store.models import Connection, Tenant
@@ -81,7 +80,7 @@ class StreamHealth:
         return str(self.status["connection"])
 
 
-def _calendars(session: Session, status: dict[str, Any], staff: dict[str, list[str]],
+def _calendars(status: dict[str, Any], staff: dict[str, list[str]],
                now: datetime) -> list[CalendarHealth]:
     """The connection's staff calendars (from the tenant's file) and those it has a
     cursor for, each with its cursor and channel."""
@@ -91,31 +90,32 @@ def _calendars(session: Session, status: dict[str, Any], staff: dict[str, list[s
         row.has_cursor = bool(cursor["has_cursor"])
         row.cursor_age_seconds = cursor["cursor_age_seconds"]
         row.full_syncs = int(cursor["full_syncs"] or 0)
-    conn_id = session.scalar(select(Connection.id).where(
-        Connection.tenant_id == status["tenant"], Connection.name == status["connection"]))
-    channels = {c.calendar_id: c for c in session.scalars(
-        select(CalendarChannel).where(CalendarChannel.connection_id == conn_id,
-                                      CalendarChannel.status == "active")
-        .order_by(CalendarChannel.expires_at))}  # the latest expiry wins below
+    expiries: dict[str, datetime] = {}  # the engine's active channels: the latest expiry
+    for channel in status["channels"]:
+        expires = datetime.fromisoformat(channel["expires_at"])
+        expiries[channel["calendar"]] = max(expires, expiries.get(channel["calendar"], expires))
     last_run = status.get("last_run") or {}
     opened = last_run.get("channels") or {}
     for row in out.values():
-        channel = channels.get(row.calendar)
+        expires = expiries.get(row.calendar)
         if status.get("channels_off"):
             row.channel, row.reason = "off", str(status["channels_off"])
-        elif channel is not None:
+        elif expires is not None:
             # the provider's expiry: compared with the machine's time, as the engine does
-            row.channel = "active" if channel.expires_at > now else "expired"
-            row.expires_at = channel.expires_at
+            row.channel = "active" if expires > now else "expired"
+            row.expires_at = expires
         elif opened.get(row.calendar) == "error":
             row.channel, row.reason = "error", str(last_run.get("note") or "")
     return sorted(out.values(), key=lambda c: c.calendar)
 
 
 def streams_of(session: Session, tenant_id: str) -> list[StreamHealth]:
-    """Every pull stream of the tenant: CRM directories, then calendar connections."""
-    out = [StreamHealth("crm", s) for s in contacts.sync_status(session, tenant_id)]
-    calendar_rows = calendar_sync.sync_status(session, tenant_id)
+    """Every pull stream of the tenant: CRM directories, then calendar connections
+    (a connection removed from the tenant's file, ``disabled``, is left out)."""
+    out = [StreamHealth("crm", s) for s in contacts.sync_status(session, tenant_id)
+           if s["connection_status"] != "disabled"]
+    calendar_rows = [s for s in calendar_sync.sync_status(session, tenant_id)
+                     if s["connection_status"] != "disabled"]
     if calendar_rows:
         tenant = _tenant(session, tenant_id)
         config = parsed_config(tenant)
@@ -123,7 +123,7 @@ def streams_of(session: Session, tenant_id: str) -> list[StreamHealth]:
         for status in calendar_rows:
             staff = {cid: [m.name for m in members] for cid, members in
                      calendar_sync.staff_calendars(config, status["connection"]).items()}
-            out.append(StreamHealth("calendar", status, _calendars(session, status, staff, now)))
+            out.append(StreamHealth("calendar", status, _calendars(status, staff, now)))
     return out
 
 
@@ -199,6 +199,7 @@ def sync_now(tenant_id: str, only: str | None, triggers: PullTriggers) -> list[S
         config = parsed_config(tenant)
         query = select(Connection).where(
             Connection.tenant_id == tenant_id,
+            Connection.status != "disabled",
             Connection.provider.in_(list(contacts.PROVIDERS) + list(calendar_sync.PROVIDERS)))
         if only:
             query = query.where(Connection.name == only)
