@@ -24,6 +24,8 @@ from sandbox.testing import (  # noqa: F401  (fixtures)
     google_server,
     graph_emulator,
     graph_server,
+    hubspot_emulator,
+    hubspot_server,
 )
 from sync import busy, calendar_sync
 from sync.booking import BookingRequest, book
@@ -165,6 +167,31 @@ def test_a_pull_opens_channels_and_the_page_shows_their_expiry(hub):
     shown = datetime.fromtimestamp(int(expiry[0]) / 1000, UTC).astimezone(
         ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M")
     assert shown in rows.split(f'data-calendar="{CLAIRE}"')[1].split("</tr>")[0]
+
+
+def test_sync_now_pulls_a_crm_directory(hub, hubspot_emulator, monkeypatch):  # noqa: F811
+    """The other tenant's HubSpot directory (the sandbox): "sync now" pulls it, the
+    stream shows the contact; its Google agenda, never connected, is not started."""
+    monkeypatch.setenv("RELAIS_TENANT_ADMIN_A_HS_URL", hubspot_emulator.url)
+    with session_scope() as session:
+        apply_config(session, (FIXTURES / "console_admin.yaml").read_text(), "a.yaml",
+                     actor="test")
+        set_credentials(session, "admin-a", "hubspot",
+                        {"access_token": hubspot_emulator.private_app_token})
+    hubspot_emulator.insert("contacts", {"firstname": "Jeanne", "lastname": "Martin",
+                                         "phone": "06 12 34 56 78"})
+    admin, csrf = client_of("it@a.test", create_app(inline()))
+    assert 'id="stream-hubspot"' in admin.get("/t/admin-a/sync").text
+    done = admin.post("/t/admin-a/sync/now", data={"csrf_token": csrf}).text
+    assert 'id="started-hubspot" data-outcome="ran"' in done
+    assert 'id="started-agenda" data-outcome="not_started"' in done
+    stream = done.split('id="stream-hubspot"')[1].split("</tr>")[0]
+    assert "1 contacts" in stream and 'data-connection-status="active"' in stream
+    assert any(r["path"].startswith("/crm/v3/objects/contacts")
+               for r in hubspot_emulator.knobs.requests())
+    other, other_csrf = client_of("it@cabinet.test", create_app(inline()))
+    refused = other.post("/t/admin-a/sync/now", data={"csrf_token": other_csrf})
+    assert refused.status_code == 404
 
 
 def test_sync_now_in_the_served_api_is_queued_for_the_workers(hub):
