@@ -176,7 +176,8 @@ async def sync_page(request: Request, tenant_id: str) -> HTMLResponse:
 @dataclass
 class Started:
     """What "sync now" did for one connection: ``ran`` (the run record moved: its
-    ``result``), ``queued`` (handed to the workers), or ``not_started`` (``reason``)."""
+    ``result``), ``running`` (a worker started it already), ``queued`` (handed to the
+    workers), or ``not_started`` (``reason``)."""
 
     connection: str
     kind: str
@@ -230,6 +231,9 @@ def sync_now(tenant_id: str, only: str | None, triggers: PullTriggers) -> list[S
         stream = after.get(item.connection)
         if item.outcome == "queued" and stream is not None and \
                 stream.status.get("last_started_at") != before.get(item.connection):
+            if stream.status.get("state") == "running":  # a worker took it already
+                item.outcome = "running"
+                continue
             last = stream.status.get("last_run") or {}
             item.outcome = "ran"
             item.result = str(last.get("status") or stream.status.get("state") or "")
