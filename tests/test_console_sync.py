@@ -259,7 +259,7 @@ def test_staff_check_reads_the_calendar_live(hub):
     hub.revoke_refresh_token()  # the account withdrew its consent: 401, refresh refused
     reauth = admin.post(f"/t/{TENANT}/staff/claire/check", data={"csrf_token": csrf})
     assert 'data-staff="claire" data-outcome="needs_reauth"' in reauth.text, \
-        reauth.text.split('id="check-outcome"')[1][:600]
+        reauth.text.split('id="checked"')[1][:600]
     assert f'href="/t/{TENANT}/connections"' in reauth.text
     with session_scope(readonly=True) as session:
         assert session.scalars(select(Connection.status).where(
@@ -309,14 +309,14 @@ def test_staff_check_says_forbidden_when_the_app_may_not_read_calendars(
     assert 'data-staff="claire" data-outcome="readable"' in readable.text
     missing = admin.post(f"/t/{TENANT}/staff/zoe/check", data={"csrf_token": csrf})
     assert 'data-staff="zoe" data-outcome="not_found"' in missing.text, \
-        missing.text.split('id="check-outcome"')[1][:600]
+        missing.text.split('id="checked"')[1][:600]
 
     monkeypatch.setattr(ms.identity.default_app, "roles", ("User.Read.All",))
     outlook.forget_apps()  # a new token, without the calendar permission
     busy.POOL.clear()
     refused = admin.post(f"/t/{TENANT}/staff/claire/check", data={"csrf_token": csrf})
     assert 'data-staff="claire" data-outcome="forbidden"' in refused.text, \
-        refused.text.split('id="check-outcome"')[1][:600]
+        refused.text.split('id="checked"')[1][:600]
     assert "accès refusé" in refused.text
 
 

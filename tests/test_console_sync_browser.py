@@ -78,11 +78,11 @@ def test_admin_syncs_now_and_checks_and_changes_staff_calendars(sync_hub, chromi
     page.wait_for_selector("#staff")
     assert serious_violations(page) == []
     page.click("#check-claire")
-    page.wait_for_selector("#check-outcome[data-staff=claire]")
-    assert page.get_attribute("#check-outcome", "data-outcome") == "readable"
+    page.wait_for_selector("#checked[data-staff=claire]")
+    assert page.get_attribute("#checked", "data-outcome") == "readable"
     page.click("#check-zoe")
-    page.wait_for_selector("#check-outcome[data-staff=zoe]")
-    assert page.get_attribute("#check-outcome", "data-outcome") == "not_found"
+    page.wait_for_selector("#checked[data-staff=zoe]")
+    assert page.get_attribute("#checked", "data-outcome") == "not_found"
     assert serious_violations(page) == []
 
     google_emulator.add_calendar("zoe@cabinet.test", time_zone="Europe/Paris")
@@ -96,6 +96,6 @@ def test_admin_syncs_now_and_checks_and_changes_staff_calendars(sync_hub, chromi
         row = session.get(Tenant, TENANT)
         assert row.config_version == version + 1 and "id: zoe@cabinet.test" in row.config_yaml
     page.click("#check-zoe")
-    page.wait_for_selector("#check-outcome[data-staff=zoe][data-outcome=readable]")
+    page.wait_for_selector("#checked[data-staff=zoe][data-outcome=readable]")
     assert serious_violations(page) == []
     context.close()
