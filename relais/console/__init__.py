@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from relais.console import admin, booking, client, desk, people, reports
+from relais.console import admin, booking, client, desk, people, reports, staff, sync_health
 from relais.console.web import (
     COOKIE,
     HERE,
@@ -54,3 +54,5 @@ def install(app: Any) -> None:
     app.include_router(booking.router)
     app.include_router(client.router)
     app.include_router(reports.router)
+    app.include_router(sync_health.router)
+    app.include_router(staff.router)
