@@ -117,6 +117,12 @@ def check_return_to(value: str | None) -> str | None:
     return value
 
 
+def callback_url() -> str:
+    """The redirect URI of every authorization: the operator gives it to each
+    provider when registering the OAuth app (``public_url`` + ``/oauth/callback``)."""
+    return get_settings().public_url.rstrip("/") + "/oauth/callback"
+
+
 @dataclass
 class Authorization:
     url: str
@@ -137,7 +143,7 @@ def start_authorization(
     return_to = check_return_to(return_to)
     spec = provider(row.provider)
     settings, client = _oauth(session, row)
-    redirect_uri = redirect_uri or get_settings().public_url.rstrip("/") + "/oauth/callback"
+    redirect_uri = redirect_uri or callback_url()
     verifier, challenge = pkce_pair() if spec.pkce else (None, None)
     state = secrets.token_urlsafe(32)
     expires_at = utcnow() + STATE_LIFETIME

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from relais.console import admin, booking, client, desk, people
+from relais.console import admin, booking, client, desk, operator, people
 from relais.console.web import (
     COOKIE,
     HERE,
@@ -53,3 +53,4 @@ def install(app: Any) -> None:
     app.include_router(admin.router)
     app.include_router(booking.router)
     app.include_router(client.router)
+    app.include_router(operator.router)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -36,6 +37,7 @@ from mappings.errors import ConfigError
 from mappings.plan import PlanError, explain_text, plan_for
 from mappings.rules import CallContext
 from relais.auth import create_key, revoke_key
+from relais.console.connect_reasons import UNAVAILABLE, callback_reason, engine_reason
 from relais.console.web import (
     ConsoleError,
     Viewer,
@@ -130,15 +132,18 @@ def _connections_context(viewer: Viewer, tenant_id: str) -> dict[str, Any]:
 
 @router.get("/t/{tenant_id}/connections")
 async def connections_page(request: Request, tenant_id: str, outcome: str = "",
-                           connection: str = "", reason: str = "") -> HTMLResponse:
-    """The cards; ``outcome``/``connection``/``reason``: what the OAuth callback said."""
+                           connection: str = "", code: str = "", field: str = "",
+                           detail: str = "") -> HTMLResponse:
+    """The cards; ``outcome``, ``connection``, ``code``, ``field``, ``detail``: what
+    the OAuth callback said, shown as a sentence in the viewer's language
+    (:mod:`relais.console.connect_reasons`; the English ``reason`` is not shown)."""
     viewer = await viewer_of(request)
     context = await run_in_threadpool(_connections_context, viewer, tenant_id)
     notice: dict[str, str] = {}
     if outcome == "connected":
         notice = {"connected": connection}
     elif outcome == "error":
-        notice = {"error": reason or "?"}
+        notice = {"error": callback_reason(code, field), "detail": detail[:300]}
     return render(request, "admin_connections.html", {**context, "notice": notice},
                   viewer=viewer)
 
@@ -160,7 +165,7 @@ async def connect(request: Request, tenant_id: str, name: str) -> HTMLResponse:
         except ConnectError as exc:
             if exc.code == NOT_FOUND:
                 raise ConsoleError(404, "not_found") from None
-            return str(exc)
+            return engine_reason(exc.code, exc.field)
 
     started = await run_in_threadpool(start)
     if isinstance(started, str):
@@ -185,9 +190,9 @@ async def disconnect_page(request: Request, tenant_id: str, name: str) -> HTMLRe
         except ConnectError as exc:
             if exc.code == NOT_FOUND:
                 raise ConsoleError(404, "not_found") from None
-            return {"error": str(exc)}
-        except TransientError as exc:
-            return {"error": f"{exc}; nothing was changed: try again"}
+            return {"error": engine_reason(exc.code, exc.field), "failed": "disconnect"}
+        except TransientError:
+            return {"error": UNAVAILABLE, "failed": "disconnect"}
 
     notice = await run_in_threadpool(run)
     context = await run_in_threadpool(_connections_context, viewer, tenant_id)
@@ -316,21 +321,35 @@ def _deliveries_context(viewer: Viewer, tenant_id: str, params: dict[str, str],
             select(Connection).where(Connection.tenant_id == tenant_id))}
         error = None
         items: list[Delivery] = []
+        older: str | None = None
+        newer: str | None = None
         try:
             start = _day(params.get("start", ""), zone, "start")
             last = _day(params.get("end", ""), zone, "end")
             end = last + timedelta(days=1) if last else None  # the end day included
             page = list_deliveries(session, tenant_id,
                                    Filters(start=start, end=end, status=status,
-                                           connection=connection), limit=PAGE)
+                                           connection=connection), limit=PAGE,
+                                   cursor=params.get("before") or None,
+                                   newer=params.get("after") or None)
             items = page.items
+            older, newer = page.next_cursor, page.prev_cursor
         except BadFilter as exc:
             error = f"{exc.field}: {exc.problem} ({exc.hint})"
         session.expunge_all()
     return {"tenant": tenant, "zone": zone, "deliveries": items, "names": names,
             "connections": sorted(set(names.values())), "statuses": DELIVERY_STATUSES,
             "filters": {k: params.get(k, "") for k in ("status", "connection", "start", "end")},
-            "filter_error": error, "notice": notice or {}, "section": "deliveries"}
+            "filter_error": error, "notice": notice or {}, "section": "deliveries",
+            "older": _page_link(tenant_id, params, before=older) if older else None,
+            "newer": _page_link(tenant_id, params, after=newer) if newer else None}
+
+
+def _page_link(tenant_id: str, params: dict[str, str], **cursor: str) -> str:
+    """The deliveries page with the same filters and another cursor (``before``:
+    older rows, ``after``: newer ones)."""
+    kept = {k: params[k] for k in ("status", "connection", "start", "end") if params.get(k)}
+    return f"/t/{tenant_id}/deliveries?" + urlencode(kept | cursor)
 
 
 @router.get("/t/{tenant_id}/deliveries")

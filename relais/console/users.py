@@ -13,6 +13,10 @@ Invariants:
   lock it for ``LOCK_MINUTES`` (the lock is checked before the password, so a
   locked account answers the same whatever is typed). Times come from
   ``sync.clock``.
+- Sign-in is also throttled per client address, in the database
+  (``console_sign_in_failures``: one row per failure, the address kept only as
+  its SHA-256), so every API process counts the same failures; rows older than
+  the window are deleted as new ones come.
 - A disabled user's sessions are deleted with it; a password reset by the
   operator ends every session of that user.
 """
@@ -27,7 +31,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, delete, select
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sync.store.models import AuditEvent, Base, Tenant, new_id, utcnow
@@ -91,6 +95,35 @@ class ConsoleSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class SignInFailure(Base):
+    """One failed sign-in from an address (``address``: its SHA-256, no IP in clear)."""
+
+    __tablename__ = "console_sign_in_failures"
+    __table_args__ = (Index("ix_console_sign_in_failures_address", "address", "failed_at"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("sif"))
+    address: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column()
+
+
+def _address_key(address: str) -> str:
+    return hashlib.sha256(address.encode()).hexdigest()
+
+
+def address_blocked(session: Session, address: str, limit: int, window: timedelta) -> bool:
+    """Whether ``address`` failed ``limit`` times or more in the last ``window``."""
+    since = utcnow() - window
+    count = session.scalar(select(func.count()).select_from(SignInFailure).where(
+        SignInFailure.address == _address_key(address), SignInFailure.failed_at > since))
+    return (count or 0) >= limit
+
+
+def record_sign_in_failure(session: Session, address: str, window: timedelta) -> None:
+    """Count one failure of ``address``; failures older than ``window`` (any address) go."""
+    now = utcnow()
+    session.execute(delete(SignInFailure).where(SignInFailure.failed_at <= now - window))
+    session.add(SignInFailure(address=_address_key(address), failed_at=now))
 
 
 class UserError(ValueError):

@@ -16,6 +16,7 @@ a tenant admin cannot have the operator's secret posted to a server of theirs.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -78,6 +79,13 @@ def remove_app(session: Session, provider: str, actor: str) -> bool:
 
 def list_apps(session: Session) -> list[ProviderApp]:
     return list(session.scalars(select(ProviderApp).order_by(ProviderApp.provider)))
+
+
+def secret_fingerprint(row: ProviderApp) -> str:
+    """What a screen may show of the stored secret: the first 8 hex digits of its
+    SHA-256, so the operator can tell which secret is set without reading it."""
+    secret = decrypt_json(row.secret)["client_secret"]
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
 
 
 def operator_client(session: Session, provider: str) -> dict[str, str] | None:
