@@ -7,13 +7,31 @@ browser check of the apps page is in ``test_console_admin_browser.py``)."""
 from __future__ import annotations
 
 import hashlib
+import html
+import re
+import socket
+from datetime import UTC, datetime, timedelta
 
-from test_console_admin import PASSWORD, T, client_of, tenant  # noqa: F401  (fixture)
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from test_console_admin import T, client_of, tenant  # noqa: F401  (fixture)
 
 from connectors.catalog import oauth_providers
+from relais.api import create_app
+from relais.api.engine_errors import CONNECT
+from relais.console import connect_reasons, i18n
+from relais.console.users import SignInFailure
+from sync.connections import CODES, start_authorization
 from sync.store.db import session_scope
-from sync.store.models import AuditEvent
-from sync.store.provider_apps import ProviderApp, oauth_context, operator_client
+from sync.store.models import AuditEvent, Connection, Delivery
+from sync.store.provider_apps import (
+    ProviderApp,
+    oauth_context,
+    operator_client,
+    register_app,
+)
 
 SECRET = "s3cr3t-operator-client-secret"
 
@@ -91,6 +109,163 @@ def test_the_apps_page_speaks_english(tenant):  # noqa: F811
     ops, _ = client_of("ops@a.test")
     ops.get("/lang/en")
     page = ops.get("/operator/apps").text
-    assert "Operator's OAuth apps" in page and "not registered" in page
+    assert "Operator&#39;s OAuth apps" in page and "not registered" in page
 
 
+
+
+# ------------------------------------------------------------------ deliveries paging
+
+def _deliveries(count: int) -> dict[str, list[str]]:
+    """``count`` deliveries to the webhook a minute apart from 2026-11-20 08:00 UTC
+    (every other one dead), and 5 to HubSpot; their ids by connection, newest first."""
+    base = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    made: dict[str, list[str]] = {}
+    with session_scope() as session:
+        ids = {c.name: c.id for c in session.scalars(
+            select(Connection).where(Connection.tenant_id == T))}
+        for i in range(count + 5):
+            name = "hook" if i < count else "hubspot"
+            row = Delivery(tenant_id=T, connection_id=ids[name], action="post",
+                           status="dead" if i % 2 == 0 else "delivered",
+                           idempotency_key=f"page-{i}",
+                           created_at=base + timedelta(minutes=i),
+                           last_error="HTTP 400" if i % 2 == 0 else None)
+            session.add(row)
+            session.flush()
+            made.setdefault(name, []).insert(0, row.id)
+    return made
+
+
+def _walk(client, url: str, link: str) -> list[list[str]]:
+    """Every page from ``url`` on, following the ``link`` (older/newer) each shows."""
+    pages = []
+    while url:
+        answer = client.get(url)
+        assert answer.status_code == 200, answer.text
+        pages.append(re.findall(r'id="d-(dlv_[^"]+)"', answer.text))
+        found = re.search(rf'href="([^"]+)" id="page-{link}"', answer.text)
+        url = html.unescape(found.group(1)) if found else ""
+    return pages
+
+
+def test_deliveries_page_both_ways_keeping_the_filters(tenant):  # noqa: F811
+    made = _deliveries(230)
+    admin, _ = client_of("it@a.test")
+    first = admin.get(f"/t/{T}/deliveries", params={"connection": "hook"}).text
+    assert 'id="page-newer"' not in first
+    older = _walk(admin, f"/t/{T}/deliveries?connection=hook", "older")
+    assert [len(p) for p in older] == [100, 100, 30]
+    assert [i for p in older for i in p] == made["hook"]  # newest first, none twice or lost
+    last = re.search(r'href="([^"]+)" id="page-older"', admin.get(
+        f"/t/{T}/deliveries?connection=hook").text).group(1)
+    assert "connection=hook" in html.unescape(last)
+    # From the oldest page back to the newest by the "newer" links: the same pages.
+    tail = _walk(admin, html.unescape(re.search(r'href="([^"]+)" id="page-older"', admin.get(
+        html.unescape(last)).text).group(1)), "newer")
+    assert tail == older[::-1]
+    # Status and dates are kept from page to page.
+    dead = _walk(admin, f"/t/{T}/deliveries?status=dead&connection=hook", "older")
+    assert [len(p) for p in dead] == [100, 15]
+    assert [i for p in dead for i in p] == made["hook"][1::2]
+    day = _walk(admin, f"/t/{T}/deliveries?connection=hook&start=2026-11-20&end=2026-11-20",
+                "older")
+    assert sum(len(p) for p in day) == 230 and len(day) == 3
+    everything = _walk(admin, f"/t/{T}/deliveries", "older")
+    assert sum(len(p) for p in everything) == 235
+    assert admin.get(f"/t/{T}/deliveries", params={"before": "garbage"}).status_code == 422
+    assert admin.get(f"/t/{T}/deliveries", params={"after": "garbage"}).status_code == 422
+
+
+# --------------------------------------------------------- failed connect, two languages
+
+def test_every_connect_code_has_a_sentence():
+    assert set(connect_reasons.ENGINE) == set(CODES)
+    assert {code for _status, code in CONNECT.values()} <= set(connect_reasons.CALLBACK)
+    english = i18n.translations("en").gettext
+    for sentence in [*connect_reasons.ENGINE.values(), *connect_reasons.CALLBACK.values(),
+                     *connect_reasons.FIELDS.values(), connect_reasons.UNKNOWN]:
+        assert english(sentence) != sentence, sentence  # translated
+
+
+def test_a_failed_connect_reads_in_the_viewers_language(tenant, hub_clock):  # noqa: F811
+    admin, csrf = client_of("it@a.test")
+    refused = admin.post(f"/t/{T}/connections/hubspot/connect", data={"csrf_token": csrf})
+    assert refused.status_code == 422  # no OAuth app registered for the provider
+    assert "Aucune application OAuth n&#39;est enregistrée" in _outcome(refused.text)
+    admin.get("/lang/en")
+    refused = admin.post(f"/t/{T}/connections/hubspot/connect", data={"csrf_token": csrf})
+    assert "No OAuth app is registered for this provider" in _outcome(refused.text)
+    assert "client_id" not in _outcome(refused.text)  # no engine English
+
+    # The provider refused the consent: the callback sends the admin back, told why.
+    with session_scope() as session:
+        register_app(session, "hubspot", "cid", SECRET, "test", {
+            "authorization_url": "https://sandbox.test/authorize",
+            "token_url": "https://sandbox.test/token"})
+    noon = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    hub_clock(noon)
+    api = TestClient(create_app(), base_url="https://testserver")
+    with session_scope() as session:
+        refused_state = start_authorization(session, T, "hubspot",
+                                            return_to=f"/t/{T}/connections").state
+        expired_state = start_authorization(session, T, "hubspot",
+                                            return_to=f"/t/{T}/connections").state
+    back = api.get("/oauth/callback", params={"state": refused_state, "error": "access_denied",
+                                              "error_description": "The user declined"},
+                   follow_redirects=False)
+    assert back.status_code == 303
+    page = admin.get(back.headers["location"])
+    assert "The provider refused the authorization" in _outcome(page.text)
+    assert 'id="provider-detail">The user declined<' in page.text
+    admin.get("/lang/fr")
+    page = admin.get(back.headers["location"])
+    assert "Le fournisseur a refusé l&#39;autorisation" in _outcome(page.text)
+    assert "the provider refused" not in page.text  # the English reason is not shown
+
+    hub_clock(noon + timedelta(minutes=16))  # the authorization link expired
+    back = api.get("/oauth/callback", params={"state": expired_state, "code": "c"},
+                   follow_redirects=False)
+    assert back.status_code == 303 and "field=state" in back.headers["location"]
+    assert "n&#39;est plus valable" in _outcome(admin.get(back.headers["location"]).text)
+    unknown = admin.get(f"/t/{T}/connections", params={"outcome": "error", "code": "weird"})
+    assert "La connexion n&#39;a pas abouti" in _outcome(unknown.text)
+
+
+def _outcome(page: str) -> str:
+    return page.split('id="outcome"')[1].split("</p>")[0]
+
+
+# ------------------------------------------------------- sign-in throttle, two processes
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wrong_sign_in(base: str, number: int) -> int:
+    with httpx.Client(base_url=base) as web:
+        page = web.get("/login").text
+        token = page.split('name="csrf_token" value="')[1].split('"')[0]
+        return web.post("/login", data={"email": f"nobody{number}@a.test",
+                                         "password": "wrong-password", "csrf_token": token}
+                        ).status_code
+
+
+@pytest.mark.processes
+def test_two_api_processes_share_the_sign_in_throttle(env, spawn):
+    """Three failures on one API process, then the other refuses that address too:
+    the count is in the database, not in either process."""
+    values = {"RELAIS_CONSOLE_SIGN_IN_LIMIT": "3", "RELAIS_CONSOLE_INSECURE_COOKIES": "1"}
+    env.vars.update(values)
+    bases = []
+    for _ in range(2):
+        port = _free_port()
+        spawn(["serve", "--port", str(port)], env, ready="Uvicorn running")
+        bases.append(f"http://127.0.0.1:{port}")
+    assert [_wrong_sign_in(bases[0], n) for n in range(3)] == [401, 401, 401]
+    assert _wrong_sign_in(bases[1], 3) == 429  # the other process counts them too
+    assert _wrong_sign_in(bases[0], 4) == 429
+    with session_scope(readonly=True) as session:
+        assert session.scalar(select(func.count()).select_from(SignInFailure)) == 3

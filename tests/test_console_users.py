@@ -22,6 +22,7 @@ from relais.console.users import (
     ConsoleSession,
     ConsoleUser,
     SignedIn,
+    SignInFailure,
     SignInRefused,
     UserError,
     create_user,
@@ -199,12 +200,19 @@ def test_desk_finds_the_tenant_by_number_and_hides_the_others(tenants):
     assert "Alpha" in listed and "Beta" not in listed
 
 
-def test_throttle_per_address():
+def test_throttle_per_address(env, hub_clock):
+    hub_clock(NOON)
     throttle = LoginThrottle(limit=3, window=60)
     for _ in range(3):
         assert not throttle.blocked("10.0.0.1")
         throttle.failed("10.0.0.1")
     assert throttle.blocked("10.0.0.1") and not throttle.blocked("10.0.0.2")
+    hub_clock(NOON + timedelta(seconds=61))  # the window passed: the address may try again
+    assert not throttle.blocked("10.0.0.1")
+    throttle.failed("10.0.0.2")  # and the old failures are gone from the table
+    with session_scope(readonly=True) as session:
+        assert session.scalar(select(func.count()).select_from(SignInFailure)) == 1
+        assert "10.0.0" not in str(session.scalars(select(SignInFailure.address)).all())
 
 
 def test_cli_users(tenants):
