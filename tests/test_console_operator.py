@@ -21,8 +21,9 @@ from test_console_admin import T, client_of, tenant  # noqa: F401  (fixture)
 from connectors.catalog import oauth_providers
 from relais.api import create_app
 from relais.api.engine_errors import CONNECT
-from relais.console import connect_reasons, i18n
+from relais.console import admin, booking, connect_reasons, i18n
 from relais.console.users import SignInFailure
+from sync.booking import CODES as BOOKING_CODES
 from sync.connections import CODES, start_authorization
 from sync.store.db import session_scope
 from sync.store.models import AuditEvent, Connection, Delivery
@@ -269,3 +270,45 @@ def test_two_api_processes_share_the_sign_in_throttle(env, spawn):
     assert _wrong_sign_in(bases[0], 4) == 429
     with session_scope(readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(SignInFailure)) == 3
+
+
+# --------------------------------------------------- the console's refusals, in French
+
+def test_engine_codes_each_have_a_french_sentence():
+    assert set(booking.BOOKING_PROBLEMS) == set(BOOKING_CODES)
+    assert set(admin.DISCONNECTED) == {"revoked", "no_token", "not_revocable"}
+    english = i18n.translations("en").gettext
+    for sentence in [*booking.BOOKING_PROBLEMS.values(), *admin.DISCONNECTED.values(),
+                     *admin.FILTER_PROBLEMS.values()]:
+        assert english(sentence) != sentence, sentence
+
+
+def test_admin_refusals_read_in_the_viewers_language(tenant):  # noqa: F811
+    admin_client, csrf = client_of("it@a.test")
+    checks = [
+        (lambda: admin_client.get(f"/t/{T}/deliveries", params={"start": "2026-13-01"}),
+         "Date de début invalide", "Invalid start date"),
+        (lambda: admin_client.get(f"/t/{T}/deliveries", params={"status": "lost"}),
+         "Statut inconnu", "Unknown status"),
+        (lambda: admin_client.get(f"/t/{T}/deliveries", params={"start": "2026-12-02",
+                                                               "end": "2026-12-01"}),
+         "La date de fin doit suivre", "The end date must come after"),
+        (lambda: admin_client.get(f"/t/{T}/rules", params={"call_type": "fax"}),
+         "Type d&#39;appel inconnu", "Unknown call type"),
+        (lambda: admin_client.get(f"/t/{T}/rules", params={"call_type": "message",
+                                                          "at": "tomorrow"}),
+         "Date et heure invalides", "Invalid date and time"),
+        (lambda: admin_client.post(f"/t/{T}/keys", data={"role": "operator",
+                                                         "csrf_token": csrf}),
+         "Rôle inconnu", "Unknown role"),
+        (lambda: admin_client.post(f"/t/{T}/config/rollback", data={"version": "x",
+                                                                    "csrf_token": csrf}),
+         "Version invalide", "Invalid version"),
+    ]
+    for lang in ("fr", "en"):
+        admin_client.get(f"/lang/{lang}")
+        for call, french, english in checks:
+            answer = call()
+            assert answer.status_code == 422, (french, answer.status_code)
+            assert (french if lang == "fr" else english) in answer.text, (lang, french)
+            assert "is not" not in answer.text and "must be" not in answer.text

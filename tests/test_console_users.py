@@ -337,7 +337,13 @@ def test_operator_manages_people_in_the_console(tenants):
     assert made.status_code == 200, made.text
     first = made.text.split('<code id="new-password">')[1].split("<")[0]
     bad = op.post("/users", data={**new, "csrf_token": csrf})
-    assert bad.status_code == 422 and "already exists" in bad.text
+    assert bad.status_code == 422 and "Un utilisateur a déjà cette adresse" in bad.text
+    assert "secrétaire" in made.text  # roles shown by their label, in the viewer's language
+    op.get("/lang/en")
+    bad = op.post("/users", data={**new, "csrf_token": csrf})
+    assert "A user with this email address already exists" in bad.text
+    assert "tenant admin" in bad.text and ">tenant_admin<" not in bad.text
+    op.get("/lang/fr")
     with session_scope(readonly=True) as session:
         nadia = find_user(session, "n@r.test")
         assert nadia.tenants == ["alpha"] and nadia.role == "secretary"

@@ -38,6 +38,7 @@ from mappings.plan import PlanError, explain_text, plan_for
 from mappings.rules import CallContext
 from relais.auth import create_key, revoke_key
 from relais.console.connect_reasons import UNAVAILABLE, callback_reason, engine_reason
+from relais.console.i18n import _
 from relais.console.web import (
     ConsoleError,
     Viewer,
@@ -123,6 +124,16 @@ def connection_cards(session: Session, tenant_id: str) -> list[ConnectionCard]:
     return cards
 
 
+# How a disconnection went (``sync.connections.Disconnected.how``), as French msgids.
+DISCONNECTED = {
+    "revoked": _("Le fournisseur a révoqué le jeton."),
+    "no_token": _("Aucun jeton n'était enregistré."),
+    "not_revocable": _("Ce fournisseur ne permet pas de révoquer un jeton : les jetons ont été "
+                       "effacés de Relais ; retirez aussi le consentement de l'application dans "
+                       "la console d'administration du fournisseur."),
+}
+
+
 def _connections_context(viewer: Viewer, tenant_id: str) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         tenant = admin_tenant(session, viewer, tenant_id)
@@ -186,7 +197,7 @@ async def disconnect_page(request: Request, tenant_id: str, name: str) -> HTMLRe
             with session_scope() as session:
                 admin_tenant(session, viewer, tenant_id)
                 done = disconnect(session, tenant_id, name, actor=actor(viewer))
-                return {"disconnected": done.connection.name, "note": done.note}
+                return {"disconnected": done.connection.name, "note": DISCONNECTED[done.how]}
         except ConnectError as exc:
             if exc.code == NOT_FOUND:
                 raise ConsoleError(404, "not_found") from None
@@ -277,7 +288,8 @@ async def config_rollback(request: Request, tenant_id: str) -> HTMLResponse:
     try:
         version = int(form.get("version", ""))
     except ValueError:
-        raise ConsoleError(422, "invalid_version") from None
+        raise ConsoleError(422, _("Version invalide : un numéro de version est attendu.")
+                           ) from None
 
     def run() -> dict[str, Any]:
         try:
@@ -288,7 +300,8 @@ async def config_rollback(request: Request, tenant_id: str) -> HTMLResponse:
         except UnknownVersion:
             raise ConsoleError(404, "not_found") from None
         except ConfigError as exc:
-            return {"notice": {"error": f"version {version} no longer applies"},
+            return {"notice": {"error": _("Cette version ne passe plus la validation "
+                                          "d'aujourd'hui : voyez les erreurs ci-dessous.")},
                     "errors": [i.as_dict() for i in exc.issues], "valid": False}
 
     outcome = await run_in_threadpool(run)
@@ -308,6 +321,17 @@ def _day(value: str, zone: ZoneInfo, field: str) -> datetime | None:
     except ValueError:
         raise BadFilter(field, f"{value!r} is not a date", "write it as 2026-12-31") from None
     return datetime.combine(day, time(0), zone)
+
+
+# The deliveries' filter problems, by the field ``sync.lists.BadFilter`` names (French
+# msgids: the engine's English hint is for API callers).
+FILTER_PROBLEMS = {
+    "start": _("Date de début invalide : écrivez-la comme 2026-12-31."),
+    "end": _("Date de fin invalide : écrivez-la comme 2026-12-31."),
+    "to": _("La date de fin doit suivre la date de début."),
+    "status": _("Statut inconnu : choisissez-en un dans la liste."),
+    "cursor": _("Ce lien de page n'est plus valable : revenez à la première page."),
+}
 
 
 def _deliveries_context(viewer: Viewer, tenant_id: str, params: dict[str, str],
@@ -335,7 +359,7 @@ def _deliveries_context(viewer: Viewer, tenant_id: str, params: dict[str, str],
             items = page.items
             older, newer = page.next_cursor, page.prev_cursor
         except BadFilter as exc:
-            error = f"{exc.field}: {exc.problem} ({exc.hint})"
+            error = FILTER_PROBLEMS.get(exc.field, FILTER_PROBLEMS["status"])
         session.expunge_all()
     return {"tenant": tenant, "zone": zone, "deliveries": items, "names": names,
             "connections": sorted(set(names.values())), "statuses": DELIVERY_STATUSES,
@@ -475,7 +499,8 @@ async def rules_tester(request: Request, tenant_id: str) -> HTMLResponse:
             try:
                 at = datetime.fromisoformat(params["at"]).replace(tzinfo=config.zone)
             except ValueError:
-                context["error"] = f"at: {params['at']!r} is not a date and time"
+                context["error"] = _("Date et heure invalides : écrivez-les comme "
+                                     "2026-12-31T14:30.")
                 return context
         known = {"yes": True, "no": False}.get(params.get("known", ""))
         try:
@@ -483,13 +508,29 @@ async def rules_tester(request: Request, tenant_id: str) -> HTMLResponse:
                 call_type=params["call_type"], urgency=params.get("urgency") or None, at=at,
                 known_contact=known, staff_id=params.get("staff") or None, intake={}))
         except PlanError as exc:
-            context["error"] = str(exc)
+            context["error"] = _plan_problem(str(exc))
             return context
         context.update(plan=plan, text=explain_text(plan))
         return context
 
     context = await run_in_threadpool(run)
     return render(request, "admin_rules.html", context, 422 if context["error"] else 200, viewer)
+
+
+def _plan_problem(message: str) -> str:
+    """A French msgid for ``mappings.plan.PlanError`` (its English message names the
+    input it refused first: ``unknown call type``, ``unknown urgency``…)."""
+    for start, problem in PLAN_PROBLEMS:
+        if message.startswith(start):
+            return problem
+    return _("Cet appel ne peut pas être évalué pour ce client.")
+
+
+PLAN_PROBLEMS = (
+    ("unknown call type", _("Type d'appel inconnu pour ce client.")),
+    ("unknown urgency", _("Urgence inconnue.")),
+    ("unknown staff", _("Membre de l'équipe inconnu pour ce client.")),
+)
 
 
 # -------------------------------------------------------------------------- API keys
@@ -523,7 +564,7 @@ async def create_key_page(request: Request, tenant_id: str) -> HTMLResponse:
 
     def run() -> dict[str, str]:
         if role not in KEY_ROLES:
-            return {"error": f"role must be one of {', '.join(KEY_ROLES)}"}
+            return {"error": _("Rôle inconnu : choisissez-en un dans la liste.")}
         with session_scope() as session:
             admin_tenant(session, viewer, tenant_id)
             return {"key": create_key(session, role, tenant_id, name or actor(viewer))}

@@ -34,6 +34,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from relais.console.i18n import _
 from sync.store.models import AuditEvent, Base, Tenant, new_id, utcnow
 
 ROLES = ("operator", "secretary", "tenant_admin", "client")
@@ -127,7 +128,12 @@ def record_sign_in_failure(session: Session, address: str, window: timedelta) ->
 
 
 class UserError(ValueError):
-    """A user cannot be created or changed as asked (the message says why and what to do)."""
+    """A user cannot be created or changed as asked (the message says why and what to
+    do, in English for the CLI; ``console``: the same in a French msgid for the console)."""
+
+    def __init__(self, message: str, console: str) -> None:
+        super().__init__(message)
+        self.console = console
 
 
 class SignInRefused(PermissionError):
@@ -151,30 +157,40 @@ def _token_hash(token: str) -> str:
 
 def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise UserError(f"password: at least {MIN_PASSWORD} characters")
+        raise UserError(f"password: at least {MIN_PASSWORD} characters",
+                        _("Mot de passe trop court : au moins 10 caractères."))
 
 
 def _check_scope(session: Session, role: str, tenant_id: str | None,
                  tenants: list[str] | None) -> None:
     if role not in ROLES:
-        raise UserError(f"role: {role!r} is not one of {', '.join(ROLES)}")
+        raise UserError(f"role: {role!r} is not one of {', '.join(ROLES)}",
+                        _("Rôle inconnu : choisissez-en un dans la liste."))
     if role in ("tenant_admin", "client"):
         if not tenant_id:
-            raise UserError(f"tenant: a {role} belongs to exactly one tenant (--tenant ID)")
+            raise UserError(f"tenant: a {role} belongs to exactly one tenant (--tenant ID)",
+                            _("Un admin client ou un client appartient à un seul client : "
+                              "choisissez-le."))
         if tenants is not None:
-            raise UserError(f"tenants: only a secretary has assigned tenants, not a {role}")
+            raise UserError(f"tenants: only a secretary has assigned tenants, not a {role}",
+                            _("Seule une secrétaire a des clients attribués."))
         named = [tenant_id]
     else:
         if tenant_id:
             raise UserError(f"tenant: a {role} has no single tenant"
                             + (" (use --tenants for a secretary's assignment)"
-                               if role == "secretary" else ""))
+                               if role == "secretary" else ""),
+                            _("Une secrétaire ou un opérateur n'appartient pas à un client : "
+                              "laissez « Client » vide."))
         if role == "operator" and tenants is not None:
-            raise UserError("tenants: an operator sees every tenant")
+            raise UserError("tenants: an operator sees every tenant",
+                            _("Un opérateur voit tous les clients : laissez « Clients "
+                              "attribués » vide."))
         named = tenants or []
     for name in named:
         if session.get(Tenant, name) is None:
-            raise UserError(f"tenant: no tenant {name!r} (list them with: relais tenants list)")
+            raise UserError(f"tenant: no tenant {name!r} (list them with: relais tenants list)",
+                            _("Client inconnu."))
 
 
 def create_user(session: Session, email: str, name: str, role: str, password: str, *,
@@ -182,13 +198,15 @@ def create_user(session: Session, email: str, name: str, role: str, password: st
                 actor: str = "cli") -> ConsoleUser:
     email = email.strip().lower()
     if "@" not in email or len(email) > 320:
-        raise UserError(f"email: {email!r} is not an email address")
+        raise UserError(f"email: {email!r} is not an email address",
+                        _("Adresse e-mail invalide."))
     if not name.strip():
-        raise UserError("name: give the person's name")
+        raise UserError("name: give the person's name", _("Donnez le nom de la personne."))
     check_password(password)
     _check_scope(session, role, tenant_id, tenants)
     if session.scalar(select(ConsoleUser.id).where(ConsoleUser.email == email)):
-        raise UserError(f"email: a user {email} already exists")
+        raise UserError(f"email: a user {email} already exists",
+                        _("Un utilisateur a déjà cette adresse e-mail."))
     user = ConsoleUser(email=email, name=name.strip(), role=role, tenant_id=tenant_id,
                        tenants=sorted(set(tenants)) if tenants is not None else None,
                        password_hash=_hasher.hash(password))
