@@ -312,3 +312,41 @@ def test_admin_refusals_read_in_the_viewers_language(tenant):  # noqa: F811
             assert answer.status_code == 422, (french, answer.status_code)
             assert (french if lang == "fr" else english) in answer.text, (lang, french)
             assert "is not" not in answer.text and "must be" not in answer.text
+
+
+@pytest.mark.parametrize("any_env", ["sqlite", "pg-redis"], indirect=True)
+def test_keyset_pages_walk_back_through_ties(any_env):
+    """``newer`` pages are the ``cursor`` pages read backwards, even when many rows
+    share one instant (the id breaks the tie), on SQLite and PostgreSQL."""
+    from test_console_users import hook_tenant
+
+    from sync.lists import Filters, list_deliveries
+    from sync.tenants import apply_config
+
+    at = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    with session_scope() as session:
+        apply_config(session, hook_tenant("ties", "04 72 00 00 33"), "ties.yaml", actor="t")
+        hook = session.scalar(select(Connection.id).where(Connection.tenant_id == "ties"))
+        for i in range(25):  # five instants, five rows each
+            session.add(Delivery(tenant_id="ties", connection_id=hook, action="post",
+                                 idempotency_key=f"tie-{i}",
+                                 created_at=at + timedelta(minutes=i // 5)))
+    with session_scope(readonly=True) as session:
+        def page(**cursor: str | None) -> tuple[list[str], str | None, str | None]:
+            found = list_deliveries(session, "ties", Filters(), limit=10, **cursor)
+            return [d.id for d in found.items], found.prev_cursor, found.next_cursor
+
+        forward, cursor = [], None
+        while True:
+            ids, _newer, cursor = page(cursor=cursor)
+            forward.append(ids)
+            if cursor is None:
+                break
+        assert [len(p) for p in forward] == [10, 10, 5] and len(set(sum(forward, []))) == 25
+        ids, newer, _older = page(cursor=page(cursor=page()[2])[2])  # the last page
+        backward = [ids]
+        while newer:
+            ids, newer, _older = page(newer=newer)
+            backward.append(ids)
+        assert backward == forward[::-1]
+        assert page()[1] is None  # the first page has nothing newer
