@@ -147,7 +147,7 @@ async def register(request: Request, name: str) -> HTMLResponse:
 @router.post("/operator/apps/{name}/remove")
 async def remove(request: Request, name: str) -> HTMLResponse:
     """Remove the operator's app: connections without a client of their own can
-    no longer start a consent or refresh (their state says so)."""
+    no longer start a consent or refresh their tokens until one is registered again."""
     viewer = await viewer_of(request)
     _operator(viewer)
     await checked_form(request, viewer)
