@@ -24,7 +24,7 @@ from relais.api.engine_errors import CONNECT
 from relais.console import admin, booking, connect_reasons, i18n
 from relais.console.users import SignInFailure
 from sync.booking import CODES as BOOKING_CODES
-from sync.connections import CODES, start_authorization
+from sync.connections import CODES, set_credentials, start_authorization
 from sync.store.db import session_scope
 from sync.store.models import AuditEvent, Connection, Delivery
 from sync.store.provider_apps import (
@@ -54,6 +54,13 @@ def test_only_the_operator_reaches_the_apps_page(tenant):  # noqa: F811
     assert page.status_code == 200 and 'href="/operator/apps"' in page.text
     for name in oauth_providers():  # every OAuth provider of the catalogue, none registered
         assert f'id="app-{name}" data-registered="no"' in page.text
+    # The tenant's HubSpot connection has no client of its own: it relies on this app.
+    card = page.text.split('id="app-hubspot"')[1].split("</li>")[0]
+    assert '<span class="count">1</span>' in card
+    with session_scope() as session:  # a client of its own: it does not rely on the app
+        set_credentials(session, T, "agenda", {"client_id": "own", "client_secret": "own-s"})
+    card = ops.get("/operator/apps").text.split('id="app-google_calendar"')[1].split("</li>")[0]
+    assert '<span class="count">0</span>' in card
     assert 'id="redirect-uri">http://127.0.0.1:8000/oauth/callback<' in page.text
 
 

@@ -33,6 +33,7 @@ from sync.store.provider_apps import (
     list_apps,
     operator_client,
     register_app,
+    relying_connections,
     remove_app,
     secret_fingerprint,
 )
@@ -53,6 +54,7 @@ class AppCard:
     endpoints: dict[str, str] | None = None
     registered_by: str = ""
     updated_at: Any = None
+    relying: int = 0  # live connections that use the operator's app for this provider
 
 
 def _operator(viewer: Viewer) -> None:
@@ -63,15 +65,18 @@ def _operator(viewer: Viewer) -> None:
 def _cards() -> list[AppCard]:
     with session_scope(readonly=True) as session:
         apps = {row.provider: row for row in list_apps(session)}
+        relying = relying_connections(session)
         cards = []
         for name in oauth_providers():
             label = provider(name).recipient or name
             row = apps.get(name)
             if row is None:
-                cards.append(AppCard(name, label, False, endpoints={}))
+                cards.append(AppCard(name, label, False, endpoints={},
+                                     relying=relying.get(name, 0)))
                 continue
             cards.append(AppCard(name, label, True, row.client_id, secret_fingerprint(row),
-                                 dict(row.settings or {}), row.registered_by, row.updated_at))
+                                 dict(row.settings or {}), row.registered_by, row.updated_at,
+                                 relying.get(name, 0)))
         return cards
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import JSON, LargeBinary, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sync.store.crypto import decrypt_json, encrypt_json
-from sync.store.models import AuditEvent, Base, utcnow
+from sync.store.models import AuditEvent, Base, Connection, utcnow
 
 
 class ProviderApp(Base):
@@ -79,6 +79,17 @@ def remove_app(session: Session, provider: str, actor: str) -> bool:
 
 def list_apps(session: Session) -> list[ProviderApp]:
     return list(session.scalars(select(ProviderApp).order_by(ProviderApp.provider)))
+
+
+def relying_connections(session: Session) -> dict[str, int]:
+    """Live connections per provider (every tenant) without a client of their own:
+    those that use the operator's app, so removing it stops their consent and refresh."""
+    counts: dict[str, int] = {}
+    for row in session.scalars(select(Connection).where(Connection.status != "disabled")):
+        own = decrypt_json(row.credentials)
+        if not (own.get("client_id") and own.get("client_secret")):
+            counts[row.provider] = counts.get(row.provider, 0) + 1
+    return counts
 
 
 def secret_fingerprint(row: ProviderApp) -> str:
