@@ -117,6 +117,12 @@ def check_return_to(value: str | None) -> str | None:
     return value
 
 
+def callback_url() -> str:
+    """The redirect URI of every authorization: the operator gives it to each
+    provider when registering the OAuth app (``public_url`` + ``/oauth/callback``)."""
+    return get_settings().public_url.rstrip("/") + "/oauth/callback"
+
+
 @dataclass
 class Authorization:
     url: str
@@ -137,7 +143,7 @@ def start_authorization(
     return_to = check_return_to(return_to)
     spec = provider(row.provider)
     settings, client = _oauth(session, row)
-    redirect_uri = redirect_uri or get_settings().public_url.rstrip("/") + "/oauth/callback"
+    redirect_uri = redirect_uri or callback_url()
     verifier, challenge = pkce_pair() if spec.pkce else (None, None)
     state = secrets.token_urlsafe(32)
     expires_at = utcnow() + STATE_LIFETIME
@@ -249,7 +255,8 @@ def forget_state(session: Session, state: str) -> None:
 class Disconnected:
     connection: Connection
     revoked: bool  # the provider revoked the token
-    note: str  # what happened, for the admin
+    note: str  # what happened, for the admin (English)
+    how: str = "revoked"  # revoked | no_token | not_revocable (a screen says it its own way)
 
 
 def disconnect(session: Session, tenant_id: str, name: str, actor: str) -> Disconnected:
@@ -267,11 +274,11 @@ def disconnect(session: Session, tenant_id: str, name: str, actor: str) -> Disco
     # The endpoints of the app that issued the token (the operator's, if it did).
     settings, _ = oauth_context(session, row.provider, dict(row.settings), creds)
     if not token:
-        revoked, note = False, "no token was stored"
+        revoked, note, how = False, "no token was stored", "no_token"
     elif revoke_token(spec, settings, token):
-        revoked, note = True, f"{row.provider} revoked the token"
+        revoked, note, how = True, f"{row.provider} revoked the token", "revoked"
     else:
-        revoked = False
+        revoked, how = False, "not_revocable"
         note = (f"{row.provider} offers no token revocation: the tokens were erased from "
                 "Relais; withdraw the app's consent in the provider's admin centre")
     kept = {k: v for k, v in creds.items() if k in ("client_id", "client_secret")}
@@ -281,4 +288,4 @@ def disconnect(session: Session, tenant_id: str, name: str, actor: str) -> Disco
     session.add(AuditEvent(tenant_id=tenant_id, kind="connection.disconnected",
                            subject_type="connection", subject_id=row.id,
                            detail={"actor": actor, "revoked": revoked}))
-    return Disconnected(row, revoked, note)
+    return Disconnected(row, revoked, note, how)

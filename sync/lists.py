@@ -5,7 +5,8 @@ Invariants:
 - every query carries the tenant explicitly (``tenant_id == …``);
 - the order is a total order on (instant, id), newest first, so a cursor
   (the last row's instant and id) resumes exactly after that row even when new
-  rows arrive meanwhile: no row is shown twice or skipped;
+  rows arrive meanwhile: no row is shown twice or skipped; ``newer`` (a page's
+  ``prev_cursor``, its first row) walks back the same way, towards the newest;
 - a date range is half-open, ``start <= instant < end``, on aware instants;
 - a caller is matched as the directory matches it (``sync.contacts``): a full
   number in any format by its E.164 form, a partial one (6+ digits) by the
@@ -58,7 +59,8 @@ class Filters:
 @dataclass
 class Page(Generic[T]):
     items: list[T]
-    next_cursor: str | None
+    next_cursor: str | None  # older rows follow: pass it as ``cursor``
+    prev_cursor: str | None = None  # newer rows precede: pass it as ``newer``
 
 
 def parse_instant(value: str, field: str) -> datetime:
@@ -129,8 +131,20 @@ def _caller_condition(session: Session, column: InstrumentedAttribute[Any],
 
 
 def _page(session: Session, stmt: Select[Any], at: InstrumentedAttribute[datetime],
-          row_id: InstrumentedAttribute[str], limit: int, cursor: str | None) -> Page[Any]:
+          row_id: InstrumentedAttribute[str], limit: int, cursor: str | None,
+          newer: str | None = None) -> Page[Any]:
+    """One page, newest first: the rows older than ``cursor``, or (``newer``) the
+    ``limit`` rows just newer than that one, still shown newest first. Keyset
+    paging both ways: each direction reads ``limit + 1`` rows to know if more follow."""
     limit = max(1, min(limit, MAX_LIMIT))
+    if newer:
+        before_at, before_id = decode_cursor(newer)
+        stmt = stmt.where(tuple_(at, row_id) > tuple_(before_at, before_id))
+        rows = list(session.scalars(stmt.order_by(at.asc(), row_id.asc()).limit(limit + 1)))
+        more_newer = len(rows) > limit
+        rows = rows[:limit][::-1]
+        return Page(rows, _key(rows[-1], at, row_id) if rows else newer,
+                    _key(rows[0], at, row_id) if more_newer else None)
     if cursor:
         after_at, after_id = decode_cursor(cursor)
         stmt = stmt.where(tuple_(at, row_id) < tuple_(after_at, after_id))
@@ -138,8 +152,13 @@ def _page(session: Session, stmt: Select[Any], at: InstrumentedAttribute[datetim
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if more else None
-    return Page(rows, encode_cursor(getattr(last, at.key), getattr(last, row_id.key))
-                if last is not None else None)
+    return Page(rows, _key(last, at, row_id) if last is not None else None,
+                _key(rows[0], at, row_id) if cursor and rows else cursor)
+
+
+def _key(row: Any, at: InstrumentedAttribute[datetime],
+         row_id: InstrumentedAttribute[str]) -> str:
+    return encode_cursor(getattr(row, at.key), getattr(row, row_id.key))
 
 
 def _range(stmt: Select[Any], at: InstrumentedAttribute[datetime], f: Filters) -> Select[Any]:
@@ -181,9 +200,10 @@ def list_appointments(session: Session, tenant_id: str, f: Filters, *, limit: in
 
 
 def list_deliveries(session: Session, tenant_id: str, f: Filters, *, limit: int = 100,
-                    cursor: str | None = None) -> Page[Delivery]:
+                    cursor: str | None = None, newer: str | None = None) -> Page[Delivery]:
     """A tenant's deliveries by creation, newest first; ``f.connection`` is a
-    connection's name (or its provider, matching each connection of it)."""
+    connection's name (or its provider, matching each connection of it);
+    ``cursor``: older than that, ``newer``: the page just before (``prev_cursor``)."""
     check_status(f.status, DELIVERY_STATUSES)
     check_range(f.start, f.end)
     stmt = _range(select(Delivery).where(Delivery.tenant_id == tenant_id),
@@ -195,7 +215,7 @@ def list_deliveries(session: Session, tenant_id: str, f: Filters, *, limit: int 
             Connection.tenant_id == tenant_id,
             or_(Connection.name == f.connection, Connection.provider == f.connection))
         stmt = stmt.where(Delivery.connection_id.in_(ids))
-    return _page(session, stmt, Delivery.created_at, Delivery.id, limit, cursor)
+    return _page(session, stmt, Delivery.created_at, Delivery.id, limit, cursor, newer)
 
 
 def connection_names(session: Session, tenant_id: str) -> dict[str, Connection]:

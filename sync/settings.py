@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # for plain-http local development only (a browser then sends it over http).
     console_insecure_cookies: bool = False
     console_session_hours: float = 12.0
+    # Failed console sign-ins per client address (kept in the database, so every
+    # API process counts the same) before that address is refused for the window.
+    console_sign_in_limit: int = 20
+    console_sign_in_window_seconds: float = 600.0
 
     max_message_bytes: int = 64 * 1024
     # How long a request waits out an unreachable database (a restart) before a 503.

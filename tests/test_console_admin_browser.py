@@ -121,7 +121,7 @@ def test_tenant_admin_connects_hubspot_and_google(admin_hub, chromium):  # noqa:
     # Disconnect: a CSRF-protected POST; the tokens are revoked at HubSpot.
     page.click("#conn-hubspot form[action$='/disconnect'] button")
     page.wait_for_selector("#conn-hubspot[data-status=not_connected]")
-    assert "hubspot revoked the token" in page.inner_text("#outcome")
+    assert "Le fournisseur a révoqué le jeton" in page.inner_text("#outcome")
     assert _statuses()["hubspot"] == "not_connected"
     refused = page.request.post(admin_hub + f"/t/{TENANT}/connections/agenda/disconnect",
                                 form={})

@@ -22,6 +22,7 @@ from relais.console.users import (
     ConsoleSession,
     ConsoleUser,
     SignedIn,
+    SignInFailure,
     SignInRefused,
     UserError,
     create_user,
@@ -199,12 +200,19 @@ def test_desk_finds_the_tenant_by_number_and_hides_the_others(tenants):
     assert "Alpha" in listed and "Beta" not in listed
 
 
-def test_throttle_per_address():
+def test_throttle_per_address(env, hub_clock):
+    hub_clock(NOON)
     throttle = LoginThrottle(limit=3, window=60)
     for _ in range(3):
         assert not throttle.blocked("10.0.0.1")
         throttle.failed("10.0.0.1")
     assert throttle.blocked("10.0.0.1") and not throttle.blocked("10.0.0.2")
+    hub_clock(NOON + timedelta(seconds=61))  # the window passed: the address may try again
+    assert not throttle.blocked("10.0.0.1")
+    throttle.failed("10.0.0.2")  # and the old failures are gone from the table
+    with session_scope(readonly=True) as session:
+        assert session.scalar(select(func.count()).select_from(SignInFailure)) == 1
+        assert "10.0.0" not in str(session.scalars(select(SignInFailure.address)).all())
 
 
 def test_cli_users(tenants):
@@ -329,7 +337,13 @@ def test_operator_manages_people_in_the_console(tenants):
     assert made.status_code == 200, made.text
     first = made.text.split('<code id="new-password">')[1].split("<")[0]
     bad = op.post("/users", data={**new, "csrf_token": csrf})
-    assert bad.status_code == 422 and "already exists" in bad.text
+    assert bad.status_code == 422 and "Un utilisateur a déjà cette adresse" in bad.text
+    assert "secrétaire" in made.text  # roles shown by their label, in the viewer's language
+    op.get("/lang/en")
+    bad = op.post("/users", data={**new, "csrf_token": csrf})
+    assert "A user with this email address already exists" in bad.text
+    assert "tenant admin" in bad.text and ">tenant_admin<" not in bad.text
+    op.get("/lang/fr")
     with session_scope(readonly=True) as session:
         nadia = find_user(session, "n@r.test")
         assert nadia.tenants == ["alpha"] and nadia.role == "secretary"

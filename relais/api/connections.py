@@ -104,7 +104,8 @@ def oauth_callback(
 ) -> dict[str, Any] | RedirectResponse:
     """Where providers send the admin back. The state is the only credential here.
     A flow started with ``return_to`` is sent back there (303) with
-    ``outcome=connected`` or ``outcome=error&reason=…``; otherwise JSON."""
+    ``outcome=connected`` or ``outcome=error&code=…&reason=…`` (and ``field``, and
+    ``detail``: the provider's own words when it refused); otherwise JSON."""
     return_to = None
     if state:
         with session_scope(readonly=True) as session:
@@ -114,7 +115,11 @@ def oauth_callback(
     except ApiError as exc:
         if return_to is None:
             raise
-        return _back(return_to, outcome="error", code=exc.code, reason=exc.message)
+        field = next((d.get("field") for d in exc.details or [] if d.get("field")), None)
+        extra = {"field": str(field)} if field else {}
+        if exc.code == "authorization_refused" and (error_description or error):
+            extra["detail"] = (error_description or error or "")[:300]  # the provider's words
+        return _back(return_to, outcome="error", code=exc.code, reason=exc.message, **extra)
 
 
 def _complete(state: str | None, code: str | None, error: str | None,

@@ -10,7 +10,17 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from relais.console import admin, booking, client, desk, people, reports, staff, sync_health
+from relais.console import (
+    admin,
+    booking,
+    client,
+    desk,
+    operator,
+    people,
+    reports,
+    staff,
+    sync_health,
+)
 from relais.console.web import (
     COOKIE,
     HERE,
@@ -56,3 +66,4 @@ def install(app: Any) -> None:
     app.include_router(reports.router)
     app.include_router(sync_health.router)
     app.include_router(staff.router)
+    app.include_router(operator.router)

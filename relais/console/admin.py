@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -36,6 +37,8 @@ from mappings.errors import ConfigError
 from mappings.plan import PlanError, explain_text, plan_for
 from mappings.rules import CallContext
 from relais.auth import create_key, revoke_key
+from relais.console.connect_reasons import UNAVAILABLE, callback_reason, engine_reason
+from relais.console.i18n import _
 from relais.console.web import (
     ConsoleError,
     Viewer,
@@ -121,6 +124,16 @@ def connection_cards(session: Session, tenant_id: str) -> list[ConnectionCard]:
     return cards
 
 
+# How a disconnection went (``sync.connections.Disconnected.how``), as French msgids.
+DISCONNECTED = {
+    "revoked": _("Le fournisseur a révoqué le jeton."),
+    "no_token": _("Aucun jeton n'était enregistré."),
+    "not_revocable": _("Ce fournisseur ne permet pas de révoquer un jeton : les jetons ont été "
+                       "effacés de Relais ; retirez aussi le consentement de l'application dans "
+                       "la console d'administration du fournisseur."),
+}
+
+
 def _connections_context(viewer: Viewer, tenant_id: str) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         tenant = admin_tenant(session, viewer, tenant_id)
@@ -130,15 +143,18 @@ def _connections_context(viewer: Viewer, tenant_id: str) -> dict[str, Any]:
 
 @router.get("/t/{tenant_id}/connections")
 async def connections_page(request: Request, tenant_id: str, outcome: str = "",
-                           connection: str = "", reason: str = "") -> HTMLResponse:
-    """The cards; ``outcome``/``connection``/``reason``: what the OAuth callback said."""
+                           connection: str = "", code: str = "", field: str = "",
+                           detail: str = "") -> HTMLResponse:
+    """The cards; ``outcome``, ``connection``, ``code``, ``field``, ``detail``: what
+    the OAuth callback said, shown as a sentence in the viewer's language
+    (:mod:`relais.console.connect_reasons`; the English ``reason`` is not shown)."""
     viewer = await viewer_of(request)
     context = await run_in_threadpool(_connections_context, viewer, tenant_id)
     notice: dict[str, str] = {}
     if outcome == "connected":
         notice = {"connected": connection}
     elif outcome == "error":
-        notice = {"error": reason or "?"}
+        notice = {"error": callback_reason(code, field), "detail": detail[:300]}
     return render(request, "admin_connections.html", {**context, "notice": notice},
                   viewer=viewer)
 
@@ -160,7 +176,7 @@ async def connect(request: Request, tenant_id: str, name: str) -> HTMLResponse:
         except ConnectError as exc:
             if exc.code == NOT_FOUND:
                 raise ConsoleError(404, "not_found") from None
-            return str(exc)
+            return engine_reason(exc.code, exc.field)
 
     started = await run_in_threadpool(start)
     if isinstance(started, str):
@@ -181,13 +197,13 @@ async def disconnect_page(request: Request, tenant_id: str, name: str) -> HTMLRe
             with session_scope() as session:
                 admin_tenant(session, viewer, tenant_id)
                 done = disconnect(session, tenant_id, name, actor=actor(viewer))
-                return {"disconnected": done.connection.name, "note": done.note}
+                return {"disconnected": done.connection.name, "note": DISCONNECTED[done.how]}
         except ConnectError as exc:
             if exc.code == NOT_FOUND:
                 raise ConsoleError(404, "not_found") from None
-            return {"error": str(exc)}
-        except TransientError as exc:
-            return {"error": f"{exc}; nothing was changed: try again"}
+            return {"error": engine_reason(exc.code, exc.field), "failed": "disconnect"}
+        except TransientError:
+            return {"error": UNAVAILABLE, "failed": "disconnect"}
 
     notice = await run_in_threadpool(run)
     context = await run_in_threadpool(_connections_context, viewer, tenant_id)
@@ -272,7 +288,8 @@ async def config_rollback(request: Request, tenant_id: str) -> HTMLResponse:
     try:
         version = int(form.get("version", ""))
     except ValueError:
-        raise ConsoleError(422, "invalid_version") from None
+        raise ConsoleError(422, _("Version invalide : un numéro de version est attendu.")
+                           ) from None
 
     def run() -> dict[str, Any]:
         try:
@@ -283,7 +300,8 @@ async def config_rollback(request: Request, tenant_id: str) -> HTMLResponse:
         except UnknownVersion:
             raise ConsoleError(404, "not_found") from None
         except ConfigError as exc:
-            return {"notice": {"error": f"version {version} no longer applies"},
+            return {"notice": {"error": _("Cette version ne passe plus la validation "
+                                          "d'aujourd'hui : voyez les erreurs ci-dessous.")},
                     "errors": [i.as_dict() for i in exc.issues], "valid": False}
 
     outcome = await run_in_threadpool(run)
@@ -305,6 +323,17 @@ def _day(value: str, zone: ZoneInfo, field: str) -> datetime | None:
     return datetime.combine(day, time(0), zone)
 
 
+# The deliveries' filter problems, by the field ``sync.lists.BadFilter`` names (French
+# msgids: the engine's English hint is for API callers).
+FILTER_PROBLEMS = {
+    "start": _("Date de début invalide : écrivez-la comme 2026-12-31."),
+    "end": _("Date de fin invalide : écrivez-la comme 2026-12-31."),
+    "to": _("La date de fin doit suivre la date de début."),
+    "status": _("Statut inconnu : choisissez-en un dans la liste."),
+    "cursor": _("Ce lien de page n'est plus valable : revenez à la première page."),
+}
+
+
 def _deliveries_context(viewer: Viewer, tenant_id: str, params: dict[str, str],
                         notice: dict[str, Any] | None = None) -> dict[str, Any]:
     status = params.get("status") or None
@@ -316,21 +345,35 @@ def _deliveries_context(viewer: Viewer, tenant_id: str, params: dict[str, str],
             select(Connection).where(Connection.tenant_id == tenant_id))}
         error = None
         items: list[Delivery] = []
+        older: str | None = None
+        newer: str | None = None
         try:
             start = _day(params.get("start", ""), zone, "start")
             last = _day(params.get("end", ""), zone, "end")
             end = last + timedelta(days=1) if last else None  # the end day included
             page = list_deliveries(session, tenant_id,
                                    Filters(start=start, end=end, status=status,
-                                           connection=connection), limit=PAGE)
+                                           connection=connection), limit=PAGE,
+                                   cursor=params.get("before") or None,
+                                   newer=params.get("after") or None)
             items = page.items
+            older, newer = page.next_cursor, page.prev_cursor
         except BadFilter as exc:
-            error = f"{exc.field}: {exc.problem} ({exc.hint})"
+            error = FILTER_PROBLEMS.get(exc.field, FILTER_PROBLEMS["status"])
         session.expunge_all()
     return {"tenant": tenant, "zone": zone, "deliveries": items, "names": names,
             "connections": sorted(set(names.values())), "statuses": DELIVERY_STATUSES,
             "filters": {k: params.get(k, "") for k in ("status", "connection", "start", "end")},
-            "filter_error": error, "notice": notice or {}, "section": "deliveries"}
+            "filter_error": error, "notice": notice or {}, "section": "deliveries",
+            "older": _page_link(tenant_id, params, before=older) if older else None,
+            "newer": _page_link(tenant_id, params, after=newer) if newer else None}
+
+
+def _page_link(tenant_id: str, params: dict[str, str], **cursor: str) -> str:
+    """The deliveries page with the same filters and another cursor (``before``:
+    older rows, ``after``: newer ones)."""
+    kept = {k: params[k] for k in ("status", "connection", "start", "end") if params.get(k)}
+    return f"/t/{tenant_id}/deliveries?" + urlencode(kept | cursor)
 
 
 @router.get("/t/{tenant_id}/deliveries")
@@ -456,7 +499,8 @@ async def rules_tester(request: Request, tenant_id: str) -> HTMLResponse:
             try:
                 at = datetime.fromisoformat(params["at"]).replace(tzinfo=config.zone)
             except ValueError:
-                context["error"] = f"at: {params['at']!r} is not a date and time"
+                context["error"] = _("Date et heure invalides : écrivez-les comme "
+                                     "2026-12-31T14:30.")
                 return context
         known = {"yes": True, "no": False}.get(params.get("known", ""))
         try:
@@ -464,13 +508,29 @@ async def rules_tester(request: Request, tenant_id: str) -> HTMLResponse:
                 call_type=params["call_type"], urgency=params.get("urgency") or None, at=at,
                 known_contact=known, staff_id=params.get("staff") or None, intake={}))
         except PlanError as exc:
-            context["error"] = str(exc)
+            context["error"] = _plan_problem(str(exc))
             return context
         context.update(plan=plan, text=explain_text(plan))
         return context
 
     context = await run_in_threadpool(run)
     return render(request, "admin_rules.html", context, 422 if context["error"] else 200, viewer)
+
+
+def _plan_problem(message: str) -> str:
+    """A French msgid for ``mappings.plan.PlanError`` (its English message names the
+    input it refused first: ``unknown call type``, ``unknown urgency``…)."""
+    for start, problem in PLAN_PROBLEMS:
+        if message.startswith(start):
+            return problem
+    return _("Cet appel ne peut pas être évalué pour ce client.")
+
+
+PLAN_PROBLEMS = (
+    ("unknown call type", _("Type d'appel inconnu pour ce client.")),
+    ("unknown urgency", _("Urgence inconnue.")),
+    ("unknown staff", _("Membre de l'équipe inconnu pour ce client.")),
+)
 
 
 # -------------------------------------------------------------------------- API keys
@@ -504,7 +564,7 @@ async def create_key_page(request: Request, tenant_id: str) -> HTMLResponse:
 
     def run() -> dict[str, str]:
         if role not in KEY_ROLES:
-            return {"error": f"role must be one of {', '.join(KEY_ROLES)}"}
+            return {"error": _("Rôle inconnu : choisissez-en un dans la liste.")}
         with session_scope() as session:
             admin_tenant(session, viewer, tenant_id)
             return {"key": create_key(session, role, tenant_id, name or actor(viewer))}

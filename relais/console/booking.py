@@ -26,6 +26,7 @@ from phonenumbers import timezone as phone_zones
 from starlette.concurrency import run_in_threadpool
 
 from mappings.config import TenantConfig
+from relais.console.i18n import _
 from relais.console.web import ConsoleError, Viewer, checked_form, render, viewer_of, visible_tenant
 from sync.booking import (
     ANY,
@@ -142,13 +143,32 @@ async def booking_page(request: Request, tenant_id: str) -> HTMLResponse:
     return render(request, "booking.html", context, viewer=viewer)
 
 
+# ``sync.booking.CODES`` as French msgids (the engine's English message is for API
+# callers; ``tests/test_console_operator.py`` checks every code has one).
+BOOKING_PROBLEMS = {
+    "invalid_request": _("La demande est incomplète ou invalide : vérifiez les champs."),
+    "not_found": _("Ce rendez-vous ou ce type de rendez-vous n'existe plus."),
+    "slot_unavailable": _("Ce créneau n'est pas réservable (hors horaires ou délai trop court)."),
+    "slot_taken": _("Ce créneau vient d'être pris : rien n'a été réservé. Voici les suivants."),
+    "conflict": _("L'état de ce rendez-vous ne permet pas cette action."),
+    "calendar_unavailable": _("L'agenda ne répond pas : rien n'a été fait, réessayez dans un "
+                              "instant."),
+    "calendar_rejected": _("L'agenda a refusé l'événement : rien n'a été réservé."),
+    "calendar_error": _("L'agenda a renvoyé une erreur : rien n'a été réservé."),
+}
+
+
+def booking_problem(code: str) -> str:
+    return BOOKING_PROBLEMS.get(code, _("La réservation n'a pas abouti : réessayez."))
+
+
 def _taken(context: dict[str, Any], exc: BookingError) -> dict[str, Any]:
     """The page after ``slot_taken``: the engine's next free slots replace the grid."""
     details = exc.details if isinstance(exc.details, dict) else {}
     zone = ZoneInfo(context["zone"])
     nexts = [{**s, "local": datetime.fromisoformat(s["start"]).astimezone(zone)}
              for s in details.get("next_slots", [])]
-    return {**context, "taken": nexts, "error": exc.message}
+    return {**context, "taken": nexts, "error": booking_problem(exc.code)}
 
 
 @router.post("/t/{tenant_id}/book")
@@ -182,7 +202,7 @@ async def book_slot(request: Request, tenant_id: str) -> HTMLResponse:
         except BookingError as exc:
             if exc.code == "slot_taken":
                 return "booking.html", _taken(context, exc), 409
-            return "booking.html", {**context, "error": exc.message}, 422
+            return "booking.html", {**context, "error": booking_problem(exc.code)}, 422
         row = outcome.appointment
         zone = ZoneInfo(context["zone"])
         return "booked.html", {"tenant": context["tenant"], "appointment": row,
@@ -231,7 +251,7 @@ async def cancel_appointment(request: Request, tenant_id: str,
         try:
             cancel(tenant_id, appointment_id, actor=viewer.name)
         except BookingError as exc:
-            return exc.message
+            return booking_problem(exc.code)
         return ""
 
     error = await run_in_threadpool(apply)

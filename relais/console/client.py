@@ -18,6 +18,7 @@ from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.concurrency import run_in_threadpool
 
+from relais.console.i18n import _
 from relais.console.web import ConsoleError, Viewer, checked_form, render, viewer_of, visible_tenant
 from sync.store.db import session_scope
 from sync.store.models import Appointment, Base, Message, utcnow
@@ -45,7 +46,7 @@ def _day(raw: str) -> date | None:
     try:
         return date.fromisoformat(raw) if raw else None
     except ValueError:
-        raise ConsoleError(422, f"date: {raw!r} n'est pas une date AAAA-MM-JJ") from None
+        raise ConsoleError(422, _("Date invalide : écrivez-la comme 2026-12-31.")) from None
 
 
 def inbox(session: Session, tenant_id: str, zone: Any, *, day_from: date | None,
@@ -54,9 +55,10 @@ def inbox(session: Session, tenant_id: str, zone: Any, *, day_from: date | None,
     ``day_from``/``day_to`` (the tenant's local days, both included) bound
     when a message was taken and when an appointment starts."""
     if handled not in HANDLED:
-        raise ConsoleError(422, f"handled: one of {', '.join(HANDLED)}")
+        raise ConsoleError(422, _("Filtre « traité » inconnu : choisissez-en un dans la liste."))
     if appointment_status not in APPOINTMENT_STATUSES:
-        raise ConsoleError(422, "appointment_status: confirmed, cancelled, pending or failed")
+        raise ConsoleError(422, _("Statut de rendez-vous inconnu : choisissez-en un dans la "
+                                  "liste."))
     lo = datetime.combine(day_from, time.min, zone) if day_from else None
     hi = datetime.combine(day_to + timedelta(days=1), time.min, zone) if day_to else None
     marks = {m.message_id: m for m in session.scalars(

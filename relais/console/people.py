@@ -12,6 +12,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from relais.console.users import (
+    ROLE_LABELS,
     ROLES,
     UserError,
     create_user,
@@ -36,7 +37,8 @@ def _page(viewer: Viewer, notice: dict[str, str] | None = None) -> dict[str, Any
     with session_scope(readonly=True) as session:
         users = list_users(session)
         tenants = list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
-        return {"users": users, "tenants": tenants, "roles": ROLES, "notice": notice or {}}
+        return {"users": users, "tenants": tenants, "roles": ROLES, "role_labels": ROLE_LABELS,
+                "notice": notice or {}}
 
 
 @router.get("/users")
@@ -62,7 +64,7 @@ async def create(request: Request) -> HTMLResponse:
                             tenant_id=form.get("tenant") or None, tenants=tenants,
                             actor=f"console {viewer.email}")
         except UserError as exc:
-            return {"error": str(exc)}
+            return {"error": exc.console}
         return {"email": form.get("email", "").strip().lower(), "password": password}
 
     notice = await run_in_threadpool(make)

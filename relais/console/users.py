@@ -13,6 +13,10 @@ Invariants:
   lock it for ``LOCK_MINUTES`` (the lock is checked before the password, so a
   locked account answers the same whatever is typed). Times come from
   ``sync.clock``.
+- Sign-in is also throttled per client address, in the database
+  (``console_sign_in_failures``: one row per failure, the address kept only as
+  its SHA-256), so every API process counts the same failures; rows older than
+  the window are deleted as new ones come.
 - A disabled user's sessions are deleted with it; a password reset by the
   operator ends every session of that user.
 """
@@ -27,9 +31,10 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, delete, select
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from relais.console.i18n import _
 from sync.store.models import AuditEvent, Base, Tenant, new_id, utcnow
 
 ROLES = ("operator", "secretary", "tenant_admin", "client")
@@ -93,8 +98,42 @@ class ConsoleSession(Base):
     expires_at: Mapped[datetime] = mapped_column()
 
 
+class SignInFailure(Base):
+    """One failed sign-in from an address (``address``: its SHA-256, no IP in clear)."""
+
+    __tablename__ = "console_sign_in_failures"
+    __table_args__ = (Index("ix_console_sign_in_failures_address", "address", "failed_at"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("sif"))
+    address: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column()
+
+
+def _address_key(address: str) -> str:
+    return hashlib.sha256(address.encode()).hexdigest()
+
+
+def address_blocked(session: Session, address: str, limit: int, window: timedelta) -> bool:
+    """Whether ``address`` failed ``limit`` times or more in the last ``window``."""
+    since = utcnow() - window
+    count = session.scalar(select(func.count()).select_from(SignInFailure).where(
+        SignInFailure.address == _address_key(address), SignInFailure.failed_at > since))
+    return (count or 0) >= limit
+
+
+def record_sign_in_failure(session: Session, address: str, window: timedelta) -> None:
+    """Count one failure of ``address``; failures older than ``window`` (any address) go."""
+    now = utcnow()
+    session.execute(delete(SignInFailure).where(SignInFailure.failed_at <= now - window))
+    session.add(SignInFailure(address=_address_key(address), failed_at=now))
+
+
 class UserError(ValueError):
-    """A user cannot be created or changed as asked (the message says why and what to do)."""
+    """A user cannot be created or changed as asked (the message says why and what to
+    do, in English for the CLI; ``console``: the same in a French msgid for the console)."""
+
+    def __init__(self, message: str, console: str) -> None:
+        super().__init__(message)
+        self.console = console
 
 
 class SignInRefused(PermissionError):
@@ -118,30 +157,40 @@ def _token_hash(token: str) -> str:
 
 def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise UserError(f"password: at least {MIN_PASSWORD} characters")
+        raise UserError(f"password: at least {MIN_PASSWORD} characters",
+                        _("Mot de passe trop court : au moins 10 caractères."))
 
 
 def _check_scope(session: Session, role: str, tenant_id: str | None,
                  tenants: list[str] | None) -> None:
     if role not in ROLES:
-        raise UserError(f"role: {role!r} is not one of {', '.join(ROLES)}")
+        raise UserError(f"role: {role!r} is not one of {', '.join(ROLES)}",
+                        _("Rôle inconnu : choisissez-en un dans la liste."))
     if role in ("tenant_admin", "client"):
         if not tenant_id:
-            raise UserError(f"tenant: a {role} belongs to exactly one tenant (--tenant ID)")
+            raise UserError(f"tenant: a {role} belongs to exactly one tenant (--tenant ID)",
+                            _("Un admin client ou un client appartient à un seul client : "
+                              "choisissez-le."))
         if tenants is not None:
-            raise UserError(f"tenants: only a secretary has assigned tenants, not a {role}")
+            raise UserError(f"tenants: only a secretary has assigned tenants, not a {role}",
+                            _("Seule une secrétaire a des clients attribués."))
         named = [tenant_id]
     else:
         if tenant_id:
             raise UserError(f"tenant: a {role} has no single tenant"
                             + (" (use --tenants for a secretary's assignment)"
-                               if role == "secretary" else ""))
+                               if role == "secretary" else ""),
+                            _("Une secrétaire ou un opérateur n'appartient pas à un client : "
+                              "laissez « Client » vide."))
         if role == "operator" and tenants is not None:
-            raise UserError("tenants: an operator sees every tenant")
+            raise UserError("tenants: an operator sees every tenant",
+                            _("Un opérateur voit tous les clients : laissez « Clients "
+                              "attribués » vide."))
         named = tenants or []
     for name in named:
         if session.get(Tenant, name) is None:
-            raise UserError(f"tenant: no tenant {name!r} (list them with: relais tenants list)")
+            raise UserError(f"tenant: no tenant {name!r} (list them with: relais tenants list)",
+                            _("Client inconnu."))
 
 
 def create_user(session: Session, email: str, name: str, role: str, password: str, *,
@@ -149,13 +198,15 @@ def create_user(session: Session, email: str, name: str, role: str, password: st
                 actor: str = "cli") -> ConsoleUser:
     email = email.strip().lower()
     if "@" not in email or len(email) > 320:
-        raise UserError(f"email: {email!r} is not an email address")
+        raise UserError(f"email: {email!r} is not an email address",
+                        _("Adresse e-mail invalide."))
     if not name.strip():
-        raise UserError("name: give the person's name")
+        raise UserError("name: give the person's name", _("Donnez le nom de la personne."))
     check_password(password)
     _check_scope(session, role, tenant_id, tenants)
     if session.scalar(select(ConsoleUser.id).where(ConsoleUser.email == email)):
-        raise UserError(f"email: a user {email} already exists")
+        raise UserError(f"email: a user {email} already exists",
+                        _("Un utilisateur a déjà cette adresse e-mail."))
     user = ConsoleUser(email=email, name=name.strip(), role=role, tenant_id=tenant_id,
                        tenants=sorted(set(tenants)) if tenants is not None else None,
                        password_hash=_hasher.hash(password))

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +34,8 @@ from relais.console.users import (
     ROLE_LABELS,
     ConsoleUser,
     SignInRefused,
+    address_blocked,
+    record_sign_in_failure,
     session_user,
     sign_in,
     sign_out,
@@ -182,29 +181,33 @@ def _cookie_secure() -> bool:
 
 
 class LoginThrottle:
-    """Failed sign-ins per client address in this process: more than ``limit`` in
-    ``window`` seconds answer 429 before any password is checked (the per-account
-    lock is in :func:`relais.console.users.sign_in`). Monotonic clock: durations only."""
+    """Failed sign-ins per client address, counted in the database (so every API
+    process shares them): more than ``limit`` in ``window`` seconds answer 429
+    before any password is checked (the per-account lock is in
+    :func:`relais.console.users.sign_in`). Unset ``limit``/``window``: the settings'
+    ``console_sign_in_limit`` / ``console_sign_in_window_seconds``. Time: ``sync.clock``."""
 
-    def __init__(self, limit: int = 20, window: float = 600.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._lock = threading.Lock()
-        self._failures: dict[str, deque[float]] = {}
+    def __init__(self, limit: int | None = None, window: float | None = None) -> None:
+        self._limit = limit
+        self._window = window
+
+    @property
+    def limit(self) -> int:
+        return self._limit if self._limit is not None else get_settings().console_sign_in_limit
+
+    @property
+    def window(self) -> timedelta:
+        seconds = (self._window if self._window is not None
+                   else get_settings().console_sign_in_window_seconds)
+        return timedelta(seconds=seconds)
 
     def blocked(self, address: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            seen = self._failures.get(address)
-            while seen and now - seen[0] > self.window:
-                seen.popleft()
-            return bool(seen) and len(seen) >= self.limit
+        with session_scope(readonly=True) as session:
+            return address_blocked(session, address, self.limit, self.window)
 
     def failed(self, address: str) -> None:
-        with self._lock:
-            if len(self._failures) > 10_000:
-                self._failures.clear()
-            self._failures.setdefault(address, deque()).append(time.monotonic())
+        with session_scope() as session:
+            record_sign_in_failure(session, address, self.window)
 
 
 throttle = LoginThrottle()
@@ -249,7 +252,7 @@ async def login(request: Request) -> Response:
     if not sent or not expected or not secrets.compare_digest(sent, expected):
         raise ConsoleError(403, "csrf")
     address = request.client.host if request.client else "?"
-    if throttle.blocked(address):
+    if await run_in_threadpool(throttle.blocked, address):
         return _login_form(request, next_path, "throttled", 429, email)
     lifetime = timedelta(hours=get_settings().console_session_hours)
 
@@ -262,7 +265,7 @@ async def login(request: Request) -> Response:
 
     outcome = await run_in_threadpool(attempt)
     if isinstance(outcome, SignInRefused):
-        throttle.failed(address)
+        await run_in_threadpool(throttle.failed, address)
         reason = "locked" if outcome.locked_until else "wrong"
         return _login_form(request, next_path, reason, 401, email)
     token, home = outcome

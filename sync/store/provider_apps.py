@@ -16,6 +16,7 @@ a tenant admin cannot have the operator's secret posted to a server of theirs.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from sqlalchemy import JSON, LargeBinary, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sync.store.crypto import decrypt_json, encrypt_json
-from sync.store.models import AuditEvent, Base, utcnow
+from sync.store.models import AuditEvent, Base, Connection, utcnow
 
 
 class ProviderApp(Base):
@@ -78,6 +79,24 @@ def remove_app(session: Session, provider: str, actor: str) -> bool:
 
 def list_apps(session: Session) -> list[ProviderApp]:
     return list(session.scalars(select(ProviderApp).order_by(ProviderApp.provider)))
+
+
+def relying_connections(session: Session) -> dict[str, int]:
+    """Live connections per provider (every tenant) without a client of their own:
+    those that use the operator's app, so removing it stops their consent and refresh."""
+    counts: dict[str, int] = {}
+    for row in session.scalars(select(Connection).where(Connection.status != "disabled")):
+        own = decrypt_json(row.credentials)
+        if not (own.get("client_id") and own.get("client_secret")):
+            counts[row.provider] = counts.get(row.provider, 0) + 1
+    return counts
+
+
+def secret_fingerprint(row: ProviderApp) -> str:
+    """What a screen may show of the stored secret: the first 8 hex digits of its
+    SHA-256, so the operator can tell which secret is set without reading it."""
+    secret = decrypt_json(row.secret)["client_secret"]
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
 
 
 def operator_client(session: Session, provider: str) -> dict[str, str] | None:
