@@ -196,9 +196,9 @@ def _day(raw: str, field: str) -> date | None:
     try:
         day = date.fromisoformat(raw) if raw else None
     except ValueError:
-        raise ConsoleError(422, f"{field}: {raw!r} n'est pas une date AAAA-MM-JJ") from None
+        raise ConsoleError(422, _("Date invalide : écrivez-la comme 2026-12-31.")) from None
     if day is not None and not FIRST_DAY <= day <= LAST_DAY:
-        raise ConsoleError(422, f"{field}: {raw} hors de {FIRST_DAY} – {LAST_DAY}")
+        raise ConsoleError(422, _("Date hors de la plage acceptée (de 1900 à 9000)."))
     return day
 
 
@@ -206,7 +206,7 @@ def _kind(text: str) -> PeriodKind:
     for kind in KINDS:
         if kind == text:
             return kind
-    raise ConsoleError(422, "period: day, week ou month")
+    raise ConsoleError(422, _("Période inconnue : choisissez jour, semaine ou mois."))
 
 
 def tenant_page(viewer: Viewer, tenant_id: str, kind: str, day_text: str,
@@ -280,15 +280,15 @@ def sort_rows(rows: list[dict[str, Any]], names: dict[str, str], sort: str,
 
 def operator_page(month: str, sort: str, direction: str) -> dict[str, Any]:
     if sort not in SORTS:
-        raise ConsoleError(422, f"sort: {', '.join(SORTS)}")
+        raise ConsoleError(422, _("Colonne de tri inconnue : choisissez-en une du tableau."))
     if direction not in ("asc", "desc"):
-        raise ConsoleError(422, "dir: asc ou desc")
+        raise ConsoleError(422, _("Ordre de tri inconnu : croissant (asc) ou décroissant (desc)."))
     try:
         first, end = parse_month(month) if month else period("month", clock.now().date())
-    except ValueError as exc:
-        raise ConsoleError(422, f"month: {exc}") from None
+    except ValueError:
+        raise ConsoleError(422, _("Mois invalide : écrivez-le comme 2026-11.")) from None
     if not FIRST_DAY <= first <= LAST_DAY:
-        raise ConsoleError(422, f"month: {month} hors de {FIRST_DAY:%Y-%m} – {LAST_DAY:%Y-%m}")
+        raise ConsoleError(422, _("Mois hors de la plage acceptée (de 1900 à 9000)."))
     with session_scope(readonly=True) as session:
         body = operator_report(session, first, end, now=clock.now())
         names = dict(session.execute(select(Tenant.id, Tenant.name)).all())
