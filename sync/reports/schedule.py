@@ -10,12 +10,19 @@ Invariants:
   (``relais-report-<tenant>-<kind>-<first day>-<n>``), unique in the store; the
   outbox then delivers it like any email (retries, dead letters, replay);
 - the report is computed and rendered when the delivery is written (the page
-  kept in its params): a resend shows the same figures.
+  kept in its params): a resend shows the same figures;
+- its PDF (``sync.reports.pdf``) is rendered then too, once per period for all
+  its recipients, and its bytes kept in the params (base64): a retry, a replay
+  or another worker after a crash sends exactly the same attachment, and no
+  delivery waits on a renderer while it holds its claim. Without WeasyPrint the
+  report goes without the PDF (logged with the tenant and period only).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from mappings.schema import TenantConfig
 from sync.reports.load import tenant_report
+from sync.reports.pdf import PdfUnavailable, report_pdf
 from sync.reports.periods import local_range, period
 from sync.reports.render import html_report
 from sync.senders import SenderMissing, ensure_sender
@@ -87,6 +95,10 @@ def write_due_reports(session: Session, tenant: Tenant, config: TenantConfig,
         title = f"{config.name} : {kind == 'weekly' and 'semaine' or 'mois'} du {first:%d/%m/%Y}"
         page = html_report(body, title)
         text = _text(title, body)
+        notice: dict[str, Any] = {"subject": title, "text": text, "html": page}
+        attachment = _pdf_attachment(tenant.id, kind, first, page)
+        if attachment is not None:
+            notice["attachments"] = [attachment]
         for key, to in zip(keys, config.reports.to, strict=True):
             if key in known:
                 continue
@@ -95,11 +107,31 @@ def write_due_reports(session: Session, tenant: Tenant, config: TenantConfig,
                            params={"kind": "email", "channel": "email", "to": to,
                                    "period": {"kind": kind, "from": first.isoformat(),
                                               "to": end.isoformat()},
-                                   "notice": {"subject": title, "text": text, "html": page}},
+                                   "notice": notice},
                            next_attempt_at=now)
             session.add(row)
             out.append(row)
     return out
+
+
+def pdf_filename(tenant_id: str, kind: str, first: date) -> str:
+    """``rapport-<tenant>-semaine-2026-10-26.pdf`` / ``rapport-<tenant>-mois-2026-10.pdf``."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", tenant_id).strip("-") or "tenant"
+    when = f"semaine-{first.isoformat()}" if kind == "weekly" else f"mois-{first:%Y-%m}"
+    return f"rapport-{safe}-{when}.pdf"
+
+
+def _pdf_attachment(tenant_id: str, kind: str, first: date, page: str
+                    ) -> dict[str, str] | None:
+    """The report's PDF as an email attachment (None: no renderer on this machine)."""
+    try:
+        pdf = report_pdf(page)
+    except PdfUnavailable as exc:
+        log.warning("%s report of %s for %s sent without its PDF: %s",
+                    kind, tenant_id, first.isoformat(), exc)
+        return None
+    return {"filename": pdf_filename(tenant_id, kind, first), "content_type": "application/pdf",
+            "data_base64": base64.b64encode(pdf).decode("ascii")}
 
 
 def _text(title: str, body: dict[str, Any]) -> str:
@@ -121,14 +153,19 @@ def _text(title: str, body: dict[str, Any]) -> str:
 
 
 def report_payload(tenant_id: str, tenant_name: str, delivery: Delivery) -> dict[str, Any]:
-    """What the email connector receives: the text and the HTML page with its charts."""
+    """What the email connector receives: the text, the HTML page with its charts and
+    the PDF attachment, all as written with the delivery."""
     params = delivery.params or {}
     notice = params.get("notice") or {}
+    email: dict[str, Any] = {
+        "to": [str(params.get("to") or "")], "subject": str(notice.get("subject")),
+        "text": str(notice.get("text")), "html": notice.get("html")}
+    if notice.get("attachments"):
+        email["attachments"] = list(notice["attachments"])
     return {
         "event": delivery.action, "delivery_id": delivery.id,
         "tenant": {"id": tenant_id, "name": tenant_name}, "rule": delivery.rule,
-        "email": {"to": [str(params.get("to") or "")], "subject": str(notice.get("subject")),
-                  "text": str(notice.get("text")), "html": notice.get("html")},
+        "email": email,
     }
 
 
