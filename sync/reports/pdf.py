@@ -32,7 +32,11 @@ div { break-inside: avoid; margin-bottom: 3mm; }
 svg { width: 100%; height: auto; }
 """
 
-_QUIET = ("weasyprint", "fontTools", "fontTools.subset", "fontTools.ttLib")
+# Filters do not pass down to child loggers: each one WeasyPrint and fontTools log on is
+# named, and the two roots raised to ERROR (their children inherit that level).
+_ROOTS = ("weasyprint", "fontTools")
+_QUIET = (*_ROOTS, "weasyprint.progress", "fontTools.subset", "fontTools.ttLib",
+          "fontTools.ttLib.ttFont", "fontTools.ttLib.tables")
 
 
 class PdfUnavailable(RuntimeError):
@@ -51,6 +55,8 @@ class _Withheld(logging.Filter):
 
 
 def _quiet_loggers() -> None:
+    for name in _ROOTS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     for name in _QUIET:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Withheld) for f in logger.filters):
