@@ -174,6 +174,38 @@ def test_a_report_lands_once_per_period_and_recipient(env, monkeypatch, smtp_san
     assert pdf_of(week[0])[1] != pdf_of([m for m in mails if m not in week][0])[1]
 
 
+def test_two_runs_at_once_write_each_report_once_with_the_same_pdf(env, monkeypatch,  # noqa: F811
+                                                                  smtp_sandbox, hub_clock):
+    """Two beats prepare the same reports side by side (read-only: rendering holds no
+    write lock); the second to write finds the keys taken and writes nothing."""
+    from sync.reports.schedule import prepare_due_reports, write_due_reports
+    from sync.tenants import get_tenant, parsed_config
+
+    use_sandbox(monkeypatch, smtp_sandbox)
+    with session_scope() as session:
+        apply_config(session, (FIXTURES / "acme.yaml").read_text() + REPORTS, "acme.yaml",
+                     actor="test")
+    record_calls()
+    now = paris(2026, 11, 2, 8, 5).astimezone(UTC)
+    hub_clock(now)
+    prepared = []
+    for _ in range(2):
+        with session_scope(readonly=True) as session:
+            config = parsed_config(get_tenant(session, "acme"))
+            prepared.append(prepare_due_reports(session, "acme", config, now))
+    first, second = prepared
+    assert [(r.kind, r.first) for r in first] == [("weekly", date(2026, 10, 26)),
+                                                 ("monthly", date(2026, 10, 1))]
+    assert [r.notice for r in first] == [r.notice for r in second]  # same page, same bytes
+    with session_scope() as session:
+        assert len(write_due_reports(session, "acme", first, now)) == 4
+    with session_scope() as session:
+        assert write_due_reports(session, "acme", second, now) == []
+    with session_scope(readonly=True) as session:
+        config = parsed_config(get_tenant(session, "acme"))
+        assert prepare_due_reports(session, "acme", config, now) == []
+
+
 def test_without_weasyprint_the_report_goes_without_its_pdf(env, monkeypatch, smtp_sandbox,  # noqa: F811
                                                             hub_clock, caplog):
     use_sandbox(monkeypatch, smtp_sandbox)
