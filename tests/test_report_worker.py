@@ -18,7 +18,7 @@ import signal
 from datetime import timedelta
 
 import pytest
-from conftest import FIXTURES, wait_until
+from conftest import AMQP_URL, FIXTURES, make_env, need_service, wait_until
 from sqlalchemy import select
 from test_report_schedule import WEEK, paris, pdf_of, record_calls, use_sandbox
 
@@ -27,11 +27,12 @@ from sandbox.testing import smtp_sandbox, smtp_server  # noqa: F401
 from sync import clock
 from sync.delivery import process_connection
 from sync.reports.schedule import run_due
-from sync.store.db import session_scope
+from sync.store.db import dispose_engines, session_scope
 from sync.store.models import Delivery
 from sync.tenants import apply_config
 
 WORKER_READY = "ready."
+WORKER = ["worker", "--concurrency", "1", "--loglevel", "DEBUG"]
 WEEKLY = 'reports: {weekly: "mon 08:00", to: [direction@acme.example]}\n'
 FAST = {"RELAIS_DELIVERY_LEASE_SECONDS": "4", "RELAIS_DELIVERY_STALE_SECONDS": "2",
         "RELAIS_SWEEP_INTERVAL_SECONDS": "1", "RELAIS_REPORTS_BEAT_SECONDS": "1"}
@@ -52,14 +53,31 @@ def at(env, when) -> float:
     return offset
 
 
+@pytest.fixture(params=["sqlite", "pg-rabbitmq"])
+def backend(request, monkeypatch, tmp_path):
+    """The embedded default (SQLite, filesystem broker), and PostgreSQL with RabbitMQ
+    (the killed worker's unacknowledged task is still the broker's)."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("env")
+        return
+    need_service("RabbitMQ", 5672)
+    yield make_env(monkeypatch, tmp_path, request.getfixturevalue("pg_url"), AMQP_URL)
+    dispose_engines()
+
+
 @pytest.mark.processes
+@pytest.mark.services
 def test_a_report_lands_once_per_period_across_a_worker_killed_mid_send(  # noqa: F811
-        env, monkeypatch, smtp_sandbox: SmtpSandbox, spawn):
+        backend, monkeypatch, smtp_sandbox: SmtpSandbox, spawn):
     previous = clock.current()
     try:
-        _run(env, monkeypatch, smtp_sandbox, spawn)
+        _run(backend, monkeypatch, smtp_sandbox, spawn)
     finally:
         clock.install(previous)
+    logs = "".join(p.read_text(errors="replace") for p in backend.home.parent.glob("*.log"))
+    assert "reports_due" in logs
+    for content in ("<svg", "Appels", "Dépannage", "direction@acme.example", "JVBERi0", "%PDF"):
+        assert content not in logs, content  # nothing of the report, nor who gets it
 
 
 def _run(env, monkeypatch, smtp: SmtpSandbox, spawn) -> None:
@@ -81,7 +99,7 @@ def _run(env, monkeypatch, smtp: SmtpSandbox, spawn) -> None:
     # Week of 26/10, due Monday 2 November 08:00 in Paris: the clock starts 20 s before.
     at(env, due - timedelta(seconds=20))
     smtp.knobs.hang(seconds=120, method="DATA")  # hold the end of DATA, store nothing
-    first = spawn(["worker", "--concurrency", "1"], env, ready=WORKER_READY)
+    first = spawn(WORKER, env, ready=WORKER_READY)
     spawn(["beat"], env)
     wait_until(lambda: smtp.knobs.counters().get("DATA", 0) >= 2, 90,
                "the worker sending the report")
@@ -94,7 +112,7 @@ def _run(env, monkeypatch, smtp: SmtpSandbox, spawn) -> None:
     assert created >= due  # written once the period fell due, not before
     assert len(smtp.messages) == 1  # the week before only
 
-    second = spawn(["worker", "--concurrency", "1"], env, ready=WORKER_READY)
+    second = spawn(WORKER, env, ready=WORKER_READY)
     wait_until(lambda: row(key)[1] == "delivered", 90, "the report delivered after restart")
     assert row(key)[2] == 2  # the same delivery, taken back after its lease
     [mail] = smtp.wait_for(2)[1:]
@@ -109,7 +127,7 @@ def _run(env, monkeypatch, smtp: SmtpSandbox, spawn) -> None:
     # Week of 02/11: the worker restarted a week later (the beat keeps running).
     second.stop()
     at(env, due + timedelta(days=7, seconds=1))
-    third = spawn(["worker", "--concurrency", "1"], env, ready=WORKER_READY)
+    third = spawn(WORKER, env, ready=WORKER_READY)
     later_key = "relais-report-acme-weekly-2026-11-02-0"
     wait_until(lambda: row(later_key) and row(later_key)[1] == "delivered", 90,
                "the second week's report")
