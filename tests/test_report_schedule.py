@@ -233,3 +233,25 @@ def test_pdf_file_names():
         "rapport-acme-semaine-2026-12-28.pdf"
     assert pdf_filename("acme", "monthly", date(2026, 12, 1)) == "rapport-acme-mois-2026-12.pdf"
     assert pdf_filename("a/b c", "monthly", date(2026, 1, 1)) == "rapport-a-b-c-mois-2026-01.pdf"
+
+
+def test_the_pdf_fetches_nothing_and_logs_nothing_of_the_page(caplog, tmp_path):
+    """A page naming outside resources renders without them (no file read, no network),
+    and WeasyPrint's complaint about them reaches the log without the page's text."""
+    from sync.reports.pdf import report_pdf
+
+    secret = tmp_path / "secret-7731.png"
+    secret.write_bytes(b"not an image")
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'/>"
+            "<link rel='stylesheet' href='http://127.0.0.1:9/x.css'/></head><body>"
+            f"<h1>Confidentiel-9924</h1><img src='file://{secret}'/>"
+            "<img src='http://127.0.0.1:9/y.png'/></body></html>")
+    with caplog.at_level(logging.DEBUG):
+        pdf = report_pdf(page)
+    text = pypdf.PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+    assert "Confidentiel-9924" in text
+    said = [r for r in caplog.records if r.name.startswith("weasyprint")]
+    assert said, "WeasyPrint says what it could not load"
+    assert {r.getMessage() for r in said} == {"PDF rendering problem (details withheld)"}
+    assert "7731" not in caplog.text and "127.0.0.1" not in caplog.text
+    assert "Confidentiel" not in caplog.text

@@ -3,7 +3,8 @@
 Invariants:
 - WeasyPrint is imported here, lazily, on the first PDF: the rest of Relais
   (the API, ``relais demo``, a worker that sends no report) runs without it;
-  without it :func:`report_pdf` raises :class:`PdfUnavailable` and the caller
+  without it, or when it fails on a page, :func:`report_pdf` raises
+  :class:`PdfUnavailable` (naming only the exception's type) and the caller
   sends the report without the attachment;
 - the same page gives the same bytes (WeasyPrint writes no creation date; the
   document identifier is derived from the page), but the scheduler still keeps
@@ -40,7 +41,7 @@ _QUIET = (*_ROOTS, "weasyprint.progress", "fontTools.subset", "fontTools.ttLib",
 
 
 class PdfUnavailable(RuntimeError):
-    """WeasyPrint (or the Pango it loads) is not installed on this machine."""
+    """No PDF: WeasyPrint (or the Pango it loads) is missing, or it failed on the page."""
 
 
 class _Withheld(logging.Filter):
@@ -67,6 +68,20 @@ def _refuse(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     raise ValueError("the report page fetches no resource")
 
 
+def _no_fetcher(weasyprint: Any) -> Any:
+    """A URL fetcher that refuses every URL: a ``URLFetcher`` whose ``fetch`` raises
+    (recent WeasyPrint takes only those), else the plain function (older ones)."""
+    base = getattr(getattr(weasyprint, "urls", None), "URLFetcher", None)
+    if base is None:
+        return _refuse
+
+    class Refuse(base):  # type: ignore[misc, valid-type]
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            return _refuse(url)
+
+    return Refuse()
+
+
 def report_pdf(page: str) -> bytes:
     """The PDF of the HTML ``page`` (A4, its inline SVG charts drawn as vectors)."""
     _quiet_loggers()
@@ -75,8 +90,15 @@ def report_pdf(page: str) -> bytes:
     except (ImportError, OSError) as exc:  # OSError: the Pango libraries are missing
         raise PdfUnavailable(f"WeasyPrint cannot be loaded ({type(exc).__name__})") from None
     identifier = hashlib.sha256(page.encode()).hexdigest()[:32].encode()
-    document = weasyprint.HTML(string=page, url_fetcher=_refuse, base_url="about:blank")
-    out = document.write_pdf(stylesheets=[weasyprint.CSS(string=PRINT_CSS)],
-                             pdf_identifier=identifier)
-    assert isinstance(out, bytes)
+    try:
+        document = weasyprint.HTML(string=page, url_fetcher=_no_fetcher(weasyprint),
+                                   base_url="about:blank")
+        out = document.write_pdf(stylesheets=[weasyprint.CSS(string=PRINT_CSS,
+                                                             url_fetcher=_no_fetcher(weasyprint))],
+                                 pdf_identifier=identifier)
+    except Exception as exc:  # noqa: BLE001 - a renderer's bug must not hold the report
+        # Its message may quote the page: only the type is kept.
+        raise PdfUnavailable(f"WeasyPrint failed ({type(exc).__name__})") from None
+    if not isinstance(out, bytes):
+        raise PdfUnavailable("WeasyPrint returned no document")
     return out
