@@ -5,7 +5,7 @@ with its charts and its PDF, after a worker restart in between — with real
 
 The week before is already written and sent (by this process, on a fixed clock: with
 no backfill, the latest due week is the first thing a worker would send). Week 1:
-the worker's clock stands 20 s before the weekly send time; the beat's ticks write
+the worker's clock stands 30 s before the weekly send time; the beat's ticks write
 nothing until it passes, then the report is written and sent.
 The sandbox holds the end of DATA (the whole message is on the wire, nothing is
 stored yet) and the worker is SIGKILLed right there; a new worker takes the
@@ -96,8 +96,8 @@ def _run(env, monkeypatch, smtp: SmtpSandbox, spawn) -> None:
         "ACME Dépannage : semaine du 19/10/2026"]
     before = reports()
 
-    # Week of 26/10, due Monday 2 November 08:00 in Paris: the clock starts 20 s before.
-    at(env, due - timedelta(seconds=20))
+    # Week of 26/10, due Monday 2 November 08:00 in Paris: the clock starts 30 s before.
+    at(env, due - timedelta(seconds=30))
     smtp.knobs.hang(seconds=120, method="DATA")  # hold the end of DATA, store nothing
     first = spawn(WORKER, env, ready=WORKER_READY)
     spawn(["beat"], env)
