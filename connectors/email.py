@@ -11,12 +11,18 @@ The engine renders the tenant's templates and hands each delivery::
         "html": "<p>...</p>" | None,        # optional HTML alternative
         "cc": [...],                        # optional
         "reply_to": "desk@example.com",     # optional
+        "attachments": [                    # optional
+            {"filename": "rapport.pdf", "content_type": "application/pdf",
+             "data_base64": "JVBERi0..."},
+        ],
     }
 
 Anything else in the payload is ignored here. Bodies never reach the logs.
 
 The message is ``multipart/alternative`` (text, then HTML) when ``html`` is
-given, ``text/plain`` otherwise, UTF-8, with ``Date``, ``From``, ``To``,
+given, ``text/plain`` otherwise, UTF-8; with attachments it is
+``multipart/mixed``: that body first, then each attachment (base64, with
+``Content-Disposition: attachment; filename=...``). With ``Date``, ``From``, ``To``,
 ``Subject``, ``Auto-Submitted: auto-generated`` and a ``Message-ID`` derived
 from the delivery's idempotency key (``<key@relais>``): a retry or a replay
 carries the same ``Message-ID``, which is what receivers (and mail clients)
@@ -54,6 +60,8 @@ Errors
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import logging
 import re
@@ -85,6 +93,8 @@ SECURITY_MODES = ("starttls", "tls", "none")
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 _REASON_LIMIT = 300
+_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
+_FILENAME_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\"]')
 
 __all__ = ["EmailConnector", "build_message", "message_id_for"]
 
@@ -164,7 +174,38 @@ def build_message(
     message.set_content(text, subtype="plain", charset="utf-8")
     if html:
         message.add_alternative(html, subtype="html", charset="utf-8")
+    for filename, content_type, data in _attachments(spec.get("attachments")):
+        maintype, subtype = content_type.split("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return message, to + cc
+
+
+def _attachments(value: Any) -> list[tuple[str, str, bytes]]:
+    """``(filename, content type, bytes)`` of each attachment; a malformed one is Rejected."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Rejected("email payload: 'attachments' must be a list")
+    out = []
+    for n, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise Rejected(f"email payload: attachments[{n}] must be an object")
+        filename = item.get("filename")
+        if not isinstance(filename, str) or not filename.strip() \
+                or _FILENAME_UNSAFE.search(filename):
+            raise Rejected(f"email payload: attachments[{n}].filename must be a plain file name")
+        content_type = str(item.get("content_type") or "application/octet-stream").lower()
+        if not _CONTENT_TYPE.match(content_type):
+            raise Rejected(f"email payload: attachments[{n}].content_type must be type/subtype")
+        data = item.get("data_base64")
+        if not isinstance(data, str):
+            raise Rejected(f"email payload: attachments[{n}].data_base64 is required")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise Rejected(f"email payload: attachments[{n}].data_base64 is not base64") from None
+        out.append((filename.strip(), content_type, raw))
+    return out
 
 
 def _text(value: bytes | str) -> str:

@@ -30,7 +30,6 @@ CONTACTS_BEAT_SECONDS = 60.0  # how often the beat looks for CRM directories due
 ESCALATION_TASK = "relais.escalation_step"
 ESCALATION_SWEEP_TASK = "relais.escalation_sweep"
 REPORTS_DUE_TASK = "relais.reports_due"
-REPORTS_BEAT_SECONDS = 300.0  # scheduled reports: how often the beat looks for due ones
 
 _app: Celery | None = None
 
@@ -139,7 +138,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
     # Scheduled reports (sync.reports.schedule): written once per period, then delivered.
     app.conf.beat_schedule["reports"] = {
         "task": REPORTS_DUE_TASK,
-        "schedule": REPORTS_BEAT_SECONDS,
+        "schedule": settings.reports_beat_seconds,
     }
     # Calendars: due pulls, and notification channels renewed before they expire.
     app.conf.beat_schedule["calendar-sync"] = {

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # Pending deliveries older than this without a live broker message are re-enqueued.
     delivery_stale_seconds: float = 30.0
     sweep_interval_seconds: float = 15.0
+    # How often the beat looks for scheduled reports due (sync.reports.schedule).
+    reports_beat_seconds: float = 300.0
     broker_polling_interval: float = 0.1
     # Celery queue; separate deployments (or test runs) on one broker use distinct names.
     queue: str = "relais"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 
 import pytest
@@ -177,6 +178,44 @@ def test_no_password_over_a_clear_connection() -> None:
         assert "without TLS" in str(results[0].error)
         ok, _ = deliver(plain, request(2))  # a local relay without AUTH is fine
         assert ok[0].ok and not plain.wait_for(1)[0].tls
+
+
+def test_attachments_make_a_mixed_message_with_the_bytes_as_given(
+        smtp_sandbox: SmtpSandbox) -> None:
+    pdf = b"%PDF-1.7\n\x00\xff binary body\n%%EOF\n"
+    sent = request(9)
+    sent.payload["email"]["attachments"] = [
+        {"filename": "rapport-acme-mois-2026-10.pdf", "content_type": "application/pdf",
+         "data_base64": base64.b64encode(pdf).decode()}]
+    results, _ = deliver(smtp_sandbox, sent)
+    assert results[0].ok
+    message = smtp_sandbox.wait_for(1)[0].message
+    assert message.get_content_type() == "multipart/mixed"
+    body, attached = message.iter_parts()
+    assert body.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in body.iter_parts()] == ["text/plain", "text/html"]
+    assert attached.get_content_type() == "application/pdf"
+    assert attached.get_content_disposition() == "attachment"
+    assert attached.get_filename() == "rapport-acme-mois-2026-10.pdf"
+    assert attached.get_content() == pdf
+
+
+def test_malformed_attachments_are_rejected() -> None:
+    def build(attachments: object) -> None:
+        build_message({"email": {"to": ["a@b.test"], "subject": "s", "text": "t",
+                                 "attachments": attachments}},
+                      idempotency_key="k", from_address="a@b.test")
+
+    good = {"filename": "r.pdf", "content_type": "application/pdf", "data_base64": "JVBERg=="}
+    build([good])
+    with pytest.raises(Rejected, match="must be a list"):
+        build(good)
+    with pytest.raises(Rejected, match=r"attachments\[0\]\.filename"):
+        build([{**good, "filename": "../etc/passwd"}])
+    with pytest.raises(Rejected, match=r"attachments\[0\]\.content_type"):
+        build([{**good, "content_type": "pdf"}])
+    with pytest.raises(Rejected, match="not base64"):
+        build([{**good, "data_base64": "pas du base64 !"}])
 
 
 def test_payload_contract_errors_are_rejected() -> None:

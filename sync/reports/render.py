@@ -3,7 +3,8 @@
 Pure: the report's JSON (``sync.reports.load``) in, text out; no script, no
 external resource (mail clients show it as is). Charts: calls offered and
 answered by day with the answer rate, mean time to answer by day, calls by hour
-of day. Every bar carries its figure in a ``<title>`` (hover, screen readers).
+of day. Every bar carries its figure in a ``<title>`` (hover, screen readers); the
+axis names at most ``LABELS`` groups (a month's days: every other one).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from html import escape
 from typing import Any
 
 WIDTH, HEIGHT, PAD = 640, 200, 30
+LABELS = 16  # at most this many axis labels fit under a chart without overlapping
 
 
 def _pct(value: float | None) -> str:
@@ -30,6 +32,7 @@ def bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence
     groups = max(len(labels), 1)
     slot = (WIDTH - 2 * PAD) / groups
     width = max(1.0, slot * 0.8 / max(len(series), 1))
+    step = -(-groups // LABELS)  # every label up to LABELS groups, then every step-th
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
              f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
              f'<text x="{PAD}" y="16" font-size="13" font-family="sans-serif">'
@@ -46,7 +49,7 @@ def bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence
                 f'y="{HEIGHT - PAD - h:.1f}" width="{width:.1f}" height="{h:.1f}" '
                 f'fill="{colour}"><title>{escape(label)} {escape(name)}: '
                 f'{value:g}{unit}</title></rect>')
-        if groups <= 31:
+        if g % step == 0:
             parts.append(f'<text x="{x0:.1f}" y="{HEIGHT - PAD + 14}" font-size="9" '
                          f'font-family="sans-serif">{escape(label)}</text>')
     parts.append("</svg>")
