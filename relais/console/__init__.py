@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from relais.console import admin, booking, client, desk, people
+from relais.console import admin, audit, booking, client, desk, people
 from relais.console.web import (
     COOKIE,
     HERE,
@@ -51,5 +51,6 @@ def install(app: Any) -> None:
     app.include_router(desk.router)
     app.include_router(people.router)
     app.include_router(admin.router)
+    app.include_router(audit.router)
     app.include_router(booking.router)
     app.include_router(client.router)
