@@ -125,6 +125,7 @@ MERGED = {
     "0014_calls_and_reports.py": "a81f2342f1480322",
     "0015_privacy.py": "1b752829fdadd228",
     "0017_console_message_marks.py": "5ac7cfc8120369c9",
+    "0018_sealed_directory_conflicts.py": "0df611d6827a5e31",
 }
 
 
