@@ -73,6 +73,16 @@ def test_entries_newest_first_as_the_api_lists_them_with_filters(tenant, hub_clo
     api = TestClient(create_app()).get(f"/v1/tenants/{T}/audit",
                                        headers={"Authorization": f"Bearer {key}"})
     assert [e["seq"] for e in api.json()["entries"]] == _seqs(page.text)
+    filtered = TestClient(create_app()).get(
+        f"/v1/tenants/{T}/audit", headers={"Authorization": f"Bearer {key}"},
+        params={"action": "message.read", "actor": "K1", "start": "2026-11-28T00:00:00+01:00"})
+    assert [e["seq"] for e in filtered.json()["entries"]] == [4]
+    for params, field in (({"action": "message.deleted"}, "action"),
+                          ({"start": "2026-11-28T00:00:00"}, "start")):
+        refused = TestClient(create_app()).get(
+            f"/v1/tenants/{T}/audit", headers={"Authorization": f"Bearer {key}"}, params=params)
+        assert refused.status_code == 422 and refused.json()["error"]["details"][0][
+            "field"] == field, refused.text
     row3 = page.text.split('<tr id="e-3"')[1].split("</tr>")[0]
     assert f"IT (user:{admin_id})" in row3 and "export des données" in row3
     assert 'id="chain-status" class="notice" role="status" data-ok="yes"' in page.text
