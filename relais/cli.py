@@ -76,7 +76,8 @@ app.add_typer(providers_app, name="providers")
 app.add_typer(calls_app, name="calls")
 audit_app = typer.Typer(no_args_is_help=True, help="The access log: list it, verify its chain.")
 privacy_app = typer.Typer(
-    no_args_is_help=True, help="A person's data (export, erase); retention runs."
+    no_args_is_help=True,
+    help="A person's data (export, erase); retention runs; sealing older rows (reseal)."
 )
 app.add_typer(audit_app, name="audit")
 app.add_typer(privacy_app, name="privacy")
@@ -1324,6 +1325,36 @@ def privacy_run(
                   highlight=False)
     if any(o.error for o in outcomes):
         raise typer.Exit(1)
+
+
+@privacy_app.command("reseal")
+def privacy_reseal(
+    tenant: Annotated[str, typer.Option(help="tenant id")],
+    batch: Annotated[int, typer.Option("--batch", help="rows per transaction")] = 500,
+    as_json: JsonOption = False,
+) -> None:
+    """Seal (encrypt at rest) the tenant's rows written in clear before it or its call
+    types became sensitive: messages, appointments, contact directory, sync conflicts.
+    In batches, each committed; safe to interrupt and run again."""
+    from sync.privacy.reseal import reseal
+
+    if batch < 1:
+        fail(f"--batch: {batch} is not a positive number of rows")
+    _upgrade()
+    require_tenant(tenant)
+
+    def progress(kind: str, done: int) -> None:
+        err.print(f"{tenant}: {kind} sealed {done}", highlight=False)
+
+    report = reseal(tenant, batch, progress=None if as_json else progress)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in report.sealed.items())
+    out.print(f"{tenant}: sealed {counts} ({report.batches} batch(es))", highlight=False)
+    if not report.sensitive and not report.sensitive_call_types:
+        out.print(f"{tenant} is not sensitive and has no sensitive call type: "
+                  "nothing is sealed", highlight=False)
 
 
 def main() -> None:

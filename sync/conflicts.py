@@ -168,6 +168,7 @@ def resolve(
             policy=policy,
             relais_modified_at=relais_at,
             calendar_modified_at=change.updated,
+            sealed=bool(appointment.sealed),  # a sensitive tenant's: encrypted at rest
         )
         session.add(row)
         out.conflicts.append(row)

@@ -33,6 +33,11 @@ passed since their last pull; the beat task enqueues one pull each.
 
 Phones are normalised to E.164 in the tenant's ``phone_region``; each is also
 stored as its digits reversed, so "ends with 345678" is a prefix range scan.
+
+A sensitive tenant's directory is written sealed (``sync.store.directory``: names,
+companies, emails and phones encrypted, lookups through keyed hashes): an exact
+number, the same last 9 digits, and whole words of a name still find a contact;
+fewer final digits or the start of a word only find unsealed rows.
 """
 
 from __future__ import annotations
@@ -40,14 +45,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import phonenumbers
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import CursorExpired
@@ -56,8 +60,18 @@ from connectors.crm import CrmContact, CrmDeletion
 from sync import pull_runner
 from sync.connection_use import ClientPool, Part
 from sync.pull_runner import Page, Progress, PullContext, PullOutcome, Save
+from sync.store.crypto import lookup_tokens
 from sync.store.db import session_scope
-from sync.store.directory import DirectoryContact, DirectoryPhone, DirectorySyncState
+from sync.store.directory import (
+    SUFFIX_DIGITS,
+    DirectoryContact,
+    DirectoryPhone,
+    DirectorySyncState,
+    name_key,
+    name_word_tokens,
+    phone_row,
+    sealed_contact_row,
+)
 from sync.store.models import Connection, ExternalLink, PullCursor, utcnow
 
 log = logging.getLogger(__name__)
@@ -68,7 +82,6 @@ DEFAULT_INTERVAL_MINUTES = 15
 DEFAULT_LOOKBACK_SECONDS = 120
 DEFAULT_LOCK_MINUTES = 30
 MIN_SUFFIX_DIGITS = 6
-SUFFIX_DIGITS = 9  # a national significant number (FR: 9 digits) matches whatever the prefix
 MAX_MATCHES = 20
 
 @dataclass
@@ -99,12 +112,6 @@ def normalize_phone(raw: str, region: str | None) -> str | None:
     if not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def name_key(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text or "")
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(plain.lower().split())
 
 
 def _prefix_bound(prefix: str) -> str | None:
@@ -139,6 +146,7 @@ class _Target:
     connection_id: str
     provider: str
     region: str | None
+    sealed: bool = False  # a sensitive tenant's directory: sealed at rest
 
 
 def contact_key(connection_id: str, record: CrmContact | CrmDeletion) -> str:
@@ -209,22 +217,21 @@ def _apply_page(
                 "synced_at": now,
             }
         )
-        for e164 in normalized:
-            digits = _digits(e164)
-            if len(digits) >= MIN_SUFFIX_DIGITS:
-                phones.append(
-                    {
-                        "contact_id": key,
-                        "tenant_id": target.tenant_id,
-                        "e164": e164[:32],
-                        "reversed_digits": digits[::-1][:32],
-                    }
-                )
+        phones += phone_rows(key, target.tenant_id, normalized, target.sealed)
+    _link_callers(session, target, contacts)  # (reads the plaintext rows)
+    if target.sealed:
+        contacts = [sealed_contact_row(row) for row in contacts]
     session.execute(insert(DirectoryContact), contacts)
     if phones:
         session.execute(insert(DirectoryPhone), phones)
-    _link_callers(session, target, contacts)
     return len(changed), len(same)
+
+
+def phone_rows(contact_id: str, tenant_id: str, numbers: Iterable[str],
+               sealed: bool) -> list[dict[str, Any]]:
+    """The ``directory_phones`` rows of a contact's numbers (6 digits or more)."""
+    return [phone_row(contact_id, tenant_id, e164, sealed) for e164 in numbers
+            if len(_digits(e164)) >= MIN_SUFFIX_DIGITS]
 
 
 def _link_callers(session: Session, target: _Target, contacts: list[dict[str, Any]]) -> None:
@@ -420,7 +427,8 @@ class ContactsStream:
     def apply(
         self, ctx: PullContext, partition: str, page: Page, outcome: ContactsPull, save: Save
     ) -> None:
-        target = _Target(ctx.row.tenant_id, ctx.row.id, ctx.row.provider, ctx.config.phone_region)
+        target = _Target(ctx.row.tenant_id, ctx.row.id, ctx.row.provider,
+                         ctx.config.phone_region, bool(ctx.config.sensitive))
         kind = page.data[0] if page.data else None
         with session_scope() as session:
             if kind == "deleted":
@@ -583,15 +591,25 @@ def lookup_phone(
     session: Session, tenant_id: str, query: PhoneQuery, limit: int = MAX_MATCHES
 ) -> list[dict[str, Any]]:
     """Matches best first: the exact E.164 number, then the same last 9 digits
-    (the number written another way), then numbers ending with what was typed."""
+    (the number written another way), then numbers ending with what was typed.
+    Sealed rows (a sensitive tenant's) match the first two by keyed hash."""
     ranks: dict[str, tuple[int, str]] = {}
     if query.e164:
         for cid, e164 in session.execute(
             select(DirectoryPhone.contact_id, DirectoryPhone.e164)
-            .where(DirectoryPhone.tenant_id == tenant_id, DirectoryPhone.e164 == query.e164)
+            .where(DirectoryPhone.tenant_id == tenant_id,
+                   DirectoryPhone.e164.in_([query.e164, *lookup_tokens(query.e164)]))
             .limit(limit)
         ):
-            ranks.setdefault(cid, (0, e164))
+            ranks.setdefault(cid, (0, query.e164 if e164.startswith("k") else e164))
+    if len(query.suffix) >= SUFFIX_DIGITS:  # sealed rows: the keyed hash of the last 9
+        for cid in session.scalars(
+            select(DirectoryPhone.contact_id).where(
+                DirectoryPhone.tenant_id == tenant_id,
+                DirectoryPhone.reversed_digits.in_(lookup_tokens(query.suffix)))
+            .limit(limit)
+        ):
+            ranks.setdefault(cid, (1, "suffix:" + query.suffix))
     prefix = query.suffix[::-1]
     condition = [DirectoryPhone.tenant_id == tenant_id, DirectoryPhone.reversed_digits >= prefix]
     bound = _prefix_bound(prefix)
@@ -608,10 +626,12 @@ def lookup_phone(
 def search_name(
     session: Session, tenant_id: str, text: str, limit: int = MAX_MATCHES
 ) -> list[dict[str, Any]]:
+    """Names starting with ``text``; sealed rows (a sensitive tenant's): names holding
+    each word of ``text`` as a whole word (keyed hashes, whatever the key)."""
     key = name_key(text)
     if not key:
         return []
-    ids = session.scalars(
+    ids = list(session.scalars(
         select(DirectoryContact.id)
         .where(
             DirectoryContact.tenant_id == tenant_id,
@@ -620,6 +640,14 @@ def search_name(
             DirectoryContact.deleted.is_(False),
         )
         .order_by(DirectoryContact.name_key)
+        .limit(limit)
+    ))
+    words = [or_(*(DirectoryContact.name_kh.contains(token, autoescape=True)
+                   for token in name_word_tokens(word))) for word in key.split()]
+    ids += session.scalars(
+        select(DirectoryContact.id)
+        .where(DirectoryContact.tenant_id == tenant_id, DirectoryContact.sealed.is_(True),
+               DirectoryContact.deleted.is_(False), *words)
         .limit(limit)
     )
     return _contacts(session, tenant_id, {cid: (3, "") for cid in ids}, limit)
@@ -638,7 +666,7 @@ def _contacts(
         )
     ).all()
     labels = {0: "exact", 1: "number", 2: "suffix", 3: "name"}
-    rows = sorted(rows, key=lambda c: (ranks[c.id][0], c.name_key, c.id))[:limit]
+    rows = sorted(rows, key=lambda c: (ranks[c.id][0], name_key(c.name), c.id))[:limit]
     return [
         {
             "name": c.name,
@@ -648,11 +676,19 @@ def _contacts(
             "owner": c.owner,
             "crm": {"provider": c.provider, "object": c.crm_object, "id": c.crm_id},
             "match": labels[ranks[c.id][0]],
-            "matched_phone": ranks[c.id][1] or None,
+            "matched_phone": _matched(ranks[c.id][1], c.phones) or None,
             "updated_at": _iso(c.crm_updated_at),
         }
         for c in rows
     ]
+
+
+def _matched(phone: str, phones: list[str] | None) -> str:
+    """The number that matched; for a sealed row matched by its last digits
+    (``suffix:…``), the contact's number ending with them."""
+    if not phone.startswith("suffix:"):
+        return phone
+    return next((p for p in phones or [] if _digits(p).endswith(phone[7:])), "")
 
 
 def is_known_caller(session: Session, tenant_id: str, phone: str | None) -> bool | None:
@@ -678,7 +714,7 @@ def is_known_caller(session: Session, tenant_id: str, phone: str | None) -> bool
         .join(DirectoryPhone, DirectoryPhone.contact_id == DirectoryContact.id)
         .where(
             DirectoryPhone.tenant_id == tenant_id,
-            DirectoryPhone.e164 == phone,
+            DirectoryPhone.e164.in_([phone, *lookup_tokens(phone)]),  # sealed: keyed hash
             DirectoryContact.deleted.is_(False),
         )
         .limit(1)

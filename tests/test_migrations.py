@@ -126,6 +126,7 @@ MERGED = {
     "0015_privacy.py": "1b752829fdadd228",
     "0017_console_message_marks.py": "5ac7cfc8120369c9",
     "0018_console_sign_in_failures.py": "c8c0a54a9b544eaf",
+    "0019_sealed_directory_conflicts.py": "11fbd6f8b75decb2",
 }
 
 

@@ -5,6 +5,7 @@ URL (URLs end up in proxy logs)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -46,15 +47,38 @@ def _person(data: Any, region: str | None) -> subject.Person:
         ) from None
 
 
+def _bad_query(field: str, problem: str, hint: str) -> ApiError:
+    return ApiError(422, "invalid_request", f"{field}: {problem}",
+                    [{"field": field, "problem": problem, "hint": hint}])
+
+
 @router.get("/audit")
 def list_access_log(
     tenant_id: str, who: Caller, session: DB,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before: Annotated[int | None, Query(ge=1, description="entries with a smaller seq")] = None,
+    action: Annotated[str | None, Query(description=f"one of {', '.join(audit.ACTIONS)}")]
+    = None,
+    actor: Annotated[str | None, Query(max_length=200, description="part of the actor")]
+    = None,
+    start: Annotated[datetime | None, Query(description="from this instant (with offset)")]
+    = None,
+    end: Annotated[datetime | None, Query(description="before this instant (with offset)")]
+    = None,
 ) -> dict[str, Any]:
-    """Who read message content, exported or erased a person's data: newest first."""
+    """Who read message content, exported or erased a person's data: newest first
+    (the console's access log page reads the same function)."""
     tenant_for(session, who, tenant_id, "admin")
-    rows = audit.listing(session, tenant_id, limit=limit, before_seq=before)
+    if action is not None and action not in audit.ACTIONS:
+        raise _bad_query("action", f"{action!r} is not an access log action",
+                         f"one of {', '.join(audit.ACTIONS)}")
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and value.tzinfo is None:
+            raise _bad_query(name, "the instant has no UTC offset",
+                             "write it as 2026-11-27T00:00:00+01:00 or …Z")
+    rows = audit.listing(session, tenant_id, limit=limit, before_seq=before,
+                         actions=[action] if action else None, start=start, end=end,
+                         actor=actor or None)
     return {"entries": [audit.entry_view(e) for e in rows]}
 
 

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from relais.console import (
     admin,
+    audit,
     booking,
     client,
     desk,
@@ -61,6 +62,7 @@ def install(app: Any) -> None:
     app.include_router(desk.router)
     app.include_router(people.router)
     app.include_router(admin.router)
+    app.include_router(audit.router)
     app.include_router(booking.router)
     app.include_router(client.router)
     app.include_router(reports.router)

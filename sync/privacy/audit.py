@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -162,12 +162,35 @@ def entry_view(entry: AccessLogEntry) -> dict[str, Any]:
 
 
 def listing(session: Session, tenant_id: str, *, limit: int = 100,
-            before_seq: int | None = None, subject_ids: list[str] | None = None
+            before_seq: int | None = None, subject_ids: list[str] | None = None,
+            actions: list[str] | None = None, start: datetime | None = None,
+            end: datetime | None = None, actor: str | None = None
             ) -> list[AccessLogEntry]:
-    """The tenant's entries, newest first."""
+    """The tenant's entries, newest first (by ``seq``: the chain's order).
+
+    Filters (all optional, combined with AND): ``actions`` among :data:`ACTIONS`,
+    ``start`` included and ``end`` excluded (aware instants), ``actor`` a
+    case-insensitive part of the actor. Paging: ``before_seq`` is the smallest
+    ``seq`` of the previous page. Used by the API and the console alike."""
     query = select(AccessLogEntry).where(AccessLogEntry.tenant_id == tenant_id)
     if before_seq is not None:
         query = query.where(AccessLogEntry.seq < before_seq)
     if subject_ids is not None:
         query = query.where(AccessLogEntry.subject_id.in_(subject_ids))
+    if actions:
+        unknown = sorted(set(actions) - set(ACTIONS))
+        if unknown:
+            raise ValueError(f"unknown access log action {unknown[0]!r}")
+        query = query.where(AccessLogEntry.action.in_(actions))
+    for bound in (start, end):
+        if bound is not None and bound.tzinfo is None:
+            raise ValueError("naive datetime in an access log filter")
+    if start is not None:
+        query = query.where(AccessLogEntry.at >= start)
+    if end is not None:
+        query = query.where(AccessLogEntry.at < end)
+    if actor:
+        pattern = "%" + actor.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
+            "_", "\\_") + "%"
+        query = query.where(func.lower(AccessLogEntry.actor).like(pattern, escape="\\"))
     return list(session.scalars(query.order_by(AccessLogEntry.seq.desc()).limit(limit)))

@@ -37,7 +37,7 @@ from sync.domain import as_utc_iso
 from sync.privacy import audit
 from sync.settings import get_settings
 from sync.store.conflict_models import SyncConflict
-from sync.store.crypto import keyed_hashes
+from sync.store.crypto import keyed_hashes, lookup_tokens
 from sync.store.directory import DirectoryContact, DirectoryPhone
 from sync.store.models import (
     Appointment,
@@ -156,10 +156,16 @@ def find(session: Session, tenant_id: str, person: Person, region: str | None) -
     contact_ids: set[str] = set()
     if person.phone:
         contact_ids |= set(session.scalars(select(DirectoryPhone.contact_id).where(
-            DirectoryPhone.tenant_id == tenant_id, DirectoryPhone.e164 == person.phone)))
+            DirectoryPhone.tenant_id == tenant_id,
+            DirectoryPhone.e164.in_([person.phone, *lookup_tokens(person.phone)]))))
     for cid, phones, emails in session.execute(
             select(DirectoryContact.id, DirectoryContact.phones, DirectoryContact.emails)
             .where(DirectoryContact.tenant_id == tenant_id).execution_options(yield_per=2000)):
+        if isinstance(phones, dict) or isinstance(emails, dict):  # sealed: by keyed hash
+            held = {h for v in (phones, emails) if isinstance(v, dict) for h in v.get("kh", [])}
+            if held & hashes:
+                contact_ids.add(cid)
+            continue
         if person.phone and any(_same_phone(p, person.phone, region) for p in phones or []):
             contact_ids.add(cid)
         if person.email and any(str(e).strip().lower() == person.email for e in emails or []):

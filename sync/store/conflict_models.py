@@ -5,6 +5,10 @@ Defined on the shared ``Base`` (``sync.store.models``) in their own module;
 ``relais/migrations/env.py`` imports it so Alembic sees the table. Written by
 ``sync.conflicts``, shown by ``GET /v1/tenants/{t}/appointments/{id}`` (``conflicts``)
 and ``GET /v1/tenants/{t}/sync/conflicts``.
+
+A conflict of a sealed appointment (a sensitive tenant's) is ``sealed`` too: both
+values are stored as ``{"sealed": token}`` (encrypted with the credential keys,
+``sync.store.crypto``) and unsealed in memory when loaded.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, event
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
+from sync.store.crypto import seal_json, unseal_json
 from sync.store.models import Base, utcnow
 
 
@@ -41,3 +47,37 @@ class SyncConflict(Base):
     relais_modified_at: Mapped[datetime | None] = mapped_column(nullable=True)
     calendar_modified_at: Mapped[datetime | None] = mapped_column(nullable=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The appointment's ``sealed``: both values encrypted at rest.
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+_VALUES = ("relais_value", "calendar_value")
+
+
+def _seal(_mapper: Any, _connection: Any, target: SyncConflict) -> None:
+    if not target.sealed:
+        return
+    for name in _VALUES:
+        value = getattr(target, name)
+        if value is not None and not (isinstance(value, dict) and "sealed" in value):
+            setattr(target, name, seal_json(value))
+
+
+def _unseal(target: SyncConflict, *_args: Any) -> None:
+    if not target.__dict__.get("sealed"):
+        return
+    for name in _VALUES:
+        if name in target.__dict__:
+            set_committed_value(target, name, unseal_json(target.__dict__[name]))
+
+
+def _unseal_after_write(_mapper: Any, _connection: Any, target: SyncConflict) -> None:
+    _unseal(target)
+
+
+event.listen(SyncConflict, "before_insert", _seal)
+event.listen(SyncConflict, "before_update", _seal)
+event.listen(SyncConflict, "after_insert", _unseal_after_write)
+event.listen(SyncConflict, "after_update", _unseal_after_write)
+event.listen(SyncConflict, "load", _unseal)
+event.listen(SyncConflict, "refresh", _unseal)

@@ -58,3 +58,23 @@ def keyed_hashes(value: str) -> list[str]:
         derived = hmac.new(key, _KEYED_HASH_CONTEXT, hashlib.sha256).digest()
         out.append(hmac.new(derived, value.encode(), hashlib.sha256).hexdigest())
     return out
+
+
+def seal_json(value: Any) -> dict[str, Any]:
+    """Any JSON value sealed as ``{"sealed": token}`` (a JSON column keeps holding JSON)."""
+    return {"sealed": seal_text(json.dumps(value, separators=(",", ":"), ensure_ascii=False))}
+
+
+def unseal_json(value: Any) -> Any:
+    """The value :func:`seal_json` sealed; anything else unchanged (plain rows stay readable)."""
+    if isinstance(value, dict) and isinstance(value.get("sealed"), str):
+        return json.loads(unseal_text(value["sealed"]))
+    return value
+
+
+def lookup_tokens(value: str, length: int = 64) -> list[str]:
+    """:func:`keyed_hashes` as stored in a lookup column: ``k`` + the first ``length``
+    hex digits, newest key first. The ``k`` keeps them apart from plain values in the
+    same column (a phone's digits, an E.164 number): no range scan over digits or
+    equality with a number ever meets one."""
+    return ["k" + digest[:length] for digest in keyed_hashes(value)]
