@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 from starlette.concurrency import run_in_threadpool
 
 from mappings.config import TenantConfig
@@ -69,8 +69,10 @@ def _e164(raw: str, region: str | None) -> str | None:
 
 
 def tenants_of(session: Session, viewer: Viewer) -> list[Tenant]:
-    """The tenants the viewer may take calls for, by name."""
-    rows = session.scalars(select(Tenant).order_by(Tenant.name))
+    """The tenants the viewer may take calls for, by name: their id and name only
+    (not every tenant's YAML, which the search list never shows)."""
+    rows = session.scalars(select(Tenant).options(load_only(Tenant.id, Tenant.name))
+                           .order_by(Tenant.name))
     return [t for t in rows if viewer.can_see(t.id)]
 
 
