@@ -191,7 +191,7 @@ def main() -> None:
                     static.close()
                 browser.close()
         finally:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)  # SIGINT is ignored when run in the background
             proc.wait(60)
     load_after = os.getloadavg()
     print(f"relais console bench: {args.runs} runs, demo with {args.calls} calls, {base}; "
