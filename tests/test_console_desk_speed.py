@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from conftest import make_env
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 from relais.api import create_app
 from relais.console.users import create_user
 from sync import clock
-from sync.store.db import session_scope
+from sync.store.db import dispose_engines, session_scope
 from sync.store.directory import DirectoryContact, DirectoryPhone
 from sync.store.models import Appointment, Connection, Message
 from sync.tenants import _parse, apply_config
@@ -26,7 +27,7 @@ PASSWORD = "un-mot-de-passe-long"
 CALLER = "+33612345678"
 # The statements of one screen-pop (tenant known by its number, caller known, with
 # history): the session (2), the number and the tenant (2), the directory (3), the
-# caller's messages and appointments (2), and each transaction's BEGIN (2).
+# caller's messages and appointments (2), and on SQLite each transaction's BEGIN (2).
 MAX_STATEMENTS = 11
 
 
@@ -106,11 +107,16 @@ def signed_in() -> TestClient:
 POP = "/desk?called=0472000007&caller=06%2012%2034%2056%2078"
 
 
-@pytest.fixture
-def desk(env):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def desk(request, monkeypatch, tmp_path):
+    """Both stores: the number's ending is a LIKE, the caller's history the indexed
+    ``caller ->> 'phone'``, on each."""
+    database_url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    make_env(monkeypatch, tmp_path, database_url, None)
     add_tenants(1, 8)
     add_history("t007", "first", messages=3, appointments=2, contacts=3)
-    return signed_in()
+    yield signed_in()
+    dispose_engines()
 
 
 def pop_statements(client: TestClient) -> list[str]:
