@@ -235,6 +235,25 @@ def tenant_for_number(session: Session, number: str) -> str | None:
     return session.scalar(select(TenantNumber.tenant_id).where(TenantNumber.number == number))
 
 
+NUMBER_ENDING = 6  # digits a dialled number keeps at its end however it is written
+
+
+def numbers_ending_like(session: Session, called: str) -> list[tuple[str, str]]:
+    """(number, tenant id) of the forwarding numbers that ``called`` may be, however it
+    was written (``+33 4 72…``, ``04 72…``, ``0033…``): those ending with its last
+    digits, by number. One query on ``tenant_numbers`` (a few rows per tenant: the
+    scan of their endings stays small), whatever the number of tenants; the caller
+    confirms a candidate in the tenant's own region (``phone_region``), so a national
+    number is never read in another country's plan."""
+    digits = "".join(c for c in called if c.isdigit())
+    if len(digits) < NUMBER_ENDING:
+        return []
+    return [(n, t) for n, t in session.execute(
+        select(TenantNumber.number, TenantNumber.tenant_id)
+        .where(TenantNumber.number.like(f"%{digits[-NUMBER_ENDING:]}"))
+        .order_by(TenantNumber.number))]
+
+
 def get_tenant(session: Session, tenant_id: str) -> Tenant:
     tenant = session.get(Tenant, tenant_id)
     if tenant is None:

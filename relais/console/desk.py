@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 from starlette.concurrency import run_in_threadpool
 
 from mappings.config import TenantConfig
@@ -37,17 +37,25 @@ from relais.console.web import (
     viewer_of,
     visible_tenant,
 )
-from sync.contacts import is_known_caller, lookup_phone, parse_phone_query, search_name
+from sync.contacts import (
+    PhoneQuery,
+    is_known_caller,
+    lookup_phone,
+    parse_phone_query,
+    search_name,
+)
 from sync.domain import CallMessage
+from sync.lists import Filters, list_appointments, list_messages
 from sync.outbox import IdempotencyKeyReused, MessageRejected, accept_message, enqueue_accepted
 from sync.store.db import session_scope
-from sync.store.models import Connection, Delivery, Message, Tenant, utcnow
-from sync.tenants import parsed_config
+from sync.store.models import Appointment, Connection, Delivery, Message, Tenant, utcnow
+from sync.tenants import numbers_ending_like, parsed_config
 
 router = APIRouter(include_in_schema=False)
 URGENCIES = ("low", "normal", "high", "urgent")
 FINAL = frozenset({"delivered", "dead"})
 RECENT = 5
+RECENT_APPOINTMENTS = 3
 
 
 def _e164(raw: str, region: str | None) -> str | None:
@@ -61,16 +69,27 @@ def _e164(raw: str, region: str | None) -> str | None:
 
 
 def tenants_of(session: Session, viewer: Viewer) -> list[Tenant]:
-    """The tenants the viewer may take calls for, by name."""
-    rows = session.scalars(select(Tenant).order_by(Tenant.name))
+    """The tenants the viewer may take calls for, by name: their id and name only
+    (not every tenant's YAML, which the search list never shows)."""
+    rows = session.scalars(select(Tenant).options(load_only(Tenant.id, Tenant.name))
+                           .order_by(Tenant.name))
     return [t for t in rows if viewer.can_see(t.id)]
 
 
 def tenant_for_number(session: Session, viewer: Viewer, called: str) -> Tenant | None:
     """The visible tenant whose ``forwarding_numbers`` include ``called`` (read in each
-    tenant's region when it is written without +country). Parsed configurations are
-    cached per version, so this is a scan of in-memory lists."""
-    for tenant in tenants_of(session, viewer):
+    tenant's region when it is written without +country).
+
+    The candidates come from ``tenant_numbers`` (kept by ``apply_config``; the index
+    ``POST /v1/calls`` reads), so only a candidate's configuration is parsed: a
+    screen-pop costs the same for 3 tenants or 3,000, and never walks every tenant's
+    YAML (a cold cache, or more tenants than it holds, made that seconds)."""
+    for _number, tenant_id in numbers_ending_like(session, called):
+        if not viewer.can_see(tenant_id):
+            continue
+        tenant = session.get(Tenant, tenant_id)
+        if tenant is None:
+            continue
         config = parsed_config(tenant)
         number = _e164(called, config.phone_region)
         if number is not None and number in config.forwarding_numbers:
@@ -102,10 +121,14 @@ class CallerView:
     e164: str | None
     contact: dict[str, Any] | None = None
     recent: list[Message] = field(default_factory=list)
+    appointments: list[Appointment] = field(default_factory=list)
 
 
 def recognise(session: Session, tenant_id: str, config: TenantConfig, raw: str) -> CallerView:
-    """The caller from the directory (best match) and their last messages here."""
+    """The caller from the directory (best match), their last messages and appointments
+    here. A fixed number of indexed queries (``sync.contacts.lookup_phone`` and the
+    lists of ``GET …/messages|appointments?caller=``), whatever the directory or
+    history holds: no query per row."""
     view = CallerView(raw, _e164(raw, config.phone_region))
     if not raw.strip():
         return view
@@ -116,12 +139,10 @@ def recognise(session: Session, tenant_id: str, config: TenantConfig, raw: str) 
     matches = lookup_phone(session, tenant_id, query, 1)
     view.contact = matches[0] if matches else None
     if view.e164:
-        view.recent = list(session.scalars(
-            select(Message)
-            .where(Message.tenant_id == tenant_id,
-                   Message.caller["phone"].as_string() == view.e164)
-            .order_by(Message.created_at.desc())
-            .limit(RECENT)))
+        exact = Filters(caller=PhoneQuery(query.digits, view.e164, query.suffix))
+        view.recent = list_messages(session, tenant_id, exact, limit=RECENT).items
+        view.appointments = list_appointments(session, tenant_id, exact,
+                                              limit=RECENT_APPOINTMENTS).items
     return view
 
 
