@@ -55,7 +55,9 @@ def load_tenant_config(
     ``missing_senders`` (channel -> unset operator settings) refuses rules that
     would send through Relais's own sender of such a channel; None: not checked.
     """
-    tenant_id = _tenant_id(text, filename)
+    # The id is read first (a parse of its own) only when the file names a tenant
+    # variable: a file without one cannot read another tenant's secrets.
+    tenant_id = _tenant_id(text, filename) if _REFERENCE.search(text) else None
     if tenant_id is not None:
         foreign = foreign_variables(text, filename, tenant_id)
         if foreign:
