@@ -48,6 +48,7 @@ from sandbox.salesforce import SalesforceEmulator
 from sandbox.sms_gateway import SmsGatewayConfig, SmsGatewayEmulator
 from sandbox.smtp import SmtpSandbox
 from sandbox.tls import TLSMaterial, shared_tls
+from sandbox.webhook_receiver import BackloggedHTTPServer
 
 __all__ = [
     "SMS_WEBHOOK_SECRET",
@@ -74,6 +75,7 @@ __all__ = [
     "salesforce_emulator",
     "salesforce_session",
 ]
+
 
 
 def salesforce_session(emulator: SalesforceEmulator) -> requests.Session:
@@ -245,7 +247,7 @@ class NotificationReceiver:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = BackloggedHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         if self.tls is not None:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -21,6 +21,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class BackloggedHTTPServer(ThreadingHTTPServer):
+    """A listen backlog like a real web server's: socketserver's default of 5 drops
+    connections beyond it, and the client's TCP retry (1 s) then exceeds a webhook's
+    short timeout when a batch opens 16 connections at once on a loaded machine."""
+
+    request_queue_size = 128
+
+
+
 def verify(
     secret: str, timestamp: str, body: bytes, signature: str, tolerance: float = 300
 ) -> bool:
@@ -140,7 +149,7 @@ class WebhookReceiver:
             def log_message(self, *_args: Any) -> None:  # bodies never reach logs
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = BackloggedHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
