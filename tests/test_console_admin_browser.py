@@ -11,7 +11,7 @@ import os
 import pytest
 from conftest import FIXTURES, ROOT, wait_until
 from sqlalchemy import select
-from test_console_browser import CHROMIUM, chromium, serious_violations, sign_in  # noqa: F401
+from test_console_browser import BROWSER, CHROMIUM, chromium, free_port, serious_violations, sign_in  # noqa: F401
 
 from relais.console.users import create_user
 from sandbox.testing import (  # noqa: F401  (fixtures)
@@ -29,18 +29,7 @@ from sync.tenants import apply_config
 PASSWORD = "motdepasse-de-test"
 TENANT = "admin-a"
 
-pytestmark = [pytest.mark.processes,
-              pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists()
-                                 and __import__("os").environ.get("RELAIS_REQUIRE_SERVICES")
-                                 != "1", reason=f"no {CHROMIUM}")]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER
 
 
 @pytest.fixture
@@ -48,7 +37,7 @@ def admin_hub(env, monkeypatch, spawn, hubspot_emulator, google_emulator, receiv
     """One tenant with HubSpot and Google (not connected: OAuth apps registered by the
     operator) and a webhook; its tenant admin; the API (its public URL is the OAuth
     callback's) and a worker."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     values = {"RELAIS_TENANT_ADMIN_A_HS_URL": hubspot_emulator.url,
               "RELAIS_TENANT_ADMIN_A_GOOGLE_URL": google_emulator.url,

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import pytest
 from conftest import FIXTURES
-from test_console_admin_browser import CHROMIUM, _free_port
-from test_console_browser import chromium, serious_violations, sign_in  # noqa: F401
+from test_console_browser import (  # noqa: F401  (fixtures)
+    BROWSER,
+    chromium,
+    free_port,
+    serious_violations,
+    sign_in,
+)
 
 from relais.console.users import create_user
 from sync.privacy import audit
@@ -17,17 +22,14 @@ from sync.tenants import apply_config
 PASSWORD = "motdepasse-de-test"
 TENANT = "admin-a"
 
-pytestmark = [pytest.mark.processes,
-              pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists()
-                                 and __import__("os").environ.get("RELAIS_REQUIRE_SERVICES")
-                                 != "1", reason=f"no {CHROMIUM}")]
+pytestmark = BROWSER
 
 
 @pytest.fixture
 def audit_hub(env, monkeypatch, spawn):
     """The admin tenant (its connections never used), its admin, 60 access log entries
     (more than a page), and the API serving the console."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     values = {f"RELAIS_TENANT_ADMIN_A_{k}_URL": "http://127.0.0.1:9/x"
               for k in ("HS", "GOOGLE", "HOOK")}

@@ -15,8 +15,8 @@ from booking_helpers import CLAIRE, TENANT, live_events, setup_tenant
 from test_console_browser import (  # noqa: F401  (fixtures)
     CHROMIUM,
     PASSWORD,
-    _free_port,
     chromium,
+    free_port,
     serious_violations,
     sign_in,
 )
@@ -44,7 +44,7 @@ def booking_hub(env, monkeypatch, spawn, google_emulator):  # noqa: F811
         for email, name in (("sophie@permanence.test", "Sophie"),
                             ("marc@permanence.test", "Marc")):
             create_user(session, email, name, "secretary", PASSWORD, tenants=[TENANT])
-    port = _free_port()
+    port = free_port()
     spawn(["serve", "--port", str(port)], env, ready="Uvicorn running")
     return f"http://127.0.0.1:{port}"
 

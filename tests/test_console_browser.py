@@ -41,10 +41,13 @@ CALLED_A, CALLED_B = "+33472000011", "+33472000022"
 CALLER = "+33612345678"
 ON_CALL_PHONE = "+33620304050"  # Dr Morel, on call (the rotation's only turn)
 
-pytestmark = [pytest.mark.processes,
-              pytest.mark.skipif(not Path(CHROMIUM).exists()
-                                 and os.environ.get("RELAIS_REQUIRE_SERVICES") != "1",
-                                 reason=f"no {CHROMIUM} (apt-get install chromium)")]
+# Every browser test module: processes (a real `relais serve`), and Chromium or a skip
+# (never a skip when services are required, as in CI).
+BROWSER = [pytest.mark.processes,
+           pytest.mark.skipif(not Path(CHROMIUM).exists()
+                              and os.environ.get("RELAIS_REQUIRE_SERVICES") != "1",
+                              reason=f"no {CHROMIUM} (apt-get install chromium)")]
+pytestmark = BROWSER
 
 
 def _axe_source() -> str:
@@ -65,7 +68,7 @@ def chromium():
         browser.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -97,7 +100,7 @@ def hub(env, monkeypatch, spawn, hubspot_emulator, sms_gateway, smtp_sandbox):  
                                          "phone": "06 12 34 56 78",
                                          "company": "Boulangerie Martin"})
     assert pull_connection(hubspot_id, full=True, force=True).error is None
-    port = _free_port()
+    port = free_port()
     spawn(["serve", "--port", str(port)], env, ready="Uvicorn running")
     spawn(["worker", "--concurrency", "1"], env, ready="ready.")
     return f"http://127.0.0.1:{port}"

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 from sqlalchemy import select
 from test_console_admin_browser import TENANT, admin_hub  # noqa: F401  (fixture)
-from test_console_browser import CHROMIUM, chromium, serious_violations, sign_in  # noqa: F401
+from test_console_browser import BROWSER, CHROMIUM, chromium, serious_violations, sign_in  # noqa: F401
 
 from sandbox.testing import (  # noqa: F401  (fixtures)
     google_emulator,
@@ -23,10 +22,7 @@ from sync.store.db import session_scope
 from sync.store.models import Connection
 from sync.store.provider_apps import operator_client
 
-pytestmark = [pytest.mark.processes,
-              pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists()
-                                 and __import__("os").environ.get("RELAIS_REQUIRE_SERVICES")
-                                 != "1", reason=f"no {CHROMIUM}")]
+pytestmark = BROWSER
 
 
 def _status(name: str) -> str:

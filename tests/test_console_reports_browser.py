@@ -7,21 +7,10 @@ tests/test_console_reports.py."""
 from __future__ import annotations
 
 import pytest
-from test_console_browser import CHROMIUM, chromium, serious_violations  # noqa: F401
+from test_console_browser import BROWSER, CHROMIUM, chromium, free_port, serious_violations  # noqa: F401
 from test_console_reports import PASSWORD, seed
 
-pytestmark = [pytest.mark.processes,
-              pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists()
-                                 and __import__("os").environ.get("RELAIS_REQUIRE_SERVICES")
-                                 != "1", reason=f"no {CHROMIUM}")]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER
 
 
 @pytest.fixture
@@ -29,7 +18,7 @@ def report_hub(env, monkeypatch, spawn):
     seed(monkeypatch)
     env.vars.update({"RELAIS_TENANT_ACME_HOOK_URL": "http://127.0.0.1:9/hook",
                      "RELAIS_TENANT_OTHER_HOOK_URL": "http://127.0.0.1:9/hook"})
-    port = _free_port()
+    port = free_port()
     spawn(["serve", "--port", str(port)], env, ready="Uvicorn running")
     return f"http://127.0.0.1:{port}"
 

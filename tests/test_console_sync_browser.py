@@ -10,7 +10,7 @@ import pytest
 from booking_helpers import CLAIRE, PAUL, TENANT, setup_tenant
 from conftest import wait_until
 from sqlalchemy import select
-from test_console_browser import CHROMIUM, chromium, serious_violations, sign_in  # noqa: F401
+from test_console_browser import BROWSER, CHROMIUM, chromium, free_port, serious_violations, sign_in  # noqa: F401
 
 from relais.console.users import create_user
 from sandbox.testing import google_emulator, google_server  # noqa: F401  (fixtures)
@@ -20,18 +20,7 @@ from sync.store.models import PullCursor, Tenant
 
 PASSWORD = "motdepasse-de-test"
 
-pytestmark = [pytest.mark.processes,
-              pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists()
-                                 and __import__("os").environ.get("RELAIS_REQUIRE_SERVICES")
-                                 != "1", reason=f"no {CHROMIUM}")]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER
 
 
 @pytest.fixture
@@ -44,7 +33,7 @@ def sync_hub(env, monkeypatch, spawn, google_emulator):  # noqa: F811
     with session_scope() as session:
         create_user(session, "it@cabinet.test", "Admin IT", "tenant_admin", PASSWORD,
                     tenant_id=TENANT)
-    port = _free_port()
+    port = free_port()
     spawn(["serve", "--port", str(port)], env, ready="Uvicorn running")
     spawn(["worker", "--concurrency", "1"], env, ready="ready.")
     return f"http://127.0.0.1:{port}"
