@@ -16,12 +16,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, event
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.orm.attributes import set_committed_value
 
 from sync.store.crypto import seal_json, unseal_json
-from sync.store.models import Base, utcnow
+from sync.store.models import Base, seal_at_rest, utcnow
 
 
 class SyncConflict(Base):
@@ -71,13 +71,4 @@ def _unseal(target: SyncConflict, *_args: Any) -> None:
             set_committed_value(target, name, unseal_json(target.__dict__[name]))
 
 
-def _unseal_after_write(_mapper: Any, _connection: Any, target: SyncConflict) -> None:
-    _unseal(target)
-
-
-event.listen(SyncConflict, "before_insert", _seal)
-event.listen(SyncConflict, "before_update", _seal)
-event.listen(SyncConflict, "after_insert", _unseal_after_write)
-event.listen(SyncConflict, "after_update", _unseal_after_write)
-event.listen(SyncConflict, "load", _unseal)
-event.listen(SyncConflict, "refresh", _unseal)
+seal_at_rest(SyncConflict, _seal, _unseal)

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, event
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -50,7 +50,7 @@ from sync.store.crypto import (
     unseal_json,
     unseal_text,
 )
-from sync.store.models import Base, utcnow
+from sync.store.models import Base, seal_at_rest, utcnow
 
 # Longer than 300 once sealed: Text on PostgreSQL (0018); SQLite enforces no length.
 _TEXT300 = String(300).with_variant(Text(), "postgresql")
@@ -205,13 +205,4 @@ def _unseal_contact(target: DirectoryContact, *_args: Any) -> None:
             set_committed_value(target, name, unseal_json(target.__dict__[name]))
 
 
-def _unseal_after_write(_mapper: Any, _connection: Any, target: DirectoryContact) -> None:
-    _unseal_contact(target)
-
-
-event.listen(DirectoryContact, "before_insert", _seal_contact)
-event.listen(DirectoryContact, "before_update", _seal_contact)
-event.listen(DirectoryContact, "after_insert", _unseal_after_write)
-event.listen(DirectoryContact, "after_update", _unseal_after_write)
-event.listen(DirectoryContact, "load", _unseal_contact)
-event.listen(DirectoryContact, "refresh", _unseal_contact)
+seal_at_rest(DirectoryContact, _seal_contact, _unseal_contact)

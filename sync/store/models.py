@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -198,20 +199,26 @@ def _unseal_row(target: Any, *_args: Any) -> None:
             set_committed_value(target, name, _unseal_json(target.__dict__[name]))
 
 
-def _unseal_after_write(_mapper: Any, _connection: Any, target: Any) -> None:
-    _unseal_row(target)
+def seal_at_rest(
+    cls: type,
+    seal: Callable[[Any, Any, Any], None] = _seal_row,
+    unseal: Callable[..., None] = _unseal_row,
+) -> None:
+    """Seal a model's rows as they are written and unseal them in memory after each
+    write, load and refresh (``seal(mapper, connection, row)``, ``unseal(row, ...)``)."""
+
+    def unseal_after_write(_mapper: Any, _connection: Any, target: Any) -> None:
+        unseal(target)
+
+    event.listen(cls, "before_insert", seal)
+    event.listen(cls, "before_update", seal)
+    event.listen(cls, "after_insert", unseal_after_write)
+    event.listen(cls, "after_update", unseal_after_write)
+    event.listen(cls, "load", unseal)
+    event.listen(cls, "refresh", unseal)
 
 
-def _seal_at_rest(cls: type) -> None:
-    event.listen(cls, "before_insert", _seal_row)
-    event.listen(cls, "before_update", _seal_row)
-    event.listen(cls, "after_insert", _unseal_after_write)
-    event.listen(cls, "after_update", _unseal_after_write)
-    event.listen(cls, "load", _unseal_row)
-    event.listen(cls, "refresh", _unseal_row)
-
-
-_seal_at_rest(Message)
+seal_at_rest(Message)
 
 
 class Appointment(Base):
@@ -257,7 +264,7 @@ class Appointment(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-_seal_at_rest(Appointment)
+seal_at_rest(Appointment)
 
 
 class StaffLock(Base):
