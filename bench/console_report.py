@@ -16,11 +16,9 @@ Usage: python bench/console_report.py [--rounds 5] [--tenants 20] [--big-calls 4
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import PARIS, PG_ADMIN, load, spread, tenant_yaml  # noqa: E402
+from report import PARIS, in_scratch_database, load, spread, tenant_yaml  # noqa: E402
 
 PASSWORD = "un-mot-de-passe-de-bench"
 
@@ -43,23 +41,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args()
 
-    import psycopg
-
-    name = f"relais_bench_console_report_{uuid.uuid4().hex[:8]}"
-    admin = PG_ADMIN.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    os.environ["RELAIS_DATABASE_URL"] = url
-    os.environ.setdefault("RELAIS_SECRET_KEYS", "kVvJ0x0b3Ckq6bQ1kXq3vP8s7mYkJ6V8o9Qf1m2n3o4=")
-    try:
-        run(args, url)
-    finally:
-        from sync.store.db import dispose_engines
-
-        dispose_engines()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    in_scratch_database("console_report", lambda url: run(args, url))
 
 
 def timed(rounds: int, fn) -> list[float]:

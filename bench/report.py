@@ -32,6 +32,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -128,6 +129,27 @@ def spread(values: list[float]) -> str:
             f"[{min(values) * 1000:.1f}-{max(values) * 1000:.1f}]")
 
 
+def in_scratch_database(kind: str, run: Callable[[str], None]) -> None:
+    """Run ``run(url)`` on a PostgreSQL database of its own, dropped afterwards."""
+    import psycopg
+
+    name = f"relais_bench_{kind}_{uuid.uuid4().hex[:8]}"
+    admin = PG_ADMIN.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    os.environ["RELAIS_DATABASE_URL"] = url
+    os.environ.setdefault("RELAIS_SECRET_KEYS", "kVvJ0x0b3Ckq6bQ1kXq3vP8s7mYkJ6V8o9Qf1m2n3o4=")
+    try:
+        run(url)
+    finally:
+        from sync.store.db import dispose_engines
+
+        dispose_engines()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -139,23 +161,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args()
 
-    import psycopg
-
-    name = f"relais_bench_report_{uuid.uuid4().hex[:8]}"
-    admin = PG_ADMIN.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    os.environ["RELAIS_DATABASE_URL"] = url
-    os.environ.setdefault("RELAIS_SECRET_KEYS", "kVvJ0x0b3Ckq6bQ1kXq3vP8s7mYkJ6V8o9Qf1m2n3o4=")
-    try:
-        run(args, url)
-    finally:
-        from sync.store.db import dispose_engines
-
-        dispose_engines()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    in_scratch_database("report", lambda url: run(args, url))
 
 
 def run(args: argparse.Namespace, url: str) -> None:
