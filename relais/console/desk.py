@@ -29,6 +29,7 @@ from mappings.oncall import NoOnCallSchedule, on_call_at
 from mappings.plan import DeliveryPlan, PlanError, plan_for
 from mappings.rules import CallContext, closed_day, open_range, window_weekly
 from mappings.wallclock import local
+from relais.console.reads import record_reads
 from relais.console.web import (
     ConsoleError,
     Viewer,
@@ -196,7 +197,11 @@ async def desk(request: Request, called: str = "", caller: str = "", tenant: str
                     visible = [t for t in visible if key in t.name.casefold() or key in t.id]
                 return "desk_search.html", {"tenants": visible, "called": called,
                                             "caller": caller, "q": q}, 200
-            return "desk.html", _desk_context(session, viewer, found, caller), 200
+            context = _desk_context(session, viewer, found, caller)
+            seen: CallerView = context["caller"]
+            record_reads(viewer, found.id, "desk", [m.id for m in seen.recent],
+                         [a.id for a in seen.appointments])
+            return "desk.html", context, 200
 
     name, context, status = await run_in_threadpool(build)
     return render(request, name, context, status, viewer)
@@ -358,10 +363,18 @@ def _target(delivery: Delivery, connection: Connection | None) -> str:
 
 async def _status(request: Request, viewer: Viewer, tenant_id: str,
                   message_id: str) -> HTMLResponse:
+    # The fragment's own poll (every second until the deliveries settle) re-shows what
+    # this viewer's first view of it (the send, or a direct GET) already put on the
+    # access log: one entry per opening, not one per second.
+    poll = request.headers.get("HX-Trigger") == "sent-status"
+
     def build() -> dict[str, Any]:
         with session_scope(readonly=True) as session:
             visible_tenant(session, viewer, tenant_id)
-            return {"tenant_id": tenant_id, **message_status(session, tenant_id, message_id)}
+            status = message_status(session, tenant_id, message_id)
+            if not poll:
+                record_reads(viewer, tenant_id, "desk.sent", [message_id])
+            return {"tenant_id": tenant_id, **status}
 
     return render(request, "desk_sent.html", await run_in_threadpool(build), viewer=viewer)
 
@@ -384,6 +397,7 @@ async def messages(request: Request, tenant_id: str) -> HTMLResponse:
             rows = list(session.scalars(
                 select(Message).where(Message.tenant_id == tenant_id)
                 .order_by(Message.created_at.desc()).limit(50)))
+            record_reads(viewer, tenant_id, "messages", [m.id for m in rows])
             return {"tenant": tenant, "config": parsed_config(tenant), "messages": rows}
 
     return render(request, "messages.html", await run_in_threadpool(build), viewer=viewer)
