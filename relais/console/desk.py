@@ -29,6 +29,7 @@ from mappings.oncall import NoOnCallSchedule, on_call_at
 from mappings.plan import DeliveryPlan, PlanError, plan_for
 from mappings.rules import CallContext, closed_day, open_range, window_weekly
 from mappings.wallclock import local
+from relais.console import desk_problems as problems
 from relais.console.reads import record_reads
 from relais.console.web import (
     ConsoleError,
@@ -246,7 +247,11 @@ def _intake(config: TenantConfig, call_type: str, form: dict[str, str]) -> dict[
 
 
 def _preview(session: Session, tenant: Tenant, config: TenantConfig,
-             form: dict[str, str]) -> tuple[DeliveryPlan | None, str]:
+             form: dict[str, str]) -> tuple[DeliveryPlan | None, dict[str, str] | None]:
+    """The plan, or the problem (field, label, French sentence) that prevents it."""
+    refused = problems.preview_problem(config, form)
+    if refused is not None:
+        return None, refused
     phone = form.get("caller.phone", "").strip()
     e164 = _e164(phone, config.phone_region) if phone else None
     try:
@@ -255,9 +260,10 @@ def _preview(session: Session, tenant: Tenant, config: TenantConfig,
             at=utcnow(), known_contact=is_known_caller(session, tenant.id, e164),
             staff_id=form.get("staff_id") or None,
             intake=_intake(config, form.get("call_type", ""), form)))
-    except PlanError as exc:
-        return None, str(exc)
-    return plan, ""
+    except PlanError:  # what preview_problem does not foresee: never the engine's English
+        return None, {"field": "call_type", "label": problems.LABELS["call_type"],
+                      "problem": problems.PREVIEW_FAILED}
+    return plan, None
 
 
 @router.post("/t/{tenant_id}/desk/preview")
@@ -302,11 +308,6 @@ def _taken_at(raw: str) -> str:
     return at.isoformat() if at.tzinfo is not None else utcnow().isoformat()
 
 
-def _problems(exc: ValidationError) -> list[dict[str, str]]:
-    return [{"field": ".".join(str(p) for p in e["loc"]) or "message", "problem": e["msg"]}
-            for e in exc.errors()]
-
-
 @router.post("/t/{tenant_id}/desk/send")
 async def send(request: Request, tenant_id: str) -> HTMLResponse:
     """Accept the call as ``POST /v1/tenants/{t}/messages`` does, then show it live."""
@@ -318,17 +319,20 @@ async def send(request: Request, tenant_id: str) -> HTMLResponse:
         with session_scope() as session:
             tenant = visible_tenant(session, viewer, tenant_id)
             config = parsed_config(tenant)
+            call_type = form.get("call_type", "")
             try:
                 msg = CallMessage.model_validate(_message_data(config, viewer, form),
                                                  context={"region": config.phone_region})
             except ValidationError as exc:
-                return None, {"problems": _problems(exc)}
+                return None, {"problems": problems.from_validation(config, call_type, exc)}
             try:
                 accepted = accept_message(session, tenant_id, config, msg, key)
-            except IdempotencyKeyReused as exc:
-                return None, {"problems": [{"field": "message", "problem": str(exc)}]}
+            except IdempotencyKeyReused:
+                return None, {"problems": [problems.problem(config, call_type, "message",
+                                                            "reused")]}
             except MessageRejected as exc:
-                return None, {"problems": [{"field": exc.field, "problem": str(exc)}]}
+                return None, {"problems": [problems.rejected(config, call_type, exc.field,
+                                                             str(exc))]}
             return accepted, {"message_id": accepted.message.id}
 
     accepted, context = await run_in_threadpool(accept)
