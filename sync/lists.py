@@ -10,7 +10,12 @@ Invariants:
 - a date range is half-open, ``start <= instant < end``, on aware instants;
 - a caller is matched as the directory matches it (``sync.contacts``): a full
   number in any format by its E.164 form, a partial one (6+ digits) by the
-  number's ending.
+  number's ending;
+- a sealed row (a sensitive tenant's or call type's, ``sync.store.models``) keeps no
+  readable number, only its keyed hash (``caller.phone_kh``): a full number finds it
+  through that hash (under every key, newest first, so rows written before a key
+  rotation still match); a partial number cannot (a hash of the whole number says
+  nothing of its ending), so an ending finds only plain rows.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlalchemy import ColumnElement, Select, literal_column, or_, select, tuple
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sync.contacts import PhoneQuery
+from sync.store.crypto import keyed_hashes
 from sync.store.models import Appointment, Connection, Delivery, Message
 
 T = TypeVar("T")
@@ -117,11 +123,19 @@ def _caller_phone(column: InstrumentedAttribute[Any]) -> ColumnElement[Any]:
     return literal_column(f"{column.table.name}.{column.key} ->> 'phone'")
 
 
+def _caller_phone_kh(column: InstrumentedAttribute[Any]) -> ColumnElement[Any]:
+    """A sealed row's keyed hash of ``caller.phone``, as ``ix_*_caller_phone_kh`` has it."""
+    return literal_column(f"{column.table.name}.{column.key} ->> 'phone_kh'")
+
+
 def _caller_condition(session: Session, column: InstrumentedAttribute[Any],
                       query: PhoneQuery) -> ColumnElement[bool]:
     phone = _caller_phone(column)
     if query.e164:
-        return phone == query.e164  # stored callers are E.164 (sync.outbox validates them)
+        # Stored callers are E.164 (sync.outbox validates them); a sealed row's is
+        # hashed from that same E.164 form (sync.store.models._seal_row).
+        return or_(phone == query.e164,
+                   _caller_phone_kh(column).in_(keyed_hashes(query.e164)))
     if session.get_bind().dialect.name == "postgresql":
         # The ending as a prefix of the reversed number: ix_messages_caller_phone_rev.
         reversed_phone = literal_column(

@@ -79,27 +79,30 @@ def test_msgids_are_french():
 
 def unmarked_sentences(source: str) -> list[int]:
     """Lines where console code hands a page a sentence nobody can translate: an
-    f-string or a literal sentence as an ``"error"`` / ``"note"`` value or as a
-    :class:`ConsoleError` message (codes such as ``"not_found"`` are fine)."""
+    f-string, a literal sentence or ``str(exc)`` (the engine's English) as an
+    ``"error"`` / ``"note"`` / ``"problem"`` value or as a :class:`ConsoleError`
+    message (codes such as ``"not_found"`` are fine)."""
     found = []
     for node in ast.walk(ast.parse(source)):
         values: list[ast.expr] = []
         if isinstance(node, ast.Dict):
             values = [v for k, v in zip(node.keys, node.values, strict=True)
-                      if isinstance(k, ast.Constant) and k.value in ("error", "note")]
+                      if isinstance(k, ast.Constant) and k.value in ("error", "note", "problem")]
         elif (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "ConsoleError"
               and len(node.args) > 1):
             values = [node.args[1]]
         found += [v.lineno for v in values if isinstance(v, ast.JoinedStr)
-                  or (isinstance(v, ast.Constant) and " " in str(v.value))]
+                  or (isinstance(v, ast.Constant) and " " in str(v.value))
+                  or (isinstance(v, ast.Call) and getattr(v.func, "id", "") == "str")]
     return found
 
 
 def test_console_code_hands_pages_translatable_sentences():
     probe = ('ConsoleError(422, f"date: {raw!r} is not a date")\n'
              'x = {"error": "role must be admin"}\nConsoleError(404, "not_found")\n'
-             'y = {"error": _("Rôle inconnu.")}\n')
-    assert unmarked_sentences(probe) == [1, 2]
+             'y = {"error": _("Rôle inconnu.")}\n'
+             'z = {"field": "message", "problem": str(exc)}\n')
+    assert unmarked_sentences(probe) == [1, 2, 5]
     found = [f"{path.name}:{line}" for path in sorted(CONSOLE.glob("*.py"))
              for line in unmarked_sentences(path.read_text())]
     assert not found, f"mark these with _() in French: {found}"

@@ -57,8 +57,10 @@ def _actor_label(actor: str, users: dict[str, str]) -> str:
 
 
 def _detail(entry: AccessLogEntry) -> str:
-    """The entry's detail as ``key=value`` pairs (ids and counts only, never content)."""
-    return ", ".join(f"{k}={v}" for k, v in sorted((entry.detail or {}).items()))
+    """The entry's detail as ``key=value`` pairs (ids and counts only, never content);
+    a list (the ids a console page showed) as its items separated by spaces."""
+    return ", ".join(f"{k}={' '.join(map(str, v)) if isinstance(v, list) else v}"
+                     for k, v in sorted((entry.detail or {}).items()))
 
 
 def _before(value: str) -> int | None:

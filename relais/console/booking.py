@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mappings.config import TenantConfig
 from relais.console.i18n import _
+from relais.console.reads import record_reads
 from relais.console.web import ConsoleError, Viewer, checked_form, render, viewer_of, visible_tenant
 from sync.booking import (
     ANY,
@@ -227,6 +228,8 @@ async def appointments(request: Request, tenant_id: str, status: str = "") -> HT
             config = parsed_config(tenant)
             page = list_appointments(session, tenant_id, Filters(status=status or None),
                                      limit=100)
+            record_reads(viewer, tenant_id, "appointments",
+                         appointments=[a.id for a in page.items])
             return {"tenant": tenant, "config": config, "appointments": page.items,
                     "staff_names": {m.id: m.name for m in config.staff}}
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.concurrency import run_in_threadpool
 
 from relais.console.i18n import _
+from relais.console.reads import record_reads
 from relais.console.web import ConsoleError, Viewer, checked_form, render, viewer_of, visible_tenant
 from sync.store.db import session_scope
 from sync.store.models import Appointment, Base, Message, utcnow
@@ -98,6 +99,8 @@ async def inbox_page(request: Request, tenant_id: str, day_from: str = "", day_t
             config = parsed_config(tenant)
             found = inbox(session, tenant_id, config.zone, day_from=start, day_to=end,
                           handled=handled, appointment_status=appointment_status)
+            record_reads(viewer, tenant_id, "inbox", [m.id for m in found["messages"]],
+                         [a.id for a in found["appointments"]])
             return {"tenant": tenant, "config": config, **found,
                     "filters": {"day_from": day_from, "day_to": day_to, "handled": handled,
                                 "appointment_status": appointment_status},

@@ -29,6 +29,8 @@ from mappings.oncall import NoOnCallSchedule, on_call_at
 from mappings.plan import DeliveryPlan, PlanError, plan_for
 from mappings.rules import CallContext, closed_day, open_range, window_weekly
 from mappings.wallclock import local
+from relais.console import desk_problems as problems
+from relais.console.reads import record_reads
 from relais.console.web import (
     ConsoleError,
     Viewer,
@@ -196,7 +198,11 @@ async def desk(request: Request, called: str = "", caller: str = "", tenant: str
                     visible = [t for t in visible if key in t.name.casefold() or key in t.id]
                 return "desk_search.html", {"tenants": visible, "called": called,
                                             "caller": caller, "q": q}, 200
-            return "desk.html", _desk_context(session, viewer, found, caller), 200
+            context = _desk_context(session, viewer, found, caller)
+            seen: CallerView = context["caller"]
+            record_reads(viewer, found.id, "desk", [m.id for m in seen.recent],
+                         [a.id for a in seen.appointments])
+            return "desk.html", context, 200
 
     name, context, status = await run_in_threadpool(build)
     return render(request, name, context, status, viewer)
@@ -241,7 +247,11 @@ def _intake(config: TenantConfig, call_type: str, form: dict[str, str]) -> dict[
 
 
 def _preview(session: Session, tenant: Tenant, config: TenantConfig,
-             form: dict[str, str]) -> tuple[DeliveryPlan | None, str]:
+             form: dict[str, str]) -> tuple[DeliveryPlan | None, dict[str, str] | None]:
+    """The plan, or the problem (field, label, French sentence) that prevents it."""
+    refused = problems.preview_problem(config, form)
+    if refused is not None:
+        return None, refused
     phone = form.get("caller.phone", "").strip()
     e164 = _e164(phone, config.phone_region) if phone else None
     try:
@@ -250,9 +260,10 @@ def _preview(session: Session, tenant: Tenant, config: TenantConfig,
             at=utcnow(), known_contact=is_known_caller(session, tenant.id, e164),
             staff_id=form.get("staff_id") or None,
             intake=_intake(config, form.get("call_type", ""), form)))
-    except PlanError as exc:
-        return None, str(exc)
-    return plan, ""
+    except PlanError:  # what preview_problem does not foresee: never the engine's English
+        return None, {"field": "call_type", "label": problems.LABELS["call_type"],
+                      "problem": problems.PREVIEW_FAILED}
+    return plan, None
 
 
 @router.post("/t/{tenant_id}/desk/preview")
@@ -297,11 +308,6 @@ def _taken_at(raw: str) -> str:
     return at.isoformat() if at.tzinfo is not None else utcnow().isoformat()
 
 
-def _problems(exc: ValidationError) -> list[dict[str, str]]:
-    return [{"field": ".".join(str(p) for p in e["loc"]) or "message", "problem": e["msg"]}
-            for e in exc.errors()]
-
-
 @router.post("/t/{tenant_id}/desk/send")
 async def send(request: Request, tenant_id: str) -> HTMLResponse:
     """Accept the call as ``POST /v1/tenants/{t}/messages`` does, then show it live."""
@@ -313,17 +319,20 @@ async def send(request: Request, tenant_id: str) -> HTMLResponse:
         with session_scope() as session:
             tenant = visible_tenant(session, viewer, tenant_id)
             config = parsed_config(tenant)
+            call_type = form.get("call_type", "")
             try:
                 msg = CallMessage.model_validate(_message_data(config, viewer, form),
                                                  context={"region": config.phone_region})
             except ValidationError as exc:
-                return None, {"problems": _problems(exc)}
+                return None, {"problems": problems.from_validation(config, call_type, exc)}
             try:
                 accepted = accept_message(session, tenant_id, config, msg, key)
-            except IdempotencyKeyReused as exc:
-                return None, {"problems": [{"field": "message", "problem": str(exc)}]}
+            except IdempotencyKeyReused:
+                return None, {"problems": [problems.problem(config, call_type, "message",
+                                                            "reused")]}
             except MessageRejected as exc:
-                return None, {"problems": [{"field": exc.field, "problem": str(exc)}]}
+                return None, {"problems": [problems.rejected(config, call_type, exc.field,
+                                                             str(exc))]}
             return accepted, {"message_id": accepted.message.id}
 
     accepted, context = await run_in_threadpool(accept)
@@ -358,10 +367,18 @@ def _target(delivery: Delivery, connection: Connection | None) -> str:
 
 async def _status(request: Request, viewer: Viewer, tenant_id: str,
                   message_id: str) -> HTMLResponse:
+    # The fragment's own poll (every second until the deliveries settle) re-shows what
+    # this viewer's first view of it (the send, or a direct GET) already put on the
+    # access log: one entry per opening, not one per second.
+    poll = request.headers.get("HX-Trigger") == "sent-status"
+
     def build() -> dict[str, Any]:
         with session_scope(readonly=True) as session:
             visible_tenant(session, viewer, tenant_id)
-            return {"tenant_id": tenant_id, **message_status(session, tenant_id, message_id)}
+            status = message_status(session, tenant_id, message_id)
+            if not poll:
+                record_reads(viewer, tenant_id, "desk.sent", [message_id])
+            return {"tenant_id": tenant_id, **status}
 
     return render(request, "desk_sent.html", await run_in_threadpool(build), viewer=viewer)
 
@@ -384,6 +401,7 @@ async def messages(request: Request, tenant_id: str) -> HTMLResponse:
             rows = list(session.scalars(
                 select(Message).where(Message.tenant_id == tenant_id)
                 .order_by(Message.created_at.desc()).limit(50)))
+            record_reads(viewer, tenant_id, "messages", [m.id for m in rows])
             return {"tenant": tenant, "config": parsed_config(tenant), "messages": rows}
 
     return render(request, "messages.html", await run_in_threadpool(build), viewer=viewer)

@@ -115,6 +115,8 @@ class Message(Base):
         Index("ix_messages_caller_phone_rev", "tenant_id",
               text("reverse(caller ->> 'phone') text_pattern_ops")).ddl_if(dialect="postgresql"),
         Index("ix_messages_tenant_call", "tenant_id", "call_id"),
+        # A sealed caller's number by its keyed hash (sync.lists; migration 0020).
+        Index("ix_messages_caller_phone_kh", "tenant_id", text("(caller ->> 'phone_kh')")),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("msg"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -228,6 +230,10 @@ class Appointment(Base):
         Index("ix_appointments_staff_start", "tenant_id", "staff_id", "start"),
         Index("ix_appointments_tenant_start", "tenant_id", "start", "id"),  # sync.lists
         Index("ix_appointments_tenant_call", "tenant_id", "call_id"),
+        # A caller's appointments, plain or sealed (sync.lists; migration 0020).
+        Index("ix_appointments_caller_phone", "tenant_id", text("(caller ->> 'phone')")),
+        Index("ix_appointments_caller_phone_kh", "tenant_id",
+              text("(caller ->> 'phone_kh')")),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("apt"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
