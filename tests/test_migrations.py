@@ -127,6 +127,7 @@ MERGED = {
     "0017_console_message_marks.py": "5ac7cfc8120369c9",
     "0018_console_sign_in_failures.py": "c8c0a54a9b544eaf",
     "0019_sealed_directory_conflicts.py": "11fbd6f8b75decb2",
+    "0020_caller_phone_kh.py": "d4f0396dc6502989",
 }
 
 
