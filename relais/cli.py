@@ -1046,6 +1046,29 @@ def report_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _write_pages(body: dict[str, Any], name: str, kind: str, html: Path | None,
+                 pdf: Path | None) -> None:
+    """Write the report's page and/or PDF; exit 2 when a file cannot be written or
+    WeasyPrint cannot render (before writing anything: no half-done pair)."""
+    from sync.reports.pdf import PdfUnavailable, report_pdf
+    from sync.reports.render import html_report, period_days, report_title
+
+    page = html_report(body, report_title(name, kind, *period_days(body)))
+    document = None
+    if pdf is not None:
+        try:
+            document = report_pdf(page)
+        except PdfUnavailable as exc:
+            fail(f"--pdf: {exc}; install the 'weasyprint' package and Pango, or use --html")
+    for option, path, data in (("--html", html, page.encode()), ("--pdf", pdf, document)):
+        if path is None or data is None:
+            continue
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            fail(f"{option}: cannot write {path}: {exc.strerror or exc}")
+
+
 @app.command("report")
 def report_command(
     tenant: Annotated[str | None, typer.Option(help="the tenant (or --all)")] = None,
@@ -1057,9 +1080,15 @@ def report_command(
     as_csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
     html: Annotated[Path | None, typer.Option(
         help="also write an HTML page with SVG charts to this file")] = None,
+    pdf: Annotated[Path | None, typer.Option(
+        help="also write the PDF the scheduled email attaches to this file")] = None,
 ) -> None:
     """Indicators of a tenant (or every tenant) over a month or days: calls, answer
-    rate, times to answer, qualification, messages, appointments, deliveries."""
+    rate, times to answer, qualification, messages, appointments, deliveries.
+
+    ``--html`` and ``--pdf`` write the page and the PDF of the scheduled email
+    (``sync.reports.schedule``), by the same functions and with the same title: a
+    month's PDF here is the one its monthly email attaches."""
     import csv
     from datetime import date
 
@@ -1093,18 +1122,15 @@ def report_command(
         if tenant is not None:
             row = session.get(Tenant, tenant)
             assert row is not None
-            zone = parsed_config(row).zone
+            config = parsed_config(row)
+            zone, name = config.zone, config.name
             start, stop = local_range(first, end, zone)
             body = tenant_report(session, tenant, zone, start, stop, now=clock.now())
         else:
             body = operator_report(session, first, end, now=clock.now())
-    if html is not None:
-        from sync.reports.render import html_report
-
-        try:
-            html.write_text(html_report(body, f"{tenant or 'Relais'}: {first} – {end}"))
-        except OSError as exc:
-            fail(f"--html: {exc}")
+            name = "Relais, tous les clients"
+    if html is not None or pdf is not None:
+        _write_pages(body, name, "monthly" if month is not None else "days", html, pdf)
     if as_json:
         typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
         return

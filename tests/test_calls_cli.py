@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 
+import pypdf
 from conftest import FIXTURES
 from test_calls import acme_yaml, apply
 from typer.testing import CliRunner
@@ -92,3 +94,51 @@ def test_report_table_json_csv(env, monkeypatch, tmp_path):
     assert run("report", "--tenant", "acme", "--month", "11/2026").exit_code == 2
     assert run("report", "--tenant", "nobody", "--month", "2026-11").exit_code == 2
     assert run("report", "--month", "2026-11").exit_code == 2
+
+
+def pdf_text(path) -> str:
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(path).pages)
+
+
+def test_report_pdf_is_the_emailed_one_with_its_figures_and_period(env, monkeypatch, tmp_path):
+    from sync.reports.pdf import report_pdf
+    from sync.reports.render import html_report
+
+    path = setup(env, monkeypatch, tmp_path)
+    assert run("calls", "import", str(path), "--zone", "Europe/Paris").exit_code == 0
+    pdf, page = tmp_path / "acme.pdf", tmp_path / "acme.html"
+    done = run("report", "--tenant", "acme", "--month", "2026-11", "--pdf", str(pdf),
+               "--html", str(page))
+    assert done.exit_code == 0, done.output
+    text = pdf_text(pdf)
+    # the monthly email's title, the period in the tenant's days, the tenant's figures
+    assert "ACME Dépannage : mois du 01/11/2026" in text
+    assert "du 01/11/2026 au 30/11/2026" in text and "Europe/Paris" in text
+    assert "66.7 %" in text and "21.0 s" in text  # answer rate, mean time to answer
+    assert "Appels présentés 3" in text.replace("\n", " ")
+    # the same render function as the scheduled email: the page gives these very bytes
+    html = page.read_text()
+    assert 'id="period" data-from="2026-11-01" data-last="2026-11-30"' in html
+    assert pdf.read_bytes() == report_pdf(html)
+    assert html == html_report(json.loads(run("report", "--tenant", "acme", "--month",
+                                              "2026-11", "--json").output),
+                               "ACME Dépannage : mois du 01/11/2026")
+    days = tmp_path / "days.pdf"
+    assert run("report", "--tenant", "acme", "--from", "2026-11-02", "--to", "2026-11-09",
+               "--pdf", str(days)).exit_code == 0
+    assert "ACME Dépannage : du 02/11/2026 au 08/11/2026" in pdf_text(days)
+
+
+def test_report_pdf_bad_input_exits_2(env, monkeypatch, tmp_path):
+    setup(env, monkeypatch, tmp_path)
+    nowhere = run("report", "--tenant", "acme", "--month", "2026-11",
+                  "--pdf", str(tmp_path / "missing" / "r.pdf"))
+    assert nowhere.exit_code == 2 and "--pdf: cannot write" in nowhere.output
+    bad = tmp_path / "bad.pdf"
+    assert run("report", "--tenant", "acme", "--month", "2026-13", "--pdf", str(bad)
+               ).exit_code == 2
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # what a missing package does
+    missing = run("report", "--tenant", "acme", "--month", "2026-11", "--pdf", str(bad),
+                  "--html", str(tmp_path / "r.html"))
+    assert missing.exit_code == 2 and "WeasyPrint cannot be loaded" in missing.output
+    assert not bad.exists() and not (tmp_path / "r.html").exists()

@@ -228,6 +228,14 @@ def test_links_to_the_report(seeded):
     assert 'href="/t/acme/report"' in admin.get("/t/acme/connections").text
     ops, _ = signed_in_client("ops@relais.test")
     assert 'href="/reports"' in ops.get("/tenants").text
+    # the secretary's desk, beside the tenant's card; a new tab keeps the call's form
+    secretary, _ = signed_in_client("sec@acme.test")
+    desk = secretary.get("/desk?tenant=acme").text
+    assert '<a href="/t/acme/report" target="_blank" rel="noopener">' in desk
+    assert "Indicateurs de ce client" in desk
+    assert secretary.get("/t/acme/report").status_code == 200
+    secretary.cookies.set("relais_lang", "en")
+    assert "This client&#39;s indicators (new tab)" in secretary.get("/desk?tenant=acme").text
     assert client.get("/reports").status_code == 404
 
 

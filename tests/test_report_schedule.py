@@ -160,6 +160,10 @@ def test_a_report_lands_once_per_period_and_recipient(env, monkeypatch, smtp_san
         assert name == ("rapport-acme-semaine-2026-10-26.pdf" if weekly
                         else "rapport-acme-mois-2026-10.pdf")
         assert str(mail.message["Subject"]) in text  # the tenant and the period
+        # the period's first and last days in the tenant's zone (October holds the DST end)
+        stated = ("du 26/10/2026 au 01/11/2026" if weekly else "du 01/10/2026 au 31/10/2026")
+        assert f"Période : {stated} (jours de Europe/Paris)" in text.replace("\n", " ")
+        assert f"Période : {stated}" in mail.part("html")
         assert f"Appels présentés {figures['offered']}" in text
         assert f"Taux de décroché {figures['rate']}" in text
         assert f"Temps moyen de réponse {figures['mean']}" in text

@@ -250,6 +250,29 @@ def test_the_html_report_draws_the_figures(reporting):
     assert waits == ["10-24 time_to_answer: 15 s", "10-25 time_to_answer: 30 s",
                      "10-26 time_to_answer: 5 s"]
     assert "66.7 %" in page  # the answer rate in the headline table
+    # the period in the tenant's days: 24 to 26 October (the 25th is 25 hours long)
+    stated = root.find(".//p[@id='period']")
+    assert (stated.get("data-from"), stated.get("data-last")) == ("2026-10-24", "2026-10-26")
+    assert stated.text.startswith("Période : du 24/10/2026 au 26/10/2026 (jours de Europe/Paris)")
+    one_day = reporting.get("/v1/tenants/acme/report?from=2026-10-25&to=2026-10-26").json()
+    assert "Période : le 25/10/2026 (" in html_report(one_day, "ACME")
+
+
+def test_period_days_and_titles():
+    from sync.reports.render import period_days, period_text, report_title
+
+    # Auckland's midnight is the previous day in UTC: the days are the zone's
+    body = {"zone": "Pacific/Auckland", "from": "2026-10-31T11:00:00Z",
+            "to": "2026-11-30T11:00:00Z"}
+    assert period_days(body) == (date(2026, 11, 1), date(2026, 11, 30))
+    assert period_days({"from": "2026-11-01", "to": "2026-12-01"}) == (
+        date(2026, 11, 1), date(2026, 11, 30))
+    assert period_text(date(2026, 12, 28), date(2027, 1, 3)) == "du 28/12/2026 au 03/01/2027"
+    first, last = date(2026, 10, 26), date(2026, 11, 1)
+    assert report_title("ACME", "weekly", first, last) == "ACME : semaine du 26/10/2026"
+    assert report_title("ACME", "monthly", date(2026, 10, 1), date(2026, 10, 31)) == \
+        "ACME : mois du 01/10/2026"
+    assert report_title("ACME", "days", first, last) == "ACME : du 26/10/2026 au 01/11/2026"
 
 
 def test_aggregates_and_raw_events_agree_on_postgres(pg_url, monkeypatch, tmp_path):

@@ -5,13 +5,20 @@ external resource (mail clients show it as is). Charts: calls offered and
 answered by day with the answer rate, mean time to answer by day, calls by hour
 of day. Every bar carries its figure in a ``<title>`` (hover, screen readers); the
 axis names at most ``LABELS`` groups (a month's days: every other one).
+
+The page states its period with its first and last days in the tenant's zone
+(``du 01/11/2026 au 30/11/2026``), read from the report itself (``from``/``to``
+are the zone's midnights in UTC, the last day is the one before ``to``): a page
+cannot name another period than the figures it shows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, datetime, timedelta
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 WIDTH, HEIGHT, PAD = 640, 200, 30
 LABELS = 16  # at most this many axis labels fit under a chart without overlapping
@@ -23,6 +30,33 @@ def _pct(value: float | None) -> str:
 
 def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
+
+
+def period_days(body: dict[str, Any]) -> tuple[date, date]:
+    """(first day, last day included) of the report ``body``: a tenant's report carries
+    its zone and UTC instants; the operator's carries plain days (each tenant's own)."""
+    if "zone" in body:
+        zone = ZoneInfo(body["zone"])
+        first = datetime.fromisoformat(body["from"]).astimezone(zone).date()
+        end = datetime.fromisoformat(body["to"]).astimezone(zone).date()
+    else:
+        first, end = date.fromisoformat(body["from"]), date.fromisoformat(body["to"])
+    return first, end - timedelta(days=1)
+
+
+def period_text(first: date, last: date) -> str:
+    """``du 01/11/2026 au 30/11/2026`` (``le 01/11/2026`` for one day)."""
+    if first == last:
+        return f"le {first:%d/%m/%Y}"
+    return f"du {first:%d/%m/%Y} au {last:%d/%m/%Y}"
+
+
+def report_title(name: str, kind: str, first: date, last: date) -> str:
+    """The emailed report's subject and the page's heading: ``ACME : mois du 01/11/2026``
+    for a ``monthly`` or ``weekly`` report, else ``ACME : du 01/11/2026 au 03/11/2026``."""
+    if kind in ("weekly", "monthly"):
+        return f"{name} : {kind == 'weekly' and 'semaine' or 'mois'} du {first:%d/%m/%Y}"
+    return f"{name} : {period_text(first, last)}"
 
 
 def bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float], str]],
@@ -73,6 +107,12 @@ def html_report(body: dict[str, Any], title: str) -> str:
         ("Rendez-vous pris", str(body["appointments"]["booked"])),
     ]
     table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    first, last = period_days(body)
+    where = (f"jours de {body['zone']}" if "zone" in body
+             else "jours de chaque client, dans son fuseau")
+    provisional = "" if body.get("complete", True) else " — période en cours : chiffres provisoires"
+    stated = (f'<p id="period" data-from="{first.isoformat()}" data-last="{last.isoformat()}">'
+              f"Période : {period_text(first, last)} ({escape(where)}){provisional}</p>")
     charts = [
         bars("Appels par jour (présentés, répondus)", day_labels,
              [("offered", [d["offered"] for d in days], "#9db4d0"),
@@ -90,6 +130,6 @@ def html_report(body: dict[str, Any], title: str) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"fr\"><head><meta charset=\"utf-8\"/>"
             f"<title>{escape(title)}</title></head>"
             "<body style=\"font-family:sans-serif\">"
-            f"<h1>{escape(title)}</h1><table>{table}</table>"
+            f"<h1>{escape(title)}</h1>{stated}<table>{table}</table>"
             + "".join(f"<div>{chart}</div>" for chart in charts)
             + "</body></html>\n")

@@ -37,7 +37,7 @@ from mappings.schema import TenantConfig
 from sync.reports.load import tenant_report
 from sync.reports.pdf import PdfUnavailable, report_pdf
 from sync.reports.periods import local_range, period
-from sync.reports.render import html_report
+from sync.reports.render import html_report, report_title
 from sync.senders import SenderMissing, ensure_sender, sender_config
 from sync.store.models import Delivery, Tenant, new_id
 
@@ -109,7 +109,7 @@ def prepare_due_reports(session: Session, tenant_id: str, config: TenantConfig,
         sender_config("email")  # SenderMissing before any work
         start, stop = local_range(first, end, config.zone)
         body = tenant_report(session, tenant_id, config.zone, start, stop, now=now)
-        title = f"{config.name} : {kind == 'weekly' and 'semaine' or 'mois'} du {first:%d/%m/%Y}"
+        title = report_title(config.name, kind, first, end - timedelta(days=1))
         page = html_report(body, title)
         notice: dict[str, Any] = {"subject": title, "text": _text(title, body), "html": page}
         attachment = _pdf_attachment(tenant_id, kind, first, page)
