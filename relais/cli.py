@@ -128,10 +128,14 @@ def require_tenant(tenant: str | None) -> None:
             fail(f"no tenant {tenant!r}; see relais tenants list")
 
 
-def _upgrade() -> None:
+# serve, worker, beat and `db upgrade` wait this long for a database that restarts
+SERVICE_DB_WAIT_SECONDS = 60.0
+
+
+def _upgrade(wait_seconds: float = 0.0) -> None:
     from relais.migrate import upgrade
 
-    upgrade()
+    upgrade(wait_seconds=wait_seconds)
 
 
 @db_app.command("upgrade")
@@ -139,7 +143,7 @@ def db_upgrade() -> None:
     """Apply the database migrations (idempotent)."""
     from sync.settings import get_settings
 
-    _upgrade()
+    _upgrade(SERVICE_DB_WAIT_SECONDS)
     out.print(f"database at head: {_redact(get_settings().resolved_database_url)}")
 
 
@@ -695,7 +699,7 @@ def serve(
     """Run the HTTP API (secretaries, admins, provider callbacks)."""
     import uvicorn
 
-    _upgrade()
+    _upgrade(SERVICE_DB_WAIT_SECONDS)
     uvicorn.run(
         "relais.api:create_app",
         factory=True,
@@ -712,7 +716,7 @@ def worker(
     loglevel: str = "INFO",
 ) -> None:
     """Run a worker: delivers messages, pulls CRM contacts and calendars."""
-    _upgrade()
+    _upgrade(SERVICE_DB_WAIT_SECONDS)
     from worker import app as celery
 
     celery.worker_main(
@@ -730,7 +734,7 @@ def worker(
 @app.command()
 def beat(loglevel: str = "INFO") -> None:
     """Run the scheduler (exactly one): lost-work sweep, sync pulls, escalations."""
-    _upgrade()
+    _upgrade(SERVICE_DB_WAIT_SECONDS)
     from worker import app as celery
 
     celery.start(["beat", f"--loglevel={loglevel}"])

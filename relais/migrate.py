@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from sync.settings import get_settings
 from sync.store.db import get_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 def alembic_config(url: str) -> Config:
@@ -41,7 +45,22 @@ def _migration_lock(url: str) -> Iterator[None]:
             conn.commit()
 
 
-def upgrade(url: str | None = None) -> None:
+def upgrade(url: str | None = None, *, wait_seconds: float = 0.0) -> None:
+    """Bring the database to head. With ``wait_seconds`` (the long-running processes
+    and ``relais db upgrade``), a start while the database restarts (connection
+    refused or cut) waits for it instead of exiting: each migration is its own
+    transaction, so a cut one is redone. Other commands fail at once."""
     url = url or get_settings().resolved_database_url
-    with _migration_lock(url):
-        command.upgrade(alembic_config(url), "head")
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            with _migration_lock(url):
+                command.upgrade(alembic_config(url), "head")
+            return
+        except OperationalError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            # the type only: the message may quote SQL parameters
+            log.warning("database unavailable while migrating (%s); retrying", type(exc).__name__)
+            get_engine(url).dispose()
+            time.sleep(1.0)

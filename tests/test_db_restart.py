@@ -52,7 +52,7 @@ def test_sixteen_clients_ride_through_a_postgres_restart(cluster, monkeypatch, t
                               RELAIS_DELIVERY_STALE_SECONDS="5",
                               RELAIS_SWEEP_INTERVAL_SECONDS="2")
     worker = spawn(["worker", "--concurrency", "2"], env, ready="ready.")
-    beat = spawn(["beat"], env)
+    beat = spawn(["beat"], env, ready="beat: Starting")  # past its migrations check
     results: list[tuple[str, int, dict]] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -117,3 +117,18 @@ def test_an_outage_longer_than_the_budget_answers_503_with_retry_after(
         cluster.start()
         # Within the budget, a request made while the server is down waits for it.
         assert http.post(url, json=call(3), headers=headers).status_code == 202
+
+
+@pytest.mark.services
+def test_a_process_starting_while_the_database_restarts_waits_for_it(
+        cluster, monkeypatch, tmp_path, spawn):
+    """`relais db upgrade` (as serve, worker and beat do first) while the server is
+    down: it waits and finishes once the server is back, instead of exiting 1 (a
+    beat started during the restart above once died that way)."""
+    env = make_env(monkeypatch, tmp_path, cluster.url, REDIS_URL)
+    cluster.stop()
+    upgrade = spawn(["db", "upgrade"], env)
+    time.sleep(4)
+    assert upgrade.proc.poll() is None, "exited while the database was down"
+    cluster.start()
+    assert upgrade.proc.wait(60) == 0
