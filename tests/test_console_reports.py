@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import json
-import random
 import re
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -21,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from test_calls import acme_yaml, apply
 from test_console_users import PASSWORD, hook_tenant, signed_in_client
-from test_reports import CALLS
+from test_reports import post_acme_data
 from typer.testing import CliRunner
 
 from relais.api import create_app
@@ -65,23 +64,7 @@ def seed(monkeypatch) -> dict[str, str]:
             create_user(session, email, email.split("@")[0], role, PASSWORD,
                         tenant_id=tenant, tenants=tenants)
     api = TestClient(create_app(), raise_server_exceptions=True)
-    events = [{"call_id": c, "event": k, "at": at.astimezone(PARIS).isoformat()}
-              for c, evs in CALLS.items() for k, at in evs]
-    rng = random.Random(14)
-    shuffled = events + rng.sample(events, 6)  # out of order, six sent twice
-    rng.shuffle(shuffled)
-    acme = {"Authorization": f"Bearer {keys['acme']}"}
-    for start in range(0, len(shuffled), 4):
-        answer = api.post("/v1/tenants/acme/calls", json={"events": shuffled[start:start + 4]},
-                          headers=acme)
-        assert answer.status_code == 200, answer.text
-    message = {"caller": {"name": "Jeanne", "phone": "0612345678"}, "subject": "Rappel",
-               "taken_by": "Sophie", "taken_at": "2026-10-25T09:00:00+01:00"}
-    for call_type, call_id in (("message", "A"), ("message", "D"), ("message", "D"),
-                               ("demarchage", "F"), ("message", "nope"), ("message", None)):
-        body = {**message, "call_type": call_type, **({"call_id": call_id} if call_id else {})}
-        assert api.post("/v1/tenants/acme/messages", json=body,
-                        headers=acme).status_code == 202
+    post_acme_data(api, {"Authorization": f"Bearer {keys['acme']}"})
     other = [{"call_id": "o1", "event": "offered", "at": "2026-10-20T10:00:00+02:00"},
              {"call_id": "o1", "event": "answered", "at": "2026-10-20T10:00:10+02:00"},
              {"call_id": "o2", "event": "offered", "at": "2026-10-21T10:00:00+02:00"},

@@ -55,6 +55,27 @@ CALLS = {
 }
 
 
+def post_acme_data(client, headers: dict[str, str]) -> None:
+    """The data set above through the API: CALLS' events out of order, six sent twice,
+    in posts of four; six messages, of which two qualify calls A and D."""
+    events = [{"call_id": c, "event": k, "at": at.astimezone(PARIS).isoformat()}
+              for c, evs in CALLS.items() for k, at in evs]
+    rng = random.Random(14)
+    shuffled = events + rng.sample(events, 6)  # out of order, six sent twice
+    rng.shuffle(shuffled)
+    for start in range(0, len(shuffled), 4):
+        answer = client.post("/v1/tenants/acme/calls", json={"events": shuffled[start:start + 4]},
+                             headers=headers)
+        assert answer.status_code == 200, answer.text
+    message = {"caller": {"name": "Jeanne", "phone": "0612345678"}, "subject": "Rappel",
+               "taken_by": "Sophie", "taken_at": "2026-10-25T09:00:00+01:00"}
+    for call_type, call_id in (("message", "A"), ("message", "D"), ("message", "D"),
+                               ("demarchage", "F"), ("message", "nope"), ("message", None)):
+        body = {**message, "call_type": call_type, **({"call_id": call_id} if call_id else {})}
+        answer = client.post("/v1/tenants/acme/messages", json=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def reporting(request, monkeypatch, tmp_path, hub_clock):
     """The data set above through the API, on SQLite (calls grouped in Python) and on
@@ -76,22 +97,7 @@ def reporting(request, monkeypatch, tmp_path, hub_clock):
                 "admin": create_key(session, "admin", "acme", "t")}
     client = TestClient(create_app(), raise_server_exceptions=True)
     headers = {"Authorization": f"Bearer {keys['secretary']}"}
-    events = [{"call_id": c, "event": k, "at": at.astimezone(PARIS).isoformat()}
-              for c, evs in CALLS.items() for k, at in evs]
-    rng = random.Random(14)
-    shuffled = events + rng.sample(events, 6)  # out of order, six sent twice
-    rng.shuffle(shuffled)
-    for start in range(0, len(shuffled), 4):
-        answer = client.post("/v1/tenants/acme/calls", json={"events": shuffled[start:start + 4]},
-                             headers=headers)
-        assert answer.status_code == 200, answer.text
-    message = {"caller": {"name": "Jeanne", "phone": "0612345678"}, "subject": "Rappel",
-               "taken_by": "Sophie", "taken_at": "2026-10-25T09:00:00+01:00"}
-    for call_type, call_id in (("message", "A"), ("message", "D"), ("message", "D"),
-                               ("demarchage", "F"), ("message", "nope"), ("message", None)):
-        body = {**message, "call_type": call_type, **({"call_id": call_id} if call_id else {})}
-        answer = client.post("/v1/tenants/acme/messages", json=body, headers=headers)
-        assert answer.status_code == 202, answer.text
+    post_acme_data(client, headers)
     client.headers.update({"Authorization": f"Bearer {keys['admin']}"})
     return client
 
