@@ -12,10 +12,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from sync.settings import get_settings
-from sync.store.db import get_engine
+from sync.store.db import get_engine, is_outage
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
@@ -57,8 +57,8 @@ def upgrade(url: str | None = None, *, wait_seconds: float = 0.0) -> None:
             with _migration_lock(url):
                 command.upgrade(alembic_config(url), "head")
             return
-        except OperationalError as exc:
-            if time.monotonic() >= deadline:
+        except DBAPIError as exc:  # the API's own outage test: not a bad password
+            if not is_outage(exc) or time.monotonic() >= deadline:
                 raise
             # the type only: the message may quote SQL parameters
             log.warning("database unavailable while migrating (%s); retrying", type(exc).__name__)
