@@ -226,8 +226,10 @@ class NotificationReceiver:
                 body = self.rfile.read(length) if length else b""
                 split = urlsplit(self.path)
                 query = dict(parse_qsl(split.query, keep_blank_values=True))
-                item = Received("POST", split.path, query,
-                                {k.lower(): v for k, v in self.headers.items()}, body)
+                # recorded before answering: the sender may act on the answer
+                # (Graph's 201 after the handshake) before this thread runs on
+                receiver._record(Received("POST", split.path, query,
+                                          {k.lower(): v for k, v in self.headers.items()}, body))
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 if "validationToken" in query:
@@ -242,7 +244,6 @@ class NotificationReceiver:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                receiver._record(item)
 
             def log_message(self, *_args: Any) -> None:
                 pass
