@@ -4,6 +4,7 @@ reordered row; concurrent appends on PostgreSQL never fork the chain."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,7 @@ from relais.cli import app as cli_app
 from sync.privacy import audit
 from sync.signed_links import message_link
 from sync.store.db import get_engine, session_scope
+from sync.store.models import Appointment
 from sync.store.privacy_models import AccessLogEntry, AccessLogHead
 
 CALL = {
@@ -83,6 +85,49 @@ def test_reads_and_link_openings_are_logged_and_listed_for_the_admin(api):
     assert refused.status_code == 403
     assert _verify()[0].ok and _verify()[0].entries == 2
 
+
+
+def test_api_lists_and_appointment_reads_are_logged_once_per_view(api):
+    """A list costs one entry naming the ids it showed (never their content); an empty
+    page none; a person's export finds the entries that showed their records."""
+    sec = auth(api.keys["secretary"])
+    first = api.post("/v1/tenants/acme/messages", json=CALL, headers=sec).json()["id"]
+    other = {**CALL, "caller": {"name": "Paul Roux", "phone": "06 98 76 54 32"},
+             "taken_at": "2026-11-27T10:20:00+01:00"}
+    second = api.post("/v1/tenants/acme/messages", json=other, headers=sec).json()["id"]
+    with session_scope() as session:
+        start = datetime(2026, 11, 30, 9, tzinfo=UTC)
+        booked = Appointment(tenant_id="acme", staff_id="x", appointment_type="rdv",
+                             start=start, end=start + timedelta(hours=1), status="confirmed",
+                             caller={"name": "Jeanne Dupont", "phone": "+33612345678"},
+                             subject="RDV", notes="", booked_by="Sophie")
+        session.add(booked)
+        session.flush()
+        appointment = booked.id
+    listed = api.get("/v1/tenants/acme/messages", headers=sec)
+    assert [m["id"] for m in listed.json()["messages"]] == [second, first]
+    assert api.get("/v1/tenants/acme/messages?caller=0600000000",
+                   headers=sec).json()["messages"] == []
+    assert len(api.get("/v1/tenants/acme/appointments", headers=sec).json()["appointments"]) == 1
+    assert api.get(f"/v1/tenants/acme/appointments/{appointment}",
+                   headers=sec).status_code == 200
+    with session_scope(readonly=True) as session:
+        entries = [(e.subject_type, e.subject_id, e.detail)
+                   for e in audit.listing(session, "acme")]
+    assert entries == [  # newest first; the empty page appended nothing
+        ("appointment", appointment, {"via": "api", "page": "appointment",
+                                      "appointments": [appointment]}),
+        ("appointment", appointment, {"via": "api", "page": "appointments",
+                                      "appointments": [appointment]}),
+        ("api", "messages", {"via": "api", "page": "messages", "messages": [second, first]}),
+    ]
+    assert _verify()[0].ok and _verify()[0].entries == 3
+    exported = CliRunner().invoke(cli_app, ["privacy", "export", "--tenant", "acme",
+                                            "--phone", "+33 6 98 76 54 32"])
+    assert exported.exit_code == 0, exported.output
+    doc = json.loads(exported.output)
+    assert [(e["subject_type"], e["subject_id"]) for e in doc["access_log"]] == [
+        ("api", "messages")]
 
 A = "tenant_id = 'acme'"
 SWAP = [f"UPDATE access_log SET seq = -1 WHERE {A} AND seq = 2",  # through a free seq:

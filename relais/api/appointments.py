@@ -37,6 +37,7 @@ from sync.conflicts import conflicts_of
 from sync.domain import Caller as CallerRecord
 from sync.domain import Instant, Record, as_utc_iso
 from sync.lists import BadFilter, list_appointments
+from sync.privacy import audit
 from sync.store.db import session_scope
 from sync.store.models import Appointment, Connection, Delivery, Tenant
 from sync.tenants import parsed_config
@@ -195,8 +196,13 @@ def get_appointments(
             page = list_appointments(session, tenant_id, filters, limit=limit, cursor=cursor)
         except BadFilter as exc:
             raise bad_filter(exc) from None
-        return page_body("appointments", page,
+        body = page_body("appointments", page,
                          [appointment_view(config, row) for row in page.items])
+        shown = [row.id for row in page.items]
+    with session_scope() as writer:  # the read is on the record before any content leaves
+        audit.record_reads(writer, tenant_id, actor=who.label, via="api", page="appointments",
+                           appointments=shown)
+    return body
 
 
 def _visible(tenant_id: str, who: Any) -> None:
@@ -214,6 +220,9 @@ def get_appointment(tenant_id: str, appointment_id: str, who: Caller) -> dict[st
     answer = _answer(tenant_id, Outcome(row, created=False))
     with session_scope(readonly=True) as session:  # two-way sync conflicts resolved on it
         answer["conflicts"] = conflicts_of(session, tenant_id, appointment_id)
+    with session_scope() as writer:  # the read is on the record before any content leaves
+        audit.record_reads(writer, tenant_id, actor=who.label, via="api", page="appointment",
+                           appointments=[appointment_id])
     return answer
 
 

@@ -141,6 +141,9 @@ def get_messages(
         page = list_messages(session, tenant_id, filters, limit=limit, cursor=cursor)
     except BadFilter as exc:
         raise bad_filter(exc) from None
+    with session_scope() as writer:  # the read is on the record before any content leaves
+        audit.record_reads(writer, tenant_id, actor=who.label, via="api", page="messages",
+                           messages=[m.id for m in page.items])
     return page_body("messages", page, [
         {"id": m.id, "status": m.status, **message_fields(m),
          "received_at": as_utc_iso(m.created_at)} for m in page.items])

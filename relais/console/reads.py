@@ -7,9 +7,9 @@ content leaves, as ``GET /v1/tenants/{t}/messages/{id}`` does.
 
 Invariants:
 
-- The entry goes through :func:`sync.privacy.audit.append`, the engine function of
-  the API and the signed links: the same per-tenant hash chain, append-only, checked
-  by ``relais audit verify``.
+- The entry goes through :func:`sync.privacy.audit.record_reads`, as the API's lists
+  do (its single reads and the signed links use ``audit.append``): the same per-tenant
+  hash chain, append-only, checked by ``relais audit verify``.
 - One entry per page view, whatever the number of rows shown (a list costs one
   append, not one per message); the ids shown are in its detail (``messages``,
   ``appointments``), never their content. A single message shown is the entry's
@@ -41,15 +41,6 @@ def record_reads(viewer: Viewer, tenant_id: str, page: str, messages: Sequence[s
     shown (nothing when none is)."""
     if not messages and not appointments:
         return
-    detail: dict[str, object] = {"via": "console", "page": page}
-    if messages:
-        detail["messages"] = list(messages)
-    if appointments:
-        detail["appointments"] = list(appointments)
-    if len(messages) == 1 and not appointments:
-        subject_type, subject_id = "message", messages[0]
-    else:
-        subject_type, subject_id = "console", page
     with session_scope() as writer:
-        audit.append(writer, tenant_id, actor=actor_of(viewer), action="message.read",
-                     subject_type=subject_type, subject_id=subject_id, detail=detail)
+        audit.record_reads(writer, tenant_id, actor=actor_of(viewer), via="console",
+                           page=page, messages=messages, appointments=appointments)

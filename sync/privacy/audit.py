@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -91,6 +91,29 @@ def append(session: Session, tenant_id: str, *, actor: str, action: str, subject
     head.seq, head.hash = seq, digest
     session.flush()
     return entry
+
+
+def record_reads(session: Session, tenant_id: str, *, actor: str, via: str, page: str,
+                 messages: Sequence[str] = (), appointments: Sequence[str] = ()) -> None:
+    """One ``message.read`` entry for a view showing these messages and appointments
+    (nothing when it shows none): one append per view, however many rows, naming their
+    ids in ``detail``, never their content. A single message or appointment shown is the
+    entry's subject (``message <id>`` / ``appointment <id>``, so a person's export finds
+    it); a list is ``<via> <page>``."""
+    if not messages and not appointments:
+        return
+    detail: dict[str, Any] = {"via": via, "page": page}
+    if messages:
+        detail["messages"] = list(messages)
+    if appointments:
+        detail["appointments"] = list(appointments)
+    if len(messages) + len(appointments) == 1:
+        subject_type, subject_id = ("message", messages[0]) if messages else (
+            "appointment", appointments[0])
+    else:
+        subject_type, subject_id = via, page
+    append(session, tenant_id, actor=actor, action="message.read",
+           subject_type=subject_type, subject_id=subject_id, detail=detail)
 
 
 @dataclass(frozen=True)

@@ -193,9 +193,16 @@ def find(session: Session, tenant_id: str, person: Person, region: str | None) -
         .order_by(AuditEvent.id)))
     found.conflicts = list(session.scalars(select(SyncConflict).where(
         SyncConflict.tenant_id == tenant_id, _in(SyncConflict.appointment_id, apt_ids))))
-    found.access = list(session.scalars(select(AccessLogEntry).where(
-        AccessLogEntry.tenant_id == tenant_id, _in(AccessLogEntry.subject_id, msg_ids))
-        .order_by(AccessLogEntry.seq)))
+    shown = set(msg_ids + apt_ids)
+    # A single read names its message or appointment as subject; a list (console page,
+    # API list) names what it showed in its detail: read through once, exports are rare.
+    found.access = [e for e in session.scalars(select(AccessLogEntry).where(
+        AccessLogEntry.tenant_id == tenant_id,
+        _in(AccessLogEntry.subject_id, msg_ids + apt_ids)
+        | AccessLogEntry.subject_type.in_(("console", "api")))
+        .order_by(AccessLogEntry.seq))
+        if e.subject_id in shown or shown.intersection(
+            [*(e.detail or {}).get("messages", []), *(e.detail or {}).get("appointments", [])])]
     found.connections = {c.id: c for c in session.scalars(
         select(Connection).where(Connection.tenant_id == tenant_id))}
     return found
