@@ -149,6 +149,10 @@ class Runtime:
     # records them at once: a worker killed mid-batch then re-sends only what
     # was in flight, not the whole batch. Optional for connectors.
     report: Callable[[Sequence[DeliveryResult]], None] = _no_report
+    # May a tenant-given URL reach loopback/private addresses (the operator's
+    # RELAIS_ALLOW_PRIVATE_URLS)? If not, the webhook checks each connect
+    # (connectors.netguard): its URL was checked when applied, DNS may change since.
+    internal_urls: bool = False
 
     def pacer_named(self, name: str) -> Pacer:
         return self.pacers.get(name) or _NoPacing()

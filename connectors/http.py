@@ -14,6 +14,7 @@ import certifi
 import httpx
 
 from connectors.base import AuthExpired, DeliveryError, RateLimited, Rejected, TransientError
+from connectors.netguard import guarded_transport
 
 _REASON_LIMIT = 300
 
@@ -134,7 +135,12 @@ def shared_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def make_client(timeout: float, headers: dict[str, str] | None = None) -> httpx.Client:
+def make_client(timeout: float, headers: dict[str, str] | None = None, *,
+                guarded: bool = False) -> httpx.Client:
+    """A client on the shared TLS context; ``guarded``: its direct connections refuse
+    internal addresses (``connectors.netguard``), for URLs a tenant chose."""
+    context = shared_ssl_context()
     return httpx.Client(
-        timeout=httpx.Timeout(timeout), headers=headers or {}, verify=shared_ssl_context()
+        timeout=httpx.Timeout(timeout), headers=headers or {}, verify=context,
+        transport=guarded_transport(context) if guarded else None,
     )

@@ -23,11 +23,13 @@ from connectors.base import (
     ConnectionInfo,
     DeliveryRequest,
     DeliveryResult,
+    Rejected,
     Runtime,
     deliver_concurrently,
     deliver_each,
 )
 from connectors.http import error_for_exception, error_for_status, make_client
+from connectors.netguard import InternalAddress
 
 USER_AGENT = "Relais-Webhook/1"
 # Requests of one batch in flight at once: a receiver answering in 100 ms gets
@@ -65,8 +67,10 @@ class WebhookConnector:
         # a batch goes one request at a time, in claim order.
         self.ordered = bool(info.settings.get("ordered", False))
         self.concurrency = int(info.settings.get("concurrency", DEFAULT_CONCURRENCY))
-        self.client = make_client(timeout, headers)  # httpx pools up to 100 connections
-        self.report = (runtime or Runtime()).report
+        runtime = runtime or Runtime()
+        # httpx pools up to 100 connections; each connect re-checks the address.
+        self.client = make_client(timeout, headers, guarded=not runtime.internal_urls)
+        self.report = runtime.report
 
     def deliver(self, batch: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
         """One POST per request: up to ``concurrency`` at once, or one at a time
@@ -92,6 +96,10 @@ class WebhookConnector:
             response = self._post(body, headers)
         except httpx.HTTPError as exc:
             return DeliveryResult(request.delivery_id, error=error_for_exception(exc, what))
+        except InternalAddress as exc:  # nothing was sent; replay once the URL is fixed
+            return DeliveryResult(request.delivery_id, error=Rejected(
+                f"{what} points inside the network: {exc} (an operator may allow "
+                "internal addresses with RELAIS_ALLOW_PRIVATE_URLS=1)"))
         if response.is_success:
             return DeliveryResult(request.delivery_id, external_id=_receipt(response))
         return DeliveryResult(request.delivery_id, error=error_for_status(response, what))

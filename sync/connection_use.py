@@ -56,6 +56,7 @@ from connectors.base import (
 )
 from connectors.base import Pacer as PacerProtocol
 from sync import clock
+from sync.settings import get_settings
 from sync.store.db import session_scope
 from sync.store.models import Connection, Tenant, utcnow
 
@@ -207,7 +208,8 @@ def runtime_for(
     """Step 4: what the engine lends the client: pacers, clock, and for deliveries
     the link store and the result reporter."""
     kind = limits_class(part, info.provider)
-    runtime = Runtime(pacer=pacer_for(kind, info), pacers=extra_pacers(kind, info), now=clock.now)
+    runtime = Runtime(pacer=pacer_for(kind, info), pacers=extra_pacers(kind, info), now=clock.now,
+                      internal_urls=get_settings().allow_private_urls)
     if links is not None:
         runtime.links = links
     if report is not None:

@@ -13,7 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from connectors.base import ConnectionInfo, DeliveryRequest
+from connectors.base import ConnectionInfo, DeliveryRequest, Runtime
 from connectors.webhook import WebhookConnector, sign
 
 SECRET = "whsec_5WbX2kq9"
@@ -62,7 +62,7 @@ def test_a_delivered_request_carries_the_documented_signature() -> None:
             settings={"url": f"http://127.0.0.1:{server.server_port}/hook"},
             credentials={"signing_secret": SECRET},
         )  # fmt: skip
-        connector = WebhookConnector(info)
+        connector = WebhookConnector(info, Runtime(internal_urls=True))  # a local server
         try:
             [result] = connector.deliver([DeliveryRequest(
                 "dlv_1", "idem-1", "message.created", {"event": "message.created", "n": "é"})])
