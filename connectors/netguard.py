@@ -29,7 +29,7 @@ import httpcore
 import httpx
 
 RESOLVE_SECONDS = 2.0
-_resolver = ThreadPoolExecutor(max_workers=2, thread_name_prefix="netguard")
+_resolver = ThreadPoolExecutor(max_workers=8, thread_name_prefix="netguard")  # a burst of connects
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 _KINDS = ("loopback", "link_local", "private", "multicast", "reserved", "unspecified")
 
