@@ -1364,7 +1364,8 @@ def privacy_reseal(
     as_json: JsonOption = False,
 ) -> None:
     """Seal (encrypt at rest) the tenant's rows written in clear before it or its call
-    types became sensitive: messages, appointments, contact directory, sync conflicts.
+    types became sensitive: messages, appointments, contact directory, sync conflicts,
+    caller links (a phone or email kept as its keyed hash).
     In batches, each committed; safe to interrupt and run again."""
     from sync.privacy.reseal import reseal
 

@@ -59,6 +59,7 @@ from connectors.catalog import with_part
 from connectors.crm import CrmContact, CrmDeletion
 from sync import pull_runner
 from sync.connection_use import ClientPool, Part
+from sync.links import caller_candidates, stored_caller_id
 from sync.pull_runner import Page, Progress, PullContext, PullOutcome, Save
 from sync.store.crypto import lookup_tokens
 from sync.store.db import session_scope
@@ -247,19 +248,21 @@ def _link_callers(session: Session, target: _Target, contacts: list[dict[str, An
             wanted.setdefault((key, row["crm_object"]), row["crm_id"])
     if not wanted:
         return
+    # a sensitive tenant's links are stored by keyed hash (sync.links), found in any form
+    forms = {key: caller_candidates(key) for key, _ in wanted}
     have = set(session.execute(
         select(ExternalLink.local_id, ExternalLink.remote_type).where(
             ExternalLink.connection_id == target.connection_id,
             ExternalLink.local_type == "caller",
-            ExternalLink.local_id.in_({key for key, _ in wanted}),
+            ExternalLink.local_id.in_({f for fs in forms.values() for f in fs}),
         )
     ).all())  # fmt: skip
     rows = [
         {"tenant_id": target.tenant_id, "connection_id": target.connection_id,
-         "local_type": "caller", "local_id": key[:200], "remote_type": remote_type,
-         "remote_id": crm_id}
+         "local_type": "caller", "local_id": stored_caller_id(key, target.sealed)[:200],
+         "remote_type": remote_type, "remote_id": crm_id}
         for (key, remote_type), crm_id in wanted.items()
-        if (key, remote_type) not in have
+        if not any((form, remote_type) in have for form in forms[key])
     ]  # fmt: skip
     if rows:
         session.execute(insert(ExternalLink), rows)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from channels_helpers import CALLER, SECRET_BODY, accept, setup_vet
 from conftest import FIXTURES, make_env
+from crm_helpers import drain
 from fastapi.testclient import TestClient
 from test_privacy_subject import dump_text
 from typer.testing import CliRunner
@@ -42,7 +43,7 @@ from sync.privacy.subject import Person, erase, find
 from sync.settings import reset_settings
 from sync.store.conflict_models import SyncConflict
 from sync.store.db import get_engine, session_scope
-from sync.store.models import Appointment, Connection, Message
+from sync.store.models import Appointment, Connection, ExternalLink, Message
 from sync.tenants import apply_config, get_tenant, parsed_config
 
 READABLE = [SECRET_BODY, "Jeanne", "Dupont", "612345678", "j.dupont@exemple.fr", "Rappel urgent"]
@@ -185,14 +186,50 @@ def check_lookups() -> None:
         assert is_known_caller(session, "crmco", "+33600000000") is False
 
 
+def caller_link_ids() -> list[str]:
+    with session_scope(readonly=True) as session:
+        return list(session.scalars(sa.select(ExternalLink.local_id).where(
+            ExternalLink.tenant_id == "crmco", ExternalLink.local_type == "caller")))
+
+
+def test_a_sensitive_tenants_caller_links_keep_no_phone_and_still_link(
+        pg_url, monkeypatch, tmp_path, hubspot_emulator):  # noqa: F811
+    """The CRM connector links a caller (``tel:+33…``) to the contact it made; for a
+    sensitive tenant the link is stored by keyed hash and still found: a second call
+    from the same person, before HubSpot's search sees the new contact (its search
+    index lags), lands on the same contact."""
+    make_env(monkeypatch, tmp_path, pg_url, None)
+    conn = crm_tenant(monkeypatch, hubspot_emulator, sensitive=True)
+    hubspot_emulator.configure(search_index_delay_seconds=60)
+    for n in range(2):
+        with session_scope() as session:
+            config = parsed_config(get_tenant(session, "crmco"))
+            msg = CallMessage.model_validate(
+                {"call_type": "message", "subject": "Rappel", "body": SECRET_BODY,
+                 "caller": {"name": "Octave Villebrun", "phone": "06 11 22 33 44"},
+                 "taken_by": "Sophie", "taken_at": "2026-11-25T10:15:00+01:00"},
+                context={"region": "FR"})
+            accept_message(session, "crmco", config, msg, f"link-{n}")
+        assert drain(conn, "crmco") == {"delivered": n + 1}
+        if n == 0:
+            searches = hubspot_emulator.knobs.calls("POST", "/crm/v3/objects/contacts/search")
+            assert searches >= 1  # a new caller is looked for in the CRM first
+    # the second call's caller was found by the hashed link: no search
+    assert hubspot_emulator.knobs.calls("POST", "/crm/v3/objects/contacts/search") == searches
+    assert len(hubspot_emulator.objects("contacts")) == 1
+    [link] = caller_link_ids()
+    assert link.startswith("kh:") and "611223344" not in tables_text(("external_links",))
+
+
 def test_sensitive_directory_and_conflicts_hold_no_readable_contact(
         pg_url, monkeypatch, tmp_path, hubspot_emulator):  # noqa: F811
     env = make_env(monkeypatch, tmp_path, pg_url, None)
     conn = crm_tenant(monkeypatch, hubspot_emulator, sensitive=True)
     seed_and_pull(hubspot_emulator, conn)
     apt_id = add_conflict(sealed=True)
-    dump = tables_text((*DIRECTORY, "sync_conflicts"))
+    dump = tables_text((*DIRECTORY, "sync_conflicts", "external_links"))
     assert [w for w in CONTACT_READABLE + ["Bernardin", "798765432"] if w in dump] == []
+    assert caller_link_ids() and all(i.startswith("kh:") for i in caller_link_ids())
     assert dump.count("sealed1:") >= 6  # name, company, emails, phones ×2, two conflict values
     check_lookups()
     with session_scope(readonly=True) as session:
@@ -210,6 +247,7 @@ def test_sensitive_directory_and_conflicts_hold_no_readable_contact(
         assert [c.name for c in found.contacts] == ["Albertine Quatrefages"]
         by_phone = find(session, "crmco", Person.parse("06 45 67 89 12", None, "FR"), "FR")
         assert [c.crm_id for c in by_phone.contacts] == [found.contacts[0].crm_id]
+        assert {link.remote_id for link in by_phone.links} == {found.contacts[0].crm_id}
         erase(session, found, "crmco", actor="test")
     with session_scope(readonly=True) as session:
         assert lookup_phone(session, "crmco", parse_phone_query("0645678912", "FR")) == []
@@ -230,8 +268,9 @@ def test_reseal_seals_what_was_written_before_the_tenant_became_sensitive(
                  "taken_by": "Sophie", "taken_at": "2026-11-25T10:15:00+01:00"},
                 context={"region": "FR"})
             accept_message(session, "crmco", config, msg, f"reseal-{n}")
-    tables = ("messages", "appointments", *DIRECTORY, "sync_conflicts")
+    tables = ("messages", "appointments", *DIRECTORY, "sync_conflicts", "external_links")
     assert "Quatrefages" in tables_text(tables)  # not sensitive: plain
+    assert "tel:+33645678912" in caller_link_ids()
     crm_tenant(monkeypatch, hubspot_emulator, sensitive=True)  # a new config version
     assert "Quatrefages" in tables_text(tables)  # the old rows are not sealed by that
     runner = CliRunner()
@@ -242,7 +281,7 @@ def test_reseal_seals_what_was_written_before_the_tenant_became_sensitive(
     assert done.exit_code == 0, done.output
     assert "crmco: messages sealed 2" in done.output  # progress, batch by batch
     assert ("crmco: sealed messages 3, appointments 1, directory_contacts 2, "
-            "sync_conflicts 1") in done.output
+            "sync_conflicts 1, caller_links 3") in done.output  # 2 phones and an email
     dump = tables_text(tables)
     assert [w for w in [*CONTACT_READABLE, SECRET_BODY, "Bernardin", "798765432"]
             if w in dump] == []
@@ -257,4 +296,5 @@ def test_reseal_seals_what_was_written_before_the_tenant_became_sensitive(
             (True, SECRET_BODY, "Albertine Quatrefages")}
         found = find(session, "crmco", Person.parse("06 45 67 89 12", None, "FR"), "FR")
         assert len(found.messages) == 3 and len(found.contacts) == 1
+        assert len(found.links) == 1 and found.links[0].local_id.startswith("kh:")
         assert found.conflicts[0].calendar_value == "Rappel Albertine"

@@ -4,7 +4,9 @@ sensitive later (or a call type), or rows older than sealing itself.
 What is sealed is what a new row would be sealed as today: messages of the
 tenant's sensitive call types (``config.is_sensitive``), and, for a sensitive
 tenant, its appointments and contact directory; sync conflicts of sealed
-appointments. Rows are sealed by the models' own write events (setting ``sealed``
+appointments; and a sensitive tenant's caller links (``external_links``), whose local
+id is a phone or email, rewritten as its keyed hash (``sync.links``). Rows are
+sealed by the models' own write events (setting ``sealed``
 makes the next flush encrypt them: ``sync.store.models``, ``sync.store.directory``,
 ``sync.store.conflict_models``), so there is one sealing code path.
 
@@ -29,13 +31,14 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from sync.contacts import phone_rows
+from sync.links import CALLER, HASHED, caller_link_ids
 from sync.store.conflict_models import SyncConflict
 from sync.store.db import session_scope
 from sync.store.directory import DirectoryContact, DirectoryPhone
-from sync.store.models import Appointment, Message
+from sync.store.models import Appointment, ExternalLink, Message
 from sync.tenants import get_tenant, parsed_config
 
-KINDS = ("messages", "appointments", "directory_contacts", "sync_conflicts")
+KINDS = ("messages", "appointments", "directory_contacts", "sync_conflicts", "caller_links")
 Progress = Callable[[str, int], None]  # (kind, rows sealed so far of that kind)
 
 
@@ -79,6 +82,8 @@ def _batch(session: Session, kind: str, tenant_id: str, messages: Any, size: int
                                                               True)]
             if phones:
                 session.execute(insert(DirectoryPhone), phones)
+    elif kind == "caller_links":
+        return _hash_caller_links(session, tenant_id, size)
     else:
         sealed_apts = select(Appointment.id).where(Appointment.tenant_id == tenant_id,
                                                    Appointment.sealed.is_(True))
@@ -89,6 +94,27 @@ def _batch(session: Session, kind: str, tenant_id: str, messages: Any, size: int
             .order_by(SyncConflict.id).limit(size).with_for_update()))
     for row in rows:
         row.sealed = True  # the model's before_update event encrypts the row
+    session.flush()
+    return len(rows)
+
+
+def _hash_caller_links(session: Session, tenant_id: str, size: int) -> int:
+    """Rewrite up to ``size`` caller links kept in clear as their keyed hash; a link
+    already stored hashed for the same record makes the plain one redundant: deleted."""
+    rows = list(session.scalars(
+        select(ExternalLink).where(ExternalLink.tenant_id == tenant_id,
+                                   ExternalLink.local_type == CALLER,
+                                   ExternalLink.local_id.not_like(HASHED + "%"))
+        .order_by(ExternalLink.id).limit(size).with_for_update()))
+    for row in rows:
+        hashed = caller_link_ids(row.local_id)
+        twin = session.scalar(select(ExternalLink.id).where(
+            ExternalLink.connection_id == row.connection_id, ExternalLink.local_type == CALLER,
+            ExternalLink.remote_type == row.remote_type, ExternalLink.local_id.in_(hashed)))
+        if twin is None:
+            row.local_id = hashed[0]
+        else:
+            session.delete(row)
     session.flush()
     return len(rows)
 

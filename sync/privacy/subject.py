@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from sync.contacts import normalize_phone
 from sync.domain import as_utc_iso
+from sync.links import caller_candidates
 from sync.privacy import audit
 from sync.settings import get_settings
 from sync.store.conflict_models import SyncConflict
@@ -181,9 +182,11 @@ def find(session: Session, tenant_id: str, person: Person, region: str | None) -
         .order_by(Delivery.created_at, Delivery.id)))
     dlv_ids = [d.id for d in found.deliveries]
     local = msg_ids + apt_ids + dlv_ids + sorted(contact_ids)
-    # The CRM connectors link a caller by key ("tel:+33…", "mail:…") to its record.
-    keys = [k for k in (f"tel:{person.phone}" if person.phone else None,
-                        f"mail:{person.email}" if person.email else None) if k]
+    # The CRM connectors link a caller by key ("tel:+33…", "mail:…") to its record; a
+    # sensitive tenant's key is stored as its keyed hash (sync.links): any form matches.
+    keys = [form for k in (f"tel:{person.phone}" if person.phone else None,
+                           f"mail:{person.email}" if person.email else None) if k
+            for form in caller_candidates(k)]
     found.links = list(session.scalars(select(ExternalLink).where(
         ExternalLink.tenant_id == tenant_id,
         _in(ExternalLink.local_id, local)
