@@ -65,6 +65,32 @@ def test_rules_tester_explains_and_names_a_wrong_call_type(tenant):
     assert bad_time.status_code == 422
 
 
+def test_rules_tester_speaks_the_users_language(tenant):
+    """The outcome, the deliveries and each condition in French (English on request);
+    the engine's own English text only under the technical detail."""
+    text = (FIXTURES / "console_admin.yaml").read_text().replace(
+        "  mode: first\n", "  mode: first\n  rules:\n    - name: urgences-morel\n"
+        "      when: {urgency: [urgent], staff: [morel]}\n"
+        "      then:\n        - connection: hubspot\n", 1)
+    with session_scope() as session:
+        apply_config(session, text, "a.yaml", actor="test")
+    admin, _ = client_of("it@a.test")
+    urgent = admin.get(f"/t/{T}/rules", params={"call_type": "message", "urgency": "urgent",
+                                                "staff": "morel", "at": "2026-12-02T10:00"})
+    shown = urgent.text.split('id="explain"')[1].split("</div>")[0]
+    assert "1 transmission(s), par urgences-morel" in shown and "hubspot (hubspot)" in shown
+    trace = urgent.text.split('id="trace"')[1].split("</table>")[0]
+    assert "✓</span> urgence : [urgent]" in trace and "✓</span> demandé pour : [morel]" in trace
+    assert "non évaluée : une règle s&#39;applique déjà" in trace  # the default, mode first
+    assert "delivery(ies)" not in shown and "delivery(ies)" in urgent.text  # English: detail
+    normal = admin.get(f"/t/{T}/rules", params={"call_type": "message", "urgency": "normal"})
+    trace = normal.text.split('id="trace"')[1].split("</table>")[0]
+    assert "✗</span> urgence : [urgent]" in trace
+    assert "par la règle par défaut" in normal.text.split('id="explain"')[1]
+    admin.get("/lang/en")
+    english = admin.get(f"/t/{T}/rules", params={"call_type": "message", "urgency": "normal"})
+    assert "by the default rule" in english.text and "✗</span> urgency : [urgent]" in english.text
+
 def test_config_checks_crlf_text_and_refuses_without_csrf(tenant):
     admin, csrf = client_of("it@a.test")
     with session_scope(readonly=True) as session:

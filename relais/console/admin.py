@@ -510,11 +510,20 @@ async def rules_tester(request: Request, tenant_id: str) -> HTMLResponse:
         except PlanError as exc:
             context["error"] = _plan_problem(str(exc))
             return context
-        context.update(plan=plan, text=explain_text(plan))
+        context.update(plan=plan, text=explain_text(plan), conditions=CONDITION_LABELS,
+                       chosen=[t.rule for t in plan.trace if t.matched])
         return context
 
     context = await run_in_threadpool(run)
     return render(request, "admin_rules.html", context, 422 if context["error"] else 200, viewer)
+
+
+# The rule conditions (``mappings.schema.When``) as the tester names them.
+CONDITION_LABELS = {
+    "call_types": _("type d'appel"), "urgency": _("urgence"), "window": _("plage horaire"),
+    "holiday": _("jour férié ou fermeture"), "known_contact": _("appelant connu du CRM"),
+    "staff": _("demandé pour"), "intake": _("réponses du formulaire"),
+}
 
 
 def _plan_problem(message: str) -> str:
