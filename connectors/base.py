@@ -52,6 +52,13 @@ class Rejected(DeliveryError):
     kind = "rejected"
 
 
+class Held(DeliveryError):
+    """Not sent: an earlier request of an ordered batch failed, and order is kept by
+    sending nothing after it (the engine gives it back, no attempt spent)."""
+
+    kind = "held"
+
+
 class CursorExpired(Exception):
     """The provider can no longer answer from an incremental cursor (Google 410
     ``fullSyncRequired``, Graph 410 ``syncStateNotFound``, Salesforce's 15-day deleted
@@ -177,22 +184,28 @@ def deliver_each(
     batch: Sequence[DeliveryRequest],
     one: Callable[[DeliveryRequest], DeliveryResult],
     report: Callable[[Sequence[DeliveryResult]], None] = _no_report,
+    ordered: bool = False,
 ) -> list[DeliveryResult]:
     """Deliver one request at a time; after a rate limit, send nothing more.
 
     The rest of the batch gets the same ``RateLimited`` so the engine pauses the
-    connection instead of hammering a provider that already said stop. Each
-    result is passed to ``report`` as soon as it lands.
+    connection instead of hammering a provider that already said stop. With
+    ``ordered``, any failure stops the batch too: the rest is ``Held`` (nothing after
+    a failed request may arrive before it). Each result is passed to ``report`` as
+    soon as it lands.
     """
     results: list[DeliveryResult] = []
     for position, request in enumerate(batch):
         result = one(request)
         results.append(result)
         report([result])
+        rest = batch[position + 1 :]
         if isinstance(result.error, RateLimited):
-            results.extend(
-                DeliveryResult(r.delivery_id, error=result.error) for r in batch[position + 1 :]
-            )
+            results.extend(DeliveryResult(r.delivery_id, error=result.error) for r in rest)
+            break
+        if ordered and result.error is not None and rest:
+            held = Held(f"held behind {request.delivery_id}, which failed: order is kept")
+            results.extend(DeliveryResult(r.delivery_id, error=held) for r in rest)
             break
     return results
 

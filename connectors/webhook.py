@@ -76,7 +76,7 @@ class WebhookConnector:
         """One POST per request: up to ``concurrency`` at once, or one at a time
         when ``ordered``. Results are reported to the engine as they land."""
         if self.ordered:
-            return deliver_each(batch, self._deliver_one, self.report)
+            return deliver_each(batch, self._deliver_one, self.report, ordered=True)
         return deliver_concurrently(batch, self._deliver_one, self.concurrency, self.report)
 
     def _deliver_one(self, request: DeliveryRequest) -> DeliveryResult:

@@ -10,6 +10,7 @@ is recognised by the destination.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -30,6 +31,7 @@ from connectors.base import (
     DeliveryError,
     DeliveryRequest,
     DeliveryResult,
+    Held,
     RateLimited,
     Rejected,
     TransientError,
@@ -128,19 +130,23 @@ def _batched_events(session: Session) -> Iterator[None]:
 def _claim(
     session: Session, connection: Connection, now: datetime, settings: Settings, limit: int
 ) -> list[Delivery]:
-    query = (
-        select(Delivery)
-        .where(
-            Delivery.connection_id == connection.id,
-            Delivery.status == "pending",
-            Delivery.next_attempt_at <= now,
-            Delivery.action != DIGEST_ITEM,  # sent within their digest's summary
-        )
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    claimed = list(session.scalars(query))
+    """Up to ``limit`` due deliveries of the connection (its row is locked by the
+    caller), marked in flight under a lease."""
+    if (connection.settings or {}).get("ordered"):
+        claimed = _ordered_head(session, connection, now, limit)
+    else:
+        claimed = list(session.scalars(
+            select(Delivery)
+            .where(
+                Delivery.connection_id == connection.id,
+                Delivery.status == "pending",
+                Delivery.next_attempt_at <= now,
+                Delivery.action != DIGEST_ITEM,  # sent within their digest's summary
+            )
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ))
     lease = now + timedelta(seconds=settings.delivery_lease_seconds)
     with _batched_events(session):
         for delivery in claimed:
@@ -149,6 +155,29 @@ def _claim(
             delivery.leased_until = lease
             _event(session, delivery, "delivery.attempt", attempt=delivery.attempts)
     return claimed
+
+
+def _ordered_head(
+    session: Session, connection: Connection, now: datetime, limit: int
+) -> list[Delivery]:
+    """An ordered connection (``ordered: true``) sends in the order the deliveries
+    were written, and nothing overtakes a delivery waiting for its retry: nothing
+    while one is in flight (another batch, or a worker whose lease has not expired
+    yet), else the oldest pending ones that are due, stopping at the first that is
+    not. A dead delivery no longer holds the line (replayed, it is first again)."""
+    busy = session.scalar(select(Delivery.id).where(
+        Delivery.connection_id == connection.id, Delivery.status == "in_flight").limit(1))
+    if busy is not None:
+        return []
+    line = session.scalars(
+        select(Delivery)
+        .where(Delivery.connection_id == connection.id, Delivery.status == "pending",
+               Delivery.action != DIGEST_ITEM)
+        .order_by(Delivery.created_at, Delivery.id)
+        .limit(limit)
+        .with_for_update()
+    )
+    return list(itertools.takewhile(lambda d: d.next_attempt_at <= now, line))
 
 
 def _requests(
@@ -709,6 +738,13 @@ def _fail(
         _event(session, delivery, "delivery.dead", reason=reason)
         outcome.dead += 1
         metrics.failed(info.provider, "dead")
+        return
+    if isinstance(error, Held):
+        # Never sent (an ordered batch stopped before it): pending again, no attempt
+        # spent, still due; the line waits for the delivery that failed before it.
+        delivery.attempts = max(0, delivery.attempts - 1)
+        delivery.status = "pending"
+        _event(session, delivery, "delivery.held", reason=reason)
         return
     if isinstance(error, RateLimited):
         # The provider's limit, not this record's fault: no attempt is spent.

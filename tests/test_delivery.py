@@ -259,3 +259,39 @@ def test_every_scheduled_retry_gets_a_wake_up(acme):
         session.get(Delivery, ids[0]).next_attempt_at = utcnow()
     outcome = process_connection(conn)
     assert outcome.delivered == 1 and 20 < outcome.run_again_in <= 25
+
+
+def test_an_ordered_webhook_lets_nothing_overtake_a_retry(acme, hub_clock):
+    """``ordered: true``: the first message fails (503); the two after it are not sent
+    (no attempt spent) and are not claimed while the first waits for its retry; then
+    all three land in the order taken. Without the line, the later two would land
+    first."""
+    from datetime import UTC, datetime
+
+    from sync.store.models import Connection
+
+    clock = hub_clock(datetime(2026, 11, 27, 9, 30, tzinfo=UTC))
+    with session_scope() as session:
+        hook = session.scalar(select(Connection).where(Connection.tenant_id == "acme"))
+        hook.settings = {**hook.settings, "ordered": True}
+    first, [d1], conn = accept()
+    clock.advance(timedelta(seconds=1))  # hub_clock: taken one after the other
+    _, [d2], _ = accept({**CALL, "subject": "Deuxième"})
+    clock.advance(timedelta(seconds=1))
+    _, [d3], _ = accept({**CALL, "subject": "Troisième"})
+    acme.fail_first = 1.0  # a 503 to the first request of each key
+    outcome = process_connection(conn)
+    acme.fail_first = 0.0
+    assert (outcome.claimed, outcome.retried, outcome.delivered) == (3, 1, 0)
+    assert (acme.failures_sent, len(acme.hits)) == (1, 1)  # only the first was sent
+    assert [(delivery(d).status, delivery(d).attempts) for d in (d1, d2, d3)] == [
+        ("pending", 1), ("pending", 0), ("pending", 0)]
+    assert history(d2) == ["delivery.attempt", "delivery.held"]
+    assert delivery(d2).next_attempt_at <= utcnow() < delivery(d1).next_attempt_at
+    assert process_connection(conn).claimed == 0  # d2 and d3 are due, but d1 is not
+    force_due(d1)
+    assert process_connection(conn).delivered == 3
+    order = [acme.first[k].payload["message"]["subject"] for k in acme.first]
+    assert order == ["Rappel devis", "Deuxième", "Troisième"]
+    assert [delivery(d).attempts for d in (d1, d2, d3)] == [2, 1, 1]
+    assert first == acme.first[delivery(d1).idempotency_key].payload["message"]["id"]
