@@ -186,6 +186,18 @@ def check_lookups() -> None:
         assert is_known_caller(session, "crmco", "+33600000000") is False
 
 
+def accept_crmco(name: str, phone: str, key: str) -> None:
+    """A message of crmco from this caller, with the secret body, taken once (``key``)."""
+    with session_scope() as session:
+        config = parsed_config(get_tenant(session, "crmco"))
+        msg = CallMessage.model_validate(
+            {"call_type": "message", "subject": "Rappel", "body": SECRET_BODY,
+             "caller": {"name": name, "phone": phone},
+             "taken_by": "Sophie", "taken_at": "2026-11-25T10:15:00+01:00"},
+            context={"region": "FR"})
+        accept_message(session, "crmco", config, msg, key)
+
+
 def caller_link_ids() -> list[str]:
     with session_scope(readonly=True) as session:
         return list(session.scalars(sa.select(ExternalLink.local_id).where(
@@ -202,14 +214,7 @@ def test_a_sensitive_tenants_caller_links_keep_no_phone_and_still_link(
     conn = crm_tenant(monkeypatch, hubspot_emulator, sensitive=True)
     hubspot_emulator.configure(search_index_delay_seconds=60)
     for n in range(2):
-        with session_scope() as session:
-            config = parsed_config(get_tenant(session, "crmco"))
-            msg = CallMessage.model_validate(
-                {"call_type": "message", "subject": "Rappel", "body": SECRET_BODY,
-                 "caller": {"name": "Octave Villebrun", "phone": "06 11 22 33 44"},
-                 "taken_by": "Sophie", "taken_at": "2026-11-25T10:15:00+01:00"},
-                context={"region": "FR"})
-            accept_message(session, "crmco", config, msg, f"link-{n}")
+        accept_crmco("Octave Villebrun", "06 11 22 33 44", f"link-{n}")
         assert drain(conn, "crmco") == {"delivered": n + 1}
         if n == 0:
             searches = hubspot_emulator.knobs.calls("POST", "/crm/v3/objects/contacts/search")
@@ -259,15 +264,8 @@ def test_reseal_seals_what_was_written_before_the_tenant_became_sensitive(
     conn = crm_tenant(monkeypatch, hubspot_emulator, sensitive=False)
     seed_and_pull(hubspot_emulator, conn)
     add_conflict(sealed=False)
-    with session_scope() as session:
-        config = parsed_config(get_tenant(session, "crmco"))
-        for n in range(3):
-            msg = CallMessage.model_validate(
-                {"call_type": "message", "subject": "Rappel", "body": SECRET_BODY,
-                 "caller": {"name": "Albertine Quatrefages", "phone": "06 45 67 89 12"},
-                 "taken_by": "Sophie", "taken_at": "2026-11-25T10:15:00+01:00"},
-                context={"region": "FR"})
-            accept_message(session, "crmco", config, msg, f"reseal-{n}")
+    for n in range(3):
+        accept_crmco("Albertine Quatrefages", "06 45 67 89 12", f"reseal-{n}")
     tables = ("messages", "appointments", *DIRECTORY, "sync_conflicts", "external_links")
     assert "Quatrefages" in tables_text(tables)  # not sensitive: plain
     assert "tel:+33645678912" in caller_link_ids()
